@@ -1,0 +1,93 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Settings shared by every Swift target: Swift 6 language mode with strict concurrency,
+// and the module hygiene that keeps C types and dependencies out of public signatures.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "atasker-lua",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ATasker", targets: ["ATasker"]),
+        .library(name: "ATaskerLua", targets: ["ATaskerLua"]),
+        .executable(name: "atasker-lua", targets: ["atasker-lua"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]
+        ),
+        .target(
+            name: "CLuaShim",
+            dependencies: ["CLua"],
+            cSettings: [.unsafeFlags(["-O2"])]
+        ),
+        .target(
+            name: "ATasker",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ATaskerLua",
+            dependencies: [
+                "ATasker",
+                "CLuaShim",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "atasker-lua",
+            dependencies: [
+                "ATasker",
+                "ATaskerLua",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "EmbedSwift",
+            dependencies: [
+                "ATasker",
+                "ATaskerLua",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/EmbedSwift",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ATaskerTests",
+            dependencies: ["ATasker"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ATaskerLuaTests",
+            dependencies: ["ATasker", "ATaskerLua", "CLuaShim"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

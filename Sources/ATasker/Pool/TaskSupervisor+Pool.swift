@@ -1,0 +1,132 @@
+import Logging
+
+extension TaskSupervisor {
+    /// The loop of one pool thread.
+    ///
+    /// One lock acquisition covers "count the finished task as done and take the next one", so a
+    /// thread with queued work goes from task to task without sleeping and without a wake-up per
+    /// task. The lock is never held while a task body, a handler or a waiter runs.
+    func poolThreadMain() {
+        let lock = self.state
+        var event = SupervisorStateMachine.ThreadEvent.spawned
+        lock.lock()
+        while true {
+            var effects = SupervisorStateMachine.Effects()
+            let step = lock.lockedValue.threadStep(event, effects: &effects)
+            switch step {
+            case .run(let entry):
+                lock.unlock()
+                if !effects.isEmpty {
+                    self.perform(effects)
+                }
+                self.execute(entry)
+                event = .finished(entry.task)
+                lock.lock()
+            case .wait(let timeout):
+                if !effects.isEmpty {
+                    // We are already counted as idle, and a submitter may have signalled us while the
+                    // lock was released: look again as if woken, so that no wake-up is lost.
+                    lock.unlock()
+                    self.perform(effects)
+                    lock.lock()
+                    event = .woke(timedOut: false)
+                    continue
+                }
+                if let timeout {
+                    let woke = lock.wait(until: Monotonic.now() + timeout)
+                    event = .woke(timedOut: !woke)
+                } else {
+                    lock.wait()
+                    event = .woke(timedOut: false)
+                }
+            case .exit:
+                lock.unlock()
+                self.perform(effects)
+                return
+            }
+        }
+    }
+
+    /// Runs one task's body and finishes the task (its handlers run here, on the pool thread).
+    @inline(__always)
+    private func execute(_ entry: TaskQueue.Entry) {
+        let task = entry.task
+        let started = Monotonic.now()
+        task.setTimeStarted(started)
+        self.checkStartLatency(task, startedAt: started)
+        let result: (any Sendable)?
+        let error: (any Error)?
+        do {
+            result = try entry.body(task)
+            error = nil
+        } catch let thrown {
+            result = nil
+            error = thrown
+        }
+        task.finish(status: error == nil ? .completed : .failed, result: result, error: error, at: Monotonic.now())
+    }
+
+    /// A delayed task's timer fired (on the timer thread).
+    func delayElapsed(_ entry: TaskQueue.Entry) {
+        var effects = SupervisorStateMachine.Effects()
+        let now = Monotonic.now()
+        self.state.withLock { $0.delayElapsed(entry, now: now, effects: &effects) }
+        self.perform(effects)
+    }
+
+    /// Performs the side effects of a state change, with the lock released.
+    func perform(_ effects: SupervisorStateMachine.Effects) {
+        for _ in 0..<effects.signals {
+            self.state.signal()
+        }
+        if effects.broadcast {
+            self.state.broadcast()
+        }
+        for number in effects.spawnNumbers {
+            let started = PoolThread.spawn(name: "atasker-pool-\(number)") { [self] in
+                self.poolThreadMain()
+            }
+            if !started {
+                self.logger.error("cannot create pool thread atasker-pool-\(number)")
+                var more = SupervisorStateMachine.Effects()
+                self.state.withLock { $0.spawnFailed(&more) }
+                self.perform(more)
+            }
+        }
+        for timer in effects.cancelTimers {
+            self.timers.cancel(timer)
+        }
+        for delay in effects.delayTimers {
+            let entry = delay.entry
+            self.timers.schedule(delay.id, at: delay.deadline) { [self] in
+                self.delayElapsed(entry)
+            }
+        }
+        if let (id, deadline) = effects.latencyTimer {
+            self.timers.schedule(id, at: deadline) { [self] in
+                self.latencyTimerFired(id)
+            }
+        }
+        if !effects.canceled.isEmpty {
+            let now = Monotonic.now()
+            for task in effects.canceled {
+                task.finish(status: .canceled, result: nil, error: TaskError(.canceled, "\(task) was canceled"), at: now)
+            }
+            var more = SupervisorStateMachine.Effects()
+            self.state.withLock { $0.canceledFinished(effects.canceled.count, effects: &more) }
+            self.perform(more)
+        }
+        for report in effects.reports {
+            self.report(report)
+        }
+        for waiter in effects.waiters {
+            waiter.signal()
+        }
+        for continuation in effects.continuations {
+            continuation.resume()
+        }
+        if effects.shutdownTimers {
+            self.timers.shutdown()
+        }
+    }
+}

@@ -1,0 +1,577 @@
+/// The state of a ``TaskSupervisor`` and its thread pool, and the events that change it.
+///
+/// Every `mutating` event only changes state and appends what must happen next to an ``Effects``
+/// value; the supervisor performs those effects (signal or spawn threads, schedule timers, finish
+/// cancelled tasks, call handlers, resume waiters) after releasing the lock.
+///
+/// Thread accounting, all under the lock:
+/// - `threads` counts live pool threads, including `spawning` ones that have not taken the lock yet;
+/// - `idleThreads` counts threads blocked on the condition variable;
+/// - `wakeupsPending` counts signals sent to idle threads that no thread has consumed yet, so that
+///   a burst of submissions wakes one idle thread per task and never signals a thread twice;
+/// - `running` counts tasks that have started and not yet been counted as done.
+///
+/// Admission is checked when a thread takes a task (``threadStep(_:effects:)``), against `running`,
+/// so the limits hold whatever the wake-ups do; ``dispatch(_:)`` only decides how many threads to
+/// wake or create.
+struct SupervisorStateMachine: Sendable {
+    enum Lifecycle: Sendable {
+        /// Created; tasks may be submitted and wait for ``start(_:)``.
+        case initial
+        /// Started.
+        case running
+        /// Stop requested; tasks left in the queue still run, new ones are refused.
+        case stopping
+        /// Stopped and drained: nothing is queued, delayed or running.
+        case stopped
+    }
+
+    /// What woke a pool thread's loop.
+    enum ThreadEvent {
+        /// The thread has just started.
+        case spawned
+        /// The thread finished running this task (its handlers have run).
+        case finished(SupervisorTask)
+        /// The thread returned from its condition wait; `timedOut` if its idle timeout passed.
+        case woke(timedOut: Bool)
+        /// The thread performed effects and looks again.
+        case recheck
+    }
+
+    /// What a pool thread does next.
+    enum ThreadStep {
+        case run(TaskQueue.Entry)
+        /// Wait on the condition variable, for at most this many seconds (`nil`: no limit).
+        case wait(timeout: Double?)
+        case exit
+    }
+
+    /// A delayed task whose timer must be scheduled.
+    struct DelayTimer {
+        let id: TimerID
+        let deadline: Double
+        let entry: TaskQueue.Entry
+    }
+
+    /// A start-latency report to log and hand to a handler.
+    struct LatencyReport {
+        let task: SupervisorTask
+        let level: LatencyLevel
+        let latency: Double
+        let started: Bool
+        let handler: (@Sendable (SupervisorTask) -> Void)?
+    }
+
+    /// Side effects to perform after the lock is released.
+    struct Effects {
+        var signals = 0
+        var broadcast = false
+        var spawnNumbers: [Int] = []
+        var delayTimers: [DelayTimer] = []
+        var latencyTimer: (id: TimerID, deadline: Double)?
+        var cancelTimers: [TimerID] = []
+        var canceled: [SupervisorTask] = []
+        var reports: [LatencyReport] = []
+        var waiters: [Waiter] = []
+        var continuations: [CheckedContinuation<Void, Never>] = []
+        var shutdownTimers = false
+
+        var isEmpty: Bool {
+            self.signals == 0 && !self.broadcast && self.spawnNumbers.isEmpty && self.delayTimers.isEmpty
+                && self.latencyTimer == nil && self.cancelTimers.isEmpty && self.canceled.isEmpty
+                && self.reports.isEmpty && self.waiters.isEmpty && self.continuations.isEmpty
+                && !self.shutdownTimers
+        }
+    }
+
+    private(set) var lifecycle: Lifecycle = .initial
+    private(set) var configuration: TaskSupervisor.Configuration
+    private var maxThreads: Int
+    private(set) var warningHandler: (@Sendable (SupervisorTask) -> Void)?
+    private(set) var criticalHandler: (@Sendable (SupervisorTask) -> Void)?
+
+    private(set) var queue = TaskQueue()
+    /// Tasks that are delayed, queued or running, by id.
+    private(set) var registry: [Int: SupervisorTask] = [:]
+    /// Delayed tasks' timers, by task id.
+    private var delayed: [Int: TimerID] = [:]
+
+    private(set) var running = 0
+    private(set) var threads = 0
+    private(set) var idleThreads = 0
+    private var wakeupsPending = 0
+    private var spawning = 0
+    /// Cancelled tasks whose handlers run outside the lock; they keep the supervisor busy meanwhile.
+    private var finishing = 0
+    private(set) var activity = 0
+    private var nextThreadNumber = 1
+    private var latencyTimer: TimerID?
+
+    private var idleWaiters: [Waiter] = []
+    private var idleContinuations: [CheckedContinuation<Void, Never>] = []
+    private var drainWaiters: [Waiter] = []
+    private var stopRequestWaiters: [Waiter] = []
+    private var stopRequestContinuations: [CheckedContinuation<Void, Never>] = []
+    private(set) var stopFinished = false
+    private var stopFinishedContinuations: [CheckedContinuation<Void, Never>] = []
+
+    init(configuration: TaskSupervisor.Configuration) {
+        self.configuration = configuration
+        self.maxThreads = configuration.effectiveMaxSize ?? Int.max
+    }
+
+    // MARK: - Derived state
+
+    private var isDispatching: Bool {
+        self.lifecycle == .running || self.lifecycle == .stopping
+    }
+
+    var isStopRequested: Bool {
+        self.lifecycle == .stopping || self.lifecycle == .stopped
+    }
+
+    /// Nothing is delayed, queued, running or being cancelled.
+    var isDrained: Bool {
+        self.running == 0 && self.queue.isEmpty && self.delayed.isEmpty && self.finishing == 0
+    }
+
+    var isIdle: Bool {
+        self.isDrained && self.activity == 0
+    }
+
+    var delayedCount: Int {
+        self.delayed.count
+    }
+
+    private var warningThreshold: Double? {
+        let value = self.configuration.timeoutWarning
+        return value.isFinite && value >= 0 ? value : nil
+    }
+
+    private var criticalThreshold: Double? {
+        let value = self.configuration.timeoutCritical
+        return value.isFinite && value >= 0 ? value : nil
+    }
+
+    // MARK: - Pool threads
+
+    /// A pool thread reports what happened and learns what to do next.
+    mutating func threadStep(_ event: ThreadEvent, effects: inout Effects) -> ThreadStep {
+        var timedOut = false
+        switch event {
+        case .spawned:
+            self.spawning -= 1
+        case .finished(let task):
+            self.running -= 1
+            self.registry.removeValue(forKey: task.id)
+            if self.running == 0 {
+                self.checkQuiescence(&effects)
+            }
+        case .woke(let didTimeOut):
+            timedOut = didTimeOut
+            self.idleThreads -= 1
+            if self.wakeupsPending > 0 {
+                self.wakeupsPending -= 1
+            }
+        case .recheck:
+            break
+        }
+
+        if self.isDispatching {
+            let overLimit = self.threads > self.maxThreads
+            let running = self.running
+            let configuration = self.configuration
+            let entry = self.queue.removeFirst { priorityClass in
+                (!overLimit || priorityClass == .critical)
+                    && running < configuration.runningLimit(for: priorityClass)
+            }
+            if let entry {
+                let started = entry.task.transition(from: .queued, to: .started)
+                assert(started, "a task in the queue was not queued")
+                self.running += 1
+                return .run(entry)
+            }
+        }
+
+        if self.isStopRequested || self.threads > self.maxThreads
+            || (timedOut && self.threads > self.configuration.minSize)
+        {
+            self.threads -= 1
+            self.dispatch(&effects)
+            return .exit
+        }
+        self.idleThreads += 1
+        let timeout = self.threads > self.configuration.minSize ? self.configuration.idleThreadTimeout : nil
+        return .wait(timeout: timeout)
+    }
+
+    /// Wakes or creates threads for waiting tasks that may start now and that no woken thread will
+    /// take already.
+    mutating func dispatch(_ effects: inout Effects) {
+        guard self.isDispatching, !self.queue.isEmpty else {
+            return
+        }
+        let reserved = self.wakeupsPending + self.spawning
+        let running = self.running
+        let configuration = self.configuration
+        var claimed = 0
+        var idleAvailable = self.idleThreads - self.wakeupsPending
+        var threadRoom = self.maxThreads - self.threads
+        var signals = 0
+        var spawns = 0
+        self.queue.forEachClass { priorityClass in
+            guard running + claimed < configuration.runningLimit(for: priorityClass) else {
+                return false
+            }
+            claimed += 1
+            if claimed <= reserved {
+                return true
+            }
+            if idleAvailable > 0 {
+                idleAvailable -= 1
+                signals += 1
+            } else if threadRoom > 0 || priorityClass == .critical {
+                threadRoom -= 1
+                spawns += 1
+            } else {
+                return false
+            }
+            return true
+        }
+        self.wakeupsPending += signals
+        effects.signals += signals
+        for _ in 0..<spawns {
+            self.addThread(&effects)
+        }
+    }
+
+    private mutating func addThread(_ effects: inout Effects) {
+        self.threads += 1
+        self.spawning += 1
+        effects.spawnNumbers.append(self.nextThreadNumber)
+        self.nextThreadNumber += 1
+    }
+
+    /// A thread could not be created.
+    mutating func spawnFailed(_ effects: inout Effects) {
+        self.threads -= 1
+        self.spawning -= 1
+        self.checkQuiescence(&effects)
+    }
+
+    // MARK: - Tasks
+
+    /// Accepts a task, or refuses it (returns `false`) after a stop.
+    mutating func submit(_ entry: TaskQueue.Entry, delay: (id: TimerID, deadline: Double)?, effects: inout Effects) -> Bool {
+        guard !self.isStopRequested else {
+            return false
+        }
+        self.registry[entry.task.id] = entry.task
+        if let delay {
+            self.delayed[entry.task.id] = delay.id
+            effects.delayTimers.append(DelayTimer(id: delay.id, deadline: delay.deadline, entry: entry))
+            return true
+        }
+        self.queue.append(entry)
+        self.dispatch(&effects)
+        if self.latencyTimer == nil {
+            self.armLatencyTimer(&effects)
+        }
+        return true
+    }
+
+    /// A delayed task's timer fired: it joins the queue.
+    mutating func delayElapsed(_ entry: TaskQueue.Entry, now: Double, effects: inout Effects) {
+        guard self.delayed.removeValue(forKey: entry.task.id) != nil,
+            entry.task.transition(from: .delayed, to: .queued)
+        else {
+            return
+        }
+        entry.task.setTimeQueued(now)
+        self.queue.append(entry)
+        self.dispatch(&effects)
+        if self.latencyTimer == nil {
+            self.armLatencyTimer(&effects)
+        }
+    }
+
+    /// Cancels a queued or delayed task. Returns whether it was cancelled.
+    mutating func cancel(_ task: SupervisorTask, effects: inout Effects) -> Bool {
+        if task.transition(from: .queued, to: .canceled) {
+            self.queue.markCanceled(task)
+        } else if task.transition(from: .delayed, to: .canceled) {
+            if let timer = self.delayed.removeValue(forKey: task.id) {
+                effects.cancelTimers.append(timer)
+            }
+        } else {
+            return false
+        }
+        self.registry.removeValue(forKey: task.id)
+        self.finishing += 1
+        effects.canceled.append(task)
+        return true
+    }
+
+    /// Cancelled tasks have run their handlers.
+    mutating func canceledFinished(_ count: Int, effects: inout Effects) {
+        self.finishing -= count
+        self.checkQuiescence(&effects)
+    }
+
+    /// Tasks that are running now, by id.
+    var runningTasks: [SupervisorTask] {
+        self.registry.values.filter { $0.status == .started }.sorted { $0.id < $1.id }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Starts dispatching. Returns `false` if already started or stopped.
+    mutating func start(_ effects: inout Effects) -> Bool {
+        guard self.lifecycle == .initial else {
+            return false
+        }
+        self.lifecycle = .running
+        self.ensureMinimumThreads(&effects)
+        self.dispatch(&effects)
+        self.armLatencyTimer(&effects)
+        return true
+    }
+
+    private mutating func ensureMinimumThreads(_ effects: inout Effects) {
+        guard self.isDispatching else {
+            return
+        }
+        while self.threads < min(self.configuration.minSize, self.maxThreads) {
+            self.addThread(&effects)
+        }
+    }
+
+    /// Stops accepting tasks and optionally cancels the waiting ones. Returns `false` if a stop was
+    /// requested before.
+    mutating func requestStop(cancelTasks: Bool, effects: inout Effects) -> Bool {
+        var first = false
+        if !self.isStopRequested {
+            first = true
+            self.lifecycle = .stopping
+            effects.broadcast = true
+            effects.waiters += self.stopRequestWaiters
+            effects.continuations += self.stopRequestContinuations
+            self.stopRequestWaiters = []
+            self.stopRequestContinuations = []
+            // `waitUntilIdle` returns when the supervisor stops.
+            effects.waiters += self.idleWaiters
+            effects.continuations += self.idleContinuations
+            self.idleWaiters = []
+            self.idleContinuations = []
+        }
+        if cancelTasks {
+            for entry in self.queue.removeAll() where entry.task.transition(from: .queued, to: .canceled) {
+                self.registry.removeValue(forKey: entry.task.id)
+                self.finishing += 1
+                effects.canceled.append(entry.task)
+            }
+            for (id, timer) in self.delayed {
+                effects.cancelTimers.append(timer)
+                if let task = self.registry.removeValue(forKey: id), task.transition(from: .delayed, to: .canceled) {
+                    self.finishing += 1
+                    effects.canceled.append(task)
+                }
+            }
+            self.delayed.removeAll()
+        }
+        self.dispatch(&effects)
+        self.checkQuiescence(&effects)
+        return first
+    }
+
+    /// Registers a thread that waits until the supervisor is drained after a stop.
+    /// Returns `false` if it is drained already.
+    mutating func addDrainWaiter(_ waiter: Waiter) -> Bool {
+        guard self.lifecycle != .stopped else {
+            return false
+        }
+        self.drainWaiters.append(waiter)
+        return true
+    }
+
+    /// A call to `stop` has finished waiting.
+    mutating func markStopFinished(_ effects: inout Effects) {
+        guard !self.stopFinished else {
+            return
+        }
+        self.stopFinished = true
+        effects.continuations += self.stopFinishedContinuations
+        self.stopFinishedContinuations = []
+    }
+
+    /// Registers a continuation resumed when a stop has finished. Returns `false` if it has.
+    mutating func addStopFinishedContinuation(_ continuation: CheckedContinuation<Void, Never>) -> Bool {
+        guard !self.stopFinished else {
+            return false
+        }
+        self.stopFinishedContinuations.append(continuation)
+        return true
+    }
+
+    /// Registers a thread that waits for a stop request. Returns `false` if one was made.
+    mutating func addStopRequestWaiter(_ waiter: Waiter) -> Bool {
+        guard !self.isStopRequested else {
+            return false
+        }
+        self.stopRequestWaiters.append(waiter)
+        return true
+    }
+
+    /// Registers a continuation resumed at a stop request. Returns `false` if one was made.
+    mutating func addStopRequestContinuation(_ continuation: CheckedContinuation<Void, Never>) -> Bool {
+        guard !self.isStopRequested else {
+            return false
+        }
+        self.stopRequestContinuations.append(continuation)
+        return true
+    }
+
+    // MARK: - Idleness
+
+    mutating func retainActivity() {
+        self.activity += 1
+    }
+
+    mutating func releaseActivity(_ effects: inout Effects) {
+        precondition(self.activity > 0, "releaseActivity() without a matching retainActivity()")
+        self.activity -= 1
+        if self.activity == 0 {
+            self.checkQuiescence(&effects)
+        }
+    }
+
+    /// Registers a thread waiting for idleness. Returns `false` if idle or stopped already.
+    mutating func addIdleWaiter(_ waiter: Waiter) -> Bool {
+        guard !self.isIdle, !self.isStopRequested else {
+            return false
+        }
+        self.idleWaiters.append(waiter)
+        return true
+    }
+
+    /// Registers a continuation waiting for idleness. Returns `false` if idle or stopped already.
+    mutating func addIdleContinuation(_ continuation: CheckedContinuation<Void, Never>) -> Bool {
+        guard !self.isIdle, !self.isStopRequested else {
+            return false
+        }
+        self.idleContinuations.append(continuation)
+        return true
+    }
+
+    /// Wakes idle waiters and completes a stop when the supervisor has nothing left to do.
+    private mutating func checkQuiescence(_ effects: inout Effects) {
+        guard self.isDrained else {
+            return
+        }
+        if self.activity == 0 && !(self.idleWaiters.isEmpty && self.idleContinuations.isEmpty) {
+            effects.waiters += self.idleWaiters
+            effects.continuations += self.idleContinuations
+            self.idleWaiters = []
+            self.idleContinuations = []
+        }
+        if self.lifecycle == .stopping {
+            self.lifecycle = .stopped
+            effects.shutdownTimers = true
+            effects.broadcast = effects.broadcast || self.idleThreads > 0
+            effects.waiters += self.drainWaiters
+            self.drainWaiters = []
+            self.markStopFinished(&effects)
+        }
+    }
+
+    // MARK: - Configuration
+
+    /// Changes pool sizes; waiting tasks that may now start are dispatched at once.
+    mutating func setThreadPool(
+        poolSize: Int?,
+        reserveNormal: Int?,
+        reserveHigh: Int?,
+        minSize: Int?,
+        maxSize: Int?,
+        effects: inout Effects
+    ) {
+        if let poolSize { self.configuration.poolSize = max(0, poolSize) }
+        if let reserveNormal { self.configuration.reserveNormal = max(0, reserveNormal) }
+        if let reserveHigh { self.configuration.reserveHigh = max(0, reserveHigh) }
+        if let minSize { self.configuration.minSize = max(0, minSize) }
+        if let maxSize { self.configuration.maxSize = max(1, maxSize) }
+        self.maxThreads = self.configuration.effectiveMaxSize ?? Int.max
+        self.ensureMinimumThreads(&effects)
+        self.dispatch(&effects)
+        // Idle threads look again: above the new maximum they exit, and their idle timeout may change.
+        if self.idleThreads > 0 {
+            effects.broadcast = true
+        }
+    }
+
+    /// Changes the start-latency thresholds and re-arms the latency timer.
+    mutating func setTimeouts(warning: Double?, critical: Double?, effects: inout Effects) {
+        if let warning { self.configuration.timeoutWarning = warning }
+        if let critical { self.configuration.timeoutCritical = critical }
+        if let timer = self.latencyTimer {
+            effects.cancelTimers.append(timer)
+            self.latencyTimer = nil
+        }
+        self.armLatencyTimer(&effects)
+    }
+
+    mutating func setPollDelay(_ delay: Double) {
+        self.configuration.pollDelay = delay
+    }
+
+    mutating func setTimeoutHandlers(
+        warning: (@Sendable (SupervisorTask) -> Void)?,
+        critical: (@Sendable (SupervisorTask) -> Void)?
+    ) {
+        self.warningHandler = warning
+        self.criticalHandler = critical
+    }
+
+    // MARK: - Start latency
+
+    /// Arms the one latency timer for the oldest waiting task that has not been checked yet.
+    ///
+    /// Only one timer is armed at a time, whatever the number of waiting tasks; it is not cancelled
+    /// when the queue empties (that would cost a timer operation per task), it just finds nothing to
+    /// report when it fires.
+    private mutating func armLatencyTimer(_ effects: inout Effects) {
+        guard self.isDispatching, self.latencyTimer == nil,
+            let deadline = self.queue.nextLatencyDeadline(
+                warning: self.warningThreshold,
+                critical: self.criticalThreshold
+            )
+        else {
+            return
+        }
+        let id = TimerID.next()
+        self.latencyTimer = id
+        effects.latencyTimer = (id, deadline)
+    }
+
+    /// The latency timer fired: report waiting tasks that are late, then re-arm.
+    mutating func latencyTimerFired(_ id: TimerID, now: Double, effects: inout Effects) {
+        guard self.latencyTimer == id else {
+            return
+        }
+        self.latencyTimer = nil
+        var late: [(task: SupervisorTask, level: LatencyLevel)] = []
+        self.queue.collectLate(now: now, warning: self.warningThreshold, critical: self.criticalThreshold, into: &late)
+        for (task, level) in late where task.claimLatencyReport(level) {
+            effects.reports.append(
+                LatencyReport(
+                    task: task,
+                    level: level,
+                    latency: now - task.queuedTime,
+                    started: false,
+                    handler: level == .warning ? self.warningHandler : self.criticalHandler
+                )
+            )
+        }
+        self.armLatencyTimer(&effects)
+    }
+}

@@ -1,0 +1,231 @@
+import ATasker
+internal import CLuaShim
+import Glibc
+import Logging
+import Synchronization
+
+/// Kinds of host handles, as the shim numbers them.
+enum ATLKind {
+    static let supervisor = Int(ATL_H_SUPERVISOR)
+    static let task = Int(ATL_H_TASK)
+    static let spawner = Int(ATL_H_SPAWNER)
+    static let shared = Int(ATL_H_SHARED)
+    static let hostFunction = Int(ATL_H_HOSTFN)
+}
+
+/// Function ids of the shim that Swift code outside the `+Shim` files needs.
+enum ATLFunction {
+    static let sharedGet = Int(ATL_FN_SHARED_GET)
+    static let sharedSet = Int(ATL_FN_SHARED_SET)
+    static let sharedIncr = Int(ATL_FN_SHARED_INCR)
+    static let sharedCas = Int(ATL_FN_SHARED_CAS)
+}
+
+/// The three C callbacks through which the shim reaches Swift. None of them can raise: errors come back as a status
+/// and a malloc'd message, and the C trampoline raises them after the callback has returned.
+enum HostCallbacks {
+    private static let installed: Bool = {
+        var callbacks = atl_HostCallbacks()
+        callbacks.retain = { pointer in
+            guard let pointer else { return }
+            _ = Unmanaged<AnyObject>.fromOpaque(pointer).retain()
+        }
+        callbacks.release = { pointer in
+            guard let pointer else { return }
+            Unmanaged<AnyObject>.fromOpaque(pointer).release()
+        }
+        callbacks.call = { call in
+            guard let call, let host = call.pointee.host else { return ATL_ERRRUN }
+            let core = Unmanaged<HostCore>.fromOpaque(host).takeUnretainedValue()
+            return core.handle(call)
+        }
+        atl_set_host_callbacks(&callbacks)
+        return true
+    }()
+
+    /// Installs the callbacks once per process.
+    static func install() {
+        _ = self.installed
+    }
+}
+
+/// An error of a call from Lua, raised in the caller's state. `raw` errors are raised as they are; the others get
+/// the caller's `file:line:` in front.
+struct CallError: Error {
+    var message: String
+    var raw = false
+}
+
+extension HostCore {
+    /// Handles one call from Lua. Runs on the thread of the calling state, outside any Lua frame that could unwind
+    /// through it.
+    func handle(_ call: UnsafeMutablePointer<atl_Call>) -> Int32 {
+        do {
+            let results = try self.dispatch(call)
+            switch results {
+            case .none:
+                return ATL_OK
+            case .values(let values):
+                let encoded = try EncodedValues(values)
+                return encoded.append(to: &call.pointee.result) ? ATL_OK : fail(call, "not enough memory")
+            case .encoded(let encoded):
+                return encoded.append(to: &call.pointee.result) ? ATL_OK : fail(call, "not enough memory")
+            case .concatenated(let parts):
+                return EncodedValues.concatenate(parts, valueCount: parts.count, into: &call.pointee.result)
+                    ? ATL_OK : fail(call, "not enough memory")
+            case .exit(let code):
+                call.pointee.exitcode = code
+                return ATL_EXIT
+            }
+        } catch let error as CallError {
+            call.pointee.error_raw = error.raw ? 1 : 0
+            return fail(call, error.message)
+        } catch let error as LuaError {
+            call.pointee.error_raw = 1
+            return fail(call, error.fullMessage)
+        } catch {
+            return fail(call, "\(error)")
+        }
+    }
+
+    enum CallResults {
+        case none
+        case values([LuaValue])
+        case encoded(EncodedValues)
+        case concatenated([EncodedValues])
+        case exit(Int32)
+    }
+
+    private func arguments(_ call: UnsafeMutablePointer<atl_Call>) throws -> [LuaValue] {
+        guard call.pointee.argslen > 0 else { return [] }
+        return try LuaValue.decodeAll(UnsafeRawBufferPointer(start: call.pointee.args, count: call.pointee.argslen))
+    }
+
+    private func dispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults {
+        let fn = Int(call.pointee.fn)
+        let object: AnyObject? = call.pointee.`self`.map { Unmanaged<AnyObject>.fromOpaque($0).takeUnretainedValue() }
+        switch fn {
+        case Int(ATL_FN_SPAWN):
+            guard let function = object as? TaskFunction else { throw CallError(message: "not a task function") }
+            // The arguments were encoded once by the caller; the task keeps that buffer as it is.
+            var arguments: EncodedValues? = nil
+            if let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 {
+                arguments = EncodedValues(taking: &buffer.pointee)
+            }
+            let task = self.spawn(function, arguments: arguments)
+            return .values([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
+        case Int(ATL_FN_BACKGROUND_TASK):
+            return .values([try self.backgroundTask(self.arguments(call))])
+        case Int(ATL_FN_WAIT_COMPLETED):
+            return try self.waitCompleted(self.arguments(call))
+        case Int(ATL_FN_SLEEP):
+            let seconds = try self.arguments(call).first?.doubleValue ?? 0
+            guard seconds.isFinite, seconds >= 0 else {
+                throw CallError(message: "bad argument #1 to 'sleep' (a finite number >= 0 expected)")
+            }
+            sleepSeconds(seconds)
+            return .none
+        case Int(ATL_FN_SHARED):
+            let name = try self.arguments(call).first?.stringValue ?? ""
+            return .values([.handle(LuaHandle(object: self.sharedTable(named: name), kind: Int32(ATLKind.shared)))])
+        case Int(ATL_FN_SHARED_GET), Int(ATL_FN_SHARED_SET), Int(ATL_FN_SHARED_INCR),
+            Int(ATL_FN_SHARED_CAS), Int(ATL_FN_SHARED_KEYS):
+            guard let table = object as? SharedTable else { throw CallError(message: "not a shared table") }
+            return .values(try self.sharedCall(fn, table, self.arguments(call)))
+        case Int(ATL_FN_LOG):
+            let args = try self.arguments(call)
+            self.log(level: args.first?.stringValue ?? "info", message: args.dropFirst().first?.stringValue ?? "")
+            return .none
+        case Int(ATL_FN_SET_DEBUG):
+            let on = try self.arguments(call).first?.boolValue ?? true
+            self.logger.withLock { $0.logLevel = on ? .debug : .info }
+            return .none
+        case Int(ATL_FN_EXIT):
+            let code = Int32(truncatingIfNeeded: try self.arguments(call).first?.intValue ?? 0)
+            guard let exitHandler = self.exitHandler else {
+                throw CallError(
+                    message: "os.exit is not allowed in this program (the embedding app did not allow it); "
+                        + "return from the script or stop the supervisor instead")
+            }
+            exitHandler(code)
+            return .exit(code)
+        case Int(ATL_FN_SUP_INDEX):
+            return .values([try self.supervisorField(self.arguments(call).first?.stringValue ?? "")])
+        case Int(ATL_FN_SUP_NEWINDEX):
+            let args = try self.arguments(call)
+            try self.setSupervisorField(args.first?.stringValue ?? "", args.count > 1 ? args[1] : .nil)
+            return .none
+        case Int(ATL_FN_SUP_SET_THREAD_POOL):
+            try self.setThreadPool(self.arguments(call).first ?? .nil)
+            return .none
+        case Int(ATL_FN_SUP_INFO):
+            return .values([self.infoTable()])
+        case Int(ATL_FN_SUP_GET_TASK):
+            guard let id = try self.arguments(call).first?.intValue, let task = self.supervisor.task(id: Int(id)) else {
+                return .values([.nil])
+            }
+            return .values([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
+        case Int(ATL_FN_SUP_STOP):
+            try self.stopSupervisor(self.arguments(call).first ?? .nil)
+            return .none
+        case Int(ATL_FN_SUP_BLOCK):
+            self.supervisor.block()
+            return .none
+        case Int(ATL_FN_TASK_INDEX):
+            guard let task = object as? SupervisorTask else { throw CallError(message: "not a task") }
+            let key = try self.arguments(call).first?.stringValue ?? ""
+            if key == "result" {
+                if let result = task.result as? EncodedValues { return .encoded(result) }
+                return .values([.nil])
+            }
+            return .values([taskField(task, key)])
+        case Int(ATL_FN_HOSTFN_CALL):
+            guard let function = object as? HostFunction else { throw CallError(message: "not a host function") }
+            let args = try self.arguments(call)
+            do {
+                return .values([try function.body(args)])
+            } catch let error as LuaError {
+                throw error
+            } catch {
+                throw CallError(message: "\(function.name): \(error)")
+            }
+        case Int(ATL_FN_TOSTRING):
+            return .values([.string(LuaString(describe(object)))])
+        default:
+            throw CallError(message: "unknown host function \(fn)")
+        }
+    }
+}
+
+/// Sets `call.error` to a malloc'd copy of `message`.
+private func fail(_ call: UnsafeMutablePointer<atl_Call>, _ message: String) -> Int32 {
+    call.pointee.error = strdup(message)
+    return ATL_ERRRUN
+}
+
+/// Sleeps the calling thread (`atasker.sleep` outside async code).
+func sleepSeconds(_ seconds: Double) {
+    guard seconds > 0 else { return }
+    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR {
+        request = remaining
+    }
+}
+
+private func describe(_ object: AnyObject?) -> String {
+    switch object {
+    case let task as SupervisorTask:
+        return "atasker.Task \(task.id) (\(task.status.rawValue))"
+    case let shared as SharedTable:
+        return "atasker.Shared '\(shared.name)'"
+    case let function as TaskFunction:
+        return "atasker.TaskFunction \(function.name ?? String(function.id))"
+    case let function as HostFunction:
+        return "atasker.HostFunction \(function.name)"
+    case is HostCore:
+        return "atasker.Supervisor"
+    default:
+        return "atasker handle"
+    }
+}

@@ -1,0 +1,165 @@
+import ATasker
+import Glibc
+import Logging
+import Synchronization
+
+/// The shared heart of a ``LuaHost``: what every state of the host reaches through the trampoline.
+///
+/// Its address is the `host` pointer of every state; pool states keep it alive through the thread-local
+/// ``PoolStates`` that own them.
+final class HostCore: Sendable {
+    let supervisor: TaskSupervisor
+    let logger: Mutex<Logger>
+    let exitHandler: (@Sendable (Int32) -> Void)?
+    let settings: Mutex<Settings>
+    let sharedTables = Mutex<[String: SharedTable]>([:])
+    let nextFunctionID = Atomic<UInt64>(1)
+    let timeoutHandlers = Mutex<(warning: TaskFunction?, critical: TaskFunction?)>((nil, nil))
+
+    struct Settings: Sendable {
+        var packagePath: String?
+        var packageCPath: String?
+        var hostFunctions: [HostFunction] = []
+        var frozen = false
+    }
+
+    init(supervisor: TaskSupervisor, logger: Logger, exitHandler: (@Sendable (Int32) -> Void)?) {
+        self.supervisor = supervisor
+        self.logger = Mutex(logger)
+        self.exitHandler = exitHandler
+        self.settings = Mutex(Settings())
+        HostCallbacks.install()
+    }
+
+    var currentLogger: Logger { self.logger.withLock { $0 } }
+
+    func makeFunctionID() -> UInt64 {
+        self.nextFunctionID.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
+    /// Opens a state of this host: the main state, or the state of a pool thread.
+    func openState(isMain: Bool, allocationLimit: Int = 0) throws(LuaError) -> LuaState {
+        let settings = self.settings.withLock { s in
+            s.frozen = true
+            return s
+        }
+        let options = LuaState.Options(
+            host: Unmanaged.passUnretained(self).toOpaque(),
+            supervisor: Unmanaged.passUnretained(self).toOpaque(),
+            isMain: isMain,
+            packagePath: settings.packagePath,
+            packageCPath: settings.packageCPath,
+            hostFunctions: settings.hostFunctions.map { ($0.name, $0) },
+            allocationLimit: allocationLimit
+        )
+        return try LuaState(options: options)
+    }
+
+    // MARK: - Pool states
+
+    /// The Lua state of this host on the current pool thread, created on first use.
+    func poolState() throws(LuaError) -> LuaState {
+        let states = PoolStates.current()
+        if let state = states.states[ObjectIdentifier(self)]?.state {
+            return state
+        }
+        let state = try self.openState(isMain: false)
+        states.states[ObjectIdentifier(self)] = (self, state)
+        return state
+    }
+
+    /// Runs a Lua task function in the current pool thread's state.
+    func runTask(_ function: TaskFunction, arguments: EncodedValues?, task: SupervisorTask) throws -> EncodedValues? {
+        let state = try self.poolState()
+        let result: EncodedValues?
+        do {
+            switch try state.runTask(functionID: function.id, function: function.function, arguments: arguments) {
+            case .values(let values):
+                result = values
+            case .exit:
+                result = nil
+            }
+        } catch {
+            self.currentLogger.error("task \(task.id)\(function.name.map { " (\($0))" } ?? "") failed: \(error)")
+            if let callback = function.callback {
+                self.runCallback(callback, arguments: try? EncodedValues([.nil, .string(LuaString(error.message))]))
+            }
+            throw error
+        }
+        if let callback = function.callback {
+            let args: EncodedValues?
+            if let result {
+                args = result
+            } else {
+                args = nil
+            }
+            self.runCallback(callback, arguments: args)
+        }
+        return result
+    }
+
+    /// Runs a callback in the current pool thread's state; its errors are logged.
+    func runCallback(_ function: TaskFunction, arguments: EncodedValues?) {
+        do {
+            let state = try self.poolState()
+            _ = try state.runTask(
+                functionID: function.id, function: function.function, arguments: arguments, wantResult: false)
+        } catch {
+            self.currentLogger.error("callback\(function.name.map { " \($0)" } ?? "") failed: \(error)")
+        }
+    }
+
+    /// Runs `function` as a critical task with the task handle as its argument (timeout handlers).
+    func submitCallback(_ function: TaskFunction, for task: SupervisorTask) {
+        let arguments = try? EncodedValues([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
+        self.supervisor.submit(priority: .critical, name: "timeout handler") { [self] _ in
+            self.runCallback(function, arguments: arguments)
+            return nil
+        }
+    }
+
+    // MARK: - Shared tables
+
+    func sharedTable(named name: String) -> SharedTable {
+        self.sharedTables.withLock { tables in
+            if let table = tables[name] { return table }
+            let table = SharedTable(name: name)
+            tables[name] = table
+            return table
+        }
+    }
+}
+
+/// The Lua states that one pool thread keeps, one per host; closed when the thread exits.
+final class PoolStates {
+    var states: [ObjectIdentifier: (core: HostCore, state: LuaState)] = [:]
+
+    deinit {
+        for entry in self.states.values {
+            entry.state.close()
+        }
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { pointer in
+            guard let pointer else { return }
+            Unmanaged<PoolStates>.fromOpaque(pointer).release()
+        }
+        precondition(rc == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    /// The states of the calling thread.
+    static func current() -> PoolStates {
+        if let pointer = pthread_getspecific(self.key) {
+            return Unmanaged<PoolStates>.fromOpaque(pointer).takeUnretainedValue()
+        }
+        let states = PoolStates()
+        pthread_setspecific(self.key, Unmanaged.passRetained(states).toOpaque())
+        return states
+    }
+
+    /// Whether the calling thread keeps Lua states (a pool thread that has run Lua code).
+    static var isPoolThread: Bool { pthread_getspecific(self.key) != nil }
+}

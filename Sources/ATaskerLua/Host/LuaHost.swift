@@ -1,0 +1,180 @@
+public import ATasker
+public import Logging
+import Synchronization
+
+/// Runs Lua scripts on a ``TaskSupervisor``: the script's top-level code in the host's main state, its background
+/// tasks on the supervisor's pool threads, each thread with a Lua state of its own.
+///
+/// ```swift
+/// let supervisor = TaskSupervisor(logger: logger)
+/// supervisor.start()
+/// let host = LuaHost(supervisor: supervisor, logger: logger)
+/// host.register("greet") { args in .string("hello, \(args.first?.stringValue ?? "you")") }
+/// try host.run(string: """
+///     local host = require "host"
+///     local t = atasker.background_task(function(n) return host.greet(n) end)("Lua")
+///     print(atasker.wait_completed(t))
+///     """)
+/// host.waitUntilIdle()
+/// ```
+///
+/// Functions registered with ``register(_:_:)`` live in the Lua module `host` of every state (`require "host"`), so
+/// they travel between states by name. Register them before the first script runs.
+///
+/// - Important: Call ``close()`` when done with the host; pool states are closed when their threads end (when the
+///   supervisor stops).
+public final class LuaHost: Sendable {
+    /// Options of a host.
+    public struct Configuration: Sendable {
+        /// Folders (`dir/?.lua` templates, `;`-separated) put in front of `package.path` in every state.
+        /// `run(file:)` adds the script's own folder.
+        public var packagePath: String?
+        /// Templates put in front of `package.cpath` in every state.
+        public var packageCPath: String?
+        /// Called when Lua code calls `os.exit(code)`; `nil` (the default) makes `os.exit` raise an error, so that
+        /// a script cannot end an embedding app.
+        public var exitHandler: (@Sendable (Int32) -> Void)?
+
+        /// Creates a configuration.
+        public init(
+            packagePath: String? = nil, packageCPath: String? = nil,
+            exitHandler: (@Sendable (Int32) -> Void)? = nil
+        ) {
+            self.packagePath = packagePath
+            self.packageCPath = packageCPath
+            self.exitHandler = exitHandler
+        }
+    }
+
+    let core: HostCore
+    private let main: Mutex<MainState>
+
+    private struct MainState: ~Copyable {
+        var state: LuaState?
+        var closed = false
+    }
+
+    /// Creates a host that runs its tasks on `supervisor` and logs through `logger`.
+    public init(supervisor: TaskSupervisor, logger: Logger, configuration: Configuration = Configuration()) {
+        self.core = HostCore(supervisor: supervisor, logger: logger, exitHandler: configuration.exitHandler)
+        self.core.settings.withLock {
+            $0.packagePath = configuration.packagePath
+            $0.packageCPath = configuration.packageCPath
+        }
+        self.main = Mutex(MainState())
+    }
+
+    /// The supervisor that runs this host's tasks.
+    public var supervisor: TaskSupervisor { self.core.supervisor }
+
+    /// Registers a Swift function that Lua code calls as `require("host").name(...)`.
+    ///
+    /// The function gets copies of its arguments and returns one value. A thrown ``LuaError`` is raised in Lua as
+    /// it is; any other thrown error is raised as `name: description` at the caller's line.
+    /// - Parameters:
+    ///   - name: The function's name in module `host`.
+    ///   - body: The function; it runs on the thread of the calling state.
+    /// - Important: Register before the first script runs; later registrations reach no state and are refused.
+    public func register(_ name: String, _ body: @escaping @Sendable ([LuaValue]) throws -> LuaValue) {
+        self.core.settings.withLock { settings in
+            precondition(!settings.frozen, "LuaHost.register(\"\(name)\") after a state was opened")
+            settings.hostFunctions.removeAll { $0.name == name }
+            settings.hostFunctions.append(HostFunction(name: name, body: body))
+        }
+    }
+
+    /// What a script ended with.
+    public enum Completion: Sendable, Equatable {
+        /// The chunk returned.
+        case returned
+        /// The chunk called `os.exit(code)` (only with an ``Configuration/exitHandler``).
+        case exit(Int32)
+    }
+
+    /// Runs the file at `path` (text only: bytecode files are refused) in the main state.
+    ///
+    /// The script's folder is added to `package.path` of every state opened from now on, and `arguments` become
+    /// the global `arg` (`arg[0]` is the script). Returns when the top-level code returns; tasks that it started go
+    /// on (see ``waitUntilIdle()``).
+    /// - Throws: ``LuaError`` for a missing file, a syntax error, or an error at top level.
+    @discardableResult
+    public func run(file path: String, arguments: [String] = []) throws(LuaError) -> Completion {
+        let folder = folderOf(path)
+        self.core.settings.withLock { settings in
+            guard !settings.frozen else { return }
+            let dir = folder.isEmpty ? "" : folder + "/"
+            let scriptPath = "\(dir)?.lua;\(dir)?/init.lua"
+            settings.packagePath = settings.packagePath.map { "\(scriptPath);\($0)" } ?? scriptPath
+        }
+        return try self.withMainState { state throws(LuaError) in
+            try state.setArguments([path] + arguments)
+            switch try state.runFile(path) {
+            case .values: return .returned
+            case .exit(let code): return .exit(code)
+            }
+        }
+    }
+
+    /// Runs `code` as a chunk named `name` in the main state and returns its results.
+    /// - Throws: ``LuaError`` for a syntax error, an error in the chunk, or a result that cannot be copied.
+    @discardableResult
+    public func run(string code: String, name: String = "=(string)") throws(LuaError) -> [LuaValue] {
+        try self.withMainState { state throws(LuaError) in
+            switch try state.runString(code, name: name) {
+            case .values(let values):
+                guard let values else { return [] }
+                do {
+                    return try values.decode()
+                } catch {
+                    throw LuaError(code: .codec, fullMessage: "\(error)")
+                }
+            case .exit: return []
+            }
+        }
+    }
+
+    private func withMainState<R: Sendable>(_ body: (LuaState) throws(LuaError) -> R) throws(LuaError) -> R {
+        try self.main.withLock { (main: inout MainState) throws(LuaError) -> R in
+            if main.closed { throw LuaError(code: .canceled, fullMessage: "the LuaHost is closed") }
+            let state: LuaState
+            if let existing = main.state {
+                state = existing
+            } else {
+                state = try self.core.openState(isMain: true)
+                main.state = state
+            }
+            return try body(state)
+        }
+    }
+
+    /// Blocks until no task of the supervisor is pending and no worker is active, or the supervisor stops.
+    public func waitUntilIdle() {
+        self.core.supervisor.waitUntilIdle()
+    }
+
+    /// The result of a Lua task (its first value), once the task has completed.
+    /// - Throws: the task's ``LuaError`` when it failed, a ``LuaValueCodecError`` when the value has no
+    ///   ``LuaValue`` form (a cycle).
+    public func result(of task: SupervisorTask) async throws -> LuaValue {
+        await task.wait()
+        if let error = task.error { throw error }
+        guard let encoded = task.result as? EncodedValues else { return .nil }
+        return try encoded.decode().first ?? .nil
+    }
+
+    /// Closes the main state. Pool states close when their threads end.
+    public func close() {
+        self.main.withLock { main in
+            main.closed = true
+            main.state?.close()
+            main.state = nil
+        }
+    }
+}
+
+/// The folder part of a path ("" for a bare file name).
+func folderOf(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "" }
+    if slash == path.startIndex { return "/" }
+    return String(path[..<slash])
+}

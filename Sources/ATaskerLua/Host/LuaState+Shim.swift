@@ -1,0 +1,165 @@
+internal import CLuaShim
+import Glibc
+
+/// The outcome of running Lua code: values, or `os.exit` with a code.
+enum LuaOutcome {
+    case values(EncodedValues?)
+    case exit(Int32)
+}
+
+/// The owner of one `lua_State`.
+///
+/// Only the thread that currently owns the state may call its methods; a state moves between threads only through a
+/// lock or a queue. `close()` must be called before the last reference goes away.
+final class LuaState {
+    let pointer: OpaquePointer
+    private(set) var isClosed = false
+
+    struct Options {
+        var host: UnsafeMutableRawPointer?
+        var supervisor: UnsafeMutableRawPointer?
+        var isMain: Bool
+        var packagePath: String?
+        var packageCPath: String?
+        var hostFunctions: [(String, AnyObject)] = []
+        var allocationLimit: Int = 0
+    }
+
+    init(options: Options) throws(LuaError) {
+        var err: UnsafeMutablePointer<CChar>?
+        let names = options.hostFunctions.map { strdup($0.0) }
+        defer { names.forEach { free($0) } }
+        let objects: [UnsafeMutableRawPointer?] = options.hostFunctions.map {
+            Unmanaged.passUnretained($0.1).toOpaque()
+        }
+        let constNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
+        let state: OpaquePointer? = withOptionalCString(options.packagePath) { path in
+            withOptionalCString(options.packageCPath) { cpath in
+                constNames.withUnsafeBufferPointer { namesPtr in
+                    objects.withUnsafeBufferPointer { objectsPtr in
+                        var o = atl_StateOptions()
+                        o.host = options.host
+                        o.supervisor = options.supervisor
+                        o.is_main = options.isMain ? 1 : 0
+                        o.package_path = path
+                        o.package_cpath = cpath
+                        o.hostfn_names = namesPtr.baseAddress
+                        o.hostfn_objs = objectsPtr.baseAddress
+                        o.nhostfn = Int32(options.hostFunctions.count)
+                        o.alloc_limit = options.allocationLimit
+                        return atl_state_open(&o, &err)
+                    }
+                }
+            }
+        }
+        guard let state else {
+            throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "cannot create a Lua state")
+        }
+        self.pointer = state
+    }
+
+    deinit {
+        assert(self.isClosed, "a LuaState was dropped without close()")
+    }
+
+    /// Closes the state: runs finalizers and releases the host objects it holds.
+    func close() {
+        guard !self.isClosed else { return }
+        self.isClosed = true
+        atl_state_close(self.pointer)
+    }
+
+    var allocationCount: Int { Int(atl_state_alloc_count(self.pointer)) }
+
+    /// Sets the global `arg` table as the standalone `lua` does.
+    func setArguments(_ arguments: [String]) throws(LuaError) {
+        let copies = arguments.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        let ptrs: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
+        var err: UnsafeMutablePointer<CChar>?
+        let st = ptrs.withUnsafeBufferPointer { atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err) }
+        if st != ATL_OK { throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "not enough memory") }
+    }
+
+    /// Loads `path` in text mode and runs it.
+    func runFile(_ path: String) throws(LuaError) -> LuaOutcome {
+        var err: UnsafeMutablePointer<CChar>?
+        var code: Int32 = 0
+        let st = atl_run_file(self.pointer, path, &err, &code)
+        return try outcome(st, err: err, exitCode: code, out: nil)
+    }
+
+    /// Runs `code` as a chunk named `name` and returns its results.
+    func runString(_ code: String, name: String) throws(LuaError) -> LuaOutcome {
+        var err: UnsafeMutablePointer<CChar>?
+        var exitCode: Int32 = 0
+        var out = atl_Buffer()
+        var bytes = Array(code.utf8)
+        bytes.append(0)
+        let st = bytes.withUnsafeBufferPointer { raw in
+            raw.withMemoryRebound(to: CChar.self) { chars in
+                atl_run_string(self.pointer, chars.baseAddress, chars.count - 1, name, &out, &err, &exitCode)
+            }
+        }
+        return try outcome(st, err: err, exitCode: exitCode, out: &out)
+    }
+
+    /// Runs a background task's function (cached by `functionID`) with `arguments`; returns its first result.
+    func runTask(functionID: UInt64, function: EncodedValues, arguments: EncodedValues?, wantResult: Bool = true)
+        throws(LuaError) -> LuaOutcome
+    {
+        var err: UnsafeMutablePointer<CChar>?
+        var exitCode: Int32 = 0
+        var out = atl_Buffer()
+        return try withUnsafeMutablePointer(to: &out) { (outPointer) throws(LuaError) -> LuaOutcome in
+            let resultPointer: UnsafeMutablePointer<atl_Buffer>? = wantResult ? outPointer : nil
+            let st = function.withBytes { fn in
+                withOptionalBytes(arguments) { args in
+                    atl_run_task(
+                        self.pointer, functionID, fn.baseAddress?.assumingMemoryBound(to: UInt8.self), fn.count,
+                        args.baseAddress?.assumingMemoryBound(to: UInt8.self), args.count, resultPointer,
+                        &err, &exitCode)
+                }
+            }
+            return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer)
+        }
+    }
+
+    private func outcome(
+        _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?
+    ) throws(LuaError) -> LuaOutcome {
+        switch st {
+        case ATL_OK:
+            free(err)
+            guard let out, out.pointee.len > 0 else {
+                if let out { atl_buffer_free(out) }
+                return .values(nil)
+            }
+            return .values(EncodedValues(taking: &out.pointee))
+        case ATL_EXIT:
+            free(err)
+            if let out { atl_buffer_free(out) }
+            return .exit(exitCode)
+        default:
+            if let out { atl_buffer_free(out) }
+            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+        }
+    }
+}
+
+/// Takes a malloc'd C message from the shim and frees it.
+func takeMessage(_ p: UnsafeMutablePointer<CChar>?) -> String? {
+    guard let p else { return nil }
+    defer { free(p) }
+    return String(cString: p)
+}
+
+private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let s else { return body(nil) }
+    return s.withCString { body($0) }
+}
+
+private func withOptionalBytes<R>(_ v: EncodedValues?, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    guard let v else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+    return v.withBytes(body)
+}

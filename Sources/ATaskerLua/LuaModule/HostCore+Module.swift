@@ -1,0 +1,383 @@
+import ATasker
+import Glibc
+import Logging
+import Synchronization
+
+/// The `atasker` module's functions, on the Swift side of the trampoline.
+extension HostCore {
+    // MARK: - Background tasks
+
+    /// `atasker.background_task(fn, opts)`: encodes `fn` once and returns the starter.
+    func backgroundTask(_ args: [LuaValue]) throws -> LuaValue {
+        guard case .function(let function) = args.first ?? .nil else {
+            throw CallError(message: "bad argument #1 to 'background_task' (function expected)")
+        }
+        let opts = args.count > 1 ? (args[1].tableValue ?? LuaTable()) : LuaTable()
+        if opts["mp"].boolValue {
+            throw CallError(
+                message: "background_task: mp=true needs the process pool, which this version does not have yet; "
+                    + "run the task in the thread pool (drop mp)")
+        }
+        if !opts["loop"].isNil {
+            throw CallError(
+                message: "background_task: loop= needs async loops, which this version does not have yet; "
+                    + "drop loop to run the task in the thread pool")
+        }
+        let priority = try taskPriority(opts["priority"], function: "background_task")
+        var delay: Double? = nil
+        if !opts["delay"].isNil {
+            guard let d = opts["delay"].doubleValue, d.isFinite, d >= 0 else {
+                throw CallError(message: "background_task: delay must be a number of seconds >= 0")
+            }
+            delay = d
+        }
+        var callback: TaskFunction? = nil
+        switch opts["callback"] {
+        case .nil:
+            break
+        case .function(let cb):
+            callback = TaskFunction(
+                id: self.makeFunctionID(), function: try EncodedValues([.function(cb)]), priority: .critical,
+                delay: nil, name: "callback", callback: nil)
+        default:
+            throw CallError(message: "background_task: callback must be a function")
+        }
+        let name = opts["name"].stringValue
+        let starter = TaskFunction(
+            id: self.makeFunctionID(), function: try EncodedValues([.function(function)]), priority: priority,
+            delay: delay, name: name, callback: callback)
+        return .handle(LuaHandle(object: starter, kind: Int32(ATLKind.spawner)))
+    }
+
+    /// Submits one run of a task function with its encoded arguments.
+    func spawn(_ function: TaskFunction, arguments: EncodedValues?) -> SupervisorTask {
+        self.supervisor.submit(priority: function.priority, delay: function.delay, name: function.name) {
+            [self] task in
+            try self.runTask(function, arguments: arguments, task: task)
+        }
+    }
+
+    /// `atasker.wait_completed(task | {tasks}, timeout)`.
+    func waitCompleted(_ args: [LuaValue]) throws -> CallResults {
+        let tasks: [SupervisorTask]
+        let single: Bool
+        switch args.first ?? .nil {
+        case .handle(let handle):
+            guard let task = handle.object as? SupervisorTask else {
+                throw CallError(message: "bad argument #1 to 'wait_completed' (atasker.Task expected)")
+            }
+            tasks = [task]
+            single = true
+        case .table(let table):
+            tasks = try table.array.enumerated().map { index, value in
+                guard case .handle(let handle) = value, let task = handle.object as? SupervisorTask else {
+                    throw CallError(
+                        message: "bad argument #1 to 'wait_completed' (item \(index + 1) is not an atasker.Task)")
+                }
+                return task
+            }
+            single = false
+        default:
+            throw CallError(message: "bad argument #1 to 'wait_completed' (atasker.Task or table of tasks expected)")
+        }
+        let timeout = args.count > 1 ? args[1].doubleValue : nil
+        let deadline = timeout.map { Monotonic.now() + $0 }
+        for task in tasks {
+            let remaining = deadline.map { max(0, $0 - Monotonic.now()) }
+            if !task.wait(timeout: remaining) {
+                throw CallError(
+                    message: "wait_completed: timed out after \(formatSeconds(timeout ?? 0)) s "
+                        + "(task \(task.id) is \(task.status.rawValue))")
+            }
+        }
+        var results: [EncodedValues] = []
+        for task in tasks {
+            switch task.status {
+            case .failed:
+                if let error = task.error as? LuaError { throw error }
+                throw CallError(message: "task \(task.id) failed: \(task.error.map { "\($0)" } ?? "unknown error")")
+            case .canceled:
+                throw CallError(message: "wait_completed: task \(task.id) was canceled")
+            default:
+                if let result = task.result as? EncodedValues {
+                    results.append(result)
+                } else {
+                    results.append(try EncodedValues([.nil]))
+                }
+            }
+        }
+        if single { return .encoded(results[0]) }
+        return .concatenated(results)
+    }
+
+    // MARK: - Shared tables
+
+    func sharedCall(_ fn: Int, _ table: SharedTable, _ args: [LuaValue]) throws -> [LuaValue] {
+        func key(_ method: String) throws -> LuaValue {
+            let k = args.first ?? .nil
+            switch k {
+            case .string, .integer, .boolean: return k
+            case .number(let d):
+                if let i = Int64(exactly: d) { return .integer(i) }
+                guard d.isFinite else { throw CallError(message: "shared:\(method): key must not be NaN") }
+                return k
+            default:
+                throw CallError(message: "bad argument #1 to '\(method)' (string, number or boolean key expected)")
+            }
+        }
+        switch fn {
+        case Int(ATLFunction.sharedGet):
+            let k = try key("get")
+            return [table.values.withLock { $0[k] } ?? .nil]
+        case Int(ATLFunction.sharedSet):
+            let k = try key("set")
+            let v = args.count > 1 ? args[1] : .nil
+            table.values.withLock { $0[k] = v.isNil ? nil : v }
+            return []
+        case Int(ATLFunction.sharedIncr):
+            let k = try key("incr")
+            let by = args.count > 1 && !args[1].isNil ? args[1] : .integer(1)
+            return [
+                try table.values.withLock { values -> LuaValue in
+                    let current = values[k] ?? .integer(0)
+                    let next: LuaValue
+                    switch (current, by) {
+                    case (.integer(let a), .integer(let b)): next = .integer(a &+ b)
+                    default:
+                        guard let a = current.doubleValue, let b = by.doubleValue else {
+                            throw CallError(message: "shared:incr: value of \(k) and increment must be numbers")
+                        }
+                        next = .number(a + b)
+                    }
+                    values[k] = next
+                    return next
+                }
+            ]
+        case Int(ATLFunction.sharedCas):
+            let k = try key("cas")
+            let old = args.count > 1 ? args[1] : .nil
+            let new = args.count > 2 ? args[2] : .nil
+            return [
+                .boolean(
+                    table.values.withLock { values in
+                        guard luaEquals(values[k] ?? .nil, old) else { return false }
+                        values[k] = new.isNil ? nil : new
+                        return true
+                    })
+            ]
+        default:
+            let keys = table.values.withLock { Array($0.keys) }
+            return [.table(LuaTable(array: keys))]
+        }
+    }
+
+    // MARK: - Logging
+
+    func log(level: String, message: String) {
+        let logger = self.currentLogger
+        switch level {
+        case "debug": logger.debug("\(message)")
+        case "warning": logger.warning("\(message)")
+        case "error": logger.error("\(message)")
+        case "critical": logger.critical("\(message)")
+        default: logger.info("\(message)")
+        }
+    }
+
+    // MARK: - The supervisor
+
+    func supervisorField(_ key: String) throws -> LuaValue {
+        let configuration = self.supervisor.configuration
+        switch key {
+        case "poll_delay": return .number(configuration.pollDelay)
+        case "timeout_warning": return .number(configuration.timeoutWarning)
+        case "timeout_critical": return .number(configuration.timeoutCritical)
+        case "timeout_warning_func", "timeout_critical_func":
+            let handlers = self.timeoutHandlers.withLock { $0 }
+            let function = key == "timeout_warning_func" ? handlers.warning : handlers.critical
+            guard let function else { return .nil }
+            return try function.function.decode().first ?? .nil
+        case "id": return .string(LuaString(self.supervisor.info().id))
+        default: return .nil
+        }
+    }
+
+    func setSupervisorField(_ key: String, _ value: LuaValue) throws {
+        switch key {
+        case "poll_delay":
+            guard let d = value.doubleValue, d >= 0 else { throw CallError(message: "poll_delay must be a number >= 0") }
+            self.supervisor.setPollDelay(d)
+        case "timeout_warning", "timeout_critical":
+            guard let d = value.doubleValue, d > 0 else { throw CallError(message: "\(key) must be a number > 0") }
+            if key == "timeout_warning" {
+                self.supervisor.setTimeouts(warning: d, critical: nil)
+            } else {
+                self.supervisor.setTimeouts(warning: nil, critical: d)
+            }
+        case "timeout_warning_func", "timeout_critical_func":
+            var function: TaskFunction? = nil
+            switch value {
+            case .nil: break
+            case .function(let f):
+                function = TaskFunction(
+                    id: self.makeFunctionID(), function: try EncodedValues([.function(f)]), priority: .critical,
+                    delay: nil, name: key, callback: nil)
+            default:
+                throw CallError(message: "\(key) must be a function or nil")
+            }
+            let handlers = self.timeoutHandlers.withLock { handlers in
+                if key == "timeout_warning_func" { handlers.warning = function } else { handlers.critical = function }
+                return handlers
+            }
+            var warning: (@Sendable (SupervisorTask) -> Void)? = nil
+            var critical: (@Sendable (SupervisorTask) -> Void)? = nil
+            if let f = handlers.warning {
+                warning = { [self] task in self.submitCallback(f, for: task) }
+            }
+            if let f = handlers.critical {
+                critical = { [self] task in self.submitCallback(f, for: task) }
+            }
+            self.supervisor.setTimeoutHandlers(warning: warning, critical: critical)
+        default:
+            throw CallError(
+                message: "cannot set supervisor field '\(key)' (settable: poll_delay, timeout_warning, "
+                    + "timeout_critical, timeout_warning_func, timeout_critical_func)")
+        }
+    }
+
+    func setThreadPool(_ value: LuaValue) throws {
+        guard let opts = value.tableValue else {
+            throw CallError(message: "bad argument #1 to 'set_thread_pool' (table expected)")
+        }
+        func size(_ name: String) throws -> Int? {
+            let v = opts[LuaValue.string(LuaString(name))]
+            if v.isNil { return nil }
+            guard let i = v.intValue ?? v.doubleValue.flatMap({ Int64(exactly: $0) }), i >= 0 else {
+                throw CallError(message: "set_thread_pool: \(name) must be an integer >= 0")
+            }
+            return Int(i)
+        }
+        for (k, _) in opts.entries {
+            let name = k.stringValue ?? ""
+            if !["pool_size", "reserve_normal", "reserve_high", "min_size", "max_size"].contains(name) {
+                throw CallError(
+                    message: "set_thread_pool: unknown option '\(k)' (expected pool_size, reserve_normal, "
+                        + "reserve_high, min_size, max_size)")
+            }
+        }
+        self.supervisor.setThreadPool(
+            poolSize: try size("pool_size"), reserveNormal: try size("reserve_normal"),
+            reserveHigh: try size("reserve_high"), minSize: try size("min_size"), maxSize: try size("max_size"))
+    }
+
+    func infoTable() -> LuaValue {
+        let info = self.supervisor.info()
+        var table: [String: LuaValue] = [
+            "id": .string(LuaString(info.id)),
+            "active": .boolean(info.active),
+            "started": .boolean(info.started),
+            "thread_pool_size": .integer(Int64(info.threadPoolSize)),
+            "thread_reserve_normal": .integer(Int64(info.threadReserveNormal)),
+            "thread_reserve_high": .integer(Int64(info.threadReserveHigh)),
+            "thread_min_size": .integer(Int64(info.threadMinSize)),
+            "thread_tasks_count": .integer(Int64(info.threadTasksCount)),
+            "thread_tasks": .table(LuaTable(array: info.threadTasks.map { .integer(Int64($0)) })),
+            "mp_tasks_count": .integer(0),
+            "threads_count": .integer(Int64(info.threadsCount)),
+            "idle_threads_count": .integer(Int64(info.idleThreadsCount)),
+            "queued_count": .integer(Int64(info.queuedCount)),
+            "delayed_count": .integer(Int64(info.delayedCount)),
+            "tasks_count": .integer(Int64(info.tasks)),
+            "poll_delay": .number(self.supervisor.configuration.pollDelay),
+        ]
+        if let maxSize = info.threadMaxSize { table["thread_max_size"] = .integer(Int64(maxSize)) }
+        return .table(LuaTable(table))
+    }
+
+    func stopSupervisor(_ value: LuaValue) throws {
+        let opts = value.tableValue ?? LuaTable()
+        let wait: StopWait
+        switch opts["wait"] {
+        case .nil, .boolean(true): wait = .forever
+        case .boolean(false): wait = .none
+        case let v:
+            guard let d = v.doubleValue, d >= 0 else {
+                throw CallError(message: "stop: wait must be true, false or a number of seconds")
+            }
+            wait = .seconds(d)
+        }
+        let cancel = opts["cancel_tasks"].boolValue
+        if PoolStates.isPoolThread {
+            // A task that stops the supervisor must not wait for itself: stop from another thread.
+            let supervisor = self.supervisor
+            startDetachedThread { _ = supervisor.stop(wait: wait, cancelTasks: cancel) }
+        } else {
+            _ = self.supervisor.stop(wait: wait, cancelTasks: cancel)
+        }
+    }
+}
+
+/// `t.<key>` of a task handle.
+func taskField(_ task: SupervisorTask, _ key: String) -> LuaValue {
+    switch key {
+    case "id": return .integer(Int64(task.id))
+    case "status": return .string(LuaString(task.status.rawValue))
+    case "priority": return .integer(Int64(task.priority.rawValue))
+    case "name": return task.name.map { .string(LuaString($0)) } ?? .nil
+    case "error":
+        guard let error = task.error else { return .nil }
+        return .string(LuaString((error as? LuaError)?.fullMessage ?? "\(error)"))
+    case "time_queued": return task.timeQueued.map { .number($0) } ?? .nil
+    case "time_started": return task.timeStarted.map { .number($0) } ?? .nil
+    case "time_completed": return task.timeCompleted.map { .number($0) } ?? .nil
+    case "completed": return .boolean(task.isFinished)
+    default: return .nil
+    }
+}
+
+/// A Lua priority argument: an integer (`atasker.TASK_*`); default normal.
+func taskPriority(_ value: LuaValue, function: String) throws -> TaskPriority {
+    if value.isNil { return .normal }
+    guard let i = value.intValue ?? value.doubleValue.flatMap({ Int64(exactly: $0) }) else {
+        throw CallError(message: "\(function): priority must be an integer such as atasker.TASK_NORMAL")
+    }
+    return TaskPriority(rawValue: Int(i))
+}
+
+/// Lua's `==` for copied values: numbers compare by value whatever their subtype.
+func luaEquals(_ a: LuaValue, _ b: LuaValue) -> Bool {
+    switch (a, b) {
+    case (.integer, .number), (.number, .integer):
+        return a.doubleValue == b.doubleValue
+    default:
+        return a == b
+    }
+}
+
+func formatSeconds(_ s: Double) -> String {
+    let ms = Int((s * 1000).rounded())
+    let frac = ms % 1000
+    return "\(ms / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
+}
+
+/// Runs `body` on a new detached thread.
+func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(
+        &thread, nil,
+        { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+    if rc == 0 {
+        pthread_detach(thread)
+    } else {
+        Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body()
+    }
+}

@@ -1,0 +1,45 @@
+import Synchronization
+import ATasker
+
+/// A Lua function made into a task starter by `atasker.background_task(fn, opts)`: the function is encoded once;
+/// each call of the starter sends only its arguments.
+final class TaskFunction: Sendable {
+    /// Unique in the process: the key of the function in each pool state's cache.
+    let id: UInt64
+    let function: EncodedValues
+    let priority: TaskPriority
+    let delay: Double?
+    let name: String?
+    let callback: TaskFunction?
+
+    init(id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
+         callback: TaskFunction?) {
+        self.id = id
+        self.function = function
+        self.priority = priority
+        self.delay = delay
+        self.name = name
+        self.callback = callback
+    }
+}
+
+/// A table that every state and thread of one host shares: `atasker.shared(name)`. Each call is atomic.
+final class SharedTable: Sendable {
+    let name: String
+    let values = Mutex<[LuaValue: LuaValue]>([:])
+
+    init(name: String) {
+        self.name = name
+    }
+}
+
+/// A Swift function that an embedding app registered; Lua calls it through module `host`.
+final class HostFunction: Sendable {
+    let name: String
+    let body: @Sendable ([LuaValue]) throws -> LuaValue
+
+    init(name: String, body: @escaping @Sendable ([LuaValue]) throws -> LuaValue) {
+        self.name = name
+        self.body = body
+    }
+}

@@ -1,0 +1,100 @@
+internal import CLuaShim
+import Glibc
+
+/// Values in the codec's binary format, with a reference on every host object that they name.
+///
+/// The buffer is written once and then only read, so one instance may be read from any thread.
+final class EncodedValues {
+    // protected by immutability: written in `init`, freed in `deinit`
+    private var buffer: atl_Buffer
+
+    /// Takes over `buffer` (a C buffer filled by the shim) and leaves it empty.
+    init(taking buffer: inout atl_Buffer) {
+        self.buffer = buffer
+        buffer = atl_Buffer()
+    }
+
+    /// Encodes `values` with the Swift side of the codec.
+    convenience init(_ values: [LuaValue]) throws {
+        let encoded = try LuaValue.encodeAll(values)
+        var buffer = atl_Buffer()
+        var ok = encoded.bytes.withUnsafeBytes { raw in
+            atl_buffer_append(&buffer, raw.baseAddress, raw.count) == ATL_OK
+        }
+        for object in encoded.handles where ok {
+            ok = atl_buffer_add_handle(&buffer, Unmanaged.passUnretained(object).toOpaque()) == ATL_OK
+        }
+        if !ok {
+            atl_buffer_free(&buffer)
+            throw LuaError(code: .memory, fullMessage: "not enough memory")
+        }
+        self.init(taking: &buffer)
+    }
+
+    deinit {
+        atl_buffer_free(&self.buffer)
+    }
+
+    /// The number of bytes.
+    var count: Int { Int(self.buffer.len) }
+
+    /// Calls `body` with the bytes.
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: self.buffer.data, count: Int(self.buffer.len)))
+    }
+
+    /// The values, decoded on the Swift side.
+    func decode() throws -> [LuaValue] {
+        try self.withBytes { try LuaValue.decodeAll($0) }
+    }
+
+    /// Appends the bytes to `out` and retains the handles for it. Returns false when memory ran out.
+    func append(to out: UnsafeMutablePointer<atl_Buffer>) -> Bool {
+        self.appendBody(to: out, skippingHeader: false)
+    }
+
+    private func appendBody(to out: UnsafeMutablePointer<atl_Buffer>, skippingHeader: Bool) -> Bool {
+        let skip = skippingHeader ? self.headerLength : 0
+        guard atl_buffer_append(out, self.buffer.data.map { $0 + skip }, Int(self.buffer.len) - skip) == ATL_OK else {
+            return false
+        }
+        for i in 0..<Int(self.buffer.nhandles) {
+            guard atl_buffer_add_handle(out, self.buffer.handles[i]) == ATL_OK else { return false }
+        }
+        return true
+    }
+
+    /// The length of the header: two magic bytes, the version byte and the varint count.
+    private var headerLength: Int {
+        var i = 3
+        while i < Int(self.buffer.len), self.buffer.data[i] & 0x80 != 0 { i += 1 }
+        return i + 1
+    }
+
+    /// Writes the values of several buffers as one buffer into `out`.
+    ///
+    /// The codec's references point backwards by distance, so a value that is complete in its own buffer stays
+    /// correct when other values come before it.
+    static func concatenate(_ parts: [EncodedValues], valueCount: Int, into out: UnsafeMutablePointer<atl_Buffer>)
+        -> Bool
+    {
+        var header: [UInt8] = [0x41, 0x4C, 1]
+        var n = UInt64(valueCount)
+        repeat {
+            var byte = UInt8(n & 0x7F)
+            n >>= 7
+            if n != 0 { byte |= 0x80 }
+            header.append(byte)
+        } while n != 0
+        guard header.withUnsafeBytes({ atl_buffer_append(out, $0.baseAddress, $0.count) }) == ATL_OK else {
+            return false
+        }
+        for part in parts where !part.appendBody(to: out, skippingHeader: true) {
+            return false
+        }
+        return true
+    }
+}
+
+/// Immutable after `init`; its bytes are only read, and the host objects it retains are released in `deinit`.
+extension EncodedValues: @unchecked Sendable {}

@@ -1,0 +1,442 @@
+// The Swift side of the value codec: the same wire format as `codec.c` (described at the top of that
+// file), read and written without a Lua state. Decoding trusts nothing: every tag, length, varint,
+// reference and checksum is checked, and a malformed buffer throws, naming the byte.
+
+/// Encoded values: the bytes and the host objects that they name (the holder keeps them alive).
+struct EncodedBytes {
+    var bytes: [UInt8]
+    var handles: [AnyObject]
+}
+
+enum CodecTag {
+    static let `nil`: UInt8 = 0
+    static let `false`: UInt8 = 1
+    static let `true`: UInt8 = 2
+    static let integer: UInt8 = 3
+    static let float: UInt8 = 4
+    static let string: UInt8 = 5
+    static let table: UInt8 = 6
+    static let ref: UInt8 = 7
+    static let function: UInt8 = 8
+    static let named: UInt8 = 9
+    static let handle: UInt8 = 10
+    static let end: UInt8 = 11
+
+    static let version: UInt8 = 1
+    /// The deepest nesting of tables and functions, as `ATL_CODEC_MAXDEPTH`.
+    static let maxDepth = 100
+    /// Handle kinds are 1...7 (`ATL_H_MAX`).
+    static let maxHandleKind: UInt8 = 7
+}
+
+extension LuaValue {
+    /// Decodes every value of a buffer written by the codec.
+    ///
+    /// A shared table is copied to each place that refers to it; a function becomes a ``LuaFunction``
+    /// holding its encoded bytes; a handle becomes a ``LuaHandle`` (the buffer's owner keeps its object
+    /// alive while this runs).
+    /// - Throws: ``LuaValueCodecError`` for a malformed buffer, a cyclic table, or a function that
+    ///   refers to a value outside itself.
+    static func decodeAll(_ bytes: UnsafeRawBufferPointer) throws -> [LuaValue] {
+        var decoder = ValueDecoder(bytes)
+        return try decoder.decodeAll()
+    }
+
+    /// Encodes `values` in the codec's format.
+    /// - Throws: ``LuaValueCodecError`` for a nil or NaN table key, or nesting deeper than 100 levels.
+    static func encodeAll(_ values: [LuaValue]) throws -> EncodedBytes {
+        var encoder = ValueEncoder()
+        encoder.bytes.reserveCapacity(64)
+        encoder.bytes += [0x41, 0x4C, CodecTag.version]
+        encoder.varint(UInt64(values.count))
+        for value in values {
+            try encoder.value(value)
+        }
+        return EncodedBytes(bytes: encoder.bytes, handles: encoder.handles)
+    }
+}
+
+/// FNV-1a, 64 bits: the checksum of function bytecode.
+func codecChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes {
+        h ^= UInt64(b)
+        h = h &* 0x100_0000_01b3
+    }
+    return h
+}
+
+/// A host object taken from a buffer, seen as `Sendable` (host objects are, by contract).
+private func hostObject(_ pointer: UnsafeRawPointer) -> any AnyObject & Sendable {
+    let object = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue()
+    // `Sendable` is a marker protocol: the existential has the same layout as `AnyObject`.
+    return unsafeBitCast(object, to: (any AnyObject & Sendable).self)
+}
+
+private struct ValueEncoder {
+    var bytes: [UInt8] = []
+    var handles: [AnyObject] = []
+    var depth = 0
+
+    mutating func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            self.bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        self.bytes.append(UInt8(v))
+    }
+
+    mutating func u64(_ v: UInt64) {
+        for i in 0..<8 { self.bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+    }
+
+    mutating func value(_ value: LuaValue) throws {
+        switch value {
+        case .nil: self.bytes.append(CodecTag.nil)
+        case .boolean(let b): self.bytes.append(b ? CodecTag.true : CodecTag.false)
+        case .integer(let i):
+            self.bytes.append(CodecTag.integer)
+            self.u64(UInt64(bitPattern: i))
+        case .number(let d):
+            self.bytes.append(CodecTag.float)
+            self.u64(d.bitPattern)
+        case .string(let s):
+            self.bytes.append(CodecTag.string)
+            self.varint(UInt64(s.bytes.count))
+            self.bytes += s.bytes
+        case .table(let t):
+            try self.table(t)
+        case .function(let f):
+            // A span is self-contained: its references are relative and point inside it.
+            self.bytes += f.span
+            self.handles += f.handles.map { $0 as AnyObject }
+        case .handle(let h):
+            self.bytes.append(CodecTag.handle)
+            self.bytes.append(UInt8(truncatingIfNeeded: h.kind))
+            let pointer = Unmanaged.passUnretained(h.object as AnyObject).toOpaque()
+            self.u64(UInt64(UInt(bitPattern: pointer)))
+            self.handles.append(h.object)
+        }
+    }
+
+    mutating func table(_ t: LuaTable) throws {
+        guard self.depth < CodecTag.maxDepth else {
+            throw LuaValueCodecError("value nested deeper than \(CodecTag.maxDepth) levels")
+        }
+        self.depth += 1
+        defer { self.depth -= 1 }
+        self.bytes.append(CodecTag.table)
+        for (key, value) in t.entries {
+            if key.isNil { throw LuaValueCodecError("cannot encode a table with a nil key") }
+            if case .number(let d) = key, d.isNaN {
+                throw LuaValueCodecError("cannot encode a table with a NaN key")
+            }
+            if value.isNil { continue }
+            try self.value(key)
+            try self.value(value)
+        }
+        self.bytes.append(CodecTag.end)
+        if let meta = t.metatable {
+            try self.table(meta)
+        } else {
+            self.bytes.append(CodecTag.nil)
+        }
+    }
+}
+
+private struct ValueDecoder {
+    enum Object {
+        case building  // a table being decoded: a reference to it is a cycle
+        case table(LuaTable)
+        case function(LuaFunction)
+        case skippedTable  // inside a function's span
+        case skippedFunction(upvalues: Int)
+    }
+
+    let base: UnsafeRawBufferPointer
+    var pos = 0
+    var objects: [Object] = []
+    var depth = 0
+    /// Host objects met while skipping a function's span.
+    var spanHandles: [any AnyObject & Sendable] = []
+
+    init(_ base: UnsafeRawBufferPointer) {
+        self.base = base
+    }
+
+    var remaining: Int { self.base.count - self.pos }
+
+    func corrupted(_ what: String, at pos: Int? = nil) -> LuaValueCodecError {
+        LuaValueCodecError("corrupted buffer: \(what) at byte \(pos ?? self.pos)")
+    }
+
+    func truncated(_ what: String) -> LuaValueCodecError {
+        LuaValueCodecError("truncated buffer: \(what) at byte \(self.pos)")
+    }
+
+    mutating func need(_ n: Int, _ what: String) throws {
+        if self.remaining < n { throw self.truncated(what) }
+    }
+
+    mutating func byte(_ what: String) throws -> UInt8 {
+        try self.need(1, what)
+        defer { self.pos += 1 }
+        return self.base[self.pos]
+    }
+
+    mutating func varint(_ what: String) throws -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<10 {
+            try self.need(1, what)
+            let c = self.base[self.pos]
+            if i == 9 && c > 1 { throw self.corrupted("varint overflow") }
+            self.pos += 1
+            v |= UInt64(c & 0x7F) << (7 * UInt64(i))
+            if c & 0x80 == 0 { return v }
+        }
+        throw self.corrupted("varint too long")  // not reached: the 10th byte has no continuation bit
+    }
+
+    /// A varint length that must fit in the remaining bytes.
+    mutating func length(_ what: String) throws -> Int {
+        let l = try self.varint(what)
+        if l > UInt64(self.remaining) { throw self.truncated(what) }
+        return Int(l)
+    }
+
+    mutating func u64(_ what: String) throws -> UInt64 {
+        try self.need(8, what)
+        var v: UInt64 = 0
+        for i in (0..<8).reversed() { v = (v << 8) | UInt64(self.base[self.pos + i]) }
+        self.pos += 8
+        return v
+    }
+
+    mutating func enter() throws {
+        if self.depth >= CodecTag.maxDepth {
+            throw LuaValueCodecError(
+                "corrupted buffer: value nested deeper than \(CodecTag.maxDepth) levels at byte \(self.pos)")
+        }
+        self.depth += 1
+    }
+
+    mutating func decodeAll() throws -> [LuaValue] {
+        try self.need(3, "header")
+        if self.base[0] != 0x41 || self.base[1] != 0x4C { throw self.corrupted("not an atasker-lua buffer") }
+        if self.base[2] != CodecTag.version { throw self.corrupted("unsupported format version", at: 2) }
+        self.pos = 3
+        let count = try self.varint("value count")
+        if count > UInt64(self.remaining) { throw self.truncated("fewer values than declared") }
+        var values: [LuaValue] = []
+        values.reserveCapacity(Int(count))
+        for _ in 0..<count {
+            values.append(try self.value())
+        }
+        if self.pos != self.base.count { throw self.corrupted("trailing bytes after the last value") }
+        return values
+    }
+
+    /// Decodes one value into a `LuaValue`.
+    mutating func value() throws -> LuaValue {
+        let start = self.pos
+        let tag = try self.byte("value")
+        switch tag {
+        case CodecTag.nil: return .nil
+        case CodecTag.false: return .boolean(false)
+        case CodecTag.true: return .boolean(true)
+        case CodecTag.integer: return .integer(Int64(bitPattern: try self.u64("integer")))
+        case CodecTag.float: return .number(Double(bitPattern: try self.u64("float")))
+        case CodecTag.string:
+            let l = try self.length("string")
+            defer { self.pos += l }
+            return .string(LuaString(bytes: Array(self.base[self.pos..<(self.pos + l)])))
+        case CodecTag.table:
+            return .table(try self.table())
+        case CodecTag.ref:
+            let id = try self.reference(spanBase: 0)
+            switch self.objects[id] {
+            case .building: throw LuaValueCodecError("cannot represent a cyclic table as LuaValue")
+            case .table(let t): return .table(t)
+            case .function(let f): return .function(f)
+            case .skippedTable, .skippedFunction:
+                throw LuaValueCodecError(
+                    "cannot represent a value shared with a function's upvalues as LuaValue (byte \(start))")
+            }
+        case CodecTag.function, CodecTag.named:
+            self.pos = start
+            let myID = self.objects.count
+            self.spanHandles = []
+            try self.skip(spanBase: myID)
+            let span = Array(self.base[start..<self.pos])
+            let f = LuaFunction(span: span, handles: self.spanHandles)
+            self.spanHandles = []
+            if tag == CodecTag.function { self.objects[myID] = .function(f) }
+            return .function(f)
+        case CodecTag.handle:
+            return .handle(try self.handle())
+        default:
+            throw self.corrupted(tag == CodecTag.end ? "unexpected end of table" : "unknown tag", at: start)
+        }
+    }
+
+    mutating func table() throws -> LuaTable {
+        try self.enter()
+        defer { self.depth -= 1 }
+        let id = self.objects.count
+        self.objects.append(.building)
+        var t = LuaTable()
+        while true {
+            try self.need(1, "table entry")
+            if self.base[self.pos] == CodecTag.end {
+                self.pos += 1
+                break
+            }
+            let keyPos = self.pos
+            let key = try self.value()
+            if key.isNil { throw self.corrupted("nil table key", at: keyPos) }
+            if case .number(let d) = key, d.isNaN { throw self.corrupted("NaN table key", at: keyPos) }
+            let value = try self.value()
+            t[key] = value
+        }
+        let metaPos = self.pos
+        switch try self.value() {
+        case .nil: break
+        case .table(let meta): t.metatable = meta
+        default: throw self.corrupted("metatable is not a table", at: metaPos)
+        }
+        self.objects[id] = .table(t)
+        return t
+    }
+
+    mutating func handle() throws -> LuaHandle {
+        try self.need(9, "handle")
+        let kind = self.base[self.pos]
+        self.pos += 1
+        let bits = try self.u64("handle")
+        guard kind >= 1, kind <= CodecTag.maxHandleKind, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
+        else { throw self.corrupted("bad handle", at: self.pos - 9) }
+        return LuaHandle(object: hostObject(pointer), kind: Int32(kind))
+    }
+
+    /// Reads a REF distance and returns the object id, which must be at least `spanBase`.
+    mutating func reference(spanBase: Int) throws -> Int {
+        let at = self.pos
+        let dist = try self.varint("reference")
+        guard dist >= 1, dist <= UInt64(self.objects.count) else {
+            throw self.corrupted("reference to an unknown object", at: at)
+        }
+        let id = self.objects.count - Int(dist)
+        if id < spanBase {
+            throw LuaValueCodecError(
+                "cannot represent a function that refers to a value outside it as LuaValue (byte \(at))")
+        }
+        return id
+    }
+
+    /// Validates one value inside a function's span, without building it; references must stay at or
+    /// after object `spanBase`.
+    mutating func skip(spanBase: Int) throws {
+        let start = self.pos
+        let tag = try self.byte("value")
+        switch tag {
+        case CodecTag.nil, CodecTag.false, CodecTag.true: break
+        case CodecTag.integer: _ = try self.u64("integer")
+        case CodecTag.float: _ = try self.u64("float")
+        case CodecTag.string: self.pos += try self.length("string")
+        case CodecTag.table:
+            try self.enter()
+            defer { self.depth -= 1 }
+            self.objects.append(.skippedTable)
+            while true {
+                try self.need(1, "table entry")
+                if self.base[self.pos] == CodecTag.end {
+                    self.pos += 1
+                    break
+                }
+                let keyPos = self.pos
+                try self.skip(spanBase: spanBase)
+                if self.base[keyPos] == CodecTag.nil { throw self.corrupted("nil table key", at: keyPos) }
+                if self.base[keyPos] == CodecTag.float {
+                    let bits = UnsafeRawBufferPointer(rebasing: self.base[(keyPos + 1)..<(keyPos + 9)])
+                    var v: UInt64 = 0
+                    for i in (0..<8).reversed() { v = (v << 8) | UInt64(bits[i]) }
+                    if Double(bitPattern: v).isNaN { throw self.corrupted("NaN table key", at: keyPos) }
+                }
+                try self.skip(spanBase: spanBase)
+            }
+            let metaPos = self.pos
+            try self.need(1, "metatable")
+            let metaTag = self.base[self.pos]
+            try self.skip(spanBase: spanBase)
+            if metaTag != CodecTag.nil && metaTag != CodecTag.table && metaTag != CodecTag.ref
+                && metaTag != CodecTag.named
+            {
+                throw self.corrupted("metatable is not a table", at: metaPos)
+            }
+        case CodecTag.ref:
+            _ = try self.reference(spanBase: spanBase)
+        case CodecTag.function:
+            try self.skipFunction(spanBase: spanBase)
+        case CodecTag.named:
+            let lmod = try self.length("module name")
+            let mod = self.pos
+            self.pos += lmod
+            let lfield = try self.length("field name")
+            let field = self.pos
+            self.pos += lfield
+            if lmod == 0 || self.base[mod..<(mod + lmod)].contains(0) || self.base[field..<(field + lfield)].contains(0) {
+                throw self.corrupted("bad module name")
+            }
+        case CodecTag.handle:
+            self.spanHandles.append(try self.handle().object)
+        default:
+            throw self.corrupted(tag == CodecTag.end ? "unexpected end of table" : "unknown tag", at: start)
+        }
+    }
+
+    mutating func skipFunction(spanBase: Int) throws {
+        try self.enter()
+        defer { self.depth -= 1 }
+        let len = try self.length("function bytecode")
+        let code = self.pos
+        self.pos += len
+        let sum = try self.u64("function checksum")
+        if sum != codecChecksum(UnsafeRawBufferPointer(rebasing: self.base[code..<(code + len)])) {
+            throw self.corrupted("function bytecode fails its checksum", at: code)
+        }
+        let myID = self.objects.count
+        self.objects.append(.skippedFunction(upvalues: 0))
+        let nupsAt = self.pos
+        let nups = try self.varint("upvalue count")
+        guard nups <= 255 else { throw self.corrupted("upvalue count does not match the function", at: nupsAt) }
+        self.objects[myID] = .skippedFunction(upvalues: Int(nups))
+        for index in 0..<Int(nups) {
+            let i = index + 1
+            let kindAt = self.pos
+            switch try self.byte("upvalue") {
+            case 0:
+                try self.skip(spanBase: spanBase)
+            case 1:
+                let dist = try self.varint("upvalue reference")
+                let n = try self.varint("upvalue index")
+                guard dist <= UInt64(myID) else {
+                    throw self.corrupted("shared upvalue of an unknown function", at: kindAt)
+                }
+                let id = myID - Int(dist)
+                if id < spanBase {
+                    throw LuaValueCodecError(
+                        "cannot represent a function that refers to a value outside it as LuaValue (byte \(kindAt))")
+                }
+                guard case .skippedFunction(let count) = self.objects[id] else {
+                    throw self.corrupted("shared upvalue of something not a function", at: kindAt)
+                }
+                if n < 1 || n > UInt64(count) || (dist == 0 && n >= UInt64(i)) {
+                    throw self.corrupted("bad shared upvalue index", at: kindAt)
+                }
+            default:
+                throw self.corrupted("bad upvalue kind", at: kindAt)
+            }
+        }
+    }
+}

@@ -1,0 +1,1463 @@
+/*
+** The value codec: copies Lua values between states, to the host and to
+** other processes.
+**
+** Format (version 1). All multi-byte numbers are little-endian.
+**
+**   buffer   = 'A' 'L' 0x01 varint(count) value*count   (no trailing bytes)
+**   varint   = unsigned LEB128, at most 10 bytes, no bits beyond 64
+**   value    = NIL | FALSE | TRUE
+**            | INT    int64 (8 bytes)
+**            | FLOAT  double bits (8 bytes)     (math.type survives)
+**            | STRING varint(len) bytes          (binary-safe)
+**            | TABLE  (key value)* END value     (the last value is the
+**                                                 metatable, NIL if none)
+**            | REF    varint(distance)           (an earlier table/function)
+**            | FUNCTION varint(len) bytecode checksum(8) varint(nups) upval*
+**            | NAMED  varint(len) module varint(len) field
+**            | HANDLE kind(1) pointer(8)
+**   upval    = 0x00 value                        (the upvalue's own value)
+**            | 0x01 varint(distance) varint(index)   (shared upvalue)
+**
+** Tables and functions get object ids 0, 1, 2, ... in order of first
+** appearance (a TABLE or FUNCTION tag takes the next id before its contents
+** are written). A REF gives 'next_id - id', a distance back, so cycles and
+** shared references survive and a self-contained span (one function with
+** all it refers to) can be cut out and decoded on its own: ids inside it
+** stay relative. Table contents use raw access; the metatable is set after
+** the table is filled with 'rawset'.
+**
+** A function travels as its bytecode ('lua_dump' with debug info, so that
+** tracebacks keep 'file:line'), guarded by an FNV-1a 64 checksum that is
+** checked before 'lua_load' (corrupted bytecode can crash Lua 5.4.4). Each
+** upvalue either carries its value or, when 'lua_upvalueid' shows that it is
+** shared with an upvalue of an earlier function of the same buffer, the
+** distance back to that function's id and the upvalue index; decoding joins
+** them with 'lua_upvaluejoin'. A recursive local function is a REF to
+** itself.
+**
+** NAMED values are those reachable from 'package.loaded': a module (its
+** field is empty) or a table or function stored under a string key of a
+** module. Decoding takes 'package.loaded[module]' (or 'require(module)')
+** and then the field. So a function's '_ENV' upvalue that is '_G' binds to
+** the destination's globals.
+**
+** HANDLE carries a host object of kind ATL_H_*; the encoding buffer retains
+** it, decoding pushes a new handle (which retains it again).
+**
+** Anything else (other userdata, light userdata, threads, C functions that
+** no module holds) is refused with an error naming its path and type.
+** Nesting deeper than ATL_CODEC_MAXDEPTH tables/functions is refused both
+** ways. Decoding checks every byte it reads and never trusts the input.
+*/
+#define codec_c
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim_private.h"
+
+
+/* Tags. */
+#define T_NIL       0
+#define T_FALSE     1
+#define T_TRUE      2
+#define T_INT       3
+#define T_FLOAT     4
+#define T_STRING    5
+#define T_TABLE     6
+#define T_REF       7
+#define T_FUNCTION  8
+#define T_NAMED     9
+#define T_HANDLE    10
+#define T_END       11
+
+#define UP_VALUE    0
+#define UP_SHARED   1
+
+#define VERSION     1
+#define MAXVARINT   10
+
+#define NOMEMMSG    "not enough memory"
+
+#if defined(__GNUC__)
+#define l_noret  static __attribute__((noreturn)) void
+#else
+#define l_noret  static void
+#endif
+
+#define ALLOWED \
+  "only nil, booleans, numbers, strings, tables, Lua functions, modules " \
+  "and atasker handles can be copied"
+
+
+/* FNV-1a, 64 bits, of 'n' bytes at 'p'. */
+static uint64_t checksum (const unsigned char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+
+/* Write 'v' as a varint at 'b' (room for MAXVARINT bytes); its length. */
+static int putvarint (unsigned char *b, uint64_t v) {
+  int n = 0;
+  while (v >= 0x80) {
+    b[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  b[n++] = (unsigned char)v;
+  return n;
+}
+
+
+static void put64 (unsigned char *b, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) {
+    b[i] = (unsigned char)v;
+    v >>= 8;
+  }
+}
+
+
+static uint64_t get64 (const unsigned char *b) {
+  uint64_t v = 0;
+  int i;
+  for (i = 7; i >= 0; i--)
+    v = (v << 8) | b[i];
+  return v;
+}
+
+
+/*
+** {======================================================================
+** Encoding
+** =======================================================================
+*/
+
+/* Path segments, kept so that an error can name the offending value. */
+#define SEG_FIELD   0   /* value under the key at stack index 'idx' */
+#define SEG_KEY     1   /* the key at stack index 'idx' itself */
+#define SEG_UPVAL   2   /* upvalue 'n' of the function at stack index 'idx' */
+#define SEG_META    3   /* the metatable */
+
+typedef struct Seg {
+  int kind;
+  int idx;
+  int n;
+} Seg;
+
+#define SETINLINE   512   /* slots of the inline address set */
+
+typedef struct Enc {
+  lua_State *L;
+  atl_Buffer *out;
+  int flags;
+  int depth;
+  lua_Integer nextid;
+  int objs;       /* stack slot: object -> id (nil until needed) */
+  int nmod;       /* stack slot: named value -> module name (nil until needed) */
+  int nfield;     /* stack slot: named value -> field name */
+  int upids;      /* stack slot: upvalue id -> fnid * 256 + index */
+  int nset;       /* stack slot: userdata of a grown address set */
+  const void **set;       /* addresses of named values (NULL: not built) */
+  size_t setmask;
+  size_t setcount;
+  const char *what;
+  int nvalues;
+  int root;       /* index of the value being encoded, from 0 */
+  int nseg;
+  Seg seg[ATL_CODEC_MAXDEPTH + 4];
+  const void *setinline[SETINLINE];
+} Enc;
+
+
+l_noret nomem (lua_State *L) {
+  lua_pushliteral(L, NOMEMMSG);
+  lua_error(L);
+  abort();  /* not reached */
+}
+
+
+static void put (Enc *e, const void *p, size_t n) {
+  if (atl_buffer_append(e->out, p, n) != ATL_OK)
+    nomem(e->L);
+}
+
+
+static void putbyte (Enc *e, int b) {
+  unsigned char c = (unsigned char)b;
+  put(e, &c, 1);
+}
+
+
+static int isletter (char c) {
+  return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+
+/* Is 's' a name that can follow a dot ('t.name')? */
+static int isname (const char *s, size_t l) {
+  size_t i;
+  if (l == 0 || l > 40 || !isletter(s[0]))
+    return 0;
+  for (i = 1; i < l; i++) {
+    if (!isletter(s[i]) && !(s[i] >= '0' && s[i] <= '9'))
+      return 0;
+  }
+  return 1;
+}
+
+
+/*
+** Push a description of a key used as an index: "[1]", ".name", "[\"odd
+** key\"]", "[true]", "[<table>]".
+*/
+static void pushkeytext (lua_State *L, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx))
+        lua_pushfstring(L, "[%I]", (LUAI_UACINT)lua_tointeger(L, idx));
+      else
+        lua_pushfstring(L, "[%f]", (LUAI_UACNUMBER)lua_tonumber(L, idx));
+      break;
+    case LUA_TSTRING: {
+      size_t l;
+      const char *s = lua_tolstring(L, idx, &l);
+      if (isname(s, l))
+        lua_pushfstring(L, ".%s", s);
+      else if (l <= 40 && strlen(s) == l)
+        lua_pushfstring(L, "[\"%s\"]", s);
+      else
+        lua_pushliteral(L, "[<string>]");
+      break;
+    }
+    case LUA_TBOOLEAN:
+      lua_pushstring(L, lua_toboolean(L, idx) ? "[true]" : "[false]");
+      break;
+    default:
+      lua_pushfstring(L, "[<%s>]", luaL_typename(L, idx));
+      break;
+  }
+}
+
+
+/*
+** Push the path of the value being encoded, built from the segments (only
+** on error paths, so that success costs nothing).
+*/
+static void pushpath (Enc *e) {
+  lua_State *L = e->L;
+  const char *what = (e->what != NULL) ? e->what : "value";
+  int wrapped = 0;  /* path is a phrase ("upvalue 'x' of f")? */
+  int i;
+  luaL_checkstack(L, 4, NULL);
+  if (e->nvalues == 1)
+    lua_pushstring(L, what);
+  else
+    lua_pushfstring(L, "%s[%d]", what, e->root + 1);
+  for (i = 0; i < e->nseg; i++) {
+    Seg *s = &e->seg[i];
+    switch (s->kind) {
+      case SEG_FIELD:
+        if (wrapped) {
+          lua_pushfstring(L, "(%s)", lua_tostring(L, -1));
+          lua_remove(L, -2);
+          wrapped = 0;
+        }
+        pushkeytext(L, s->idx);
+        lua_concat(L, 2);
+        break;
+      case SEG_KEY:
+        lua_pushfstring(L, "key of %s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        wrapped = 1;
+        break;
+      case SEG_UPVAL: {
+        const char *name = lua_getupvalue(L, s->idx, s->n);
+        if (name != NULL)
+          lua_pop(L, 1);
+        if (name != NULL && *name != '\0')
+          lua_pushfstring(L, "upvalue '%s' of %s", name, lua_tostring(L, -1));
+        else
+          lua_pushfstring(L, "upvalue #%d of %s", s->n, lua_tostring(L, -1));
+        lua_remove(L, -2);
+        wrapped = 1;
+        break;
+      }
+      default:  /* SEG_META */
+        lua_pushfstring(L, "metatable of %s", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        wrapped = 1;
+        break;
+    }
+  }
+}
+
+
+/* Push the type of the value at 'idx' with its article: "a FILE* userdata". */
+static void pushtypetext (lua_State *L, int idx) {
+  const char *name = NULL;
+  int t = lua_type(L, idx);
+  if (t == LUA_TUSERDATA && luaL_getmetafield(L, idx, "__name") != LUA_TNIL) {
+    if (lua_type(L, -1) == LUA_TSTRING)
+      name = lua_tostring(L, -1);
+    lua_pop(L, 1);  /* the string stays alive in the metatable */
+  }
+  if (name != NULL)
+    lua_pushfstring(L, "%s %s userdata",
+                    strchr("aeiouAEIOU", name[0]) ? "an" : "a", name);
+  else if (t == LUA_TTHREAD)
+    lua_pushliteral(L, "a thread (coroutine)");
+  else if (t == LUA_TLIGHTUSERDATA)
+    lua_pushliteral(L, "a light userdata");
+  else if (t == LUA_TFUNCTION && lua_iscfunction(L, idx))
+    lua_pushliteral(L, "a C function that no loaded module holds");
+  else
+    lua_pushfstring(L, "a %s", luaL_typename(L, idx));
+}
+
+
+/*
+** Raise "cannot copy <path> (<type>): <why>; <advice>" for the value at
+** 'idx'. 'why' NULL means the standard list of what can be copied.
+*/
+l_noret refuse (Enc *e, int idx, const char *why, const char *advice) {
+  lua_State *L = e->L;
+  luaL_checkstack(L, 6, NULL);
+  pushpath(e);
+  pushtypetext(L, idx);
+  lua_pushfstring(L, "cannot copy %s (%s): %s; %s", lua_tostring(L, -2),
+                  lua_tostring(L, -1), (why != NULL) ? why : ALLOWED, advice);
+  lua_error(L);
+  abort();  /* not reached */
+}
+
+
+l_noret refuseother (Enc *e, int idx) {
+  lua_State *L = e->L;
+  const char *advice;
+  switch (lua_type(L, idx)) {
+    case LUA_TTHREAD:
+      advice = "create the coroutine inside the worker instead";
+      break;
+    case LUA_TFUNCTION:
+      advice = "put the function in a module ('package.loaded') so that it "
+               "travels by name, or wrap it in a Lua function";
+      break;
+    case LUA_TUSERDATA:
+      if (luaL_testudata(L, idx, LUA_FILEHANDLE) != NULL) {
+        advice = "open the file inside the worker instead";
+        break;
+      }
+      /* FALLTHROUGH */
+    default:
+      advice = "create it inside the worker instead, or pass plain data";
+      break;
+  }
+  refuse(e, idx, NULL, advice);
+}
+
+
+l_noret toodeep (Enc *e) {
+  lua_State *L = e->L;
+  pushpath(e);
+  lua_pushfstring(L, "value nested deeper than %d levels at %s",
+                  ATL_CODEC_MAXDEPTH, lua_tostring(L, -1));
+  lua_error(L);
+  abort();  /* not reached */
+}
+
+
+static void enc_value (Enc *e, int idx);
+
+
+/*
+** {------------------------------------------------------------------
+** Values that travel by name
+**
+** A value is named when it is a module ('package.loaded[k]' with a
+** string 'k') or a table or function stored under a string key of a
+** module table; from '_G' only C functions are taken, so the main
+** script's own global functions and tables are copied, not named
+** (its globals are not visible in other states). Modules come first,
+** then the fields of the standard libraries, then those of other
+** modules, and the first match wins: 'string' stays 'string', not
+** '_G.string'.
+**
+** The first table or function met by an encoding call fills a set of
+** the addresses of all named values (a C array: no Lua allocation);
+** a value whose address is in the set is then looked up exactly, and
+** the answer kept in the tables at slots 'nmod' and 'nfield'.
+** -------------------------------------------------------------------
+*/
+
+static const char *const stdmods[] = {
+  "_G", "string", "table", "math", "io", "os", "coroutine", "utf8",
+  "debug", "package", NULL
+};
+
+
+static size_t hashptr (const void *p) {
+  uint64_t h = (uint64_t)(uintptr_t)p;
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 32;
+  return (size_t)h;
+}
+
+
+static void setadd (Enc *e, const void *p);
+
+/* Double the address set; the new array is a userdata at slot 'nset'. */
+static void setgrow (Enc *e) {
+  const void **old = e->set;
+  size_t oldcap = e->setmask + 1, i;
+  size_t cap = oldcap * 2;
+  e->set = (const void **)lua_newuserdatauv(e->L, cap * sizeof(void *), 0);
+  lua_replace(e->L, e->nset);  /* (the old userdata is no longer needed) */
+  memset((void *)e->set, 0, cap * sizeof(void *));
+  e->setmask = cap - 1;
+  e->setcount = 0;
+  for (i = 0; i < oldcap; i++)
+    if (old[i] != NULL)
+      setadd(e, old[i]);
+}
+
+
+static void setadd (Enc *e, const void *p) {
+  size_t i;
+  if ((e->setcount + 1) * 4 > (e->setmask + 1) * 3)
+    setgrow(e);
+  for (i = hashptr(p) & e->setmask; e->set[i] != NULL; i = (i + 1) & e->setmask)
+    if (e->set[i] == p)
+      return;
+  e->set[i] = p;
+  e->setcount++;
+}
+
+
+static int sethas (Enc *e, const void *p) {
+  size_t i;
+  for (i = hashptr(p) & e->setmask; e->set[i] != NULL; i = (i + 1) & e->setmask)
+    if (e->set[i] == p)
+      return 1;
+  return 0;
+}
+
+
+/*
+** Does the field at -1 (key at -2) of module 'mod' (named 'name') travel
+** by name?
+*/
+static int namedfield (lua_State *L, const char *name) {
+  int t = lua_type(L, -1);
+  if (lua_type(L, -2) != LUA_TSTRING)
+    return 0;
+  if (strcmp(name, "_G") == 0)
+    return t == LUA_TFUNCTION && lua_iscfunction(L, -1);
+  return t == LUA_TTABLE || t == LUA_TFUNCTION;
+}
+
+
+/*
+** Walk the fields of module 'mod' (a table at stack index 'mod', its name
+** at 'mod - 1'). Without a target ('target' 0), add them to the set;
+** otherwise stop at the field equal to 'target', leave its key on the
+** top and return 1.
+*/
+static int walkfields (Enc *e, int mod, int target) {
+  lua_State *L = e->L;
+  const char *name = lua_tostring(L, mod - 1);
+  lua_pushnil(L);
+  while (lua_next(L, mod)) {
+    if (namedfield(L, name)) {
+      if (target == 0)
+        setadd(e, lua_topointer(L, -1));
+      else if (lua_rawequal(L, -1, target)) {
+        lua_pop(L, 1);
+        return 1;
+      }
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+
+static int isstdmod (const char *name) {
+  int i;
+  for (i = 0; stdmods[i] != NULL; i++)
+    if (strcmp(name, stdmods[i]) == 0)
+      return 1;
+  return 0;
+}
+
+
+/*
+** Walk the named values in their order of precedence. Without a target,
+** fill the set and return 0. With one, return 1 and leave its module name
+** and field name (nil for the module itself) on the stack, or return 0.
+*/
+static int walknamed (Enc *e, int target) {
+  lua_State *L = e->L;
+  int loaded, i;
+  luaL_checkstack(L, 10, NULL);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  if (!lua_istable(L, loaded)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushnil(L);  /* the modules */
+  while (lua_next(L, loaded)) {
+    int t = lua_type(L, -1);
+    if (lua_type(L, -2) == LUA_TSTRING
+        && (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA)) {
+      if (target == 0)
+        setadd(e, lua_topointer(L, -1));
+      else if (lua_rawequal(L, -1, target)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        goto found;
+      }
+    }
+    lua_pop(L, 1);
+  }
+  for (i = 0; stdmods[i] != NULL; i++) {  /* fields of the standard ones */
+    lua_pushstring(L, stdmods[i]);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, loaded) == LUA_TTABLE
+        && walkfields(e, lua_gettop(L), target)) {
+      lua_remove(L, -2);  /* module table */
+      goto found;
+    }
+    lua_pop(L, 2);
+  }
+  lua_pushnil(L);  /* fields of the other modules */
+  while (lua_next(L, loaded)) {
+    if (lua_type(L, -1) == LUA_TTABLE && lua_type(L, -2) == LUA_TSTRING
+        && !isstdmod(lua_tostring(L, -2))
+        && walkfields(e, lua_gettop(L), target)) {
+      lua_remove(L, -2);
+      goto found;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* 'loaded' */
+  return 0;
+ found:  /* stack: loaded, module name, field name or nil */
+  lua_remove(L, loaded);
+  return 1;
+}
+
+
+/* Write NAMED: module name and field name (nil: the module itself). */
+static void putnamed (Enc *e, int mod, int field) {
+  unsigned char b[1 + MAXVARINT];
+  const char *s;
+  size_t l;
+  s = lua_tolstring(e->L, mod, &l);
+  b[0] = T_NAMED;
+  put(e, b, 1 + (size_t)putvarint(b + 1, l));
+  put(e, s, l);
+  if (lua_type(e->L, field) == LUA_TSTRING) {
+    s = lua_tolstring(e->L, field, &l);
+    put(e, b, (size_t)putvarint(b, l));
+    put(e, s, l);
+  }
+  else
+    putbyte(e, 0);
+}
+
+
+/*
+** If the value at 'idx' is a module or a field of one, write it as NAMED
+** and return 1.
+*/
+static int enc_named (Enc *e, int idx) {
+  lua_State *L = e->L;
+  if (e->set == NULL) {
+    e->set = e->setinline;
+    e->setmask = SETINLINE - 1;
+    e->setcount = 0;
+    memset(e->setinline, 0, sizeof(e->setinline));
+    walknamed(e, 0);
+  }
+  if (!sethas(e, lua_topointer(L, idx)))
+    return 0;
+  if (lua_isnil(L, e->nmod)) {  /* memo of exact answers */
+    lua_createtable(L, 0, 4);
+    lua_replace(L, e->nmod);
+    lua_createtable(L, 0, 4);
+    lua_replace(L, e->nfield);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->nmod) == LUA_TNIL) {
+    lua_pop(L, 1);
+    if (!walknamed(e, idx))
+      return 0;  /* a stale address: not named */
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, e->nmod);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, e->nfield);
+  }
+  else {
+    lua_pushvalue(L, idx);
+    lua_rawget(L, e->nfield);
+  }
+  putnamed(e, lua_gettop(L) - 1, lua_gettop(L));
+  lua_pop(L, 2);
+  return 1;
+}
+
+/* }------------------------------------------------------------------ */
+
+
+/*
+** If the table or function at 'idx' was already written, write a REF to it
+** and return 1; otherwise give it the next id and return 0.
+*/
+static int enc_ref (Enc *e, int idx) {
+  lua_State *L = e->L;
+  if (lua_isnil(L, e->objs)) {
+    lua_createtable(L, 0, 4);
+    lua_replace(L, e->objs);
+  }
+  else {
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, e->objs) != LUA_TNIL) {
+      unsigned char b[1 + MAXVARINT];
+      lua_Integer id = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      b[0] = T_REF;
+      put(e, b, 1 + putvarint(b + 1, (uint64_t)(e->nextid - id)));
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+
+static void newid (Enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, e->nextid++);
+  lua_rawset(L, e->objs);
+}
+
+
+static void enter (Enc *e) {
+  if (e->depth >= ATL_CODEC_MAXDEPTH)
+    toodeep(e);
+  e->depth++;
+  luaL_checkstack(e->L, 8, "value nested too deeply");
+}
+
+
+static void enc_table (Enc *e, int idx) {
+  lua_State *L = e->L;
+  Seg *s;
+  if (enc_ref(e, idx) || enc_named(e, idx))
+    return;
+  enter(e);
+  newid(e, idx);
+  putbyte(e, T_TABLE);
+  s = &e->seg[e->nseg++];
+  s->idx = lua_gettop(L) + 1;  /* where 'lua_next' leaves the key */
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    s->kind = SEG_KEY;
+    enc_value(e, s->idx);
+    s->kind = SEG_FIELD;
+    enc_value(e, s->idx + 1);
+    lua_pop(L, 1);
+  }
+  putbyte(e, T_END);
+  s->kind = SEG_META;
+  if (lua_getmetatable(L, idx)) {
+    enc_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  else
+    putbyte(e, T_NIL);
+  e->nseg--;
+  e->depth--;
+}
+
+
+/* 'lua_dump' writer: appends to the output buffer. */
+static int writer (lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  return atl_buffer_append((atl_Buffer *)ud, p, n) != ATL_OK;
+}
+
+
+/* Number of upvalues of the function at 'idx'. */
+static int nupvalues (lua_State *L, int idx) {
+  lua_Debug ar;
+  lua_pushvalue(L, idx);
+  lua_getinfo(L, ">u", &ar);
+  return ar.nups;
+}
+
+
+/*
+** Write the bytecode of the Lua function at 'idx' as varint(len), bytes,
+** checksum: dump straight into the output, then slide the bytes up to make
+** room for the length.
+*/
+static void enc_bytecode (Enc *e, int idx) {
+  lua_State *L = e->L;
+  atl_Buffer *out = e->out;
+  size_t start = out->len, len;
+  unsigned char b[MAXVARINT];
+  int n, st;
+  lua_pushvalue(L, idx);
+  st = lua_dump(L, writer, out, 0);
+  lua_pop(L, 1);
+  if (st != 0)
+    nomem(L);
+  len = out->len - start;
+  n = putvarint(b, len);
+  put(e, b, (size_t)n);  /* make room */
+  memmove(out->data + start + n, out->data + start, len);
+  memcpy(out->data + start, b, (size_t)n);
+  put64(b, checksum(out->data + start + n, len));
+  put(e, b, 8);
+}
+
+
+static void enc_function (Enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Integer myid;
+  unsigned char b[1 + 2 * MAXVARINT];
+  int nups, i;
+  Seg *s;
+  if (enc_ref(e, idx) || enc_named(e, idx))
+    return;
+  if (lua_iscfunction(L, idx))
+    refuseother(e, idx);
+  if (e->flags & ATL_CODEC_NOFUNCTIONS)
+    refuse(e, idx, "functions cannot be copied here (results and values "
+           "sent back from a child process)", "return plain data instead");
+  enter(e);
+  myid = e->nextid;
+  newid(e, idx);
+  putbyte(e, T_FUNCTION);
+  enc_bytecode(e, idx);
+  nups = nupvalues(L, idx);
+  put(e, b, (size_t)putvarint(b, (uint64_t)nups));
+  s = &e->seg[e->nseg++];
+  s->kind = SEG_UPVAL;
+  s->idx = idx;
+  for (i = 1; i <= nups; i++) {
+    void *uid = lua_upvalueid(L, idx, i);
+    s->n = i;
+    if (lua_isnil(L, e->upids)) {
+      lua_createtable(L, 0, 4);
+      lua_replace(L, e->upids);
+    }
+    lua_pushlightuserdata(L, uid);
+    if (lua_rawget(L, e->upids) != LUA_TNIL) {  /* shared with an earlier one? */
+      lua_Integer v = lua_tointeger(L, -1);
+      int n = 0;
+      lua_pop(L, 1);
+      b[n++] = UP_SHARED;
+      n += putvarint(b + n, (uint64_t)(myid - v / 256));
+      n += putvarint(b + n, (uint64_t)(v % 256));
+      put(e, b, (size_t)n);
+    }
+    else {
+      lua_pop(L, 1);
+      lua_pushlightuserdata(L, uid);
+      lua_pushinteger(L, myid * 256 + i);
+      lua_rawset(L, e->upids);
+      putbyte(e, UP_VALUE);
+      lua_getupvalue(L, idx, i);
+      enc_value(e, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+  }
+  e->nseg--;
+  e->depth--;
+}
+
+
+static void enc_userdata (Enc *e, int idx) {
+  atl_Handle *h = atl_handle_test(e->L, idx);
+  unsigned char b[10];
+  if (h == NULL)
+    refuseother(e, idx);
+  if (e->flags & ATL_CODEC_NOHANDLES)
+    refuse(e, idx, "atasker handles cannot be copied to another process",
+           "pass plain values instead");
+  if (h->obj == NULL)
+    refuse(e, idx, "the handle is already released", "pass a live handle");
+  b[0] = T_HANDLE;
+  b[1] = (unsigned char)h->kind;
+  put64(b + 2, (uint64_t)(uintptr_t)h->obj);
+  put(e, b, 10);
+  if (atl_buffer_add_handle(e->out, h->obj) != ATL_OK)
+    nomem(e->L);
+}
+
+
+/* Encode the value at absolute index 'idx'. */
+static void enc_value (Enc *e, int idx) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      putbyte(e, T_NIL);
+      break;
+    case LUA_TBOOLEAN:
+      putbyte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+      break;
+    case LUA_TNUMBER: {
+      unsigned char b[9];
+      if (lua_isinteger(L, idx)) {
+        b[0] = T_INT;
+        put64(b + 1, (uint64_t)lua_tointeger(L, idx));
+      }
+      else {
+        lua_Number d = lua_tonumber(L, idx);
+        uint64_t bits;
+        memcpy(&bits, &d, 8);
+        b[0] = T_FLOAT;
+        put64(b + 1, bits);
+      }
+      put(e, b, 9);
+      break;
+    }
+    case LUA_TSTRING: {
+      unsigned char b[1 + MAXVARINT];
+      size_t l;
+      const char *s = lua_tolstring(L, idx, &l);
+      b[0] = T_STRING;
+      put(e, b, 1 + (size_t)putvarint(b + 1, l));
+      put(e, s, l);
+      break;
+    }
+    case LUA_TTABLE:
+      enc_table(e, idx);
+      break;
+    case LUA_TFUNCTION:
+      enc_function(e, idx);
+      break;
+    case LUA_TUSERDATA:
+      enc_userdata(e, idx);
+      break;
+    default:  /* light userdata, thread */
+      refuseother(e, idx);
+  }
+}
+
+
+/*
+** Encode the 'n' values from 'first' into 'out'. Five stack slots above
+** the values hold the (lazily created) maps; they are removed at the end.
+*/
+void atl_codec_encode_raw (lua_State *L, int first, int n, const char *what,
+                           int flags, atl_Buffer *out) {
+  Enc e;
+  unsigned char b[3 + MAXVARINT];
+  int base, i;
+  first = lua_absindex(L, first);
+  luaL_checkstack(L, 8, NULL);
+  base = lua_gettop(L);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  e.L = L;
+  e.out = out;
+  e.flags = flags;
+  e.depth = 0;
+  e.nextid = 0;
+  e.objs = base + 1;
+  e.nmod = base + 2;
+  e.nfield = base + 3;
+  e.upids = base + 4;
+  e.nset = base + 5;
+  e.set = NULL;
+  e.what = what;
+  e.nvalues = n;
+  e.nseg = 0;
+  b[0] = 'A';
+  b[1] = 'L';
+  b[2] = VERSION;
+  put(&e, b, 3 + (size_t)putvarint(b + 3, (uint64_t)n));
+  for (i = 0; i < n; i++) {
+    e.root = i;
+    enc_value(&e, first + i);
+  }
+  lua_settop(L, base);
+}
+
+/* }====================================================================== */
+
+
+/*
+** {======================================================================
+** Decoding
+** =======================================================================
+*/
+
+typedef struct Dec {
+  lua_State *L;
+  const unsigned char *start, *p, *end;
+  int flags;
+  int depth;
+  lua_Integer nextid;
+  int objs;           /* stack slot: id + 1 -> object (nil until needed) */
+  lua_Integer envfn;  /* id of the function owning the '_ENV' cell, or -1 */
+  int envup;
+  int namedg;         /* the last NAMED value was "_G" itself */
+} Dec;
+
+
+l_noret corrupted (Dec *d, const char *what) {
+  luaL_error(d->L, "corrupted buffer: %s at byte %d", what,
+             (int)(d->p - d->start));
+  abort();  /* not reached */
+}
+
+
+l_noret truncated (Dec *d, const char *what) {
+  luaL_error(d->L, "truncated buffer: %s at byte %d", what,
+             (int)(d->p - d->start));
+  abort();  /* not reached */
+}
+
+
+static void need (Dec *d, size_t n, const char *what) {
+  if ((size_t)(d->end - d->p) < n)
+    truncated(d, what);
+}
+
+
+static int getbyte (Dec *d, const char *what) {
+  need(d, 1, what);
+  return *d->p++;
+}
+
+
+static uint64_t getvarint (Dec *d, const char *what) {
+  uint64_t v = 0;
+  int i;
+  for (i = 0; i < MAXVARINT; i++) {
+    unsigned int c;
+    need(d, 1, what);
+    c = *d->p;
+    if (i == MAXVARINT - 1 && c > 1)
+      corrupted(d, "varint overflow");
+    d->p++;
+    v |= (uint64_t)(c & 0x7f) << (7 * i);
+    if (!(c & 0x80))
+      return v;
+  }
+  d->p--;
+  corrupted(d, "varint too long");
+}
+
+
+/* A varint length that must fit in the remaining bytes. */
+static size_t getlen (Dec *d, const char *what) {
+  uint64_t l = getvarint(d, what);
+  if (l > (uint64_t)(d->end - d->p))
+    truncated(d, what);
+  return (size_t)l;
+}
+
+
+static void dec_value (Dec *d);
+
+
+static void dec_enter (Dec *d) {
+  if (d->depth >= ATL_CODEC_MAXDEPTH)
+    luaL_error(d->L, "corrupted buffer: value nested deeper than %d levels "
+               "at byte %d", ATL_CODEC_MAXDEPTH, (int)(d->p - d->start));
+  d->depth++;
+  luaL_checkstack(d->L, 8, "value nested too deeply");
+}
+
+
+/* Give the object on the top the next id. */
+static void dec_newid (Dec *d) {
+  lua_State *L = d->L;
+  if (lua_isnil(L, d->objs)) {
+    lua_createtable(L, 4, 0);
+    lua_replace(L, d->objs);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->objs, d->nextid + 1);
+  d->nextid++;
+}
+
+
+/* Push the object 'dist' ids back from the next id. */
+static void dec_getobj (Dec *d, uint64_t dist) {
+  if (dist == 0 || dist > (uint64_t)d->nextid)
+    corrupted(d, "reference to an unknown object");
+  lua_rawgeti(d->L, d->objs, d->nextid - (lua_Integer)dist + 1);
+}
+
+
+static void dec_table (Dec *d) {
+  lua_State *L = d->L;
+  int t;
+  dec_enter(d);
+  lua_newtable(L);
+  t = lua_gettop(L);
+  dec_newid(d);
+  for (;;) {
+    need(d, 1, "table entry");
+    if (*d->p == T_END) {
+      d->p++;
+      break;
+    }
+    dec_value(d);  /* key */
+    if (lua_isnil(L, -1))
+      corrupted(d, "nil table key");
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number k = lua_tonumber(L, -1);
+      if (k != k)
+        corrupted(d, "NaN table key");
+    }
+    dec_value(d);  /* value */
+    lua_rawset(L, t);
+  }
+  dec_value(d);  /* metatable */
+  if (lua_istable(L, -1))
+    lua_setmetatable(L, t);
+  else if (lua_isnil(L, -1))
+    lua_pop(L, 1);
+  else
+    corrupted(d, "metatable is not a table");
+  d->depth--;
+}
+
+
+typedef struct Reader {
+  const char *p;
+  size_t n;
+} Reader;
+
+static const char *reader (lua_State *L, void *ud, size_t *size) {
+  Reader *r = (Reader *)ud;
+  (void)L;
+  if (r->n == 0)
+    return NULL;
+  *size = r->n;
+  r->n = 0;
+  return r->p;
+}
+
+
+/* Is upvalue 'n' of the function at 'f' called '_ENV'? */
+static int isenv (lua_State *L, int f, int n) {
+  const char *name = lua_getupvalue(L, f, n);
+  if (name == NULL)
+    return 0;
+  lua_pop(L, 1);
+  return strcmp(name, "_ENV") == 0;
+}
+
+
+static void dec_upvalue (Dec *d, int f, lua_Integer myid, int i) {
+  lua_State *L = d->L;
+  int kind = getbyte(d, "upvalue");
+  if (kind == UP_VALUE) {
+    int named = (d->p < d->end && *d->p == T_NAMED);
+    d->namedg = 0;
+    dec_value(d);
+    if ((d->flags & ATL_CODEC_JOINENV) && named && d->namedg
+        && isenv(L, f, i)) {
+      if (d->envfn < 0) {  /* the first one is the cell */
+        d->envfn = myid;
+        d->envup = i;
+        lua_setupvalue(L, f, i);
+      }
+      else {
+        lua_pop(L, 1);
+        lua_rawgeti(L, d->objs, d->envfn + 1);
+        lua_upvaluejoin(L, f, i, lua_gettop(L), d->envup);
+        lua_pop(L, 1);
+      }
+    }
+    else
+      lua_setupvalue(L, f, i);
+  }
+  else if (kind == UP_SHARED) {
+    uint64_t dist = getvarint(d, "upvalue reference");
+    uint64_t n = getvarint(d, "upvalue index");
+    int g;
+    if (dist > (uint64_t)myid)
+      corrupted(d, "shared upvalue of an unknown function");
+    lua_rawgeti(L, d->objs, myid - (lua_Integer)dist + 1);
+    g = lua_gettop(L);
+    if (lua_type(L, g) != LUA_TFUNCTION)
+      corrupted(d, "shared upvalue of something not a function");
+    if (n < 1 || n > 255 || (dist == 0 && n >= (uint64_t)i)
+        || lua_getupvalue(L, g, (int)n) == NULL)
+      corrupted(d, "bad shared upvalue index");
+    lua_pop(L, 1);
+    lua_upvaluejoin(L, f, i, g, (int)n);
+    lua_pop(L, 1);
+  }
+  else {
+    d->p--;
+    corrupted(d, "bad upvalue kind");
+  }
+}
+
+
+static void dec_function (Dec *d) {
+  lua_State *L = d->L;
+  const unsigned char *code;
+  size_t len;
+  uint64_t nups;
+  lua_Integer myid;
+  Reader r;
+  int f, i, st;
+  if (d->flags & ATL_CODEC_NOFUNCTIONS) {
+    d->p--;
+    corrupted(d, "a function where functions are not accepted");
+  }
+  dec_enter(d);
+  len = getlen(d, "function bytecode");
+  code = d->p;
+  d->p += len;
+  need(d, 8, "function checksum");
+  if (get64(d->p) != checksum(code, len)) {
+    d->p = code;
+    corrupted(d, "function bytecode fails its checksum");
+  }
+  d->p += 8;
+  r.p = (const char *)code;
+  r.n = len;
+  st = lua_load(L, reader, &r, "=(codec)", "b");
+  if (st != LUA_OK) {
+    if (st == LUA_ERRMEM)
+      lua_error(L);
+    d->p = code;
+    luaL_error(L, "corrupted buffer: bad function bytecode at byte %d (%s)",
+               (int)(d->p - d->start), lua_tostring(L, -1));
+  }
+  f = lua_gettop(L);
+  myid = d->nextid;
+  dec_newid(d);
+  nups = getvarint(d, "upvalue count");
+  if (nups != (uint64_t)nupvalues(L, f))
+    corrupted(d, "upvalue count does not match the function");
+  for (i = 1; i <= (int)nups; i++)
+    dec_upvalue(d, f, myid, i);
+  d->depth--;
+}
+
+
+/*
+** NAMED: push 'package.loaded[module]' (or 'require(module)') and then its
+** field, if any. Errors of 'require' propagate.
+*/
+static void dec_named (Dec *d) {
+  lua_State *L = d->L;
+  const char *mod, *field;
+  size_t lmod, lfield;
+  int top = lua_gettop(L);
+  lmod = getlen(d, "module name");
+  mod = (const char *)d->p;
+  d->p += lmod;
+  lfield = getlen(d, "field name");
+  field = (const char *)d->p;
+  d->p += lfield;
+  if (lmod == 0 || memchr(mod, 0, lmod) || memchr(field, 0, lfield))
+    corrupted(d, "bad module name");
+  d->namedg = (lmod == 2 && memcmp(mod, "_G", 2) == 0 && lfield == 0);
+  luaL_checkstack(L, 6, NULL);
+  lua_pushlstring(L, mod, lmod);           /* top + 1 */
+  lua_pushlstring(L, field, lfield);       /* top + 2 */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, top + 1);
+  if (!lua_istable(L, -2) || lua_rawget(L, -2) == LUA_TNIL) {
+    lua_pop(L, 1);
+    if (lua_getglobal(L, "require") != LUA_TFUNCTION)
+      luaL_error(L, "cannot load module '%s': no function 'require'",
+                 lua_tostring(L, top + 1));
+    lua_pushvalue(L, top + 1);
+    lua_call(L, 1, 1);
+  }
+  if (lfield > 0) {
+    lua_pushvalue(L, top + 2);
+    if (!lua_istable(L, -2) || lua_rawget(L, -2) == LUA_TNIL)
+      luaL_error(L, "cannot copy '%s.%s': module '%s' has no field '%s'",
+                 lua_tostring(L, top + 1), lua_tostring(L, top + 2),
+                 lua_tostring(L, top + 1), lua_tostring(L, top + 2));
+  }
+  else if (lua_isnil(L, -1))
+    luaL_error(L, "cannot copy module '%s': it is nil here",
+               lua_tostring(L, top + 1));
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+
+static void dec_handle (Dec *d) {
+  int kind;
+  void *obj;
+  if (d->flags & ATL_CODEC_NOHANDLES) {
+    d->p--;
+    corrupted(d, "an atasker handle where handles are not accepted");
+  }
+  need(d, 9, "handle");
+  kind = d->p[0];
+  obj = (void *)(uintptr_t)get64(d->p + 1);
+  if (kind < 1 || kind > ATL_H_MAX || obj == NULL)
+    corrupted(d, "bad handle");
+  d->p += 9;
+  atl_handle_push(d->L, obj, kind);
+}
+
+
+/* Decode one value and push it. */
+static void dec_value (Dec *d) {
+  lua_State *L = d->L;
+  int tag = getbyte(d, "value");
+  switch (tag) {
+    case T_NIL:
+      lua_pushnil(L);
+      break;
+    case T_FALSE:
+      lua_pushboolean(L, 0);
+      break;
+    case T_TRUE:
+      lua_pushboolean(L, 1);
+      break;
+    case T_INT:
+      need(d, 8, "integer");
+      lua_pushinteger(L, (lua_Integer)get64(d->p));
+      d->p += 8;
+      break;
+    case T_FLOAT: {
+      uint64_t bits;
+      lua_Number n;
+      need(d, 8, "float");
+      bits = get64(d->p);
+      memcpy(&n, &bits, 8);
+      lua_pushnumber(L, n);
+      d->p += 8;
+      break;
+    }
+    case T_STRING: {
+      size_t l = getlen(d, "string");
+      lua_pushlstring(L, (const char *)d->p, l);
+      d->p += l;
+      break;
+    }
+    case T_TABLE:
+      dec_table(d);
+      break;
+    case T_REF:
+      dec_getobj(d, getvarint(d, "reference"));
+      break;
+    case T_FUNCTION:
+      dec_function(d);
+      break;
+    case T_NAMED:
+      dec_named(d);
+      break;
+    case T_HANDLE:
+      dec_handle(d);
+      break;
+    default:
+      d->p--;
+      corrupted(d, (tag == T_END) ? "unexpected end of table" : "unknown tag");
+  }
+}
+
+
+/*
+** Decode all the values of 'data' and push them. A nil placeholder below
+** them holds the object table while decoding; it is removed at the end.
+*/
+int atl_codec_decode_raw (lua_State *L, const unsigned char *data,
+                          size_t len, int flags, int *envup) {
+  Dec d;
+  uint64_t count;
+  int base, i;
+  d.L = L;
+  d.start = d.p = data;
+  d.end = data + len;
+  d.flags = flags;
+  d.depth = 0;
+  d.nextid = 0;
+  d.envfn = -1;
+  d.envup = 0;
+  d.namedg = 0;
+  if (envup != NULL)
+    *envup = 0;
+  need(&d, 3, "header");
+  if (d.p[0] != 'A' || d.p[1] != 'L')
+    corrupted(&d, "not an atasker-lua buffer");
+  if (d.p[2] != VERSION) {
+    d.p += 2;
+    corrupted(&d, "unsupported format version");
+  }
+  d.p += 3;
+  count = getvarint(&d, "value count");
+  if (count > (uint64_t)(d.end - d.p))
+    truncated(&d, "fewer values than declared");
+  if (count > 1000000)
+    corrupted(&d, "too many values");
+  luaL_checkstack(L, (int)count + 4, "too many values to decode");
+  lua_pushnil(L);
+  base = lua_gettop(L);
+  d.objs = base;
+  for (i = 0; i < (int)count; i++)
+    dec_value(&d);
+  if (d.p != d.end)
+    corrupted(&d, "trailing bytes after the last value");
+  if (d.envfn >= 0) {
+    lua_rawgeti(L, d.objs, d.envfn + 1);
+    if (envup != NULL)
+      *envup = d.envup;
+    count++;
+  }
+  lua_remove(L, base);
+  return (int)count;
+}
+
+/* }====================================================================== */
+
+
+/*
+** {======================================================================
+** Protected entry points
+** =======================================================================
+*/
+
+typedef struct Params {
+  int n;
+  const char *what;
+  int flags;
+  atl_Buffer *out;
+  const unsigned char *data;
+  size_t len;
+} Params;
+
+
+/* A malloc'd copy of the error at the top (never converts: no raising). */
+static char *errcopy (lua_State *L) {
+  const char *msg = "unknown error (error object is not a string)";
+  size_t l;
+  char *s;
+  if (lua_type(L, -1) == LUA_TSTRING)
+    msg = lua_tolstring(L, -1, &l);
+  l = strlen(msg);
+  s = (char *)malloc(l + 1);
+  if (s != NULL)
+    memcpy(s, msg, l + 1);
+  return s;
+}
+
+
+/* Map a 'lua_pcall' status and its error to a codec status. */
+static int errstatus (lua_State *L, int st) {
+  if (st == LUA_ERRMEM)
+    return ATL_ERRMEM;
+  if (lua_type(L, -1) == LUA_TSTRING
+      && strcmp(lua_tostring(L, -1), NOMEMMSG) == 0)
+    return ATL_ERRMEM;
+  return ATL_ERRCODEC;
+}
+
+
+static char *nomemcopy (void) {
+  char *s = (char *)malloc(sizeof(NOMEMMSG));
+  if (s != NULL)
+    memcpy(s, NOMEMMSG, sizeof(NOMEMMSG));
+  return s;
+}
+
+
+/* Stack: params (light userdata), then the 'n' values to encode. */
+static int pencode (lua_State *L) {
+  Params *p = (Params *)lua_touserdata(L, 1);
+  atl_codec_encode_raw(L, 2, p->n, p->what, p->flags, p->out);
+  return 0;
+}
+
+
+int atl_codec_encode (lua_State *L, int first, int n, const char *what,
+                      int flags, atl_Buffer *out, char **err) {
+  Params p;
+  int i, st;
+  *err = NULL;
+  first = lua_absindex(L, first);
+  if (n < 0 || !lua_checkstack(L, n + 2)) {
+    *err = nomemcopy();
+    return ATL_ERRMEM;
+  }
+  p.n = n;
+  p.what = what;
+  p.flags = flags;
+  p.out = out;
+  lua_pushcfunction(L, pencode);
+  lua_pushlightuserdata(L, &p);
+  for (i = 0; i < n; i++)
+    lua_pushvalue(L, first + i);
+  st = lua_pcall(L, n + 1, 0, 0);
+  if (st == LUA_OK)
+    return ATL_OK;
+  st = errstatus(L, st);
+  *err = errcopy(L);
+  lua_pop(L, 1);
+  atl_buffer_free(out);
+  return st;
+}
+
+
+/* Stack: params (light userdata). Leaves the decoded values. */
+static int pdecode (lua_State *L) {
+  Params *p = (Params *)lua_touserdata(L, 1);
+  int envup;
+  lua_pop(L, 1);
+  return atl_codec_decode_raw(L, p->data, p->len, p->flags, &envup);
+}
+
+
+int atl_codec_decode (lua_State *L, const unsigned char *data, size_t len,
+                      int flags, int *nout, char **err) {
+  Params p;
+  int top = lua_gettop(L), st;
+  *err = NULL;
+  *nout = 0;
+  if (!lua_checkstack(L, 2)) {
+    *err = nomemcopy();
+    return ATL_ERRMEM;
+  }
+  p.data = data;
+  p.len = len;
+  p.flags = flags;
+  lua_pushcfunction(L, pdecode);
+  lua_pushlightuserdata(L, &p);
+  st = lua_pcall(L, 1, LUA_MULTRET, 0);
+  if (st == LUA_OK) {
+    *nout = lua_gettop(L) - top;
+    return ATL_OK;
+  }
+  st = errstatus(L, st);
+  *err = errcopy(L);
+  lua_settop(L, top);
+  return st;
+}
+
+/* }====================================================================== */

@@ -1,0 +1,213 @@
+/*
+** CLuaShim: the only code of atasker-lua that calls the Lua C API in ways that
+** can raise. Every function declared here is marked like the Lua manual's API
+** entries, '[-o, +p, x]', and every one of them is '-': it never raises. Work
+** that can raise runs inside 'lua_pcall', entered from C; failures come back
+** as a status code and a message that the caller owns (free it with 'free').
+**
+** Swift imports only this header. Swift never receives a 'lua_State *' from a
+** callback; it holds the pointer of each state it owns as an opaque value and
+** hands it back to these functions on the thread that owns the state.
+*/
+#ifndef CLuaShim_h
+#define CLuaShim_h
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct lua_State lua_State;
+
+/* Status codes. */
+#define ATL_OK        0
+#define ATL_ERRRUN    2   /* a runtime error (message holds 'file:line: ...') */
+#define ATL_ERRSYNTAX 3   /* a syntax error while loading a chunk */
+#define ATL_ERRMEM    4   /* out of memory */
+#define ATL_ERRFILE   6   /* a file that cannot be opened or read */
+#define ATL_ERRCODEC  7   /* a value that cannot be copied, or a bad buffer */
+#define ATL_EXIT      8   /* 'os.exit' was called; the code is in the result */
+
+/* ========================================================================
+** Buffers: encoded values. A buffer owns its bytes and a +1 reference on
+** every host object that it names (see 'atl_HostCallbacks').
+** ======================================================================== */
+
+typedef struct atl_Buffer {
+  unsigned char *data;
+  size_t len;
+  size_t cap;
+  void **handles;        /* host objects retained by this buffer */
+  size_t nhandles;
+  size_t handlescap;
+} atl_Buffer;
+
+/* [-0, +0, -] Release the handles and the memory of 'b', and zero it. */
+void atl_buffer_free(atl_Buffer *b);
+/* [-0, +0, -] Append 'n' bytes. Returns ATL_OK or ATL_ERRMEM. */
+int atl_buffer_append(atl_Buffer *b, const void *p, size_t n);
+/* [-0, +0, -] Retain host object 'obj' for the life of 'b'. ATL_OK or
+** ATL_ERRMEM (then 'obj' is not retained). */
+int atl_buffer_add_handle(atl_Buffer *b, void *obj);
+
+/* ========================================================================
+** The codec (codec.c). The format is described at the top of codec.c.
+** ======================================================================== */
+
+/* Flags for encoding and decoding. */
+#define ATL_CODEC_NOHANDLES   1  /* refuse host handles (crossing processes) */
+#define ATL_CODEC_NOFUNCTIONS 2  /* refuse functions (results from a child) */
+#define ATL_CODEC_JOINENV     4  /* decode: join '_ENV' upvalues bound to _G */
+
+/* Deepest nesting of tables and functions that the codec accepts, both ways. */
+#define ATL_CODEC_MAXDEPTH 100
+
+/* [-0, +0, -] Encode the 'n' values at stack indices 'first' .. first+n-1 of
+** 'L' into 'out' (zeroed by the caller). 'what' names the values in error
+** paths: "args" gives 'args[2].conn'; with n == 1 a name such as "value"
+** or "function" is used as is. Returns ATL_OK, or ATL_ERRCODEC / ATL_ERRMEM
+** with '*err' set to a message that names the path and the type of the
+** value that could not be copied. On error 'out' is left empty. */
+int atl_codec_encode(lua_State *L, int first, int n, const char *what,
+                     int flags, atl_Buffer *out, char **err);
+
+/* [-0, +n, -] Decode every value of the buffer 'data' ('len' bytes) and push
+** them onto 'L'; '*nout' receives their count. Nothing is pushed on error:
+** returns ATL_ERRCODEC (malformed, truncated or corrupted buffer; a module
+** that cannot be required) or ATL_ERRMEM, with '*err' set. */
+int atl_codec_decode(lua_State *L, const unsigned char *data, size_t len,
+                     int flags, int *nout, char **err);
+
+/* ========================================================================
+** Host objects and calls from Lua into the host (trampoline.c).
+** ======================================================================== */
+
+/* Kinds of host handles: userdata that hold a retained host object. */
+#define ATL_H_SUPERVISOR 1
+#define ATL_H_TASK       2
+#define ATL_H_SPAWNER    3   /* the callable that 'background_task' returns */
+#define ATL_H_SHARED     4
+#define ATL_H_HOSTFN     5   /* a function registered by the embedding app */
+#define ATL_H_WORKER     6
+#define ATL_H_LOCK       7
+#define ATL_H_MAX        7
+
+/* Function ids: what a call from Lua asks the host to do. */
+enum {
+  ATL_FN_BACKGROUND_TASK = 1,   /* (fn, opts) -> spawner */
+  ATL_FN_SPAWN,                 /* self = spawner; (...) -> task */
+  ATL_FN_WAIT_COMPLETED,        /* (task | {tasks}, timeout) -> result(s) */
+  ATL_FN_SLEEP,                 /* (seconds) */
+  ATL_FN_SHARED,                /* (name) -> shared */
+  ATL_FN_SHARED_GET,            /* self = shared; (key) -> value */
+  ATL_FN_SHARED_SET,            /* (key, value) */
+  ATL_FN_SHARED_INCR,           /* (key, n) -> new value */
+  ATL_FN_SHARED_CAS,            /* (key, old, new) -> boolean */
+  ATL_FN_SHARED_KEYS,           /* () -> {keys} */
+  ATL_FN_LOG,                   /* (level, message) */
+  ATL_FN_SET_DEBUG,             /* (on) */
+  ATL_FN_EXIT,                  /* (code) */
+  ATL_FN_SUP_INDEX,             /* self = supervisor; (key) -> value */
+  ATL_FN_SUP_NEWINDEX,          /* (key, value) */
+  ATL_FN_SUP_SET_THREAD_POOL,   /* ({...}) */
+  ATL_FN_SUP_INFO,              /* () -> {...} */
+  ATL_FN_SUP_GET_TASK,          /* (id) -> task | nil */
+  ATL_FN_SUP_STOP,              /* ({wait=, cancel_tasks=, ...}) */
+  ATL_FN_SUP_BLOCK,             /* () */
+  ATL_FN_TASK_INDEX,            /* self = task; (key) -> value */
+  ATL_FN_HOSTFN_CALL,           /* self = registered function; (...) */
+  ATL_FN_TOSTRING,              /* self = any handle; () -> string */
+  ATL_FN_MAX
+};
+
+/* One call from Lua into the host. The trampoline fills the first part;
+** the host's callback fills 'result' or 'error'. */
+typedef struct atl_Call {
+  void *host;                 /* the host context given to 'atl_state_open' */
+  int fn;                     /* ATL_FN_* */
+  int kind;                   /* kind of 'self', or 0 */
+  void *self;                 /* host object the method was called on, or NULL */
+  const unsigned char *args;  /* encoded arguments (without 'self') */
+  size_t argslen;
+  atl_Buffer *argsbuf;        /* the buffer behind 'args': the host may move
+                                 it out (copy the struct, then zero it) */
+  int nargs;                  /* number of encoded arguments */
+  const char *where;          /* 'file:line:' of the Lua caller, or "" */
+  atl_Buffer result;          /* encoded results, decoded by the trampoline */
+  char *error;                /* malloc'd message: raised in the caller */
+  int error_raw;              /* 1: raise 'error' as is, without 'file:line:' */
+  int exitcode;               /* with ATL_EXIT */
+} atl_Call;
+
+/* Callbacks into the host, set once with 'atl_set_host_callbacks'. None of
+** them may raise (they are Swift '@convention(c)' functions). */
+typedef struct atl_HostCallbacks {
+  void (*retain)(void *obj);
+  void (*release)(void *obj);
+  /* Returns ATL_OK with 'call->result' set, ATL_ERRRUN with 'call->error'
+  ** set, or ATL_EXIT with 'call->exitcode' set. */
+  int (*call)(atl_Call *call);
+} atl_HostCallbacks;
+
+/* [-0, +0, -] Install the host callbacks (once, before any state opens). */
+void atl_set_host_callbacks(const atl_HostCallbacks *cb);
+
+/* ========================================================================
+** States (state.c) and running code (call.c, task.c).
+** ======================================================================== */
+
+typedef struct atl_StateOptions {
+  void *host;                 /* passed back in every 'atl_Call' */
+  void *supervisor;           /* host object behind 'atasker.supervisor' */
+  int is_main;                /* value of 'atasker.is_main' */
+  const char *package_path;   /* prepended to 'package.path', or NULL */
+  const char *package_cpath;  /* prepended to 'package.cpath', or NULL */
+  const char *const *hostfn_names;  /* names of functions of module "host" */
+  void *const *hostfn_objs;         /* their host objects */
+  int nhostfn;
+  long alloc_limit;           /* fail the Nth allocation (tests); 0: never */
+} atl_StateOptions;
+
+/* [-0, +0, -] A new state with the standard libraries, the 'atasker' module
+** (also global 'atasker'), module "host" and the process-wide 'print' and
+** 'os.exit'. Returns NULL and sets '*err' on failure. */
+lua_State *atl_state_open(const atl_StateOptions *opts, char **err);
+/* [-0, +0, -] Close a state (runs finalizers, releases handles). */
+void atl_state_close(lua_State *L);
+/* [-0, +0, -] Set the global table 'arg' of the main state: 'argv[0]' is the
+** script, the rest its arguments (as the standalone 'lua' does). */
+int atl_state_set_args(lua_State *L, const char *const *argv, int argc,
+                       char **err);
+/* [-0, +0, -] How many allocations a state made (for the limit tests). */
+long atl_state_alloc_count(lua_State *L);
+
+/* [-0, +0, -] Load 'path' in text mode and run it with a traceback handler.
+** Returns ATL_OK, ATL_ERRFILE, ATL_ERRSYNTAX, ATL_ERRRUN (message with
+** 'file:line:' and a traceback), ATL_ERRMEM, or ATL_EXIT with '*exitcode'. */
+int atl_run_file(lua_State *L, const char *path, char **err, int *exitcode);
+/* [-0, +0, -] Run 'code' (text mode) as chunk 'name'; its results are
+** encoded into 'out' (zeroed by the caller). Statuses as 'atl_run_file'. */
+int atl_run_string(lua_State *L, const char *code, size_t len,
+                   const char *name, atl_Buffer *out, char **err,
+                   int *exitcode);
+
+/* [-0, +0, -] Run one background task in a pool state: the function encoded
+** in 'fn' (cached by 'fnid' in a bounded LRU cache of the state) with a fresh
+** '_ENV' whose '__index' is the state's globals, called with the values of
+** 'args'. Its first result is encoded into 'out'. Errors carry a traceback. */
+int atl_run_task(lua_State *L, uint64_t fnid, const unsigned char *fn,
+                 size_t fnlen, const unsigned char *args, size_t argslen,
+                 atl_Buffer *out, char **err, int *exitcode);
+
+/* [-0, +0, -] Call the function encoded in 'fn' once with 'args' in state
+** 'L' (callbacks: 'callback', 'timeout_warning_func'); like 'atl_run_task'
+** but without a result. */
+int atl_run_callback(lua_State *L, uint64_t fnid, const unsigned char *fn,
+                     size_t fnlen, const unsigned char *args, size_t argslen,
+                     char **err, int *exitcode);
+
+/* [-0, +0, -] Lock and unlock the process-wide output lock that 'print'
+** uses, so that the host can write whole lines too; flush stdout. */
+void atl_output_lock(void);
+void atl_output_unlock(void);
+void atl_output_flush(void);
+
+#endif

@@ -1,0 +1,188 @@
+/*
+** module_atasker.c: the 'atasker' module that every state gets (also as
+** the global 'atasker'). Most functions are thin: they check their
+** arguments here, at the caller's line, and hand the rest to the host
+** through the trampoline.
+*/
+#define atl_module_atasker_c
+
+#include <string.h>
+#include <time.h>
+
+#include "shim_private.h"
+
+static int l_background_task(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  return atl_host_call(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 1);
+}
+
+/* 'wait_completed(task | {tasks...}, [timeout])': one result, or a list of
+** results in the order of the tasks. */
+static int l_wait_completed(lua_State *L) {
+  int islist, n, i, base;
+  luaL_checkany(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checknumber(L, 2);
+  lua_settop(L, 2);
+  islist = lua_istable(L, 1);
+  if (!islist && atl_handle_test(L, 1) == NULL)
+    luaL_typeerror(L, 1, "atasker.Task or table of tasks");
+  base = lua_gettop(L);
+  n = atl_host_call(L, ATL_FN_WAIT_COMPLETED, 0, NULL, 1);
+  if (!islist) return n > 0 ? 1 : 0;
+  lua_createtable(L, n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_pushvalue(L, base + i);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+static int l_sleep(lua_State *L) {
+  luaL_checknumber(L, 1);
+  lua_settop(L, 1);
+  return atl_host_call(L, ATL_FN_SLEEP, 0, NULL, 1);
+}
+
+static double clocknow(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int l_monotonic(lua_State *L) {
+  lua_pushnumber(L, clocknow(CLOCK_MONOTONIC));
+  return 1;
+}
+
+static int l_time(lua_State *L) {
+  lua_pushnumber(L, clocknow(CLOCK_REALTIME));
+  return 1;
+}
+
+static int l_shared(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  return atl_host_call(L, ATL_FN_SHARED, 0, NULL, 1);
+}
+
+static int l_set_debug(lua_State *L) {
+  lua_settop(L, 1);
+  lua_pushboolean(L, lua_isnone(L, 1) || lua_toboolean(L, 1));
+  lua_replace(L, 1);
+  return atl_host_call(L, ATL_FN_SET_DEBUG, 0, NULL, 1);
+}
+
+/* 'log.<level>(...)': the arguments joined by spaces; upvalue 1 is the
+** level name. */
+static int l_log(lua_State *L) {
+  int n = lua_gettop(L), i;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, ' ');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, -2);  /* level, message */
+  return atl_host_call(L, ATL_FN_LOG, 0, NULL, lua_gettop(L) - 1);
+}
+
+/* {======================================================================
+** atasker.g: a table of values for this state only (atasker's thread-local
+** LocalProxy); upvalue 1 is the storage.
+** ======================================================================= */
+
+static int g_get(lua_State *L) {
+  lua_settop(L, 3);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TNIL) lua_pushvalue(L, 3);
+  return 1;
+}
+
+static int g_set(lua_State *L) {
+  luaL_checkany(L, 2);
+  lua_settop(L, 3);
+  lua_rawset(L, lua_upvalueindex(1));
+  return 0;
+}
+
+static int g_has(lua_State *L) {
+  lua_settop(L, 2);
+  lua_pushboolean(L, lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL);
+  return 1;
+}
+
+static int g_clear(lua_State *L) {
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  lua_pushnil(L);
+  lua_rawset(L, lua_upvalueindex(1));
+  return 0;
+}
+
+static void makeg(lua_State *L) {
+  static const luaL_Reg gfuncs[] = {
+    {"get", g_get}, {"set", g_set}, {"has", g_has}, {"clear", g_clear},
+    {NULL, NULL}
+  };
+  lua_createtable(L, 0, 4);
+  lua_newtable(L);  /* storage */
+  luaL_setfuncs(L, gfuncs, 1);
+}
+
+/* }====================================================================== */
+
+static const luaL_Reg funcs[] = {
+  {"background_task", l_background_task},
+  {"wait_completed", l_wait_completed},
+  {"sleep", l_sleep},
+  {"monotonic", l_monotonic},
+  {"time", l_time},
+  {"shared", l_shared},
+  {"set_debug", l_set_debug},
+  {NULL, NULL}
+};
+
+static const char *const levels[] = {
+  "debug", "info", "warning", "error", "critical", NULL
+};
+
+int atl_open_atasker(lua_State *L) {
+  atl_StateData *d = atl_statedata(L);
+  int i;
+  luaL_newlib(L, funcs);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "TASK_CRITICAL");
+  lua_pushinteger(L, 50);
+  lua_setfield(L, -2, "TASK_HIGH");
+  lua_pushinteger(L, 100);
+  lua_setfield(L, -2, "TASK_NORMAL");
+  lua_pushinteger(L, 200);
+  lua_setfield(L, -2, "TASK_LOW");
+  lua_pushboolean(L, d->is_main);
+  lua_setfield(L, -2, "is_main");
+  lua_pushliteral(L, "atasker-lua 0.1.0");
+  lua_setfield(L, -2, "_VERSION");
+  lua_createtable(L, 0, 5);
+  for (i = 0; levels[i] != NULL; i++) {
+    lua_pushstring(L, levels[i]);
+    lua_pushcclosure(L, l_log, 1);
+    lua_setfield(L, -2, levels[i]);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "log");
+  lua_getfield(L, -1, "warning");
+  lua_setfield(L, -2, "warn");
+  lua_pop(L, 1);
+  makeg(L);
+  lua_setfield(L, -2, "g");
+  if (d->supervisor != NULL) {
+    atl_handle_push(L, d->supervisor, ATL_H_SUPERVISOR);
+    lua_setfield(L, -2, "supervisor");
+  }
+  return 1;
+}

@@ -1,0 +1,77 @@
+/*
+** Private declarations shared by the .c files of CLuaShim. Functions here
+** may raise: they are called only from code that already runs inside
+** 'lua_pcall'.
+*/
+#ifndef shim_private_h
+#define shim_private_h
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "CLuaShim.h"
+
+/* A host handle: a full userdata whose metatable carries the field
+** '__atl_kind' (an integer, ATL_H_*) and '__name' ("atasker.Task", ...). */
+typedef struct atl_Handle {
+  void *obj;    /* retained host object; NULL once released */
+  int kind;
+} atl_Handle;
+
+extern atl_HostCallbacks atl_host;  /* set by 'atl_set_host_callbacks' */
+
+/* Per-state data, kept in the state's extra space (a pointer to it). */
+typedef struct atl_StateData {
+  void *host;
+  void *supervisor;
+  int is_main;
+  int exitcode;         /* set with the exit sentinel by 'os.exit' */
+  long alloc_count;
+  long alloc_limit;
+  uint64_t task_tick;   /* LRU clock of the function cache */
+} atl_StateData;
+
+atl_StateData *atl_statedata(lua_State *L);
+
+/* [-0, +1, m] Push a new handle for 'obj' of 'kind'; retains 'obj'. */
+void atl_handle_push(lua_State *L, void *obj, int kind);
+/* [-0, +0, -] The handle at 'idx', or NULL if that value is not one. */
+atl_Handle *atl_handle_test(lua_State *L, int idx);
+/* [-0, +0, -] The metatable name of handles of 'kind'. */
+const char *atl_handle_tname(int kind);
+
+/* [-0, +0, e] Encode 'n' values from 'first' into 'out'; raises a Lua error
+** naming the path on failure ('out' is then freed by the caller). */
+void atl_codec_encode_raw(lua_State *L, int first, int n, const char *what,
+                          int flags, atl_Buffer *out);
+/* [-0, +n(+1), e] Decode a buffer; returns the number of values pushed. With
+** ATL_CODEC_JOINENV, when some '_ENV' upvalue stood for the source's _G, all
+** those upvalues are joined into one cell and one more value is pushed after
+** the decoded ones: a function that owns the cell; '*envup' receives the
+** upvalue index (else '*envup' is 0 and nothing more is pushed); that
+** extra value is included in the returned count. */
+int atl_codec_decode_raw(lua_State *L, const unsigned char *data, size_t len,
+                         int flags, int *envup);
+
+/* [-0, +0, e] Raise 'msg' (a malloc'd string, freed here) as a Lua error. */
+int atl_raise_owned(lua_State *L, char *msg);
+/* [-0, +0, -] A malloc'd copy of the string at 'idx' (or a fixed text). */
+char *atl_strdup_top(lua_State *L, int idx);
+
+/* [-1, +1, m] Message handler: adds a traceback to string messages. */
+int atl_msghandler(lua_State *L);
+
+/* The error object that 'os.exit' raises to unwind to the host. */
+extern char atl_exit_sentinel;
+#define atl_isexit(L,i) (lua_touserdata(L, (i)) == (void *)&atl_exit_sentinel)
+
+/* [-0, +r, e] Call the host: encode the values from 'first' to the top as
+** the arguments of function 'fn' on 'self' (of 'kind'), run the host's
+** callback, push its results and return their count, or raise its error. */
+int atl_host_call(lua_State *L, int fn, int kind, void *self, int first);
+
+/* Opening the 'atasker' module (module_atasker.c). */
+int atl_open_atasker(lua_State *L);
+
+#endif

@@ -1,0 +1,208 @@
+/*
+** state.c: opening and closing states, the allocator, and the process-wide
+** standard library calls ('print' writes whole lines under one lock;
+** 'os.exit' asks the host for a graceful stop).
+*/
+#define atl_state_c
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim_private.h"
+
+atl_StateData *atl_statedata(lua_State *L) {
+  return *(atl_StateData **)lua_getextraspace(L);
+}
+
+/*
+** The allocator counts allocations; with a limit set (tests), it fails the
+** allocation whose number equals the limit, as Lua's own 'testalloc' does.
+** Lua never asks a shrinking reallocation to fail.
+*/
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  atl_StateData *d = (atl_StateData *)ud;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  if (ptr == NULL || nsize > osize) {
+    d->alloc_count++;
+    if (d->alloc_limit > 0 && d->alloc_count == d->alloc_limit)
+      return NULL;
+  }
+  return realloc(ptr, nsize);
+}
+
+static int l_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "atasker-lua: unprotected Lua error (a bug): %s\n",
+          msg ? msg : "?");
+  fflush(stderr);
+  abort();
+  return 0;
+}
+
+/* {======================================================================
+** Output
+** ======================================================================= */
+
+static pthread_mutex_t output_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void atl_output_lock(void) { pthread_mutex_lock(&output_lock); }
+void atl_output_unlock(void) { pthread_mutex_unlock(&output_lock); }
+
+void atl_output_flush(void) {
+  pthread_mutex_lock(&output_lock);
+  fflush(stdout);
+  pthread_mutex_unlock(&output_lock);
+}
+
+/* 'print' builds the whole line first, then writes it under the lock, so
+** the lines of two threads never interleave. */
+static int l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  int i;
+  size_t len;
+  const char *s;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  s = lua_tolstring(L, -1, &len);
+  pthread_mutex_lock(&output_lock);
+  fwrite(s, 1, len, stdout);
+  pthread_mutex_unlock(&output_lock);
+  return 0;
+}
+
+/* 'os.exit([code])': the host decides (a graceful stop of the program with
+** that code, or an error in an embedding app that does not allow it). */
+static int l_exit(lua_State *L) {
+  lua_Integer code;
+  if (lua_isboolean(L, 1))
+    code = lua_toboolean(L, 1) ? 0 : 1;
+  else
+    code = luaL_optinteger(L, 1, 0);
+  lua_settop(L, 0);
+  lua_pushinteger(L, code);
+  return atl_host_call(L, ATL_FN_EXIT, 0, NULL, 1);
+}
+
+/* }====================================================================== */
+
+/* Prepend 'dir' (a ';'-separated template list) to package[field]. */
+static void prependpath(lua_State *L, const char *field, const char *dirs) {
+  if (dirs == NULL || *dirs == '\0') return;
+  lua_getfield(L, -1, field);
+  lua_pushfstring(L, "%s;%s", dirs, lua_tostring(L, -1));
+  lua_setfield(L, -3, field);
+  lua_pop(L, 1);
+}
+
+static int open_p(lua_State *L) {
+  const atl_StateOptions *o =
+      (const atl_StateOptions *)lua_touserdata(L, 1);
+  int i;
+  luaL_openlibs(L);
+  lua_pushcfunction(L, l_print);
+  lua_setglobal(L, "print");
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, l_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
+  lua_getglobal(L, "package");
+  prependpath(L, "path", o->package_path);
+  prependpath(L, "cpath", o->package_cpath);
+  lua_pop(L, 1);
+  /* module "host": the functions that the embedding app registered */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_createtable(L, 0, o->nhostfn);
+  for (i = 0; i < o->nhostfn; i++) {
+    atl_handle_push(L, o->hostfn_objs[i], ATL_H_HOSTFN);
+    lua_setfield(L, -2, o->hostfn_names[i]);
+  }
+  lua_setfield(L, -2, "host");
+  lua_pop(L, 1);
+  luaL_requiref(L, "atasker", atl_open_atasker, 1);
+  lua_pop(L, 1);
+  return 0;
+}
+
+lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
+  atl_StateData *d = (atl_StateData *)calloc(1, sizeof(atl_StateData));
+  lua_State *L;
+  int st;
+  if (d == NULL) {
+    *err = strdup("not enough memory");
+    return NULL;
+  }
+  d->host = opts->host;
+  d->supervisor = opts->supervisor;
+  d->is_main = opts->is_main;
+  d->alloc_limit = opts->alloc_limit;
+  L = lua_newstate(l_alloc, d);
+  if (L == NULL) {
+    free(d);
+    *err = strdup("not enough memory");
+    return NULL;
+  }
+  *(atl_StateData **)lua_getextraspace(L) = d;
+  lua_atpanic(L, l_panic);
+  lua_pushcfunction(L, open_p);
+  lua_pushlightuserdata(L, (void *)opts);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    *err = atl_strdup_top(L, -1);
+    lua_close(L);
+    free(d);
+    return NULL;
+  }
+  return L;
+}
+
+void atl_state_close(lua_State *L) {
+  atl_StateData *d;
+  if (L == NULL) return;
+  d = atl_statedata(L);
+  lua_close(L);
+  free(d);
+}
+
+long atl_state_alloc_count(lua_State *L) {
+  return atl_statedata(L)->alloc_count;
+}
+
+static int setargs_p(lua_State *L) {
+  const char *const *argv = (const char *const *)lua_touserdata(L, 1);
+  int argc = (int)lua_tointeger(L, 2);
+  int i;
+  lua_createtable(L, argc, 1);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setglobal(L, "arg");
+  return 0;
+}
+
+int atl_state_set_args(lua_State *L, const char *const *argv, int argc,
+                       char **err) {
+  int st;
+  lua_pushcfunction(L, setargs_p);
+  lua_pushlightuserdata(L, (void *)argv);
+  lua_pushinteger(L, argc);
+  st = lua_pcall(L, 2, 0, 0);
+  if (st != LUA_OK) {
+    *err = atl_strdup_top(L, -1);
+    lua_settop(L, 0);
+    return ATL_ERRMEM;
+  }
+  return ATL_OK;
+}

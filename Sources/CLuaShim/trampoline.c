@@ -1,0 +1,281 @@
+/*
+** trampoline.c: host handles and the one trampoline through which Lua calls
+** the host. The host's callback never sees a 'lua_State': it gets encoded
+** arguments and returns encoded results or an error message, and only after
+** it has returned does C push the results or raise the error.
+*/
+#define atl_trampoline_c
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim_private.h"
+
+atl_HostCallbacks atl_host;
+char atl_exit_sentinel;
+
+void atl_set_host_callbacks(const atl_HostCallbacks *cb) {
+  atl_host = *cb;
+}
+
+/* {======================================================================
+** Handles
+** ======================================================================= */
+
+static const char *const tnames[] = {
+  "atasker.Handle", "atasker.Supervisor", "atasker.Task",
+  "atasker.TaskFunction", "atasker.Shared", "atasker.HostFunction",
+  "atasker.Worker", "atasker.Locker"
+};
+
+const char *atl_handle_tname(int kind) {
+  return (kind >= 1 && kind <= ATL_H_MAX) ? tnames[kind] : tnames[0];
+}
+
+atl_Handle *atl_handle_test(lua_State *L, int idx) {
+  atl_Handle *h;
+  int ish;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+    return NULL;
+  ish = (lua_rawgetp(L, -1, &atl_host) == LUA_TBOOLEAN);
+  lua_pop(L, 2);  /* marker and metatable; plain values, no '__close' */
+  if (!ish) return NULL;
+  h = (atl_Handle *)lua_touserdata(L, idx);
+  return h;
+}
+
+/* Check that argument 'arg' is a live handle of 'kind'. */
+static atl_Handle *checkhandle(lua_State *L, int arg, int kind) {
+  atl_Handle *h = (atl_Handle *)luaL_checkudata(L, arg, atl_handle_tname(kind));
+  if (h->obj == NULL)
+    luaL_error(L, "attempt to use a released %s", atl_handle_tname(kind));
+  return h;
+}
+
+static int handle_gc(lua_State *L) {
+  atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
+  if (h != NULL && h->obj != NULL) {
+    void *o = h->obj;
+    h->obj = NULL;
+    atl_host.release(o);
+  }
+  return 0;
+}
+
+static int handle_tostring(lua_State *L) {
+  atl_Handle *h = atl_handle_test(L, 1);
+  if (h == NULL || h->obj == NULL) {
+    lua_pushstring(L, "atasker handle (released)");
+    return 1;
+  }
+  lua_settop(L, 1);
+  return atl_host_call(L, ATL_FN_TOSTRING, h->kind, h->obj, 2);
+}
+
+/*
+** A method: upvalue 1 is the function id, upvalue 2 the kind of 'self'.
+** Arguments after 'self' go to the host.
+*/
+static int handle_method(lua_State *L) {
+  int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+  atl_Handle *h = checkhandle(L, 1, kind);
+  return atl_host_call(L, fn, kind, h->obj, 2);
+}
+
+/* '__index': methods first (upvalue 1), then the host (upvalue 2: the id
+** of the host's index function, 0 for none). */
+static int handle_index(lua_State *L) {
+  int fn = (int)lua_tointeger(L, lua_upvalueindex(2));
+  atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
+  lua_settop(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+  }
+  if (fn == 0 || h == NULL || h->obj == NULL) return 0;
+  return atl_host_call(L, fn, h->kind, h->obj, 2);
+}
+
+static int handle_newindex(lua_State *L) {
+  int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
+  atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
+  if (fn == 0 || h == NULL)
+    return luaL_error(L, "cannot assign to a field of %s",
+                      luaL_typename(L, 1));
+  if (h->obj == NULL)
+    return luaL_error(L, "attempt to use a released %s",
+                      atl_handle_tname(h->kind));
+  return atl_host_call(L, fn, h->kind, h->obj, 2);
+}
+
+/* '__call': upvalue 1 is the function id; all arguments but 'self'. */
+static int handle_call(lua_State *L) {
+  int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+  atl_Handle *h = checkhandle(L, 1, kind);
+  return atl_host_call(L, fn, kind, h->obj, 2);
+}
+
+typedef struct MethodDef { const char *name; int fn; } MethodDef;
+
+static const MethodDef supervisor_methods[] = {
+  {"set_thread_pool", ATL_FN_SUP_SET_THREAD_POOL},
+  {"info", ATL_FN_SUP_INFO},
+  {"get_info", ATL_FN_SUP_INFO},
+  {"get_task", ATL_FN_SUP_GET_TASK},
+  {"stop", ATL_FN_SUP_STOP},
+  {"block", ATL_FN_SUP_BLOCK},
+  {NULL, 0}
+};
+
+static const MethodDef shared_methods[] = {
+  {"get", ATL_FN_SHARED_GET},
+  {"set", ATL_FN_SHARED_SET},
+  {"incr", ATL_FN_SHARED_INCR},
+  {"cas", ATL_FN_SHARED_CAS},
+  {"keys", ATL_FN_SHARED_KEYS},
+  {NULL, 0}
+};
+
+static const MethodDef no_methods[] = {{NULL, 0}};
+
+/* Per kind: methods, host '__index' and '__newindex' ids, '__call' id. */
+typedef struct KindDef {
+  const MethodDef *methods;
+  int index, newindex, call;
+} KindDef;
+
+static const KindDef kinds[ATL_H_MAX + 1] = {
+  {no_methods, 0, 0, 0},
+  {supervisor_methods, ATL_FN_SUP_INDEX, ATL_FN_SUP_NEWINDEX, 0},
+  {no_methods, ATL_FN_TASK_INDEX, 0, 0},
+  {no_methods, 0, 0, ATL_FN_SPAWN},
+  {shared_methods, 0, 0, 0},
+  {no_methods, 0, 0, ATL_FN_HOSTFN_CALL},
+  {no_methods, 0, 0, 0},
+  {no_methods, 0, 0, 0},
+};
+
+/* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
+static void pushmetatable(lua_State *L, int kind) {
+  const KindDef *k = &kinds[kind];
+  const MethodDef *m;
+  if (!luaL_newmetatable(L, atl_handle_tname(kind)))
+    return;  /* already made */
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &atl_host);  /* marker: this is a handle metatable */
+  lua_pushinteger(L, kind);
+  lua_setfield(L, -2, "__atl_kind");
+  lua_pushcfunction(L, handle_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, handle_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);  /* methods */
+  for (m = k->methods; m->name != NULL; m++) {
+    lua_pushinteger(L, m->fn);
+    lua_pushinteger(L, kind);
+    lua_pushcclosure(L, handle_method, 2);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pushinteger(L, k->index);
+  lua_pushcclosure(L, handle_index, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pushinteger(L, k->newindex);
+  lua_pushcclosure(L, handle_newindex, 1);
+  lua_setfield(L, -2, "__newindex");
+  if (k->call != 0) {
+    lua_pushinteger(L, k->call);
+    lua_pushinteger(L, kind);
+    lua_pushcclosure(L, handle_call, 2);
+    lua_setfield(L, -2, "__call");
+  }
+}
+
+void atl_handle_push(lua_State *L, void *obj, int kind) {
+  atl_Handle *h;
+  if (kind < 1 || kind > ATL_H_MAX)
+    luaL_error(L, "unknown handle kind %d", kind);
+  h = (atl_Handle *)lua_newuserdatauv(L, sizeof(atl_Handle), 0);
+  h->obj = NULL;
+  h->kind = kind;
+  pushmetatable(L, kind);
+  lua_setmetatable(L, -2);
+  atl_host.retain(obj);  /* only once the userdata exists: '__gc' releases */
+  h->obj = obj;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** The trampoline
+** ======================================================================= */
+
+int atl_raise_owned(lua_State *L, char *msg) {
+  if (msg == NULL) return luaL_error(L, "unknown error");
+  lua_pushstring(L, msg);  /* may fail with memory: 'msg' would leak */
+  free(msg);
+  return lua_error(L);
+}
+
+char *atl_strdup_top(lua_State *L, int idx) {
+  const char *s = NULL;
+  if (lua_type(L, idx) == LUA_TSTRING)  /* no conversion: never raises */
+    s = lua_tostring(L, idx);
+  if (s == NULL) s = "(error object is not a string)";
+  return strdup(s);
+}
+
+int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
+  atl_Call c;
+  atl_Buffer args;
+  char *err = NULL;
+  int st, n, nres = 0;
+  int top = lua_gettop(L);
+  memset(&c, 0, sizeof c);
+  memset(&args, 0, sizeof args);
+  n = top - first + 1;
+  if (n < 0) n = 0;
+  if (n > 0) {
+    st = atl_codec_encode(L, first, n, "args", 0, &args, &err);
+    if (st != ATL_OK) return atl_raise_owned(L, err);
+  }
+  c.host = atl_statedata(L)->host;
+  c.fn = fn;
+  c.kind = kind;
+  c.self = self;
+  c.args = args.data;
+  c.argslen = args.len;
+  c.argsbuf = &args;
+  c.nargs = n;
+  c.where = "";
+  st = atl_host.call(&c);
+  atl_buffer_free(&args);  /* empty if the host moved it out */
+  if (st == ATL_EXIT) {
+    atl_buffer_free(&c.result);
+    free(c.error);
+    atl_statedata(L)->exitcode = c.exitcode;
+    lua_pushlightuserdata(L, &atl_exit_sentinel);
+    return lua_error(L);
+  }
+  if (st != ATL_OK) {
+    atl_buffer_free(&c.result);
+    if (c.error == NULL) return luaL_error(L, "host call failed");
+    if (c.error_raw) return atl_raise_owned(L, c.error);
+    luaL_where(L, 1);
+    lua_pushstring(L, c.error);
+    free(c.error);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  free(c.error);
+  if (c.result.len > 0) {
+    st = atl_codec_decode(L, c.result.data, c.result.len, 0, &nres, &err);
+    atl_buffer_free(&c.result);
+    if (st != ATL_OK) return atl_raise_owned(L, err);
+  }
+  return nres;
+}
+
+/* }====================================================================== */

@@ -1,0 +1,104 @@
+import ATasker
+import ATaskerLua
+import ArgumentParser
+import Glibc
+import Logging
+
+/// `atasker-lua [options] script.lua [script args...]`: runs a Lua script on a task supervisor until no task is
+/// pending and no worker is active, or until SIGINT / SIGTERM.
+@main
+struct ATaskerLuaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "atasker-lua",
+        abstract: "Run Lua 5.4 background tasks and workers on a thread pool with priorities.",
+        discussion: """
+            The script runs in the main Lua state; its background tasks run on pool threads, each with a Lua state of
+            its own. The program exits when no task is pending and no worker is active (status 0), on a script error
+            (status 1, with file:line and a traceback), on a usage error (status 2), or on SIGINT / SIGTERM: running
+            work may finish within --stop-timeout, then the program dies by the same signal (130 / 143 in a shell).
+            Arguments after the script reach it in the table `arg`, as with the standalone `lua`.
+            """,
+        version: "atasker-lua 0.1.0 (Lua 5.4)"
+    )
+
+    @Option(name: .long, help: "Thread pool size; 0 means unlimited. (default: 5 × the number of cores)")
+    var poolSize: Int?
+
+    @Option(name: .long, help: "Extra threads for NORMAL and more urgent tasks. (default: 5)")
+    var reserveNormal: Int?
+
+    @Option(name: .long, help: "Extra threads for HIGH and CRITICAL tasks. (default: 5)")
+    var reserveHigh: Int?
+
+    @Option(name: .long, help: "Threads kept ready. (default: 0)")
+    var minSize: Int?
+
+    @Option(name: .long, help: "Most threads (CRITICAL tasks may exceed it). (default: pool size + reserves)")
+    var maxSize: Int?
+
+    @Option(name: .long, help: "Seconds that running work may take to finish once a stop is asked.")
+    var stopTimeout: Double = 10
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Argument(help: "The Lua script to run.")
+    var script: String
+
+    @Argument(parsing: .captureForPassthrough, help: "Arguments for the script (in `arg`).")
+    var scriptArguments: [String] = []
+
+    func validate() throws {
+        guard Logger.Level(rawValue: self.logLevel) != nil else {
+            throw ValidationError("unknown log level '\(self.logLevel)'")
+        }
+        for (name, value) in [
+            ("pool-size", self.poolSize), ("reserve-normal", self.reserveNormal),
+            ("reserve-high", self.reserveHigh), ("min-size", self.minSize), ("max-size", self.maxSize),
+        ] {
+            if let value, value < 0 { throw ValidationError("--\(name) must be >= 0") }
+        }
+        guard self.stopTimeout >= 0, self.stopTimeout.isFinite else {
+            throw ValidationError("--stop-timeout must be a number of seconds >= 0")
+        }
+    }
+
+    static func main() {
+        // Before any thread exists, so that every thread inherits the mask and only the signal thread sees them.
+        ProgramSignals.block()
+        let command: ATaskerLuaCommand
+        do {
+            command = try Self.parse()
+        } catch {
+            let code = Self.exitCode(for: error)
+            let message = Self.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                Glibc.exit(0)
+            }
+            writeStandardError(message + "\n")
+            // ArgumentParser says 64 (EX_USAGE); the contract says 2, as most Unix tools do.
+            Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+        let level = Logger.Level(rawValue: command.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let status = Program(command: command).run()
+        Glibc.exit(status)
+    }
+}
+
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    bytes.withUnsafeMutableBytes { raw in
+        var offset = 0
+        while offset < raw.count {
+            let n = write(2, raw.baseAddress! + offset, raw.count - offset)
+            if n <= 0 { break }
+            offset += n
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import ATasker
+import ATaskerLua
+import Glibc
+import Logging
+
+/// One run of `atasker-lua`: the supervisor, the host, the signal thread, and the decision of how to end.
+struct Program {
+    let command: ATaskerLuaCommand
+
+    /// Runs the script and waits for the end; returns the exit status (or never returns, when a signal ends it).
+    func run() -> Int32 {
+        let logger = Logger(label: "atasker-lua")
+        var configuration = TaskSupervisor.Configuration()
+        if let v = self.command.poolSize { configuration.poolSize = v }
+        if let v = self.command.reserveNormal { configuration.reserveNormal = v }
+        if let v = self.command.reserveHigh { configuration.reserveHigh = v }
+        if let v = self.command.minSize { configuration.minSize = v }
+        if let v = self.command.maxSize { configuration.maxSize = v }
+        let supervisor = TaskSupervisor(configuration: configuration, logger: logger)
+        let control = ProgramControl()
+        let host = LuaHost(
+            supervisor: supervisor, logger: logger,
+            configuration: .init(exitHandler: { code in control.post(.exit(code)) }))
+        supervisor.start()
+        ProgramSignals.startWaiting(control: control, logger: logger, stopTimeout: self.command.stopTimeout)
+
+        do {
+            try host.run(file: self.command.script, arguments: self.command.scriptArguments)
+        } catch {
+            LuaHost.flushOutput()
+            writeStandardError("atasker-lua: \(error.fullMessage)\n")
+            control.post(.exit(1))
+        }
+        startThread {
+            supervisor.waitUntilIdle()
+            control.post(.idle)
+        }
+        let event = control.wait()
+        if case .signal = event {
+            logger.info("stopping: running work may take up to \(self.command.stopTimeout) s")
+        }
+        let left = supervisor.stop(wait: .seconds(self.command.stopTimeout), cancelTasks: event != .idle)
+        for task in left {
+            let name = task.name.map { " (\($0))" } ?? ""
+            logger.warning(
+                "task \(task.id)\(name) still runs at the stop deadline (--stop-timeout \(self.command.stopTimeout) s); it is left behind as the program ends"
+            )
+        }
+        if left.isEmpty {
+            host.close()
+        }
+        LuaHost.flushOutput()
+        switch event {
+        case .signal(let signal):
+            ProgramSignals.reraise(signal)
+        case .exit(let code):
+            return code
+        case .idle:
+            return 0
+        }
+    }
+}
+
+/// What ends the program: the first of these to be posted wins.
+enum ProgramEvent: Equatable, Sendable {
+    case idle
+    case exit(Int32)
+    case signal(Int32)
+}
+
+/// A one-shot latch: the first posted event is kept, and `wait` returns it.
+final class ProgramControl: @unchecked Sendable {
+    // protected by `mutex`
+    private var event: ProgramEvent?
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+
+    init() {
+        pthread_mutex_init(&self.mutex, nil)
+        pthread_cond_init(&self.condition, nil)
+    }
+
+    func post(_ event: ProgramEvent) {
+        pthread_mutex_lock(&self.mutex)
+        if self.event == nil {
+            self.event = event
+            pthread_cond_broadcast(&self.condition)
+        }
+        pthread_mutex_unlock(&self.mutex)
+    }
+
+    func wait() -> ProgramEvent {
+        pthread_mutex_lock(&self.mutex)
+        while self.event == nil {
+            pthread_cond_wait(&self.condition, &self.mutex)
+        }
+        let event = self.event!
+        pthread_mutex_unlock(&self.mutex)
+        return event
+    }
+}
+
+/// SIGINT and SIGTERM: blocked in every thread, and waited for by one.
+enum ProgramSignals {
+    static func signalSet() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        return set
+    }
+
+    static func block() {
+        var set = self.signalSet()
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    static func startWaiting(control: ProgramControl, logger: Logger, stopTimeout: Double) {
+        startThread {
+            var set = self.signalSet()
+            var count = 0
+            while true {
+                var signal: Int32 = 0
+                guard sigwait(&set, &signal) == 0 else { continue }
+                count += 1
+                let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+                if count == 1 {
+                    logger.info("received \(name): stopping gracefully (a second signal quits at once)")
+                    control.post(.signal(signal))
+                } else {
+                    logger.warning("received \(name) again: quitting without waiting for running work")
+                    LuaHost.flushOutput()
+                    self.reraise(signal)
+                }
+            }
+        }
+    }
+
+    /// Dies by `signal` with its default action, so that the parent sees a death by signal.
+    static func reraise(_ signal: Int32) -> Never {
+        Glibc.signal(signal, SIG_DFL)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        raise(signal)
+        _exit(128 + signal)
+    }
+}
+
+/// Runs `body` on a new detached thread.
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(
+        &thread, nil,
+        { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+    precondition(rc == 0, "pthread_create failed")
+    pthread_detach(thread)
+}

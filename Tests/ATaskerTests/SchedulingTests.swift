@@ -1,0 +1,199 @@
+import Testing
+
+@testable import ATasker
+
+@Suite("Scheduling: priorities, reserves, pool sizes")
+struct SchedulingTests {
+    @Test("reserves admit normal, high and critical tasks in order; a low task waits")
+    func reserves() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 2, reserveNormal: 1, reserveHigh: 1)
+        let log = EventLog()
+        var gates: [String: Gate] = [:]
+        for name in ["b1", "b2", "N", "H1", "H2", "C", "L"] {
+            gates[name] = Gate()
+        }
+        let allGates = gates
+        func blocking(_ name: String) -> @Sendable (SupervisorTask) -> (any Sendable)? {
+            { _ in
+                log.append(name)
+                allGates[name]!.wait()
+                return nil
+            }
+        }
+        let b1 = supervisor.submit(priority: .low, name: "b1", blocking("b1"))
+        let b2 = supervisor.submit(priority: .low, name: "b2", blocking("b2"))
+        #expect(log.wait(forCount: 2))
+        let low = supervisor.submit(priority: .low, name: "L", blocking("L"))
+        let normal = supervisor.submit(priority: .normal, name: "N", blocking("N"))
+        let high1 = supervisor.submit(priority: .high, name: "H1", blocking("H1"))
+        let high2 = supervisor.submit(priority: .high, name: "H2", blocking("H2"))
+        let critical = supervisor.submit(priority: .critical, name: "C", blocking("C"))
+        #expect(log.wait(forCount: 5))
+        // Nothing has finished, so admission cannot change: these are exact.
+        #expect(Set(log.all) == ["b1", "b2", "N", "H1", "C"])
+        #expect(low.status == .queued)
+        #expect(high2.status == .queued)
+        let info = supervisor.info()
+        #expect(info.threadTasksCount == 5)
+        #expect(info.threadTasks == [b1.id, b2.id, normal.id, high1.id, critical.id])
+        #expect(info.queued[.low] == 1)
+        #expect(info.queued[.high] == 1)
+        #expect(info.queued[.normal] == 0)
+        #expect(info.queuedCount == 2)
+        #expect(info.threadsCount == 5)  // the critical task went beyond max size 4
+
+        // Two tasks end: 3 run, so the waiting HIGH may start (3 < 4) and the LOW may not (3 >= 2).
+        allGates["C"]!.open()
+        allGates["b1"]!.open()
+        #expect(log.wait(for: "H2"))
+        #expect(critical.wait(timeout: 30) && b1.wait(timeout: 30))
+        #expect(low.status == .queued)
+
+        // Everything else ends; the LOW starts last.
+        for name in ["b2", "N", "H1", "H2", "L"] {
+            allGates[name]!.open()
+        }
+        #expect(low.wait(timeout: 30))
+        #expect(log.all.last == "L")
+        #expect(log.all.count == 7)
+        supervisor.finish()
+    }
+
+    @Test("a more urgent waiting task starts first; FIFO within one priority")
+    func urgencyOrder() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 1)
+        let log = EventLog()
+        let gate = Gate()
+        supervisor.submit(priority: .low) { _ in
+            log.append("blocker")
+            gate.wait()
+            return nil
+        }
+        #expect(log.wait(for: "blocker"))
+        var tasks: [SupervisorTask] = []
+        for (name, priority) in [("L1", TaskPriority.low), ("N1", .normal), ("L2", .low), ("H1", .high),
+                                 ("N2", .normal), ("H2", .high), ("X", TaskPriority(rawValue: 70))]
+        {
+            tasks.append(supervisor.submit(priority: priority, name: name) { _ in log.append(name); return nil })
+        }
+        gate.open()
+        for task in tasks {
+            #expect(task.wait(timeout: 30))
+        }
+        #expect(log.all == ["blocker", "H1", "H2", "X", "N1", "N2", "L1", "L2"])
+        supervisor.finish()
+    }
+
+    @Test("pool size 0 is unlimited")
+    func unlimited() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 0)
+        let log = EventLog()
+        let gate = Gate()
+        let tasks = (0..<24).map { index in
+            supervisor.submit(priority: .low) { _ in
+                log.append("t\(index)")
+                gate.wait()
+                return nil
+            }
+        }
+        #expect(log.wait(forCount: 24))
+        #expect(supervisor.info().threadTasksCount == 24)
+        #expect(supervisor.info().threadMaxSize == nil)
+        gate.open()
+        for task in tasks {
+            #expect(task.wait(timeout: 30))
+        }
+        supervisor.finish()
+    }
+
+    @Test("growing the pool while running admits waiting tasks at once; shrinking lets tasks finish")
+    func resize() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 1)
+        let log = EventLog()
+        let gate = Gate()
+        let tasks = (0..<4).map { index in
+            supervisor.submit(priority: .low) { _ in
+                log.append("t\(index)")
+                gate.wait()
+                return nil
+            }
+        }
+        #expect(log.wait(forCount: 1))
+        #expect(supervisor.info().queuedCount == 3)
+        supervisor.setThreadPool(poolSize: 3)
+        #expect(log.wait(forCount: 3))
+        #expect(supervisor.info().threadTasksCount == 3)
+        #expect(supervisor.configuration.poolSize == 3)
+        supervisor.setThreadPool(poolSize: 1, maxSize: 1)
+        #expect(supervisor.info().threadTasksCount == 3)  // running tasks are never interrupted
+        gate.open()
+        for task in tasks {
+            #expect(task.wait(timeout: 30))
+        }
+        #expect(log.all.count == 4)
+        #expect(supervisor.info().threadMaxSize == 1)
+        supervisor.finish()
+    }
+
+    @Test("tasks submitted before start wait for it")
+    func submitBeforeStart() async throws {
+        let supervisor = TaskSupervisor(configuration: .init(poolSize: 2))
+        #expect(!supervisor.isStarted)
+        let task = supervisor.submit { _ in 42 }
+        sleep(seconds: 0.05)
+        #expect(task.status == .queued)
+        supervisor.start()
+        supervisor.start()  // idempotent
+        #expect(try await task.value(as: Int.self) == 42)
+        #expect(supervisor.isStarted)
+        supervisor.finish()
+    }
+
+    @Test("pool threads are named and created on demand")
+    func threadNames() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 2)
+        #expect(supervisor.info().threadsCount == 0)
+        let name = supervisor.submit { _ in Self.currentThreadName() }
+        #expect(name.wait(timeout: 30))
+        let threadName = try #require(name.result as? String)
+        #expect(threadName.hasPrefix("atasker-pool-"))
+        #expect(supervisor.info().threadsCount == 1)
+        supervisor.finish()
+    }
+
+    @Test("minSize threads are kept ready")
+    func minSize() throws {
+        let supervisor = TaskSupervisor(configuration: .init(poolSize: 4, minSize: 3))
+        supervisor.start()
+        let log = EventLog()
+        // The threads report idle once they have started; wait for that through info().
+        let ready = log.wait(timeout: 30) { _ in supervisor.info().idleThreadsCount == 3 }
+        #expect(ready)
+        #expect(supervisor.info().threadsCount == 3)
+        supervisor.finish()
+    }
+
+    static func currentThreadName() -> String {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let descriptor = open("/proc/thread-self/comm", O_RDONLY)
+        guard descriptor >= 0 else {
+            return ""
+        }
+        defer { close(descriptor) }
+        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, 63) }
+        return String(decoding: buffer.prefix(max(0, count)), as: UTF8.self)
+            .trimmingCharacters(in: "\n")
+    }
+}
+
+import Glibc
+
+extension String {
+    fileprivate func trimmingCharacters(in character: Character) -> String {
+        var result = self
+        while result.last == character {
+            result.removeLast()
+        }
+        return result
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+
+@Suite("atasker-lua, the command line", .serialized)
+struct CLITests {
+    @Test("--version prints the version and exits 0")
+    func version() throws {
+        let run = try CLIRun.run(["--version"])
+        #expect(run.status == 0)
+        #expect(run.stdout.contains("atasker-lua 0.1.0"))
+    }
+
+    @Test("--help prints the usage and the options and exits 0")
+    func help() throws {
+        let run = try CLIRun.run(["--help"])
+        #expect(run.status == 0)
+        #expect(run.stdout.contains("USAGE: atasker-lua"))
+        #expect(run.stdout.contains("--pool-size"))
+        #expect(run.stdout.contains("--stop-timeout"))
+    }
+
+    @Test("a usage error exits 2 with a message")
+    func usageErrors() throws {
+        let missing = try CLIRun.run([])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("Missing expected argument"))
+        let badOption = try CLIRun.run(["--no-such-option", "x.lua"])
+        #expect(badOption.status == 2)
+        let badValue = try CLIRun.run(["--pool-size", "-3", CLIRun.fixture("args.lua")])
+        #expect(badValue.status == 2)
+        #expect(badValue.stderr.contains("--pool-size must be >= 0"))
+        let badLevel = try CLIRun.run(["--log-level", "loud", CLIRun.fixture("args.lua")])
+        #expect(badLevel.status == 2)
+    }
+
+    @Test("a missing script exits 1 and names the file")
+    func missingFile() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/no_such_script.lua"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("cannot open Tests/Fixtures/no_such_script.lua"))
+    }
+
+    @Test("a syntax error exits 1 with file:line and runs nothing")
+    func syntaxError() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/syntax_error.lua"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("Tests/Fixtures/syntax_error.lua:2:"))
+        #expect(!run.stdout.contains("this never runs"))
+    }
+
+    @Test("a runtime error at top level exits 1 with file:line and a traceback")
+    func runtimeError() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/runtime_error.lua"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("Tests/Fixtures/runtime_error.lua:2: boom at the top"))
+        #expect(run.stderr.contains("stack traceback:"))
+        #expect(run.stderr.contains("runtime_error.lua:4:"))
+    }
+
+    @Test("a task's error raised by wait_completed names the task's line")
+    func taskError() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/task_error.lua"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("task_error.lua:3: failed inside the task"))
+    }
+
+    @Test("script arguments reach `arg`, options after the script included")
+    func arguments() throws {
+        let run = try CLIRun.run(["--pool-size", "2", "Tests/Fixtures/args.lua", "one", "--two", "-x", "three four"])
+        #expect(run.status == 0)
+        #expect(run.stdout == "Tests/Fixtures/args.lua\n4\none\n--two\n-x\nthree four\n")
+    }
+
+    @Test("os.exit(code) stops the program with that status")
+    func exitCode() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/exit_code.lua"])
+        #expect(run.status == 3)
+        #expect(!run.signaled)
+        #expect(run.stdout == "before exit\n")
+    }
+
+    @Test("SIGINT stops gracefully: running work finishes, then the program dies by SIGINT", arguments: [SIGINT, SIGTERM])
+    func signals(_ signal: Int32) throws {
+        let run = try CLIRun.run(["Tests/Fixtures/signal_wait.lua", "0.5"]) { process, stdout in
+            #expect(stdout.waitFor("task started"))
+            kill(process.processIdentifier, signal)
+        }
+        #expect(run.signaled)
+        #expect(run.status == signal)
+        #expect(run.stdout.contains("task done"))
+    }
+
+    @Test("the program waits for its tasks, then exits 0")
+    func waitsForTasks() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/signal_wait.lua", "0.2"])
+        #expect(run.status == 0)
+        #expect(run.stdout == "task started\ntask done\n")
+    }
+
+    @Test("the ported atasker tests pass in Lua")
+    func portedTests() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/port_atasker.lua"])
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.contains("passed, 0 failed"))
+        #expect(!run.stdout.contains("FAIL"))
+    }
+
+    @Test("every example prints what its header says")
+    func examples() throws {
+        let folder = CLIRun.packageRoot.appendingPathComponent("Examples")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".lua") }
+        #expect(!files.isEmpty)
+        for file in files.sorted() {
+            let path = "Examples/\(file)"
+            let expected = try expectedOutput(of: folder.appendingPathComponent(file).path)
+            let run = try CLIRun.run([path])
+            #expect(run.status == 0, "\(path): \(run.stderr)")
+            #expect(run.stdout == expected, "\(path)")
+        }
+    }
+}
+
+/// The lines after `-- Prints:` in a Lua example's header comment, each `--   line`.
+func expectedOutput(of path: String) throws -> String {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    var lines: [String] = []
+    var inBlock = false
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        guard line.hasPrefix("--") else { break }
+        if line.trimmingCharacters(in: .whitespaces) == "-- Prints:" {
+            inBlock = true
+            continue
+        }
+        if inBlock {
+            guard line.hasPrefix("--   ") else { break }
+            lines.append(String(line.dropFirst(5)))
+        }
+    }
+    return lines.map { $0 + "\n" }.joined()
+}

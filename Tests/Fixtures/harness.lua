@@ -1,0 +1,20 @@
+-- A tiny test harness for the Lua fixtures: test(name, fn) runs fn under
+-- pcall; done() prints the closing line and sets the exit status.
+local M = {passed = 0, failed = 0}
+
+function M.test(name, fn)
+  local ok, err = pcall(fn)
+  if ok then
+    M.passed = M.passed + 1
+  else
+    M.failed = M.failed + 1
+    print("FAIL " .. name .. ": " .. tostring(err))
+  end
+end
+
+function M.done()
+  print(string.format("lua: %d passed, %d failed", M.passed, M.failed))
+  if M.failed > 0 then os.exit(1) end
+end
+
+return M

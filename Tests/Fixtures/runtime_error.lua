@@ -1,0 +1,4 @@
+local function inner()
+  error("boom at the top")
+end
+inner()

@@ -1,0 +1,2 @@
+-- An empty script: `atasker-lua bench/lua/empty.lua` measures start-up and shutdown
+-- (bench/run.py times it and reads its peak RSS from /usr/bin/time). Prints nothing.

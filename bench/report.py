@@ -1,0 +1,89 @@
+"""Renders bench/results/latest.json as a text table (stdout) or a markdown table.
+
+Usage: python3 bench/report.py [--markdown] [bench/results/latest.json]
+scripts/bench writes bench/README-table.md with the markdown form; the README's
+benchmark table is pasted from it.
+"""
+import json
+import os
+import sys
+
+HEADER = ["Benchmark", "atasker run with", "atasker-lua", "atasker 0.7.9", "Ratio",
+          "Target", "Pass"]
+
+
+def number(value, unit):
+    if value is None:
+        return "—"
+    if unit == "tasks/s":
+        return f"{value:,.0f} {unit}"
+    return f"{value:,.1f} {unit}"
+
+
+def ratio(r):
+    if r["ratio"] is None:
+        return "—"
+    word = "less" if r["unit"] == "MB" else "faster"
+    digits = 0 if r["ratio"] >= 100 else 1
+    return f"{r['ratio']:,.{digits}f}x {word}"
+
+
+def verdict(r):
+    text = "pass" if r["pass"] else "FAIL"
+    return f"{text} ({r['note']})" if r["note"] else text
+
+
+def cells(r):
+    return [r["name"], r["peer_config"], number(r["ours"], r["unit"]),
+            number(r["peer"], r["unit"]), ratio(r), r["target"], verdict(r)]
+
+
+def footer(doc):
+    m = doc["machine"]
+    return (f"Made by `scripts/bench` on {m['date']}, commit {doc['commit']}"
+            f" ({m['model']}, {m['cpus']} CPUs, {m['arch']}; {doc['peer']};"
+            f" {doc['mode']} run).")
+
+
+METHOD = (
+    "Throughput: submit N tasks of an empty function as fast as possible, then"
+    " wait until all are completed; median of the runs. Latency: take the clock in"
+    " the submitting thread, submit one task whose first statement takes the clock,"
+    " wait for it; `atasker.monotonic()` in Lua, `time.perf_counter()` in Python;"
+    " nearest-rank percentiles, median of the runs. Start-up: median wall time of"
+    " repeated runs; peak RSS is the largest `/usr/bin/time -f %M`. Ratios are"
+    " ours/peer for rates, peer/ours for times and sizes. Each run has its own time"
+    " limit.")
+
+
+def markdown(doc):
+    lines = ["| " + " | ".join(HEADER) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * 3 + ["---"] * 2) + "|"]
+    for r in doc["rows"]:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells(r)) + " |")
+    return "\n".join(lines) + "\n\n" + METHOD + "\n\n" + footer(doc) + "\n"
+
+
+def text(doc):
+    table = [HEADER] + [cells(r) for r in doc["rows"]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+    out = []
+    for k, row in enumerate(table):
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out) + "\n\n" + footer(doc)
+
+
+def main(argv):
+    md = "--markdown" in argv
+    paths = [a for a in argv if a != "--markdown"]
+    path = paths[0] if paths else os.path.join(os.path.dirname(__file__), "results",
+                                               "latest.json")
+    with open(path) as f:
+        doc = json.load(f)
+    sys.stdout.write(markdown(doc) if md else text(doc) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
