@@ -160,7 +160,7 @@ typedef struct Enc {
   int depth;
   lua_Integer nextid;
   int objs;       /* stack slot: object -> id (nil until needed) */
-  int nmod;       /* stack slot: named value -> module name (nil until needed) */
+  int nmod;       /* stack slot: memo, named value -> module name */
   int nfield;     /* stack slot: named value -> field name */
   int upids;      /* stack slot: upvalue id -> fnid * 256 + index */
   int nset;       /* stack slot: userdata of a grown address set */
@@ -433,7 +433,8 @@ static void setadd (Enc *e, const void *p) {
   size_t i;
   if ((e->setcount + 1) * 4 > (e->setmask + 1) * 3)
     setgrow(e);
-  for (i = hashptr(p) & e->setmask; e->set[i] != NULL; i = (i + 1) & e->setmask)
+  for (i = hashptr(p) & e->setmask; e->set[i] != NULL;
+       i = (i + 1) & e->setmask)
     if (e->set[i] == p)
       return;
   e->set[i] = p;
@@ -443,7 +444,8 @@ static void setadd (Enc *e, const void *p) {
 
 static int sethas (Enc *e, const void *p) {
   size_t i;
-  for (i = hashptr(p) & e->setmask; e->set[i] != NULL; i = (i + 1) & e->setmask)
+  for (i = hashptr(p) & e->setmask; e->set[i] != NULL;
+       i = (i + 1) & e->setmask)
     if (e->set[i] == p)
       return 1;
   return 0;
@@ -766,7 +768,7 @@ static void enc_function (Enc *e, int idx) {
       lua_replace(L, e->upids);
     }
     lua_pushlightuserdata(L, uid);
-    if (lua_rawget(L, e->upids) != LUA_TNIL) {  /* shared with an earlier one? */
+    if (lua_rawget(L, e->upids) != LUA_TNIL) {  /* shared? */
       lua_Integer v = lua_tointeger(L, -1);
       int n = 0;
       lua_pop(L, 1);

@@ -18,8 +18,10 @@ atl_StateData *atl_statedata(lua_State *L) {
 
 /*
 ** The allocator counts allocations; with a limit set (tests), it fails the
-** allocation whose number equals the limit, as Lua's own 'testalloc' does.
-** Lua never asks a shrinking reallocation to fail.
+** allocation whose number equals the limit and every one after it (Lua
+** retries a failed allocation after an emergency collection, so failing
+** only one would be silently recovered). Lua never asks a shrinking
+** reallocation to fail.
 */
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   atl_StateData *d = (atl_StateData *)ud;
@@ -29,7 +31,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (ptr == NULL || nsize > osize) {
     d->alloc_count++;
-    if (d->alloc_limit > 0 && d->alloc_count == d->alloc_limit)
+    if (d->alloc_limit > 0 && d->alloc_count >= d->alloc_limit)
       return NULL;
   }
   return realloc(ptr, nsize);

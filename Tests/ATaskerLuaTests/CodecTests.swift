@@ -10,8 +10,12 @@ private func roundTrip(_ values: [LuaValue]) throws -> [LuaValue] {
     return try encoded.bytes.withUnsafeBytes { try LuaValue.decodeAll($0) }
 }
 
+/// Decodes untrusted bytes: no handle may be dereferenced.
 private func decode(_ bytes: [UInt8]) throws -> [LuaValue] {
-    try bytes.withUnsafeBytes { try LuaValue.decodeAll($0) }
+    let none: [UnsafeMutableRawPointer?] = []
+    return try bytes.withUnsafeBytes { raw in
+        try none.withUnsafeBufferPointer { try LuaValue.decodeAll(raw, knownHandles: $0) }
+    }
 }
 
 /// `LuaValue` and the Swift side of the codec, without Lua.
@@ -137,6 +141,10 @@ struct CodecTests {
         }
         #expect(accepted < good.count * 4)
         #expect(throws: LuaValueCodecError.self) { try decode(good + [0]) }
+        // A handle that the buffer does not hold is refused, never dereferenced.
+        let forged: [UInt8] = [0x41, 0x4C, 1, 1, 10, 2, 0x10, 0, 0, 0, 0, 0, 0, 0]
+        let e = #expect(throws: LuaValueCodecError.self) { try decode(forged) }
+        #expect(e?.message.contains("does not hold") == true)
         #expect(throws: LuaValueCodecError.self) { try decode([0x41, 0x4C, 2, 0]) }
         #expect(throws: LuaValueCodecError.self) { try decode([0x41, 0x4C, 1, 1, 7, 1]) }  // REF to nothing
         #expect(throws: LuaValueCodecError.self) {
@@ -188,7 +196,9 @@ struct CodecTests {
 @Suite("LuaValue codec (buffers from Lua)")
 struct CodecCrossLanguageTests {
     private func run(_ code: String) throws -> [LuaValue] {
-        let state = try LuaState.makeForTesting()
+        // A bare state: no host behind it, which is enough to run plain Lua code.
+        let state = try LuaState(
+            options: .init(host: nil, supervisor: nil, isMain: true, packagePath: nil, packageCPath: nil))
         defer { state.close() }
         guard case .values(let encoded) = try state.runString(code, name: "t") else {
             Issue.record("unexpected os.exit")

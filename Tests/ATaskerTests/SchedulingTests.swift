@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 
 @testable import ATasker
@@ -165,10 +166,7 @@ struct SchedulingTests {
     func minSize() throws {
         let supervisor = TaskSupervisor(configuration: .init(poolSize: 4, minSize: 3))
         supervisor.start()
-        let log = EventLog()
-        // The threads report idle once they have started; wait for that through info().
-        let ready = log.wait(timeout: 30) { _ in supervisor.info().idleThreadsCount == 3 }
-        #expect(ready)
+        #expect(eventually { supervisor.info().idleThreadsCount == 3 })
         #expect(supervisor.info().threadsCount == 3)
         supervisor.finish()
     }
@@ -185,8 +183,6 @@ struct SchedulingTests {
             .trimmingCharacters(in: "\n")
     }
 }
-
-import Glibc
 
 extension String {
     fileprivate func trimmingCharacters(in character: Character) -> String {

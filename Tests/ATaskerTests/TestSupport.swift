@@ -111,3 +111,16 @@ extension TaskSupervisor {
         precondition(self.info().tasks == 0, "tasks left at the end of a test")
     }
 }
+
+/// Checks `condition` every few milliseconds until it holds, at most `timeout` seconds. Only for
+/// states that no event announces (thread counts).
+func eventually(timeout: Double = 30, _ condition: () -> Bool) -> Bool {
+    let deadline = Monotonic.now() + timeout
+    while !condition() {
+        if Monotonic.now() > deadline {
+            return false
+        }
+        sleep(seconds: 0.002)
+    }
+    return true
+}

@@ -26,7 +26,7 @@ struct CLITests {
         #expect(missing.stderr.contains("Missing expected argument"))
         let badOption = try CLIRun.run(["--no-such-option", "x.lua"])
         #expect(badOption.status == 2)
-        let badValue = try CLIRun.run(["--pool-size", "-3", CLIRun.fixture("args.lua")])
+        let badValue = try CLIRun.run(["--pool-size=-3", CLIRun.fixture("args.lua")])
         #expect(badValue.status == 2)
         #expect(badValue.stderr.contains("--pool-size must be >= 0"))
         let badLevel = try CLIRun.run(["--log-level", "loud", CLIRun.fixture("args.lua")])

@@ -35,10 +35,17 @@ extension LuaValue {
     /// A shared table is copied to each place that refers to it; a function becomes a ``LuaFunction``
     /// holding its encoded bytes; a handle becomes a ``LuaHandle`` (the buffer's owner keeps its object
     /// alive while this runs).
+    ///
+    /// A handle's object is only a pointer in the bytes: with `knownHandles` (the host objects that the
+    /// buffer retains, `atl_Buffer.handles`), a handle naming any other object is refused as corrupted
+    /// instead of being dereferenced; without it, the buffer is trusted to come from this process.
     /// - Throws: ``LuaValueCodecError`` for a malformed buffer, a cyclic table, or a function that
     ///   refers to a value outside itself.
-    static func decodeAll(_ bytes: UnsafeRawBufferPointer) throws -> [LuaValue] {
+    static func decodeAll(
+        _ bytes: UnsafeRawBufferPointer, knownHandles: UnsafeBufferPointer<UnsafeMutableRawPointer?>? = nil
+    ) throws -> [LuaValue] {
         var decoder = ValueDecoder(bytes)
+        decoder.knownHandles = knownHandles
         return try decoder.decodeAll()
     }
 
@@ -158,6 +165,8 @@ private struct ValueDecoder {
     var pos = 0
     var objects: [Object] = []
     var depth = 0
+    /// The objects that a handle may name, or nil to trust the buffer.
+    var knownHandles: UnsafeBufferPointer<UnsafeMutableRawPointer?>?
     /// Host objects met while skipping a function's span.
     var spanHandles: [any AnyObject & Sendable] = []
 
@@ -316,6 +325,9 @@ private struct ValueDecoder {
         let bits = try self.u64("handle")
         guard kind >= 1, kind <= CodecTag.maxHandleKind, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
         else { throw self.corrupted("bad handle", at: self.pos - 9) }
+        if let known = self.knownHandles, !known.contains(where: { UnsafeRawPointer($0) == pointer }) {
+            throw self.corrupted("a handle that the buffer does not hold", at: self.pos - 9)
+        }
         return LuaHandle(object: hostObject(pointer), kind: Int32(kind))
     }
 

@@ -214,7 +214,12 @@ public struct LuaTable: Sendable, Hashable, CustomStringConvertible {
             let key = key.normalizedKey
             if key.isNil { return }
             if case .number(let d) = key, d.isNaN { return }
-            self.entries[key] = newValue.isNil ? nil : newValue
+            // (`nil` here would be `LuaValue.nil`, through ExpressibleByNilLiteral: remove explicitly.)
+            if newValue.isNil {
+                self.entries.removeValue(forKey: key)
+            } else {
+                self.entries[key] = newValue
+            }
         }
     }
 

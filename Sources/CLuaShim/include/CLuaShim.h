@@ -163,7 +163,8 @@ typedef struct atl_StateOptions {
   const char *const *hostfn_names;  /* names of functions of module "host" */
   void *const *hostfn_objs;         /* their host objects */
   int nhostfn;
-  long alloc_limit;           /* fail the Nth allocation (tests); 0: never */
+  long alloc_limit;           /* fail the Nth allocation and all later ones
+                                 (tests); 0: never */
 } atl_StateOptions;
 
 /* [-0, +0, -] A new state with the standard libraries, the 'atasker' module
