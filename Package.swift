@@ -76,12 +76,19 @@ let package = Package(
         ),
         .testTarget(
             name: "ATaskerTests",
-            dependencies: ["ATasker"],
+            dependencies: [
+                "ATasker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ATaskerLuaTests",
-            dependencies: ["ATasker", "ATaskerLua", "CLuaShim"],
+            dependencies: [
+                "ATasker", "ATaskerLua", "CLuaShim",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -21,11 +21,15 @@ def number(value, unit):
 
 
 def ratio(r):
+    """"12.3x faster" (or "x less" for sizes); below 1, "2.0x slower" / "x more"."""
     if r["ratio"] is None:
         return "—"
-    word = "less" if r["unit"] == "MB" else "faster"
-    digits = 0 if r["ratio"] >= 100 else 1
-    return f"{r['ratio']:,.{digits}f}x {word}"
+    size = r["unit"] == "MB"
+    value, word = r["ratio"], "less" if size else "faster"
+    if value < 1:
+        value, word = 1 / value, "more" if size else "slower"
+    digits = 0 if value >= 100 else 1
+    return f"{value:,.{digits}f}x {word}"
 
 
 def verdict(r):

@@ -116,31 +116,27 @@ class Measure:
             try:
                 self.cache[name] = fn()
             except RunFailed as e:
+                print(f"    failed: {e}", file=sys.stderr, flush=True)
                 self.cache[name] = e
         return self.cache[name]
 
 
 def row(name, unit, better, ours, peer, peer_config, target, goal):
     """One row. goal(ours, ratio) -> bool; better is "higher" or "lower"."""
-    entry = dict(name=name, unit=unit, better=better, peer_config=peer_config,
-                 ours=None, peer=None, ratio=None, target=target, pass_=False,
-                 note=None)
-    notes = []
-    if isinstance(ours, RunFailed):
-        notes.append(f"atasker-lua: {ours}")
-    else:
-        entry["ours"] = round(ours, 1)
-    if isinstance(peer, RunFailed):
-        notes.append(f"atasker: {peer}")
-    else:
-        entry["peer"] = round(peer, 1)
-    if not notes:
+    failed = [f"{who}: {v}" for who, v in (("atasker-lua", ours), ("atasker", peer))
+              if isinstance(v, RunFailed)]
+    ratio = None
+    if not failed:
         ratio = ours / peer if better == "higher" else peer / ours
-        entry["ratio"] = round(ratio, 2)
-        entry["pass_"] = bool(goal(ours, ratio))
-    entry["note"] = "; ".join(notes) or None
-    entry["pass"] = entry.pop("pass_")
-    return entry
+    return {
+        "name": name, "unit": unit, "better": better, "peer_config": peer_config,
+        "ours": None if isinstance(ours, RunFailed) else round(ours, 1),
+        "peer": None if isinstance(peer, RunFailed) else round(peer, 1),
+        "ratio": None if ratio is None else round(ratio, 2),
+        "target": target,
+        "pass": not failed and bool(goal(ours, ratio)),
+        "note": "; ".join(failed) or None,
+    }
 
 
 def pick(measured, key, scale=1.0):
@@ -184,8 +180,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller counts")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
     parser.add_argument("--table", default=os.path.join(HERE, "README-table.md"))
+    parser.add_argument("--limit", type=float, help="time limit of each run, s")
     args = parser.parse_args()
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.limit:
+        cfg["limit"] = args.limit
     lua = [os.path.abspath(args.binary)]
     py = [args.peer_python]
     limit, rep = cfg["limit"], cfg["repeat"]

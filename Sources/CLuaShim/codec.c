@@ -42,6 +42,23 @@
 ** and then the field. So a function's '_ENV' upvalue that is '_G' binds to
 ** the destination's globals.
 **
+** An upvalue whose value is NAMED is always written as 0x00 NAMED, never
+** as a shared upvalue, even when an earlier function of the buffer has the
+** same upvalue: the name gives the same object in the destination anyway.
+** So every closure of one chunk (all share the chunk's '_ENV') decodes on
+** its own, and two values encoded together stay separable ('fn' and a
+** 'callback' of its options). The one consequence: two closures that share
+** an upvalue holding a module no longer share the cell after the move;
+** assigning a new value to it in one is not seen by the other. (Decoding
+** with ATL_CODEC_JOINENV joins the '_ENV' ones into one cell regardless.)
+**
+** The set of named values is cached per state and checked cheaply on each
+** encoding call (see "Values that travel by name"): a module required,
+** replaced or removed, or a field replaced or removed, is always seen; a
+** table or Lua function added to a module table already loaded may be
+** missed, and then travels by value, until something else rebuilds the
+** cache.
+**
 ** HANDLE carries a host object of kind ATL_H_*; the encoding buffer retains
 ** it, decoding pushes a new handle (which retains it again).
 **
@@ -151,8 +168,6 @@ typedef struct Seg {
   int n;
 } Seg;
 
-#define SETINLINE   512   /* slots of the inline address set */
-
 typedef struct Enc {
   lua_State *L;
   atl_Buffer *out;
@@ -160,19 +175,19 @@ typedef struct Enc {
   int depth;
   lua_Integer nextid;
   int objs;       /* stack slot: object -> id (nil until needed) */
-  int nmod;       /* stack slot: memo, named value -> module name */
-  int nfield;     /* stack slot: named value -> field name */
+  int obj0;       /* stack index of the object with id 0 */
+  int names;      /* stack slot: 'names' of the name cache (nil: not yet) */
+  int recs;       /* stack slot: 'recs' of the name cache */
   int upids;      /* stack slot: upvalue id -> fnid * 256 + index */
-  int nset;       /* stack slot: userdata of a grown address set */
-  const void **set;       /* addresses of named values (NULL: not built) */
-  size_t setmask;
-  size_t setcount;
+  int checked;    /* the name cache was checked or built in this pass */
+  int rebuilt;    /* the name cache was rebuilt in this pass */
+  int looked;     /* a value was looked up in the name cache */
+  int restart;    /* the cache changed after a look-up: start over */
   const char *what;
   int nvalues;
   int root;       /* index of the value being encoded, from 0 */
   int nseg;
   Seg seg[ATL_CODEC_MAXDEPTH + 4];
-  const void *setinline[SETINLINE];
 } Enc;
 
 
@@ -389,10 +404,34 @@ static void enc_value (Enc *e, int idx);
 ** modules, and the first match wins: 'string' stays 'string', not
 ** '_G.string'.
 **
-** The first table or function met by an encoding call fills a set of
-** the addresses of all named values (a C array: no Lua allocation);
-** a value whose address is in the set is then looked up exactly, and
-** the answer kept in the tables at slots 'nmod' and 'nfield'.
+** Walking all of them (some 170 values) costs microseconds, so each
+** state keeps a cache, built on first use: a full userdata 'NameCache'
+** in the registry under the address of 'cachekey', with user values
+**   1: 'names', a table with weak keys: named value -> record 'k';
+**   2: 'recs', an array: 'recs[3k-2]' the value written as NAMED (its
+**      bytes), 'recs[3k-1]' the table that holds it ('package.loaded'
+**      for a module, else the module table) and 'recs[3k]' its key there;
+**   3: 'keep', the keys and values of 'package.loaded' when it was built,
+**      which keeps them alive, so that their addresses identify them.
+** Its C part holds the address of 'package.loaded' and the addresses of
+** the keys and values of its entries, in traversal order.
+**
+** A value found in the cache is checked against the table that holds it
+** ('holder[key]' is still the value; two lookups), so a module or a field
+** that was replaced or removed is never named: a mismatch rebuilds the
+** cache. A value missing from the cache may be new: walking
+** 'package.loaded' and comparing it with the C part finds new modules, but
+** costs some 25 ns an entry, more than encoding a small table. So an
+** encoding call walks it once, when it first meets a function (which costs
+** microseconds to copy anyway, and which a module table copied by mistake
+** would contain); if the walk finds a change after the call had already
+** looked up a table, the call starts over with the new cache. Hence a
+** module required after the cache was built is named as soon as the value
+** that contains it also contains a function; a module made of plain data
+** only (no function) may be copied by value until then. A table or Lua
+** function added to a module table already loaded is missed, and travels
+** by value, until something else rebuilds the cache; a C function that
+** the cache does not know forces a rebuild before it is refused.
 ** -------------------------------------------------------------------
 */
 
@@ -401,93 +440,98 @@ static const char *const stdmods[] = {
   "debug", "package", NULL
 };
 
+static const char cachekey = 0;  /* its address is the registry key */
 
-static size_t hashptr (const void *p) {
-  uint64_t h = (uint64_t)(uintptr_t)p;
-  h ^= h >> 29;
-  h *= 0xbf58476d1ce4e5b9ULL;
-  h ^= h >> 32;
-  return (size_t)h;
-}
+typedef struct NameCache {
+  const void *loaded;  /* address of 'package.loaded' (NULL: none) */
+  int n;               /* number of its entries (-1: never valid) */
+  const void *fp[1];   /* 2 * 'n' addresses: key, value, key, value, ... */
+} NameCache;
 
-
-static void setadd (Enc *e, const void *p);
-
-/* Double the address set; the new array is a userdata at slot 'nset'. */
-static void setgrow (Enc *e) {
-  const void **old = e->set;
-  size_t oldcap = e->setmask + 1, i;
-  size_t cap = oldcap * 2;
-  e->set = (const void **)lua_newuserdatauv(e->L, cap * sizeof(void *), 0);
-  lua_replace(e->L, e->nset);  /* (the old userdata is no longer needed) */
-  memset((void *)e->set, 0, cap * sizeof(void *));
-  e->setmask = cap - 1;
-  e->setcount = 0;
-  for (i = 0; i < oldcap; i++)
-    if (old[i] != NULL)
-      setadd(e, old[i]);
-}
+#define UV_NAMES  1
+#define UV_RECS   2
+#define UV_KEEP   3
 
 
-static void setadd (Enc *e, const void *p) {
-  size_t i;
-  if ((e->setcount + 1) * 4 > (e->setmask + 1) * 3)
-    setgrow(e);
-  for (i = hashptr(p) & e->setmask; e->set[i] != NULL;
-       i = (i + 1) & e->setmask)
-    if (e->set[i] == p)
-      return;
-  e->set[i] = p;
-  e->setcount++;
-}
-
-
-static int sethas (Enc *e, const void *p) {
-  size_t i;
-  for (i = hashptr(p) & e->setmask; e->set[i] != NULL;
-       i = (i + 1) & e->setmask)
-    if (e->set[i] == p)
-      return 1;
-  return 0;
-}
-
-
-/*
-** Does the field at -1 (key at -2) of module 'mod' (named 'name') travel
-** by name?
-*/
-static int namedfield (lua_State *L, const char *name) {
-  int t = lua_type(L, -1);
-  if (lua_type(L, -2) != LUA_TSTRING)
+/* Is 'package.loaded' at 'loaded' the one cache 'c' was built from? */
+static int samemodules (lua_State *L, const NameCache *c, int loaded) {
+  int i = 0;
+  if (c->n < 0 || lua_topointer(L, loaded) != c->loaded)
     return 0;
-  if (strcmp(name, "_G") == 0)
-    return t == LUA_TFUNCTION && lua_iscfunction(L, -1);
-  return t == LUA_TTABLE || t == LUA_TFUNCTION;
-}
-
-
-/*
-** Walk the fields of module 'mod' (a table at stack index 'mod', its name
-** at 'mod - 1'). Without a target ('target' 0), add them to the set;
-** otherwise stop at the field equal to 'target', leave its key on the
-** top and return 1.
-*/
-static int walkfields (Enc *e, int mod, int target) {
-  lua_State *L = e->L;
-  const char *name = lua_tostring(L, mod - 1);
+  if (!lua_istable(L, loaded))
+    return 1;
   lua_pushnil(L);
-  while (lua_next(L, mod)) {
-    if (namedfield(L, name)) {
-      if (target == 0)
-        setadd(e, lua_topointer(L, -1));
-      else if (lua_rawequal(L, -1, target)) {
-        lua_pop(L, 1);
-        return 1;
-      }
+  while (lua_next(L, loaded)) {
+    if (i >= c->n || lua_topointer(L, -2) != c->fp[2 * i]
+                  || lua_topointer(L, -1) != c->fp[2 * i + 1]) {
+      lua_pop(L, 2);
+      return 0;
     }
+    i++;
     lua_pop(L, 1);
   }
-  return 0;
+  return i == c->n;
+}
+
+
+/*
+** Record the value at 'v' as named 'mod' (a string at stack index 'mod')
+** and, if 'isfield', field 'key' (a string at 'key'); 'holder[key]' is the
+** value. An earlier record of the same value wins. 'names' and 'recs' are
+** at 'nc' and 'nc + 1'; '*k' counts the records.
+*/
+static void addname (lua_State *L, int nc, int *k, int v, int mod,
+                     int holder, int key, int isfield) {
+  unsigned char b[1 + MAXVARINT];
+  luaL_Buffer lb;
+  const char *s;
+  size_t l;
+  lua_pushvalue(L, v);
+  if (lua_rawget(L, nc) != LUA_TNIL) {  /* an earlier name wins */
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  (*k)++;
+  luaL_buffinit(L, &lb);
+  s = lua_tolstring(L, mod, &l);
+  b[0] = T_NAMED;
+  luaL_addlstring(&lb, (const char *)b, 1 + (size_t)putvarint(b + 1, l));
+  luaL_addlstring(&lb, s, l);
+  if (isfield) {
+    s = lua_tolstring(L, key, &l);
+    luaL_addlstring(&lb, (const char *)b, (size_t)putvarint(b, l));
+    luaL_addlstring(&lb, s, l);
+  }
+  else
+    luaL_addchar(&lb, 0);
+  luaL_pushresult(&lb);
+  lua_rawseti(L, nc + 1, 3 * (lua_Integer)*k - 2);
+  lua_pushvalue(L, holder);
+  lua_rawseti(L, nc + 1, 3 * (lua_Integer)*k - 1);
+  lua_pushvalue(L, key);
+  lua_rawseti(L, nc + 1, 3 * (lua_Integer)*k);
+  lua_pushvalue(L, v);
+  lua_pushinteger(L, *k);
+  lua_rawset(L, nc);
+}
+
+
+/*
+** Record the named fields of the module table at 'mod' (its name at
+** 'mod - 1'): tables and functions under string keys ('_G': C functions).
+*/
+static void addfields (lua_State *L, int nc, int *k, int mod) {
+  int isG = (strcmp(lua_tostring(L, mod - 1), "_G") == 0);
+  lua_pushnil(L);
+  while (lua_next(L, mod)) {
+    int t = lua_type(L, -1);
+    if (lua_type(L, -2) == LUA_TSTRING
+        && (isG ? (t == LUA_TFUNCTION && lua_iscfunction(L, -1))
+                : (t == LUA_TTABLE || t == LUA_TFUNCTION)))
+      addname(L, nc, k, lua_gettop(L), mod - 1, mod, lua_gettop(L) - 1, 1);
+    lua_pop(L, 1);
+  }
 }
 
 
@@ -501,79 +545,172 @@ static int isstdmod (const char *name) {
 
 
 /*
-** Walk the named values in their order of precedence. Without a target,
-** fill the set and return 0. With one, return 1 and leave its module name
-** and field name (nil for the module itself) on the stack, or return 0.
+** Build the cache of named values, store it in the registry and push it.
+** Raises only on memory errors, leaving the previous cache in place.
 */
-static int walknamed (Enc *e, int target) {
-  lua_State *L = e->L;
-  int loaded, i;
-  luaL_checkstack(L, 10, NULL);
+static void buildcache (lua_State *L) {
+  NameCache *c;
+  int loaded, nc, keep, n = 0, k = 0, i;
+  luaL_checkstack(L, 16, NULL);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   loaded = lua_gettop(L);
-  if (!lua_istable(L, loaded)) {
-    lua_pop(L, 1);
-    return 0;
+  if (lua_istable(L, loaded)) {
+    lua_pushnil(L);
+    while (lua_next(L, loaded)) {
+      n++;
+      lua_pop(L, 1);
+    }
   }
-  lua_pushnil(L);  /* the modules */
-  while (lua_next(L, loaded)) {
-    int t = lua_type(L, -1);
-    if (lua_type(L, -2) == LUA_TSTRING
-        && (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA)) {
-      if (target == 0)
-        setadd(e, lua_topointer(L, -1));
-      else if (lua_rawequal(L, -1, target)) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        goto found;
+  c = (NameCache *)lua_newuserdatauv(L, sizeof(NameCache)
+                                        + 2 * (size_t)n * sizeof(void *), 3);
+  c->loaded = lua_topointer(L, loaded);
+  c->n = 0;
+  lua_createtable(L, 0, 64);  /* names */
+  nc = lua_gettop(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, nc);
+  lua_createtable(L, 192, 0);  /* recs, at 'nc + 1' */
+  lua_createtable(L, 2 * n, 0);  /* keep */
+  keep = lua_gettop(L);
+  if (lua_istable(L, loaded)) {
+    lua_pushnil(L);  /* the modules */
+    while (lua_next(L, loaded)) {
+      int t = lua_type(L, -1);
+      if (c->n == n) {  /* grew meanwhile (a finalizer?) */
+        c->n = -1;  /* never valid: rebuilt next time */
+        lua_pop(L, 2);
+        break;
       }
+      c->fp[2 * c->n] = lua_topointer(L, -2);
+      c->fp[2 * c->n + 1] = lua_topointer(L, -1);
+      c->n++;
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, keep, 2 * (lua_Integer)c->n - 1);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, keep, 2 * (lua_Integer)c->n);
+      if (lua_type(L, -2) == LUA_TSTRING
+          && (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TUSERDATA))
+        addname(L, nc, &k, lua_gettop(L), lua_gettop(L) - 1, loaded,
+                lua_gettop(L) - 1, 0);
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-  }
-  for (i = 0; stdmods[i] != NULL; i++) {  /* fields of the standard ones */
-    lua_pushstring(L, stdmods[i]);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, loaded) == LUA_TTABLE
-        && walkfields(e, lua_gettop(L), target)) {
-      lua_remove(L, -2);  /* module table */
-      goto found;
+    for (i = 0; stdmods[i] != NULL; i++) {  /* fields of the standard ones */
+      lua_pushstring(L, stdmods[i]);
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, loaded) == LUA_TTABLE)
+        addfields(L, nc, &k, lua_gettop(L));
+      lua_pop(L, 2);
     }
-    lua_pop(L, 2);
-  }
-  lua_pushnil(L);  /* fields of the other modules */
-  while (lua_next(L, loaded)) {
-    if (lua_type(L, -1) == LUA_TTABLE && lua_type(L, -2) == LUA_TSTRING
-        && !isstdmod(lua_tostring(L, -2))
-        && walkfields(e, lua_gettop(L), target)) {
-      lua_remove(L, -2);
-      goto found;
+    lua_pushnil(L);  /* fields of the other modules */
+    while (lua_next(L, loaded)) {
+      if (lua_type(L, -1) == LUA_TTABLE && lua_type(L, -2) == LUA_TSTRING
+          && !isstdmod(lua_tostring(L, -2)))
+        addfields(L, nc, &k, lua_gettop(L));
+      lua_pop(L, 1);
     }
-    lua_pop(L, 1);
   }
-  lua_pop(L, 1);  /* 'loaded' */
-  return 0;
- found:  /* stack: loaded, module name, field name or nil */
+  lua_setiuservalue(L, nc - 1, UV_KEEP);
+  lua_setiuservalue(L, nc - 1, UV_RECS);
+  lua_setiuservalue(L, nc - 1, UV_NAMES);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cachekey);
   lua_remove(L, loaded);
-  return 1;
 }
 
 
-/* Write NAMED: module name and field name (nil: the module itself). */
-static void putnamed (Enc *e, int mod, int field) {
-  unsigned char b[1 + MAXVARINT];
-  const char *s;
-  size_t l;
-  s = lua_tolstring(e->L, mod, &l);
-  b[0] = T_NAMED;
-  put(e, b, 1 + (size_t)putvarint(b + 1, l));
-  put(e, s, l);
-  if (lua_type(e->L, field) == LUA_TSTRING) {
-    s = lua_tolstring(e->L, field, &l);
-    put(e, b, (size_t)putvarint(b, l));
-    put(e, s, l);
+#define LC_TRUST     0   /* use the cache as it is, if there is one */
+#define LC_CHECK     1   /* compare it with 'package.loaded' first */
+#define LC_REBUILD   2   /* rebuild it */
+
+/*
+** Put the 'names' and 'recs' tables of the name cache in the encoder's
+** slots; 'how' is one of LC_*. A cache rebuilt after this call has looked
+** up some value makes the call start over (see 'atl_codec_encode_raw').
+*/
+static void loadcache (Enc *e, int how) {
+  lua_State *L = e->L;
+  NameCache *c;
+  luaL_checkstack(L, 4, NULL);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &cachekey);
+  c = (NameCache *)lua_touserdata(L, -1);
+  if (how == LC_CHECK && c != NULL) {
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (!samemodules(L, c, lua_gettop(L)))
+      how = LC_REBUILD;
+    lua_pop(L, 1);
   }
-  else
-    putbyte(e, 0);
+  if (how == LC_REBUILD || c == NULL) {
+    lua_pop(L, 1);
+    buildcache(L);
+    e->rebuilt = 1;
+    if (e->looked)
+      e->restart = 1;
+  }
+  if (how != LC_TRUST || c == NULL)
+    e->checked = 1;
+  lua_getiuservalue(L, -1, UV_NAMES);
+  lua_replace(L, e->names);
+  lua_getiuservalue(L, -1, UV_RECS);
+  lua_replace(L, e->recs);
+  lua_pop(L, 1);
+}
+
+
+/* Is record 'k' still true: is 'holder[key]' still the value at 'idx'? */
+static int stillnamed (Enc *e, int idx, lua_Integer k) {
+  lua_State *L = e->L;
+  int ok;
+  if (lua_rawgeti(L, e->recs, 3 * k - 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_rawgeti(L, e->recs, 3 * k);
+  lua_rawget(L, -2);
+  ok = lua_rawequal(L, -1, idx);
+  lua_pop(L, 2);
+  return ok;
+}
+
+
+/*
+** The record of the table or function at 'idx' if it travels by name,
+** else 0. The first function met checks the cache (see above).
+*/
+static lua_Integer findnamed (Enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Integer k;
+  if (lua_isnil(L, e->names))
+    loadcache(e, (lua_type(L, idx) == LUA_TFUNCTION) ? LC_CHECK : LC_TRUST);
+  else if (!e->checked && lua_type(L, idx) == LUA_TFUNCTION)
+    loadcache(e, LC_CHECK);
+  for (;;) {
+    lua_pushvalue(L, idx);
+    lua_rawget(L, e->names);
+    k = lua_tointeger(L, -1);  /* 0 when absent */
+    lua_pop(L, 1);
+    if (k == 0 || stillnamed(e, idx, k))
+      break;
+    if (e->rebuilt) {  /* (cannot happen: a fresh cache is exact) */
+      k = 0;
+      break;
+    }
+    loadcache(e, LC_REBUILD);
+  }
+  e->looked = 1;
+  return k;
+}
+
+
+/* Write record 'k' (a NAMED value). */
+static void putnamed (Enc *e, lua_Integer k) {
+  size_t l;
+  const char *s;
+  lua_rawgeti(e->L, e->recs, 3 * k - 2);
+  s = lua_tolstring(e->L, -1, &l);
+  put(e, s, l);
+  lua_pop(e->L, 1);
 }
 
 
@@ -582,40 +719,10 @@ static void putnamed (Enc *e, int mod, int field) {
 ** and return 1.
 */
 static int enc_named (Enc *e, int idx) {
-  lua_State *L = e->L;
-  if (e->set == NULL) {
-    e->set = e->setinline;
-    e->setmask = SETINLINE - 1;
-    e->setcount = 0;
-    memset(e->setinline, 0, sizeof(e->setinline));
-    walknamed(e, 0);
-  }
-  if (!sethas(e, lua_topointer(L, idx)))
+  lua_Integer k = findnamed(e, idx);
+  if (k == 0)
     return 0;
-  if (lua_isnil(L, e->nmod)) {  /* memo of exact answers */
-    lua_createtable(L, 0, 4);
-    lua_replace(L, e->nmod);
-    lua_createtable(L, 0, 4);
-    lua_replace(L, e->nfield);
-  }
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, e->nmod) == LUA_TNIL) {
-    lua_pop(L, 1);
-    if (!walknamed(e, idx))
-      return 0;  /* a stale address: not named */
-    lua_pushvalue(L, idx);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, e->nmod);
-    lua_pushvalue(L, idx);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, e->nfield);
-  }
-  else {
-    lua_pushvalue(L, idx);
-    lua_rawget(L, e->nfield);
-  }
-  putnamed(e, lua_gettop(L) - 1, lua_gettop(L));
-  lua_pop(L, 2);
+  putnamed(e, k);
   return 1;
 }
 
@@ -624,32 +731,51 @@ static int enc_named (Enc *e, int idx) {
 
 /*
 ** If the table or function at 'idx' was already written, write a REF to it
-** and return 1; otherwise give it the next id and return 0.
+** and return 1. The first object written is a root value, so it is known
+** by its stack index 'obj0'; the table at slot 'objs' (object -> id) is
+** created only for a second one, which most small values never have.
 */
 static int enc_ref (Enc *e, int idx) {
   lua_State *L = e->L;
-  if (lua_isnil(L, e->objs)) {
-    lua_createtable(L, 0, 4);
-    lua_replace(L, e->objs);
+  unsigned char b[1 + MAXVARINT];
+  lua_Integer id;
+  if (e->nextid == 0)
+    return 0;
+  if (lua_isnil(L, e->objs)) {  /* only object 0 so far */
+    if (!lua_rawequal(L, idx, e->obj0))
+      return 0;
+    id = 0;
   }
   else {
     lua_pushvalue(L, idx);
-    if (lua_rawget(L, e->objs) != LUA_TNIL) {
-      unsigned char b[1 + MAXVARINT];
-      lua_Integer id = lua_tointeger(L, -1);
+    if (lua_rawget(L, e->objs) == LUA_TNIL) {
       lua_pop(L, 1);
-      b[0] = T_REF;
-      put(e, b, 1 + putvarint(b + 1, (uint64_t)(e->nextid - id)));
-      return 1;
+      return 0;
     }
+    id = lua_tointeger(L, -1);
     lua_pop(L, 1);
   }
-  return 0;
+  b[0] = T_REF;
+  put(e, b, 1 + (size_t)putvarint(b + 1, (uint64_t)(e->nextid - id)));
+  return 1;
 }
 
 
+/* Give the table or function at 'idx' the next id. */
 static void newid (Enc *e, int idx) {
   lua_State *L = e->L;
+  if (e->nextid == 0) {
+    e->obj0 = idx;
+    e->nextid++;
+    return;
+  }
+  if (lua_isnil(L, e->objs)) {
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, e->obj0);
+    lua_pushinteger(L, 0);
+    lua_rawset(L, -3);
+    lua_replace(L, e->objs);
+  }
   lua_pushvalue(L, idx);
   lua_pushinteger(L, e->nextid++);
   lua_rawset(L, e->objs);
@@ -660,7 +786,7 @@ static void enter (Enc *e) {
   if (e->depth >= ATL_CODEC_MAXDEPTH)
     toodeep(e);
   e->depth++;
-  luaL_checkstack(e->L, 8, "value nested too deeply");
+  luaL_checkstack(e->L, 12, "value nested too deeply");
 }
 
 
@@ -745,8 +871,14 @@ static void enc_function (Enc *e, int idx) {
   Seg *s;
   if (enc_ref(e, idx) || enc_named(e, idx))
     return;
-  if (lua_iscfunction(L, idx))
+  if (lua_iscfunction(L, idx)) {
+    if (!e->rebuilt) {  /* maybe added to a module since the cache was built */
+      loadcache(e, LC_REBUILD);
+      if (enc_named(e, idx))
+        return;
+    }
     refuseother(e, idx);
+  }
   if (e->flags & ATL_CODEC_NOFUNCTIONS)
     refuse(e, idx, "functions cannot be copied here (results and values "
            "sent back from a child process)", "return plain data instead");
@@ -762,31 +894,42 @@ static void enc_function (Enc *e, int idx) {
   s->idx = idx;
   for (i = 1; i <= nups; i++) {
     void *uid = lua_upvalueid(L, idx, i);
+    int v, t;
+    lua_Integer k = 0;
     s->n = i;
-    if (lua_isnil(L, e->upids)) {
-      lua_createtable(L, 0, 4);
-      lua_replace(L, e->upids);
-    }
-    lua_pushlightuserdata(L, uid);
-    if (lua_rawget(L, e->upids) != LUA_TNIL) {  /* shared? */
-      lua_Integer v = lua_tointeger(L, -1);
-      int n = 0;
-      lua_pop(L, 1);
-      b[n++] = UP_SHARED;
-      n += putvarint(b + n, (uint64_t)(myid - v / 256));
-      n += putvarint(b + n, (uint64_t)(v % 256));
-      put(e, b, (size_t)n);
+    lua_getupvalue(L, idx, i);
+    v = lua_gettop(L);
+    t = lua_type(L, v);
+    if (t == LUA_TTABLE || t == LUA_TFUNCTION)
+      k = findnamed(e, v);
+    if (k != 0) {  /* named: a value, never a join (see the top) */
+      putbyte(e, UP_VALUE);
+      putnamed(e, k);
     }
     else {
-      lua_pop(L, 1);
+      if (lua_isnil(L, e->upids)) {
+        lua_createtable(L, 0, 4);
+        lua_replace(L, e->upids);
+      }
       lua_pushlightuserdata(L, uid);
-      lua_pushinteger(L, myid * 256 + i);
-      lua_rawset(L, e->upids);
-      putbyte(e, UP_VALUE);
-      lua_getupvalue(L, idx, i);
-      enc_value(e, lua_gettop(L));
-      lua_pop(L, 1);
+      if (lua_rawget(L, e->upids) != LUA_TNIL) {  /* shared? */
+        lua_Integer u = lua_tointeger(L, -1);
+        int n = 0;
+        b[n++] = UP_SHARED;
+        n += putvarint(b + n, (uint64_t)(myid - u / 256));
+        n += putvarint(b + n, (uint64_t)(u % 256));
+        put(e, b, (size_t)n);
+      }
+      else {
+        lua_pushlightuserdata(L, uid);
+        lua_pushinteger(L, myid * 256 + i);
+        lua_rawset(L, e->upids);
+        putbyte(e, UP_VALUE);
+        enc_value(e, v);
+      }
+      lua_pop(L, 1);  /* the 'upids' entry */
     }
+    lua_pop(L, 1);  /* the upvalue */
   }
   e->nseg--;
   e->depth--;
@@ -862,44 +1005,60 @@ static void enc_value (Enc *e, int idx) {
 }
 
 
+/* Undo a pass: drop the bytes after 'len' and the handles after 'nh'. */
+static void dropoutput (atl_Buffer *out, size_t len, size_t nh) {
+  while (out->nhandles > nh) {
+    void *obj = out->handles[--out->nhandles];
+    if (atl_host.release != NULL)
+      atl_host.release(obj);
+  }
+  out->len = len;
+}
+
+
 /*
-** Encode the 'n' values from 'first' into 'out'. Five stack slots above
+** Encode the 'n' values from 'first' into 'out'. Four stack slots above
 ** the values hold the (lazily created) maps; they are removed at the end.
+** A second pass runs when the name cache changed under the first one.
 */
 void atl_codec_encode_raw (lua_State *L, int first, int n, const char *what,
                            int flags, atl_Buffer *out) {
   Enc e;
   unsigned char b[3 + MAXVARINT];
-  int base, i;
+  size_t len0 = out->len, nh0 = out->nhandles;
+  int base, pass, i;
   first = lua_absindex(L, first);
   luaL_checkstack(L, 8, NULL);
   base = lua_gettop(L);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  lua_pushnil(L);
   e.L = L;
   e.out = out;
   e.flags = flags;
-  e.depth = 0;
-  e.nextid = 0;
   e.objs = base + 1;
-  e.nmod = base + 2;
-  e.nfield = base + 3;
+  e.names = base + 2;
+  e.recs = base + 3;
   e.upids = base + 4;
-  e.nset = base + 5;
-  e.set = NULL;
   e.what = what;
   e.nvalues = n;
-  e.nseg = 0;
   b[0] = 'A';
   b[1] = 'L';
   b[2] = VERSION;
-  put(&e, b, 3 + (size_t)putvarint(b + 3, (uint64_t)n));
-  for (i = 0; i < n; i++) {
-    e.root = i;
-    enc_value(&e, first + i);
+  for (pass = 0; ; pass++) {
+    lua_settop(L, base);
+    lua_settop(L, base + 4);  /* the slots, nil */
+    e.depth = 0;
+    e.nextid = 0;
+    e.obj0 = 0;
+    e.nseg = 0;
+    e.checked = e.rebuilt = (pass > 0);  /* a restart follows a rebuild */
+    e.looked = e.restart = 0;
+    put(&e, b, 3 + (size_t)putvarint(b + 3, (uint64_t)n));
+    for (i = 0; i < n; i++) {
+      e.root = i;
+      enc_value(&e, first + i);
+    }
+    if (!e.restart || pass > 0)
+      break;
+    dropoutput(out, len0, nh0);
   }
   lua_settop(L, base);
 }

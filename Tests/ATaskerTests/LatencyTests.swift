@@ -27,7 +27,8 @@ struct LatencyTests {
         let messages = EventLog()
         let logger = Logger(label: "latency") { _ in CapturingLogHandler(messages: messages) }
         let supervisor = TaskSupervisor(
-            configuration: .init(poolSize: 1, reserveNormal: 0, reserveHigh: 0, timeoutWarning: 0.05, timeoutCritical: 0.1),
+            configuration: .init(
+                poolSize: 1, reserveNormal: 0, reserveHigh: 0, timeoutWarning: 0.05, timeoutCritical: 0.1),
             logger: logger
         )
         let events = EventLog()
@@ -72,7 +73,8 @@ struct LatencyTests {
         let messages = EventLog()
         let logger = Logger(label: "latency") { _ in CapturingLogHandler(messages: messages) }
         let supervisor = TaskSupervisor(
-            configuration: .init(poolSize: 1, reserveNormal: 0, reserveHigh: 0, timeoutWarning: 60, timeoutCritical: 60),
+            configuration: .init(
+                poolSize: 1, reserveNormal: 0, reserveHigh: 0, timeoutWarning: 60, timeoutCritical: 60),
             logger: logger
         )
         let events = EventLog()

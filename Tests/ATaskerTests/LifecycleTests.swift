@@ -43,9 +43,13 @@ struct LifecycleTests {
             let supervisor = TaskSupervisor.started(poolSize: 1)
             let gate = Gate()
             let log = EventLog()
-            supervisor.submit { _ in log.append("blocker"); gate.wait(); return nil }
+            supervisor.submit { _ in
+                log.append("blocker"); gate.wait(); return nil
+            }
             #expect(log.wait(for: "blocker"))
-            let queued = supervisor.submit { _ in log.append("queued"); return nil }
+            let queued = supervisor.submit { _ in
+                log.append("queued"); return nil
+            }
             gate.open()
             #expect(supervisor.stop(wait: .forever).isEmpty)
             #expect(queued.status == .completed)
@@ -54,10 +58,18 @@ struct LifecycleTests {
             let supervisor = TaskSupervisor.started(poolSize: 1)
             let gate = Gate()
             let log = EventLog()
-            let blocker = supervisor.submit { _ in log.append("blocker"); gate.wait(); return nil }
+            let blocker = supervisor.submit { _ in
+                log.append("blocker"); gate.wait(); return nil
+            }
             #expect(log.wait(for: "blocker"))
-            let queued = (0..<3).map { index in supervisor.submit { _ in log.append("q\(index)"); return nil } }
-            let delayed = supervisor.submit(delay: 30) { _ in log.append("delayed"); return nil }
+            let queued = (0..<3).map { index in
+                supervisor.submit { _ in
+                    log.append("q\(index)"); return nil
+                }
+            }
+            let delayed = supervisor.submit(delay: 30) { _ in
+                log.append("delayed"); return nil
+            }
             let left = supervisor.stop(wait: .none, cancelTasks: true)
             #expect(left.map(\.id) == [blocker.id])
             #expect(queued.allSatisfy { $0.status == .canceled })
@@ -96,7 +108,9 @@ struct LifecycleTests {
             supervisor.waitUntilIdle()
             log.append("idle")
         }
-        let task = supervisor.submit { _ in sleep(seconds: 0.02); return nil }
+        let task = supervisor.submit { _ in
+            sleep(seconds: 0.02); return nil
+        }
         #expect(task.wait(timeout: 30))
         sleep(seconds: 0.05)
         #expect(log.all.isEmpty)  // activity is still retained

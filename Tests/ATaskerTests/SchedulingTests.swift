@@ -72,10 +72,14 @@ struct SchedulingTests {
         }
         #expect(log.wait(for: "blocker"))
         var tasks: [SupervisorTask] = []
-        for (name, priority) in [("L1", TaskPriority.low), ("N1", .normal), ("L2", .low), ("H1", .high),
-                                 ("N2", .normal), ("H2", .high), ("X", TaskPriority(rawValue: 70))]
-        {
-            tasks.append(supervisor.submit(priority: priority, name: name) { _ in log.append(name); return nil })
+        for (name, priority) in [
+            ("L1", TaskPriority.low), ("N1", .normal), ("L2", .low), ("H1", .high),
+            ("N2", .normal), ("H2", .high), ("X", TaskPriority(rawValue: 70)),
+        ] {
+            tasks.append(
+                supervisor.submit(priority: priority, name: name) { _ in
+                    log.append(name); return nil
+                })
         }
         gate.open()
         for task in tasks {
@@ -168,6 +172,31 @@ struct SchedulingTests {
         supervisor.start()
         #expect(eventually { supervisor.info().idleThreadsCount == 3 })
         #expect(supervisor.info().threadsCount == 3)
+        supervisor.finish()
+    }
+
+    @Test("extra idle threads exit after the idle timeout; a critical task may exceed max size")
+    func idleTimeout() throws {
+        let supervisor = TaskSupervisor(
+            configuration: .init(poolSize: 1, reserveNormal: 0, reserveHigh: 0, idleThreadTimeout: 0.05)
+        )
+        supervisor.start()
+        let log = EventLog()
+        let gate = Gate()
+        let blocker = supervisor.submit { _ in
+            log.append("blocker"); gate.wait(); return nil
+        }
+        #expect(log.wait(for: "blocker"))
+        let critical = supervisor.submit(priority: .critical) { _ in
+            log.append("critical"); return nil
+        }
+        #expect(critical.wait(timeout: 30))
+        gate.open()
+        #expect(blocker.wait(timeout: 30))
+        #expect(eventually { supervisor.info().threadsCount == 0 })
+        // New work creates threads again.
+        let again = supervisor.submit { _ in 1 }
+        #expect(again.wait(timeout: 30))
         supervisor.finish()
     }
 

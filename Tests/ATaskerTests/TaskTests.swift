@@ -26,6 +26,8 @@ struct TaskTests {
         #expect(queued >= before + 0.2 - 1e-6)
         #expect(started >= queued)
         #expect(completed >= started)
+        // The task counts as done once its handlers have run, just after it finished.
+        await supervisor.waitUntilIdle()
         #expect(supervisor.task(id: task.id) == nil)
         supervisor.finish()
     }
@@ -64,7 +66,9 @@ struct TaskTests {
 
         // The blocking wait, with and without a timeout.
         let gate = Gate()
-        let slow = supervisor.submit { _ in gate.wait(); return 1 }
+        let slow = supervisor.submit { _ in
+            gate.wait(); return 1
+        }
         #expect(!slow.wait(timeout: 0.02))
         gate.open()
         #expect(slow.wait(timeout: 30))
@@ -92,8 +96,12 @@ struct TaskTests {
             return nil
         }
         #expect(log.wait(for: "blocker"))
-        let queued = supervisor.submit(name: "queued") { _ in log.append("queued"); return nil }
-        let delayed = supervisor.submit(delay: 30, name: "delayed") { _ in log.append("delayed"); return nil }
+        let queued = supervisor.submit(name: "queued") { _ in
+            log.append("queued"); return nil
+        }
+        let delayed = supervisor.submit(delay: 30, name: "delayed") { _ in
+            log.append("delayed"); return nil
+        }
         let finished = EventLog()
         queued.onFinish { task in finished.append("\(task.status)") }
         #expect(supervisor.task(id: queued.id) === queued)

@@ -21,7 +21,9 @@ struct ThroughputTests {
         supervisor.waitUntilIdle()
         let elapsed = Monotonic.now() - started
         #expect(completed.load(ordering: .relaxed) == count)
-        print("throughput: \(Int(Double(count) / elapsed)) tasks/s (\(count) tasks in \(TaskSupervisor.format(elapsed)) s)")
+        print(
+            "throughput: \(Int(Double(count) / elapsed)) tasks/s (\(count) tasks in \(TaskSupervisor.format(elapsed)) s)"
+        )
         #expect(elapsed < 120)
         supervisor.finish()
     }

@@ -79,7 +79,8 @@ struct CLITests {
         #expect(run.stdout == "before exit\n")
     }
 
-    @Test("SIGINT stops gracefully: running work finishes, then the program dies by SIGINT", arguments: [SIGINT, SIGTERM])
+    @Test(
+        "SIGINT stops gracefully: running work finishes, then the program dies by SIGINT", arguments: [SIGINT, SIGTERM])
     func signals(_ signal: Int32) throws {
         let run = try CLIRun.run(["Tests/Fixtures/signal_wait.lua", "0.5"]) { process, stdout in
             #expect(stdout.waitFor("task started"))

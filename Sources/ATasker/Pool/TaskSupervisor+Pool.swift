@@ -110,7 +110,8 @@ extension TaskSupervisor {
         if !effects.canceled.isEmpty {
             let now = Monotonic.now()
             for task in effects.canceled {
-                task.finish(status: .canceled, result: nil, error: TaskError(.canceled, "\(task) was canceled"), at: now)
+                task.finish(
+                    status: .canceled, result: nil, error: TaskError(.canceled, "\(task) was canceled"), at: now)
             }
             var more = SupervisorStateMachine.Effects()
             self.state.withLock { $0.canceledFinished(effects.canceled.count, effects: &more) }

@@ -1,3 +1,5 @@
+import DequeModule
+
 /// The state of a ``TaskSupervisor`` and its thread pool, and the events that change it.
 ///
 /// Every `mutating` event only changes state and appends what must happen next to an ``Effects``
@@ -11,9 +13,11 @@
 ///   a burst of submissions wakes one idle thread per task and never signals a thread twice;
 /// - `running` counts tasks that have started and not yet been counted as done.
 ///
-/// Admission is checked when a thread takes a task (``threadStep(_:effects:)``), against `running`,
-/// so the limits hold whatever the wake-ups do; ``dispatch(_:)`` only decides how many threads to
-/// wake or create.
+/// Admission is decided under the lock, against `running`, in two places: ``dispatch(_:)`` admits
+/// the most urgent waiting tasks for which an idle thread can be woken (or a thread created), moves
+/// them to `ready` and counts them as running at once, so the decision does not depend on which
+/// thread wakes first; a thread that finishes a task takes a `ready` task, or else admits the most
+/// urgent waiting one itself, without sleeping.
 struct SupervisorStateMachine: Sendable {
     enum Lifecycle: Sendable {
         /// Created; tasks may be submitted and wait for ``start(_:)``.
@@ -90,7 +94,10 @@ struct SupervisorStateMachine: Sendable {
     private(set) var warningHandler: (@Sendable (SupervisorTask) -> Void)?
     private(set) var criticalHandler: (@Sendable (SupervisorTask) -> Void)?
 
-    private(set) var queue = TaskQueue()
+    var queue = TaskQueue()
+    /// Admitted tasks (counted in `running`, status `started`) waiting for the thread woken or created
+    /// for them; any thread that looks for work takes these first.
+    private var ready = Deque<TaskQueue.Entry>()
     /// Tasks that are delayed, queued or running, by id.
     private(set) var registry: [Int: SupervisorTask] = [:]
     /// Delayed tasks' timers, by task id.
@@ -105,7 +112,8 @@ struct SupervisorStateMachine: Sendable {
     private var finishing = 0
     private(set) var activity = 0
     private var nextThreadNumber = 1
-    private var latencyTimer: TimerID?
+    /// The one armed start-latency timer, if any.
+    var latencyTimer: TimerID?
 
     private var idleWaiters: [Waiter] = []
     private var idleContinuations: [CheckedContinuation<Void, Never>] = []
@@ -122,7 +130,7 @@ struct SupervisorStateMachine: Sendable {
 
     // MARK: - Derived state
 
-    private var isDispatching: Bool {
+    var isDispatching: Bool {
         self.lifecycle == .running || self.lifecycle == .stopping
     }
 
@@ -143,12 +151,12 @@ struct SupervisorStateMachine: Sendable {
         self.delayed.count
     }
 
-    private var warningThreshold: Double? {
+    var warningThreshold: Double? {
         let value = self.configuration.timeoutWarning
         return value.isFinite && value >= 0 ? value : nil
     }
 
-    private var criticalThreshold: Double? {
+    var criticalThreshold: Double? {
         let value = self.configuration.timeoutCritical
         return value.isFinite && value >= 0 ? value : nil
     }
@@ -177,6 +185,12 @@ struct SupervisorStateMachine: Sendable {
             break
         }
 
+        if let entry = self.ready.popFirst() {
+            // Others are ready too: wake up to two more threads, so that a burst fans out quickly
+            // while the submitter paid for one wake-up only.
+            self.wakeForReady(&effects, limit: 2)
+            return .run(entry)
+        }
         if self.isDispatching {
             let overLimit = self.threads > self.maxThreads
             let running = self.running
@@ -205,44 +219,58 @@ struct SupervisorStateMachine: Sendable {
         return .wait(timeout: timeout)
     }
 
-    /// Wakes or creates threads for waiting tasks that may start now and that no woken thread will
-    /// take already.
+    /// Admits the most urgent waiting tasks for which a thread is available: an idle or starting
+    /// thread not yet assigned a `ready` task, or a new thread within the limit (a critical task gets a
+    /// new thread even beyond it).
+    ///
+    /// Wake-ups are batched: a submission signals an idle thread only when no signal is already on its
+    /// way. Tasks admitted meanwhile wait in `ready` for the woken thread, which wakes more threads if
+    /// more than it can take are ready (see ``wakeForReady(_:limit:)``). So a burst of submissions
+    /// costs the submitter one `futex` wake, not one per task.
     mutating func dispatch(_ effects: inout Effects) {
-        guard self.isDispatching, !self.queue.isEmpty else {
+        guard self.isDispatching else {
             return
         }
-        let reserved = self.wakeupsPending + self.spawning
-        let running = self.running
         let configuration = self.configuration
-        var claimed = 0
-        var idleAvailable = self.idleThreads - self.wakeupsPending
-        var threadRoom = self.maxThreads - self.threads
+        while !self.queue.isEmpty {
+            let running = self.running
+            let unassigned = self.idleThreads + self.spawning - self.ready.count
+            let threadRoom = self.maxThreads - self.threads
+            var spawn = false
+            let entry = self.queue.removeFirst { priorityClass in
+                guard running < configuration.runningLimit(for: priorityClass) else {
+                    return false
+                }
+                if unassigned > 0 {
+                    return true
+                }
+                spawn = threadRoom > 0 || priorityClass == .critical
+                return spawn
+            }
+            guard let entry else {
+                break
+            }
+            let started = entry.task.transition(from: .queued, to: .started)
+            assert(started, "a task in the queue was not queued")
+            self.running += 1
+            self.ready.append(entry)
+            if spawn {
+                self.addThread(&effects)
+            }
+        }
+        self.wakeForReady(&effects, limit: self.wakeupsPending == 0 ? 1 : 0)
+    }
+
+    /// Signals up to `limit` idle threads when more tasks are `ready` than threads are on their way.
+    private mutating func wakeForReady(_ effects: inout Effects, limit: Int) {
         var signals = 0
-        var spawns = 0
-        self.queue.forEachClass { priorityClass in
-            guard running + claimed < configuration.runningLimit(for: priorityClass) else {
-                return false
-            }
-            claimed += 1
-            if claimed <= reserved {
-                return true
-            }
-            if idleAvailable > 0 {
-                idleAvailable -= 1
-                signals += 1
-            } else if threadRoom > 0 || priorityClass == .critical {
-                threadRoom -= 1
-                spawns += 1
-            } else {
-                return false
-            }
-            return true
+        while signals < limit && self.ready.count > self.wakeupsPending + self.spawning
+            && self.idleThreads > self.wakeupsPending
+        {
+            self.wakeupsPending += 1
+            signals += 1
         }
-        self.wakeupsPending += signals
         effects.signals += signals
-        for _ in 0..<spawns {
-            self.addThread(&effects)
-        }
     }
 
     private mutating func addThread(_ effects: inout Effects) {
@@ -256,13 +284,22 @@ struct SupervisorStateMachine: Sendable {
     mutating func spawnFailed(_ effects: inout Effects) {
         self.threads -= 1
         self.spawning -= 1
+        // The task admitted for that thread goes back to the queue, to wait for another one.
+        if self.ready.count > self.wakeupsPending + self.spawning, let entry = self.ready.popLast() {
+            if entry.task.transition(from: .started, to: .queued) {
+                self.running -= 1
+                self.queue.append(entry)
+            }
+        }
         self.checkQuiescence(&effects)
     }
 
     // MARK: - Tasks
 
     /// Accepts a task, or refuses it (returns `false`) after a stop.
-    mutating func submit(_ entry: TaskQueue.Entry, delay: (id: TimerID, deadline: Double)?, effects: inout Effects) -> Bool {
+    mutating func submit(_ entry: TaskQueue.Entry, delay: (id: TimerID, deadline: Double)?, effects: inout Effects)
+        -> Bool
+    {
         guard !self.isStopRequested else {
             return false
         }
@@ -530,48 +567,5 @@ struct SupervisorStateMachine: Sendable {
     ) {
         self.warningHandler = warning
         self.criticalHandler = critical
-    }
-
-    // MARK: - Start latency
-
-    /// Arms the one latency timer for the oldest waiting task that has not been checked yet.
-    ///
-    /// Only one timer is armed at a time, whatever the number of waiting tasks; it is not cancelled
-    /// when the queue empties (that would cost a timer operation per task), it just finds nothing to
-    /// report when it fires.
-    private mutating func armLatencyTimer(_ effects: inout Effects) {
-        guard self.isDispatching, self.latencyTimer == nil,
-            let deadline = self.queue.nextLatencyDeadline(
-                warning: self.warningThreshold,
-                critical: self.criticalThreshold
-            )
-        else {
-            return
-        }
-        let id = TimerID.next()
-        self.latencyTimer = id
-        effects.latencyTimer = (id, deadline)
-    }
-
-    /// The latency timer fired: report waiting tasks that are late, then re-arm.
-    mutating func latencyTimerFired(_ id: TimerID, now: Double, effects: inout Effects) {
-        guard self.latencyTimer == id else {
-            return
-        }
-        self.latencyTimer = nil
-        var late: [(task: SupervisorTask, level: LatencyLevel)] = []
-        self.queue.collectLate(now: now, warning: self.warningThreshold, critical: self.criticalThreshold, into: &late)
-        for (task, level) in late where task.claimLatencyReport(level) {
-            effects.reports.append(
-                LatencyReport(
-                    task: task,
-                    level: level,
-                    latency: now - task.queuedTime,
-                    started: false,
-                    handler: level == .warning ? self.warningHandler : self.criticalHandler
-                )
-            )
-        }
-        self.armLatencyTimer(&effects)
     }
 }

@@ -77,7 +77,9 @@ final class LuaState {
         defer { copies.forEach { free($0) } }
         let ptrs: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
         var err: UnsafeMutablePointer<CChar>?
-        let st = ptrs.withUnsafeBufferPointer { atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err) }
+        let st = ptrs.withUnsafeBufferPointer {
+            atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err)
+        }
         if st != ATL_OK { throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "not enough memory") }
     }
 

@@ -205,7 +205,9 @@ extension HostCore {
     func setSupervisorField(_ key: String, _ value: LuaValue) throws {
         switch key {
         case "poll_delay":
-            guard let d = value.doubleValue, d >= 0 else { throw CallError(message: "poll_delay must be a number >= 0") }
+            guard let d = value.doubleValue, d >= 0 else {
+                throw CallError(message: "poll_delay must be a number >= 0")
+            }
             self.supervisor.setPollDelay(d)
         case "timeout_warning", "timeout_critical":
             guard let d = value.doubleValue, d > 0 else { throw CallError(message: "\(key) must be a number > 0") }

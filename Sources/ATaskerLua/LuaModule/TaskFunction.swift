@@ -1,5 +1,5 @@
-import Synchronization
 import ATasker
+import Synchronization
 
 /// A Lua function made into a task starter by `atasker.background_task(fn, opts)`: the function is encoded once;
 /// each call of the starter sends only its arguments.
@@ -12,8 +12,10 @@ final class TaskFunction: Sendable {
     let name: String?
     let callback: TaskFunction?
 
-    init(id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
-         callback: TaskFunction?) {
+    init(
+        id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
+        callback: TaskFunction?
+    ) {
         self.id = id
         self.function = function
         self.priority = priority
