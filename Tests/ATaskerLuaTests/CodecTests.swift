@@ -231,6 +231,61 @@ struct CodecCrossLanguageTests {
         #expect(throws: LuaValueCodecError.self) { try self.run("local t = {}; t.t = t; return t") }
     }
 
+    @Test("sibling closures of one chunk decode as separate functions")
+    func siblings() throws {
+        // Both closures share the chunk's `_ENV`, which travels by name (`_G`) in each of them, so neither refers
+        // to the other and each can be decoded, kept and sent on its own.
+        let values = try self.run(
+            "local function a() return tostring(1) end; local function b() return type(2) end; return a, b")
+        guard values.count == 2, case .function(let a) = values[0], case .function(let b) = values[1] else {
+            Issue.record("expected two functions")
+            return
+        }
+        #expect(a !== b && a != b)
+        #expect(try LuaValue.encodeAll([values[1]]).bytes == [0x41, 0x4C, 1, 1] + b.span)
+        // The second one, alone, still runs in another state.
+        let state = try LuaState(
+            options: .init(host: nil, supervisor: nil, isMain: false, packagePath: nil, packageCPath: nil))
+        defer { state.close() }
+        let outcome = try state.runTask(functionID: 1, function: try EncodedValues([values[1]]), arguments: nil)
+        guard case .values(let result?) = outcome else {
+            Issue.record("expected a result")
+            return
+        }
+        #expect(try result.withBytes { try LuaValue.decodeAll($0) } == ["number"])
+    }
+
+    @Test("a module required after a first encoding travels by name")
+    func lateModule() throws {
+        let state = try LuaState(
+            options: .init(host: nil, supervisor: nil, isMain: true, packagePath: nil, packageCPath: nil))
+        defer { state.close() }
+        func run(_ code: String) throws -> [LuaValue] {
+            guard case .values(let encoded?) = try state.runString(code, name: "t") else { return [] }
+            return try encoded.withBytes { try LuaValue.decodeAll($0) }
+        }
+        #expect(try run("return {1, 2, 3}") == [[1, 2, 3]])  // builds the state's cache of named values
+        let values = try run(
+            """
+            package.preload.late = function() return {f = function() return 1 end} end
+            local late = require 'late'
+            return late.f, {late, function() end}
+            """)
+        // NAMED 'late' 'f': the cache saw the new module.
+        let named: [UInt8] = [9, 4] + Array("late".utf8) + [1] + Array("f".utf8)
+        guard values.count == 2, case .function(let f) = values[0] else {
+            Issue.record("expected a function")
+            return
+        }
+        #expect(f.span == named)
+        // A module table met before any function is named too (the encoding starts over).
+        guard case .function(let m) = values[1].tableValue?[1] else {
+            Issue.record("expected the module by name")
+            return
+        }
+        #expect(m.span == [9, 4] + Array("late".utf8) + [0])
+    }
+
     @Test("a function from Lua goes back to Lua unchanged")
     func functionBack() throws {
         let values = try self.run("local n = 41; return function() return n + 1 end")

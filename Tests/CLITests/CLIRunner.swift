@@ -24,11 +24,11 @@ struct CLIRun {
     /// Runs the binary with `arguments`. `whileRunning` gets the running process and its standard output collector,
     /// to wait for a line and send signals.
     static func run(
-        _ arguments: [String], timeout: Double = 60,
+        _ arguments: [String], timeout: Double = 60, executable: String? = nil,
         whileRunning: ((Process, Collector) throws -> Void)? = nil
     ) throws -> CLIRun {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: self.binary)
+        process.executableURL = URL(fileURLWithPath: executable ?? self.binary)
         process.arguments = arguments
         process.currentDirectoryURL = packageRoot
         let out = Pipe()

@@ -139,3 +139,61 @@ func expectedOutput(of path: String) throws -> String {
     }
     return lines.map { $0 + "\n" }.joined()
 }
+
+@Suite("atasker-lua: the supervisor, stopping, and the Swift example", .serialized)
+struct CLISupervisorTests {
+    @Test("the supervisor's API from Lua; a task that stops the supervisor ends the program")
+    func supervisorFixture() throws {
+        let run = try CLIRun.run(["--log-level", "debug", "Tests/Fixtures/supervisor.lua"], timeout: 20)
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.contains("passed, 0 failed"), "\(run.stdout)")
+        #expect(!run.stdout.contains("never runs"))
+        #expect(run.stderr.contains("an info line from Lua 42"))
+        #expect(run.stderr.contains("a debug line"))
+        #expect(!run.stderr.contains("a hidden debug line"))
+        #expect(run.stderr.contains("started in") || run.stderr.contains("not started after"), "\(run.stderr)")
+    }
+
+    @Test("work still running at the stop deadline is named in the log, and the program still ends")
+    func stopDeadline() throws {
+        let started = Date()
+        let run = try CLIRun.run(["--stop-timeout", "0.3", "Tests/Fixtures/signal_wait.lua", "30"]) {
+            process, stdout in
+            #expect(stdout.waitFor("task started"))
+            kill(process.processIdentifier, SIGINT)
+        }
+        #expect(run.signaled)
+        #expect(run.status == SIGINT)
+        #expect(Date().timeIntervalSince(started) < 15)
+        #expect(run.stderr.contains("still runs at the stop deadline"), "\(run.stderr)")
+        #expect(!run.stdout.contains("task done"))
+    }
+
+    @Test("a second SIGINT quits at once")
+    func secondSignal() throws {
+        let run = try CLIRun.run(["--stop-timeout", "30", "Tests/Fixtures/signal_wait.lua", "30"]) {
+            process, stdout in
+            #expect(stdout.waitFor("task started"))
+            kill(process.processIdentifier, SIGINT)
+            usleep(200_000)
+            kill(process.processIdentifier, SIGINT)
+        }
+        #expect(run.signaled)
+        #expect(run.status == SIGINT)
+        #expect(run.stderr.contains("quitting without waiting"), "\(run.stderr)")
+    }
+
+    @Test("the Swift embedding example prints what its header says")
+    func swiftExample() throws {
+        let binary = URL(fileURLWithPath: CLIRun.binary).deletingLastPathComponent()
+            .appendingPathComponent("EmbedSwift").path
+        let header = try String(
+            contentsOf: CLIRun.packageRoot.appendingPathComponent("Examples/EmbedSwift/main.swift"), encoding: .utf8)
+        let expected = header.split(separator: "\n").drop { !$0.hasPrefix("// Prints:") }.dropFirst()
+            .prefix { $0.hasPrefix("//   ") }.map { String($0.dropFirst(5)) + "\n" }.joined()
+        #expect(!expected.isEmpty)
+        let run = try CLIRun.run([], executable: binary)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == expected)
+    }
+}

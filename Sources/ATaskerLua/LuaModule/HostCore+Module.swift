@@ -263,7 +263,8 @@ extension HostCore {
             let name = k.stringValue ?? ""
             if !["pool_size", "reserve_normal", "reserve_high", "min_size", "max_size"].contains(name) {
                 throw CallError(
-                    message: "set_thread_pool: unknown option '\(k)' (expected pool_size, reserve_normal, "
+                    message:
+                        "set_thread_pool: unknown option '\(k.stringValue ?? "\(k)")' (expected pool_size, reserve_normal, "
                         + "reserve_high, min_size, max_size)")
             }
         }
