@@ -9,6 +9,8 @@ extension TaskSupervisor {
     func poolThreadMain() {
         let lock = self.state
         var event = SupervisorStateMachine.ThreadEvent.spawned
+        // Waiters of the task that this thread finished last: woken once the supervisor no longer counts it.
+        var finished: [SupervisorTask.Observer] = []
         lock.lock()
         while true {
             var effects = SupervisorStateMachine.Effects()
@@ -19,15 +21,18 @@ extension TaskSupervisor {
                 if !effects.isEmpty {
                     self.perform(effects)
                 }
-                self.execute(entry)
+                SupervisorTask.wake(finished)
+                finished = self.execute(entry)
                 event = .finished(entry.task)
                 lock.lock()
             case .wait(let timeout):
-                if !effects.isEmpty {
+                if !effects.isEmpty || !finished.isEmpty {
                     // We are already counted as idle, and a submitter may have signalled us while the
                     // lock was released: look again as if woken, so that no wake-up is lost.
                     lock.unlock()
                     self.perform(effects)
+                    SupervisorTask.wake(finished)
+                    finished = []
                     lock.lock()
                     event = .woke(timedOut: false)
                     continue
@@ -42,6 +47,7 @@ extension TaskSupervisor {
             case .exit:
                 lock.unlock()
                 self.perform(effects)
+                SupervisorTask.wake(finished)
                 return
             }
         }
@@ -49,7 +55,7 @@ extension TaskSupervisor {
 
     /// Runs one task's body and finishes the task (its handlers run here, on the pool thread).
     @inline(__always)
-    private func execute(_ entry: TaskQueue.Entry) {
+    private func execute(_ entry: TaskQueue.Entry) -> [SupervisorTask.Observer] {
         let task = entry.task
         let started = Monotonic.now()
         task.setTimeStarted(started)
@@ -63,7 +69,8 @@ extension TaskSupervisor {
             result = nil
             error = thrown
         }
-        task.finish(status: error == nil ? .completed : .failed, result: result, error: error, at: Monotonic.now())
+        return task.finishRunningHandlers(
+            status: error == nil ? .completed : .failed, result: result, error: error, at: Monotonic.now())
     }
 
     /// A delayed task's timer fired (on the timer thread).

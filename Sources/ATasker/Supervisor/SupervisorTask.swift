@@ -278,6 +278,18 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
 
     /// Records the outcome, sets the final status, then notifies the observers (outside the lock).
     func finish(status: TaskStatus, result: (any Sendable)?, error: (any Error)?, at time: Double) {
+        Self.wake(self.finishRunningHandlers(status: status, result: result, error: error, at: time))
+    }
+
+    /// Records the outcome and sets the final status, runs the ``onFinish(_:)`` handlers, and returns the waiters
+    /// still to be woken.
+    ///
+    /// A pool thread wakes them only after the supervisor has stopped counting the task as running, so that a
+    /// caller of `wait` that then asks ``TaskSupervisor/task(id:)`` or ``TaskSupervisor/info()`` sees the task
+    /// gone, while handlers still run before the supervisor can become idle.
+    func finishRunningHandlers(status: TaskStatus, result: (any Sendable)?, error: (any Error)?, at time: Double)
+        -> [Observer]
+    {
         let observers = self.outcome.withLock { outcome -> [Observer] in
             outcome.isFinished = true
             outcome.result = result
@@ -288,10 +300,23 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
             outcome.observers = []
             return observers
         }
+        var waiters: [Observer] = []
+        for observer in observers {
+            if case .handler(let body) = observer {
+                body(self)
+            } else {
+                waiters.append(observer)
+            }
+        }
+        return waiters
+    }
+
+    /// Wakes waiters returned by ``finishRunningHandlers(status:result:error:at:)``.
+    static func wake(_ observers: [Observer]) {
         for observer in observers {
             switch observer {
             case .handler(let body):
-                body(self)
+                preconditionFailure("handler \(String(describing: body)) left to wake")
             case .continuation(let continuation):
                 continuation.resume()
             case .waiter(let waiter):
