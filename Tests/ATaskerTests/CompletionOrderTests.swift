@@ -1,0 +1,37 @@
+import Synchronization
+import Testing
+
+@testable import ATasker
+
+@Suite("Completion order: handlers, then the supervisor's count, then waiters")
+struct CompletionOrderTests {
+    @Test("a woken waiter sees the task gone from task(id:) and from info()")
+    func waiterSeesTaskGone() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 2)
+        for _ in 0..<500 {
+            let task = supervisor.submit { _ in 1 }
+            #expect(task.wait(timeout: 30))
+            #expect(supervisor.task(id: task.id) == nil)
+            #expect(supervisor.info().threadTasksCount == 0)
+        }
+        supervisor.finish()
+    }
+
+    @Test("onFinish handlers run before a waiter wakes")
+    func handlersBeforeWaiters() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 2)
+        for _ in 0..<200 {
+            let ran = Atomic<Bool>(false)
+            let gate = Gate()
+            let task = supervisor.submit { _ in
+                gate.wait()
+                return 0
+            }
+            task.onFinish { _ in ran.store(true, ordering: .releasing) }
+            gate.open()
+            #expect(task.wait(timeout: 30))
+            #expect(ran.load(ordering: .acquiring))
+        }
+        supervisor.finish()
+    }
+}
