@@ -21,17 +21,27 @@ struct CompletionOrderTests {
     func handlersBeforeWaiters() throws {
         let supervisor = TaskSupervisor.started(poolSize: 2)
         for _ in 0..<200 {
-            let ran = Atomic<Bool>(false)
+            let ran = Flag()
             let gate = Gate()
             let task = supervisor.submit { _ in
                 gate.wait()
                 return 0
             }
-            task.onFinish { _ in ran.store(true, ordering: .releasing) }
+            task.onFinish { _ in ran.set() }
             gate.open()
             #expect(task.wait(timeout: 30))
-            #expect(ran.load(ordering: .acquiring))
+            let handlerRan = ran.isSet
+            #expect(handlerRan)
         }
         supervisor.finish()
     }
+}
+
+/// A flag that one thread sets and another reads.
+private final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { self.value.store(true, ordering: .releasing) }
+
+    var isSet: Bool { self.value.load(ordering: .acquiring) }
 }
