@@ -48,6 +48,19 @@ struct CLITests {
         #expect(!run.stdout.contains("this never runs"))
     }
 
+    @Test("a precompiled (bytecode) script is refused: files load as text only")
+    func bytecodeRefused() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("atasker-bytecode-\(getpid()).luac")
+            .path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let write = try CLIRun.run(["Tests/Fixtures/write_bytecode.lua", path])
+        #expect(write.status == 0, "\(write.stderr)")
+        let run = try CLIRun.run([path])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("attempt to load a binary chunk"), "\(run.stderr)")
+        #expect(!run.stdout.contains("bytecode ran"))
+    }
+
     @Test("a runtime error at top level exits 1 with file:line and a traceback")
     func runtimeError() throws {
         let run = try CLIRun.run(["Tests/Fixtures/runtime_error.lua"])
