@@ -52,12 +52,14 @@
 ** assigning a new value to it in one is not seen by the other. (Decoding
 ** with ATL_CODEC_JOINENV joins the '_ENV' ones into one cell regardless.)
 **
-** The set of named values is cached per state and checked cheaply on each
-** encoding call (see "Values that travel by name"): a module required,
-** replaced or removed, or a field replaced or removed, is always seen; a
-** table or Lua function added to a module table already loaded may be
-** missed, and then travels by value, until something else rebuilds the
-** cache.
+** The named values are cached per state (see "Values that travel by
+** name"). A value found in the cache is checked to be still in its place,
+** so a module or field that was replaced or removed is never named. A
+** module required after the cache was built is seen by the first encoding
+** call that meets a function (a module of plain data, without functions,
+** may travel by value until then). A table or Lua function added to a
+** module table already loaded may be missed, and then travels by value,
+** until something rebuilds the cache.
 **
 ** HANDLE carries a host object of kind ATL_H_*; the encoding buffer retains
 ** it, decoding pushes a new handle (which retains it again).
@@ -421,14 +423,14 @@ static void enc_value (Enc *e, int idx);
 ** that was replaced or removed is never named: a mismatch rebuilds the
 ** cache. A value missing from the cache may be new: walking
 ** 'package.loaded' and comparing it with the C part finds new modules, but
-** costs some 25 ns an entry, more than encoding a small table. So an
+** costs tens of ns an entry, more than encoding a small table. So an
 ** encoding call walks it once, when it first meets a function (which costs
 ** microseconds to copy anyway, and which a module table copied by mistake
 ** would contain); if the walk finds a change after the call had already
 ** looked up a table, the call starts over with the new cache. Hence a
-** module required after the cache was built is named as soon as the value
-** that contains it also contains a function; a module made of plain data
-** only (no function) may be copied by value until then. A table or Lua
+** module required since the last walk is named by any call that also
+** meets a function (as a module table does); a module made of plain data
+** only may be copied by value until some call walks again. A table or Lua
 ** function added to a module table already loaded is missed, and travels
 ** by value, until something else rebuilds the cache; a C function that
 ** the cache does not know forces a rebuild before it is refused.
@@ -440,7 +442,7 @@ static const char *const stdmods[] = {
   "debug", "package", NULL
 };
 
-static const char cachekey = 0;  /* its address is the registry key */
+static char cachekey;  /* its address is the registry key */
 
 typedef struct NameCache {
   const void *loaded;  /* address of 'package.loaded' (NULL: none) */

@@ -397,7 +397,8 @@ private struct ValueDecoder {
             let lfield = try self.length("field name")
             let field = self.pos
             self.pos += lfield
-            if lmod == 0 || self.base[mod..<(mod + lmod)].contains(0) || self.base[field..<(field + lfield)].contains(0) {
+            if lmod == 0 || self.base[mod..<(mod + lmod)].contains(0) || self.base[field..<(field + lfield)].contains(0)
+            {
                 throw self.corrupted("bad module name")
             }
         case CodecTag.handle:
