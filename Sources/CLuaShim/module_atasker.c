@@ -12,9 +12,16 @@
 #include "shim_private.h"
 
 static int l_background_task(lua_State *L) {
+  atl_Buffer probe = {0};
+  char *err = NULL;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  /* copy the function alone first, so that a refusal names it as such
+  ** ("upvalue 'fh' of task function") rather than as an argument */
+  if (atl_codec_encode(L, 1, 1, "task function", 0, &probe, &err) != ATL_OK)
+    return atl_raise_owned_where(L, err);
+  atl_buffer_free(&probe);
   return atl_host_call(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 1);
 }
 

@@ -56,6 +56,8 @@ int atl_codec_decode_raw(lua_State *L, const unsigned char *data, size_t len,
 
 /* [-0, +0, e] Raise 'msg' (a malloc'd string, freed here) as a Lua error. */
 int atl_raise_owned(lua_State *L, char *msg);
+/* [-0, +0, e] The same, with the caller's 'file:line:' in front. */
+int atl_raise_owned_where(lua_State *L, char *msg);
 /* [-0, +0, -] A malloc'd copy of the string at 'idx' (or a fixed text). */
 char *atl_strdup_top(lua_State *L, int idx);
 

@@ -219,6 +219,17 @@ int atl_raise_owned(lua_State *L, char *msg) {
   return lua_error(L);
 }
 
+int atl_raise_owned_where(lua_State *L, char *msg) {
+  luaL_where(L, 1);
+  if (msg == NULL) lua_pushliteral(L, "unknown error");
+  else {
+    lua_pushstring(L, msg);
+    free(msg);
+  }
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 char *atl_strdup_top(lua_State *L, int idx) {
   const char *s = NULL;
   if (lua_type(L, idx) == LUA_TSTRING)  /* no conversion: never raises */
@@ -238,8 +249,10 @@ int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
   n = top - first + 1;
   if (n < 0) n = 0;
   if (n > 0) {
-    st = atl_codec_encode(L, first, n, "args", 0, &args, &err);
-    if (st != ATL_OK) return atl_raise_owned(L, err);
+    /* paths name each argument: 'args[2].conn', 'args[1].x' */
+    st = atl_codec_encode(L, first, n, n == 1 ? "args[1]" : "args", 0, &args,
+                          &err);
+    if (st != ATL_OK) return atl_raise_owned_where(L, err);
   }
   c.host = atl_statedata(L)->host;
   c.fn = fn;
@@ -273,7 +286,7 @@ int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
   if (c.result.len > 0) {
     st = atl_codec_decode(L, c.result.data, c.result.len, 0, &nres, &err);
     atl_buffer_free(&c.result);
-    if (st != ATL_OK) return atl_raise_owned(L, err);
+    if (st != ATL_OK) return atl_raise_owned_where(L, err);
   }
   return nres;
 }
