@@ -120,3 +120,34 @@ int atl_run_string(lua_State *L, const char *code, size_t len,
   p.out = out;
   return run(L, &p, err, exitcode);
 }
+
+typedef struct ProbeParams {
+  const atl_Buffer *buf;
+  int flags;
+} ProbeParams;
+
+/* Decode and let the values go with this frame. */
+static int probe_p(lua_State *L) {
+  ProbeParams *p = (ProbeParams *)lua_touserdata(L, 1);
+  int envup = 0;
+  atl_codec_decode_raw(L, p->buf, p->flags, &envup);
+  return 0;
+}
+
+int atl_codec_probe(lua_State *L, const atl_Buffer *b, int flags,
+                    char **err) {
+  ProbeParams p;
+  int st;
+  p.buf = b;
+  p.flags = flags;
+  *err = NULL;
+  lua_pushcfunction(L, probe_p);
+  lua_pushlightuserdata(L, &p);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    *err = atl_strdup_top(L, -1);
+    lua_pop(L, 1);  /* a string: popping runs no '__close' */
+    return st == LUA_ERRMEM ? ATL_ERRMEM : ATL_ERRCODEC;
+  }
+  return ATL_OK;
+}

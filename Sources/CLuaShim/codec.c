@@ -1084,6 +1084,8 @@ typedef struct Dec {
   lua_Integer envfn;  /* id of the function owning the '_ENV' cell, or -1 */
   int envup;
   int namedg;         /* the last NAMED value was "_G" itself */
+  void *const *handles;  /* the host objects that the buffer holds */
+  size_t nhandles;
 } Dec;
 
 
@@ -1385,6 +1387,12 @@ static void dec_handle (Dec *d) {
   obj = (void *)(uintptr_t)get64(d->p + 1);
   if (kind < 1 || kind > ATL_H_MAX || obj == NULL)
     corrupted(d, "bad handle");
+  {  /* a pointer is trusted only if the buffer holds a reference on it */
+    size_t i;
+    for (i = 0; i < d->nhandles && d->handles[i] != obj; i++) {}
+    if (i == d->nhandles)
+      corrupted(d, "a handle that this buffer does not hold");
+  }
   d->p += 9;
   atl_handle_push(d->L, obj, kind);
 }
@@ -1451,14 +1459,16 @@ static void dec_value (Dec *d) {
 ** Decode all the values of 'data' and push them. A nil placeholder below
 ** them holds the object table while decoding; it is removed at the end.
 */
-int atl_codec_decode_raw (lua_State *L, const unsigned char *data,
-                          size_t len, int flags, int *envup) {
+int atl_codec_decode_raw (lua_State *L, const atl_Buffer *b, int flags,
+                          int *envup) {
   Dec d;
   uint64_t count;
   int base, i;
   d.L = L;
-  d.start = d.p = data;
-  d.end = data + len;
+  d.start = d.p = b->data;
+  d.end = b->data + b->len;
+  d.handles = (void *const *)b->handles;
+  d.nhandles = b->nhandles;
   d.flags = flags;
   d.depth = 0;
   d.nextid = 0;
@@ -1512,8 +1522,7 @@ typedef struct Params {
   const char *what;
   int flags;
   atl_Buffer *out;
-  const unsigned char *data;
-  size_t len;
+  const atl_Buffer *buf;
 } Params;
 
 
@@ -1593,12 +1602,12 @@ static int pdecode (lua_State *L) {
   Params *p = (Params *)lua_touserdata(L, 1);
   int envup;
   lua_pop(L, 1);
-  return atl_codec_decode_raw(L, p->data, p->len, p->flags, &envup);
+  return atl_codec_decode_raw(L, p->buf, p->flags, &envup);
 }
 
 
-int atl_codec_decode (lua_State *L, const unsigned char *data, size_t len,
-                      int flags, int *nout, char **err) {
+int atl_codec_decode (lua_State *L, const atl_Buffer *b, int flags,
+                      int *nout, char **err) {
   Params p;
   int top = lua_gettop(L), st;
   *err = NULL;
@@ -1607,8 +1616,7 @@ int atl_codec_decode (lua_State *L, const unsigned char *data, size_t len,
     *err = nomemcopy();
     return ATL_ERRMEM;
   }
-  p.data = data;
-  p.len = len;
+  p.buf = b;
   p.flags = flags;
   lua_pushcfunction(L, pdecode);
   lua_pushlightuserdata(L, &p);

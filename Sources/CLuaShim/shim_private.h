@@ -51,8 +51,8 @@ void atl_codec_encode_raw(lua_State *L, int first, int n, const char *what,
 ** the decoded ones: a function that owns the cell; '*envup' receives the
 ** upvalue index (else '*envup' is 0 and nothing more is pushed); that
 ** extra value is included in the returned count. */
-int atl_codec_decode_raw(lua_State *L, const unsigned char *data, size_t len,
-                         int flags, int *envup);
+int atl_codec_decode_raw(lua_State *L, const atl_Buffer *b, int flags,
+                         int *envup);
 
 /* [-0, +0, e] Raise 'msg' (a malloc'd string, freed here) as a Lua error. */
 int atl_raise_owned(lua_State *L, char *msg);

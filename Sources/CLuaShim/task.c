@@ -24,10 +24,8 @@ static const char envmt_key = 'e';    /* registry: {__index = _G} */
 
 typedef struct TaskParams {
   uint64_t fnid;
-  const unsigned char *fn;
-  size_t fnlen;
-  const unsigned char *args;
-  size_t argslen;
+  const atl_Buffer *fn;
+  const atl_Buffer *args;
   atl_Buffer *out;
   int status;
   char *err;
@@ -85,7 +83,7 @@ static void getentry(lua_State *L, TaskParams *p) {
   if (lua_rawgeti(L, c, (lua_Integer)p->fnid) != LUA_TTABLE) {
     lua_pop(L, 1);
     top = lua_gettop(L);
-    n = atl_codec_decode_raw(L, p->fn, p->fnlen, ATL_CODEC_JOINENV, &envup);
+    n = atl_codec_decode_raw(L, p->fn, ATL_CODEC_JOINENV, &envup);
     if (envup > 0) n--;  /* the count includes the function owning '_ENV' */
     if (n != 1 || lua_type(L, top + 1) != LUA_TFUNCTION)
       luaL_error(L, "task function buffer holds no function");
@@ -148,8 +146,8 @@ static int runtask_p(lua_State *L) {
   freshenv(L);
   lua_rawgeti(L, -1, E_FN);
   lua_remove(L, -2);  /* the entry */
-  if (p->argslen > 0)
-    nargs = atl_codec_decode_raw(L, p->args, p->argslen, 0, &envup);
+  if (p->args != NULL && p->args->len > 0)
+    nargs = atl_codec_decode_raw(L, p->args, 0, &envup);
   st = lua_pcall(L, nargs, 1, msgh);
   if (st != LUA_OK) {
     if (atl_isexit(L, -1)) p->status = ATL_EXIT;
@@ -164,17 +162,15 @@ static int runtask_p(lua_State *L) {
   return 0;
 }
 
-int atl_run_task(lua_State *L, uint64_t fnid, const unsigned char *fn,
-                 size_t fnlen, const unsigned char *args, size_t argslen,
-                 atl_Buffer *out, char **err, int *exitcode) {
+int atl_run_task(lua_State *L, uint64_t fnid, const atl_Buffer *fn,
+                 const atl_Buffer *args, atl_Buffer *out, char **err,
+                 int *exitcode) {
   TaskParams p;
   int st;
   memset(&p, 0, sizeof p);
   p.fnid = fnid;
   p.fn = fn;
-  p.fnlen = fnlen;
   p.args = args;
-  p.argslen = argslen;
   p.out = out;
   lua_pushcfunction(L, runtask_p);
   lua_pushlightuserdata(L, &p);
@@ -189,11 +185,4 @@ int atl_run_task(lua_State *L, uint64_t fnid, const unsigned char *fn,
     *exitcode = atl_statedata(L)->exitcode;
   *err = p.err;
   return p.status;
-}
-
-int atl_run_callback(lua_State *L, uint64_t fnid, const unsigned char *fn,
-                     size_t fnlen, const unsigned char *args, size_t argslen,
-                     char **err, int *exitcode) {
-  return atl_run_task(L, fnid, fn, fnlen, args, argslen, NULL, err,
-                      exitcode);
 }

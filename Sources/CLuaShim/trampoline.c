@@ -284,7 +284,7 @@ int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
   }
   free(c.error);
   if (c.result.len > 0) {
-    st = atl_codec_decode(L, c.result.data, c.result.len, 0, &nres, &err);
+    st = atl_codec_decode(L, &c.result, 0, &nres, &err);
     atl_buffer_free(&c.result);
     if (st != ATL_OK) return atl_raise_owned_where(L, err);
   }

@@ -97,8 +97,10 @@ extension HostCore {
     }
 
     private func arguments(_ call: UnsafeMutablePointer<atl_Call>) throws -> [LuaValue] {
-        guard call.pointee.argslen > 0 else { return [] }
-        return try LuaValue.decodeAll(UnsafeRawBufferPointer(start: call.pointee.args, count: call.pointee.argslen))
+        guard call.pointee.argslen > 0, let buffer = call.pointee.argsbuf else { return [] }
+        return try LuaValue.decodeAll(
+            UnsafeRawBufferPointer(start: buffer.pointee.data, count: buffer.pointee.len),
+            knownHandles: UnsafeBufferPointer(start: buffer.pointee.handles, count: buffer.pointee.nhandles))
     }
 
     private func dispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults {

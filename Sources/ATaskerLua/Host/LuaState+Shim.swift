@@ -16,11 +16,11 @@ final class LuaState {
     private(set) var isClosed = false
 
     struct Options {
-        var host: UnsafeMutableRawPointer?
-        var supervisor: UnsafeMutableRawPointer?
+        var host: UnsafeMutableRawPointer? = nil
+        var supervisor: UnsafeMutableRawPointer? = nil
         var isMain: Bool
-        var packagePath: String?
-        var packageCPath: String?
+        var packagePath: String? = nil
+        var packageCPath: String? = nil
         var hostFunctions: [(String, AnyObject)] = []
         var allocationLimit: Int = 0
     }
@@ -115,15 +115,26 @@ final class LuaState {
         var out = atl_Buffer()
         return try withUnsafeMutablePointer(to: &out) { (outPointer) throws(LuaError) -> LuaOutcome in
             let resultPointer: UnsafeMutablePointer<atl_Buffer>? = wantResult ? outPointer : nil
-            let st = function.withBytes { fn in
-                withOptionalBytes(arguments) { args in
-                    atl_run_task(
-                        self.pointer, functionID, fn.baseAddress?.assumingMemoryBound(to: UInt8.self), fn.count,
-                        args.baseAddress?.assumingMemoryBound(to: UInt8.self), args.count, resultPointer,
-                        &err, &exitCode)
+            let st = function.withBuffer { fn in
+                withOptionalBuffer(arguments) { args in
+                    atl_run_task(self.pointer, functionID, fn, args, resultPointer, &err, &exitCode)
                 }
             }
             return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer)
+        }
+    }
+
+    /// Decodes `bytes` in this state and drops the values (tests of damaged buffers).
+    func probeDecode(_ bytes: [UInt8]) throws(LuaError) {
+        var err: UnsafeMutablePointer<CChar>?
+        var buffer = atl_Buffer()
+        defer { atl_buffer_free(&buffer) }
+        guard bytes.withUnsafeBytes({ atl_buffer_append(&buffer, $0.baseAddress, $0.count) }) == ATL_OK else {
+            throw LuaError(code: .memory, fullMessage: "not enough memory")
+        }
+        let st = atl_codec_probe(self.pointer, &buffer, 0, &err)
+        if st != ATL_OK {
+            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "decoding failed")
         }
     }
 
@@ -161,7 +172,7 @@ private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?
     return s.withCString { body($0) }
 }
 
-private func withOptionalBytes<R>(_ v: EncodedValues?, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-    guard let v else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-    return v.withBytes(body)
+private func withOptionalBuffer<R>(_ v: EncodedValues?, _ body: (UnsafePointer<atl_Buffer>?) -> R) -> R {
+    guard let v else { return body(nil) }
+    return v.withBuffer { body($0) }
 }

@@ -5,12 +5,16 @@ import Glibc
 ///
 /// The buffer is written once and then only read, so one instance may be read from any thread.
 final class EncodedValues {
-    // protected by immutability: written in `init`, freed in `deinit`
-    private var buffer: atl_Buffer
+    // protected by immutability: written in `init`, freed in `deinit`. Kept behind a pointer so that threads reading
+    // it at once make no Swift access to a stored property (`withBuffer` hands out its address).
+    private let storage: UnsafeMutablePointer<atl_Buffer>
+
+    private var buffer: atl_Buffer { self.storage.pointee }
 
     /// Takes over `buffer` (a C buffer filled by the shim) and leaves it empty.
     init(taking buffer: inout atl_Buffer) {
-        self.buffer = buffer
+        self.storage = UnsafeMutablePointer<atl_Buffer>.allocate(capacity: 1)
+        self.storage.initialize(to: buffer)
         buffer = atl_Buffer()
     }
 
@@ -32,7 +36,9 @@ final class EncodedValues {
     }
 
     deinit {
-        atl_buffer_free(&self.buffer)
+        atl_buffer_free(self.storage)
+        self.storage.deinitialize(count: 1)
+        self.storage.deallocate()
     }
 
     /// The number of bytes.
@@ -43,9 +49,17 @@ final class EncodedValues {
         try body(UnsafeRawBufferPointer(start: self.buffer.data, count: Int(self.buffer.len)))
     }
 
+    /// Calls `body` with the C buffer (bytes and the host objects it holds), for the shim's decoder.
+    func withBuffer<R>(_ body: (UnsafePointer<atl_Buffer>) throws -> R) rethrows -> R {
+        try body(UnsafePointer(self.storage))
+    }
+
     /// The values, decoded on the Swift side.
     func decode() throws -> [LuaValue] {
-        try self.withBytes { try LuaValue.decodeAll($0) }
+        let buffer = self.storage.pointee
+        return try LuaValue.decodeAll(
+            UnsafeRawBufferPointer(start: buffer.data, count: buffer.len),
+            knownHandles: UnsafeBufferPointer(start: buffer.handles, count: buffer.nhandles))
     }
 
     /// Appends the bytes to `out` and retains the handles for it. Returns false when memory ran out.

@@ -69,12 +69,19 @@ int atl_buffer_add_handle(atl_Buffer *b, void *obj);
 int atl_codec_encode(lua_State *L, int first, int n, const char *what,
                      int flags, atl_Buffer *out, char **err);
 
-/* [-0, +n, -] Decode every value of the buffer 'data' ('len' bytes) and push
-** them onto 'L'; '*nout' receives their count. Nothing is pushed on error:
-** returns ATL_ERRCODEC (malformed, truncated or corrupted buffer; a module
-** that cannot be required) or ATL_ERRMEM, with '*err' set. */
-int atl_codec_decode(lua_State *L, const unsigned char *data, size_t len,
-                     int flags, int *nout, char **err);
+/* [-0, +n, -] Decode every value of buffer 'b' and push them onto 'L';
+** '*nout' receives their count. A host handle is accepted only when 'b'
+** holds a reference on it (its 'handles'), so a damaged pointer is an error,
+** never a crash. Nothing is pushed on error: returns ATL_ERRCODEC
+** (malformed, truncated or corrupted buffer; a module that cannot be
+** required) or ATL_ERRMEM, with '*err' set. */
+int atl_codec_decode(lua_State *L, const atl_Buffer *b, int flags, int *nout,
+                     char **err);
+
+/* [-0, +0, -] Decode 'data' in 'L' and drop the values: ATL_OK, or the
+** decoding error in '*err' (tests of damaged buffers). */
+int atl_codec_probe(lua_State *L, const atl_Buffer *b, int flags,
+                    char **err);
 
 /* ========================================================================
 ** Host objects and calls from Lua into the host (trampoline.c).
@@ -193,17 +200,11 @@ int atl_run_string(lua_State *L, const char *code, size_t len,
 /* [-0, +0, -] Run one background task in a pool state: the function encoded
 ** in 'fn' (cached by 'fnid' in a bounded LRU cache of the state) with a fresh
 ** '_ENV' whose '__index' is the state's globals, called with the values of
-** 'args'. Its first result is encoded into 'out'. Errors carry a traceback. */
-int atl_run_task(lua_State *L, uint64_t fnid, const unsigned char *fn,
-                 size_t fnlen, const unsigned char *args, size_t argslen,
-                 atl_Buffer *out, char **err, int *exitcode);
-
-/* [-0, +0, -] Call the function encoded in 'fn' once with 'args' in state
-** 'L' (callbacks: 'callback', 'timeout_warning_func'); like 'atl_run_task'
-** but without a result. */
-int atl_run_callback(lua_State *L, uint64_t fnid, const unsigned char *fn,
-                     size_t fnlen, const unsigned char *args, size_t argslen,
-                     char **err, int *exitcode);
+** 'args' (or none when NULL). Its first result is encoded into 'out' (or
+** dropped when 'out' is NULL). Errors carry a traceback. */
+int atl_run_task(lua_State *L, uint64_t fnid, const atl_Buffer *fn,
+                 const atl_Buffer *args, atl_Buffer *out, char **err,
+                 int *exitcode);
 
 /* [-0, +0, -] Lock and unlock the process-wide output lock that 'print'
 ** uses, so that the host can write whole lines too; flush stdout. */
