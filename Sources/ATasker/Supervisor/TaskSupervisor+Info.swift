@@ -42,11 +42,15 @@ extension TaskSupervisor {
         public var timeoutCritical: Double
         /// atasker's polling delay (kept for compatibility).
         public var pollDelay: Double
+        /// The supervisor's workers (see ``TaskSupervisor/workers``), in creation order.
+        public var workers: [Worker.Info]
     }
 
     /// Returns a snapshot of the supervisor's sizes, threads and tasks (atasker's `get_info`).
     public func info() -> Info {
         let id = String(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()), radix: 16)
+        // Taken before the supervisor's lock: a worker's lock is never taken inside it.
+        let workers = self.workers.map { $0.info() }
         return self.state.withLock { state in
             let configuration = state.configuration
             let running = state.runningTasks.map(\.id)
@@ -74,7 +78,8 @@ extension TaskSupervisor {
                 activity: state.activity,
                 timeoutWarning: configuration.timeoutWarning,
                 timeoutCritical: configuration.timeoutCritical,
-                pollDelay: configuration.pollDelay
+                pollDelay: configuration.pollDelay,
+                workers: workers
             )
         }
     }

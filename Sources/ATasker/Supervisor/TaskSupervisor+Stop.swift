@@ -3,6 +3,9 @@ import Glibc
 extension TaskSupervisor {
     /// Stops the supervisor, blocking the calling thread while it waits.
     ///
+    /// The supervisor's workers are stopped first, without waiting (see ``stopWorkers(wait:drain:)``):
+    /// their running executions finish as the other running tasks do.
+    ///
     /// From this call on, a submitted task is returned already `failed` with
     /// ``TaskError/Code/supervisorStopped``. With `cancelTasks`, queued and delayed tasks are
     /// cancelled; otherwise they still run (delayed ones when their delay elapses). Running tasks are
@@ -23,6 +26,7 @@ extension TaskSupervisor {
     /// The blocking stop, under a name that async code can call unambiguously.
     func stopBlocking(wait: StopWait, cancelTasks: Bool) -> [SupervisorTask] {
         let deadline = wait.deadline(from: Monotonic.now())
+        self.stopWorkers(wait: .none)
         var effects = SupervisorStateMachine.Effects()
         let waiter = Waiter()
         let mustWait = self.state.withLock { state -> Bool in

@@ -30,6 +30,9 @@ public final class TaskSupervisor: Sendable {
     /// Delays and start-latency checks.
     let timers: TimerQueue
 
+    /// The supervisor's workers, by name.
+    let workerRegistry = WorkerRegistry()
+
     // Start-latency thresholds as `Double` bit patterns (`.infinity` when off), read lock-free by
     // every starting task; the state machine keeps the authoritative values.
     private let warningBits: Atomic<UInt64>

@@ -1,0 +1,231 @@
+import DequeModule
+import Synchronization
+
+/// A worker that runs its executor for each item put into its queue (atasker's
+/// `BackgroundQueueWorker`).
+///
+/// ``put(_:priority:)`` is safe from any thread. One pool task drains the queue until it is empty,
+/// so a burst of items costs one thread wake-up, not one per item; a FIFO queue without a size limit
+/// even hands its items over in batches, taking the lock once per batch. Items run in the queue's
+/// ``QueueOrder``, one at a time, never overlapping.
+///
+/// Items put before ``Worker/start(name:priority:)``, or after ``Worker/stop(wait:drain:)``, are
+/// kept for the next start. A stop drops the items still queued, unless it is asked to `drain`:
+/// then they run first.
+///
+/// ```swift
+/// let writer = try QueueWorker<String>(supervisor: supervisor, name: "writer", maxQueue: 1000) { line, _ in
+///     file.write(line)
+///     return true
+/// }
+/// try writer.start()
+/// writer.put("hello")        // waits while 1000 lines are queued
+/// writer.stop(drain: true)   // writes what is queued, then stops
+/// ```
+public final class QueueWorker<Item: Sendable>: Worker {
+    /// The order in which items are taken.
+    public let order: QueueOrder
+
+    /// The most items the queue holds; ``put(_:priority:)`` waits for room beyond it. `nil`: no limit.
+    public let maxQueue: Int?
+
+    private let executor: @Sendable (Item, QueueWorker<Item>) throws -> Bool
+    /// FIFO without a limit: items are handed over in batches. Otherwise one at a time, so that an
+    /// urgent or newer item is next as soon as it arrives, and a full queue gains room per item.
+    private let usesBatches: Bool
+
+    // protected by `core`
+    private var items: WorkerItemQueue<Item>
+    // protected by `core`: the items left at a draining stop, run before the stop finishes
+    private var leftovers: WorkerItemQueue<Item>
+    // protected by `core`
+    private var blockedPutters = 0
+
+    // owned by the slot: the items taken by the running task
+    private var batch = Deque<Item>()
+    // owned by the slot
+    private var single: Item?
+    // owned by the slot: a putter waits for the room that the taken item made
+    private var wakePutter = false
+
+    /// Items of the running batch not started yet (written by the slot's task, read by anyone).
+    private let batchRemaining = Atomic<Int>(0)
+    /// A stop without drain asks the running batch to drop the rest of its items.
+    private let dropBatch = Atomic<Bool>(false)
+
+    /// Creates a queue worker; items can be put at once, and run once it is started.
+    ///
+    /// - Parameters:
+    ///   - supervisor: The supervisor whose pool runs the executions.
+    ///   - name: A name unique in the supervisor; `nil` for a generated `worker-N`.
+    ///   - priority: The priority of the draining task. Default: ``TaskPriority/normal``.
+    ///   - order: The order of the items. Default: ``QueueOrder/fifo``.
+    ///   - maxQueue: The most items queued; `nil` (the default) for no limit.
+    ///   - hooks: Functions called around the executions.
+    ///   - executor: Runs one item; it returns `false` to stop the worker.
+    /// - Throws: ``WorkerError`` with ``WorkerError/Code/invalidArgument`` if `maxQueue` is less than
+    ///   1, or ``WorkerError/Code/nameInUse`` if `name` is taken.
+    public init(
+        supervisor: TaskSupervisor,
+        name: String? = nil,
+        priority: TaskPriority = .normal,
+        order: QueueOrder = .fifo,
+        maxQueue: Int? = nil,
+        hooks: Hooks = Hooks(),
+        executor: @escaping @Sendable (Item, QueueWorker<Item>) throws -> Bool
+    ) throws {
+        if let maxQueue, maxQueue < 1 {
+            throw WorkerError(
+                .invalidArgument,
+                "queue worker \(name.map { "\"\($0)\"" } ?? "(unnamed)"): maxQueue must be at least 1, got \(maxQueue)"
+            )
+        }
+        self.order = order
+        self.maxQueue = maxQueue
+        self.executor = executor
+        self.usesBatches = order == .fifo && maxQueue == nil
+        self.items = WorkerItemQueue(order: order)
+        self.leftovers = WorkerItemQueue(order: order)
+        try super.init(kind: .queue, supervisor: supervisor, name: name, priority: priority, hooks: hooks)
+    }
+
+    // MARK: - Putting
+
+    /// Puts an item into the queue, from any thread; waits while the queue is full.
+    ///
+    /// With ``maxQueue``, the call blocks (on a condition variable) until an item is taken or the
+    /// queue is dropped by a stop. Called from inside the worker (its executor or hooks), it never
+    /// waits: the item is added even to a full queue, since waiting there could never end.
+    ///
+    /// - Parameters:
+    ///   - item: The item.
+    ///   - priority: The item's priority in a ``QueueOrder/priority`` queue (lower runs first);
+    ///     ignored by the other orders. Default: `0`.
+    /// - Important: On a stopped worker whose queue is full, the call waits until the worker is
+    ///   started again; use ``tryPut(_:priority:)`` where that could be for ever.
+    public func put(_ item: Item, priority: Int = 0) {
+        _ = self.put(item, priority: priority, blocking: true)
+    }
+
+    /// Puts an item into the queue if there is room, from any thread; never waits.
+    ///
+    /// - Parameters:
+    ///   - item: The item.
+    ///   - priority: The item's priority in a ``QueueOrder/priority`` queue. Default: `0`.
+    /// - Returns: `false` if the queue is full (the item was not added).
+    @discardableResult
+    public func tryPut(_ item: Item, priority: Int = 0) -> Bool {
+        self.put(item, priority: priority, blocking: false)
+    }
+
+    private func put(_ item: Item, priority: Int, blocking: Bool) -> Bool {
+        var effects = WorkerStateMachine.Effects()
+        let core = self.core
+        core.lock()
+        if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !core.lockedValue.isCurrentThread {
+            guard blocking else {
+                core.unlock()
+                return false
+            }
+            self.blockedPutters += 1
+            repeat {
+                core.wait()
+            } while self.items.count >= maxQueue && !core.lockedValue.isCurrentThread
+            self.blockedPutters -= 1
+        }
+        self.items.append(item, priority: priority)
+        self.wakeLocked(&effects)
+        core.unlock()
+        if effects.submit != nil {
+            self.perform(effects)
+        }
+        return true
+    }
+
+    // MARK: - Kind hooks
+
+    override var queueDepthLocked: Int {
+        self.items.count + self.leftovers.count + self.batchRemaining.load(ordering: .relaxed)
+    }
+
+    override var kindHasDrainWork: Bool {
+        !self.leftovers.isEmpty
+    }
+
+    override func kindDidStart(now: Double, effects: inout WorkerStateMachine.Effects) {
+        // No task of the previous start is left, so the slot's flag can be reset here.
+        self.dropBatch.store(false, ordering: .relaxed)
+        if !self.items.isEmpty {
+            self.wakeLocked(&effects)
+        }
+    }
+
+    override func kindNextStep(now: Double, draining: Bool) -> Step {
+        if draining {
+            guard let item = self.leftovers.popNext() else {
+                return .idle(deadline: nil)
+            }
+            self.single = item
+            return .execute
+        }
+        if self.usesBatches {
+            guard !self.items.isEmpty else {
+                return .idle(deadline: nil)
+            }
+            self.items.takeAll(into: &self.batch)
+            self.batchRemaining.store(self.batch.count, ordering: .relaxed)
+            return .execute
+        }
+        guard let item = self.items.popNext() else {
+            return .idle(deadline: nil)
+        }
+        self.single = item
+        self.wakePutter = self.blockedPutters > 0
+        return .execute
+    }
+
+    override func kindExecute() -> Bool {
+        if self.wakePutter {
+            self.wakePutter = false
+            self.core.signal()
+        }
+        if let item = self.single {
+            self.single = nil
+            return self.invoke { try self.executor(item, self) }
+        }
+        while let item = self.batch.popFirst() {
+            if self.dropBatch.load(ordering: .relaxed) {
+                self.batch.removeAll(keepingCapacity: true)
+                self.batchRemaining.store(0, ordering: .relaxed)
+                return true
+            }
+            self.batchRemaining.store(self.batch.count, ordering: .relaxed)
+            if !self.invoke({ try self.executor(item, self) }) {
+                // The executor stopped the worker: the rest of the batch is left at the stop, so dropped.
+                self.batch.removeAll(keepingCapacity: true)
+                self.batchRemaining.store(0, ordering: .relaxed)
+                return false
+            }
+        }
+        return true
+    }
+
+    override func kindStopRequested(drain: Bool, wasDraining: Bool) {
+        if drain {
+            // The items left run first; items put from now on stay for the next start.
+            swap(&self.items, &self.leftovers)
+            return
+        }
+        self.dropBatch.store(true, ordering: .relaxed)
+        self.leftovers.removeAll()
+        if !wasDraining {
+            self.items.removeAll()
+        }
+    }
+}
+
+/// `QueueWorker` is safe to share between threads for the reasons given on `Worker`'s conformance:
+/// the queues and the count of blocked putters are protected by `core`; the batch, the single item
+/// and `wakePutter` are owned by the slot's task (handed from task to task under `core`); the batch
+/// counters are `Atomic`; and the items themselves are `Sendable`.
+extension QueueWorker: @unchecked Sendable {}

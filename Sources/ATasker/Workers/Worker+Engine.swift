@@ -1,0 +1,274 @@
+import Logging
+import Synchronization
+
+extension Worker {
+    // MARK: - Starting
+
+    /// Starts the worker; `configure` applies a kind's start overrides, with `core` locked, when the
+    /// worker is not running.
+    func start(name: String?, priority: TaskPriority?, configure: (() -> Void)?) throws -> Bool {
+        guard !self.supervisor.isStopped else {
+            throw WorkerError(
+                .supervisorStopped,
+                "cannot start \(self): its supervisor was stopped; create a new supervisor"
+            )
+        }
+        var effects = WorkerStateMachine.Effects()
+        self.core.lock()
+        defer {
+            self.core.unlock()
+            self.perform(effects)
+        }
+        if self.core.lockedValue.lifecycle != .running {
+            if let name {
+                let current = self.core.lockedValue.name
+                try self.supervisor.workerRegistry.rename(id: self.registrationID, from: current, to: name)
+                self.core.lockedValue.name = name
+            }
+            if let priority {
+                self.core.lockedValue.priority = priority
+            }
+            configure?()
+        }
+        switch self.core.lockedValue.start(self, effects: &effects) {
+        case .started:
+            self.kindDidStart(now: Monotonic.now(), effects: &effects)
+            return true
+        case .restartPending:
+            return true
+        case .alreadyRunning:
+            return false
+        }
+    }
+
+    // MARK: - Waking
+
+    /// Claims the slot if the worker is running and has no task: kinds call it, with `core` locked,
+    /// when work arrives.
+    func wakeLocked(_ effects: inout WorkerStateMachine.Effects) {
+        if self.core.lockedValue.lifecycle == .running {
+            self.core.lockedValue.claimSlot(&effects)
+        }
+    }
+
+    /// The worker's timer fired (on the supervisor's timer thread): submit a task unless one is there.
+    func timerFired(_ id: TimerID) {
+        var effects = WorkerStateMachine.Effects()
+        self.core.lock()
+        if self.core.lockedValue.timerFired(id) {
+            self.wakeLocked(&effects)
+        }
+        self.core.unlock()
+        self.perform(effects)
+    }
+
+    // MARK: - Stopping
+
+    /// Requests a stop with `core` locked: lets the kind drop or set aside its items, then finishes an
+    /// idle worker on the calling thread (through `effects.finalize`).
+    func requestStopLocked(drain: Bool, effects: inout WorkerStateMachine.Effects) {
+        let before = self.core.lockedValue.lifecycle
+        guard self.core.lockedValue.requestStop(drain: drain, effects: &effects) else {
+            return
+        }
+        let after = self.core.lockedValue.lifecycle
+        let draining = after == .stopping(drain: true)
+        if before == .running || (before == .stopping(drain: true) && !draining) {
+            self.kindStopRequested(drain: draining, wasDraining: before != .running)
+        }
+        self.core.lockedValue.settleStop(hasDrainWork: draining && self.kindHasDrainWork, effects: &effects)
+    }
+
+    /// Runs `onStop` if owed, then marks the worker stopped (or restarts it), releases the activity
+    /// and wakes the threads waiting in ``stop(wait:drain:)``. The calling thread holds the slot.
+    func finalize(callOnStop: Bool) {
+        if callOnStop, let onStop = self.hooks.onStop {
+            onStop(self)
+        }
+        var effects = WorkerStateMachine.Effects()
+        self.core.lock()
+        let finish = self.core.lockedValue.finishStop()
+        if finish.restarted {
+            self.kindDidStart(now: Monotonic.now(), effects: &effects)
+        }
+        self.core.unlock()
+        if finish.releaseActivity {
+            self.supervisor.releaseActivity()
+        }
+        for waiter in finish.waiters {
+            waiter.signal()
+        }
+        self.perform(effects)
+        // `finish.keepAlive`, the worker's reference to itself, is released here, after the lock.
+        withExtendedLifetime(finish) {}
+    }
+
+    // MARK: - The worker's task
+
+    /// Submits the pool task that will hold the worker's slot.
+    func submitTask(_ submission: WorkerStateMachine.Submission) {
+        let token = submission.token
+        let task = self.supervisor.submit(priority: submission.priority, name: submission.name) { [self] _ in
+            self.runTask(token: token)
+            return nil
+        }
+        // The body never throws, so a task that did not complete never ran it: the supervisor refused
+        // it (stopped) or someone cancelled it before it started.
+        task.onFinish { [self] finished in
+            if finished.status != .completed {
+                self.taskLost(token: token)
+            }
+        }
+        self.core.withLock { $0.attach(task, token: token) }
+    }
+
+    /// The task for `token` will never run.
+    func taskLost(token: Int) {
+        let supervisorStopped = self.supervisor.isStopped
+        var effects = WorkerStateMachine.Effects()
+        self.core.lock()
+        if self.core.lockedValue.taskLost(token: token) {
+            if supervisorStopped {
+                // Nothing can run any more: stop, dropping what is left.
+                self.requestStopLocked(drain: false, effects: &effects)
+            }
+            switch self.core.lockedValue.lifecycle {
+            case .running:
+                // Cancelled by someone else: the work is still due, so ask again.
+                self.core.lockedValue.claimSlot(&effects)
+            case .stopping(let drain):
+                self.core.lockedValue.settleStop(hasDrainWork: drain && self.kindHasDrainWork, effects: &effects)
+            case .stopped:
+                break
+            }
+        }
+        self.core.unlock()
+        self.perform(effects)
+    }
+
+    /// The body of the worker's pool task: `onStart` if due, then executions while the kind has work,
+    /// then either give the slot up (running) or finish the stop (stopping).
+    func runTask(token: Int) {
+        let core = self.core
+        var effects = WorkerStateMachine.Effects()
+        core.lock()
+        guard core.lockedValue.beginTask(token: token) else {
+            core.unlock()
+            return
+        }
+        if core.lockedValue.takeStartHook() {
+            core.unlock()
+            let started = self.runStartHook()
+            core.lock()
+            if !started {
+                core.lockedValue.startHookFailed()
+                self.requestStopLocked(drain: false, effects: &effects)
+            }
+        }
+        while true {
+            let step: Step
+            switch core.lockedValue.lifecycle {
+            case .running:
+                step = self.kindNextStep(now: Monotonic.now(), draining: false)
+            case .stopping(let drain):
+                step = drain ? self.kindNextStep(now: Monotonic.now(), draining: true) : .idle(deadline: nil)
+            case .stopped:
+                preconditionFailure("\(core.lockedValue.name): a task runs while the worker is stopped")
+            }
+            switch step {
+            case .execute:
+                core.lockedValue.isExecuting = true
+                core.unlock()
+                let goOn = self.kindExecute()
+                core.lock()
+                core.lockedValue.isExecuting = false
+                self.kindExecutionEnded(now: Monotonic.now())
+                if !goOn {
+                    self.requestStopLocked(drain: false, effects: &effects)
+                }
+            case .idle(let deadline):
+                if core.lockedValue.lifecycle == .running {
+                    core.lockedValue.releaseSlot(deadline: deadline, effects: &effects)
+                } else {
+                    core.lockedValue.beginFinalizing(&effects)
+                }
+                core.unlock()
+                self.perform(effects)
+                return
+            }
+        }
+    }
+
+    /// Runs ``Hooks/onStart``; returns `false` if it threw (the error is reported).
+    private func runStartHook() -> Bool {
+        guard let onStart = self.hooks.onStart else {
+            return true
+        }
+        do {
+            try onStart(self)
+            return true
+        } catch {
+            self.report(error, during: "onStart")
+            return false
+        }
+    }
+
+    // MARK: - Executions
+
+    /// Runs one execution of the executor: counts it, and reports an error it throws (the worker
+    /// goes on). Returns the executor's answer: `false` stops the worker.
+    @inline(__always)
+    func invoke(_ body: () throws -> Bool) -> Bool {
+        let goOn: Bool
+        do {
+            goOn = try body()
+        } catch {
+            self.report(error, during: nil)
+            goOn = true
+        }
+        // Only the slot's task writes the counter, so a plain load and store is enough.
+        self.executionCount.store(self.executionCount.load(ordering: .relaxed) + 1, ordering: .relaxed)
+        return goOn
+    }
+
+    /// Counts an error and hands it to `onError`, or logs it.
+    func report(_ error: any Error, during phase: String?) {
+        self.errorCount.wrappingAdd(1, ordering: .relaxed)
+        if let onError = self.hooks.onError {
+            onError(self, error)
+            return
+        }
+        let place = phase.map { " in \($0)" } ?? ""
+        self.supervisor.logger.error("\(self)\(place): \(error)")
+    }
+
+    // MARK: - Effects
+
+    /// Performs what a state change decided, with `core` released.
+    func perform(_ effects: WorkerStateMachine.Effects) {
+        if effects.retainActivity {
+            self.supervisor.retainActivity()
+        }
+        if let id = effects.cancelTimer {
+            self.supervisor.timers.cancel(id)
+        }
+        if let timer = effects.armTimer {
+            self.supervisor.timers.schedule(timer.id, at: timer.deadline) { [self] in
+                self.timerFired(timer.id)
+            }
+        }
+        if effects.wakePutters {
+            self.core.broadcast()
+        }
+        if let task = effects.cancelTask {
+            // A successful cancel finishes the task here, and its handler finishes the stop.
+            task.cancel()
+        }
+        if let submission = effects.submit {
+            self.submitTask(submission)
+        }
+        if effects.finalize {
+            self.finalize(callOnStop: effects.callOnStop)
+        }
+    }
+}
