@@ -25,6 +25,64 @@ static int l_background_task(lua_State *L) {
   return atl_host_call(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 1);
 }
 
+/*
+** 'background_worker(fn)' and 'background_worker{fn=, ...}'; the named
+** constructors pass the kind that they stand for as upvalue 1 (nil for
+** 'background_worker', which chooses by the parameters). The executor is
+** copied alone first, so that a refusal names the worker.
+*/
+static int l_background_worker(lua_State *L) {
+  atl_Buffer probe = {0};
+  char *err = NULL;
+  const char *name;
+  lua_settop(L, 1);
+  if (lua_isfunction(L, 1)) {
+    lua_createtable(L, 0, 1);
+    lua_insert(L, 1);
+    lua_setfield(L, 1, "fn");
+  }
+  luaL_argexpected(L, lua_istable(L, 1), 1, "function or table");
+  if (lua_getfield(L, 1, "fn") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "run");
+  }
+  name = (lua_getfield(L, 1, "name") == LUA_TSTRING) ?
+             lua_tostring(L, -1) : NULL;
+  if (!lua_isfunction(L, 2))
+    return luaL_error(L, "background_worker%s%s%s: the executor (fn= or "
+                      "run=) must be a function, got %s",
+                      name ? " '" : "", name ? name : "", name ? "'" : "",
+                      luaL_typename(L, 2));
+  lua_pushfstring(L, "the executor of worker%s%s%s", name ? " '" : "",
+                  name ? name : "", name ? "'" : "");
+  if (atl_codec_encode(L, 2, 1, lua_tostring(L, -1), 0, &probe, &err) !=
+      ATL_OK)
+    return atl_raise_owned_where(L, err);
+  atl_buffer_free(&probe);
+  lua_settop(L, 2);
+  /* to the host: kind, fn, o, on_error, on_error_kwargs, and the other
+  ** options in a table of their own, so that each travels on its own */
+  lua_pushvalue(L, lua_upvalueindex(1));  /* the kind, or nil */
+  lua_pushvalue(L, 2);
+  lua_getfield(L, 1, "o");
+  lua_getfield(L, 1, "on_error");
+  lua_getfield(L, 1, "on_error_kwargs");
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, 1) != 0) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (strcmp(k, "fn") == 0 || strcmp(k, "run") == 0 || strcmp(k, "o") == 0 ||
+        strcmp(k, "on_error") == 0 || strcmp(k, "on_error_kwargs") == 0) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  return atl_host_call(L, ATL_FN_BACKGROUND_WORKER, 0, NULL, 3);
+}
+
 /* 'wait_completed(task | {tasks...}, [timeout])': one result, or a list of
 ** results in the order of the tasks. */
 static int l_wait_completed(lua_State *L) {
@@ -182,6 +240,22 @@ int atl_open_atasker(lua_State *L) {
   }
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "log");
+  lua_pop(L, 1);
+  {  /* the worker constructors */
+    static const char *const ctors[][2] = {
+      {"background_worker", NULL}, {"BackgroundWorker", "plain"},
+      {"BackgroundQueueWorker", "queue"}, {"BackgroundEventWorker", "event"},
+      {"BackgroundIntervalWorker", "interval"},
+      {"BackgroundAsyncWorker", "async"}, {NULL, NULL}
+    };
+    for (i = 0; ctors[i][0] != NULL; i++) {
+      if (ctors[i][1] != NULL) lua_pushstring(L, ctors[i][1]);
+      else lua_pushnil(L);
+      lua_pushcclosure(L, l_background_worker, 1);
+      lua_setfield(L, -2, ctors[i][0]);
+    }
+  }
+  lua_getfield(L, -1, "log");
   lua_getfield(L, -1, "warning");
   lua_setfield(L, -2, "warn");
   lua_pop(L, 1);

@@ -139,6 +139,20 @@ static const MethodDef shared_methods[] = {
   {NULL, 0}
 };
 
+static const MethodDef worker_methods[] = {
+  {"start", ATL_FN_WORKER_START},
+  {"stop", ATL_FN_WORKER_STOP},
+  {"restart", ATL_FN_WORKER_RESTART},
+  {"is_active", ATL_FN_WORKER_IS_ACTIVE},
+  {"is_started", ATL_FN_WORKER_IS_STARTED},
+  {"is_stopped", ATL_FN_WORKER_IS_STOPPED},
+  {"put", ATL_FN_WORKER_PUT},
+  {"put_threadsafe", ATL_FN_WORKER_PUT},
+  {"trigger", ATL_FN_WORKER_TRIGGER},
+  {"trigger_threadsafe", ATL_FN_WORKER_TRIGGER},
+  {NULL, 0}
+};
+
 static const MethodDef no_methods[] = {{NULL, 0}};
 
 /* Per kind: methods, host '__index' and '__newindex' ids, '__call' id. */
@@ -154,7 +168,7 @@ static const KindDef kinds[ATL_H_MAX + 1] = {
   {no_methods, 0, 0, ATL_FN_SPAWN},
   {shared_methods, 0, 0, 0},
   {no_methods, 0, 0, ATL_FN_HOSTFN_CALL},
-  {no_methods, 0, 0, 0},
+  {worker_methods, ATL_FN_WORKER_INDEX, 0, 0},
   {no_methods, 0, 0, 0},
 };
 

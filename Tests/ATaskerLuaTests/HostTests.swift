@@ -192,3 +192,37 @@ struct HostTests {
         #expect(limit > 200, "succeeded at allocation \(limit)")
     }
 }
+
+@Suite("LuaHost: Lua workers from Swift")
+struct HostWorkerTests {
+    @Test("Swift puts into and triggers workers that a script created, by name")
+    func putAndTrigger() throws {
+        let f = HostFixture()
+        defer { f.finish() }
+        try f.host.run(
+            string: """
+                SINK = atasker.background_worker{name = "sink", q = true, fn = function(item, kw)
+                  atasker.shared("sink"):incr("sum", item.n)
+                end}
+                SINK:start()
+                BELL = atasker.background_worker{name = "bell", e = true, fn = function(kw)
+                  atasker.shared("sink"):incr("rings")
+                end}
+                BELL:start()
+                """)
+        for n in 1...100 {
+            try f.host.put(.table(LuaTable(["n": .integer(Int64(n))])), intoWorker: "sink")
+        }
+        #expect(try f.host.trigger(worker: "bell"))
+        #expect(throws: LuaError.self) { try f.host.put(1, intoWorker: "bell") }
+        #expect(throws: LuaError.self) { try f.host.put(1, intoWorker: "nobody") }
+        let values = try f.host.run(
+            string: """
+                SINK:stop{drain = true}
+                BELL:stop()
+                return atasker.shared("sink"):get("sum"), atasker.shared("sink"):get("rings")
+                """)
+        #expect(values.first == .integer(5050))
+        #expect(values.count == 2)
+    }
+}

@@ -119,6 +119,14 @@ struct CLITests {
         #expect(!run.stdout.contains("FAIL"))
     }
 
+    @Test("Lua workers: the ported atasker worker tests and the workers' rules")
+    func workers() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/workers.lua"])
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.contains("passed, 0 failed"), "\(run.stdout)")
+        #expect(run.stdout.hasSuffix("last worker done\n"))
+    }
+
     @Test("every example prints what its header says")
     func examples() throws {
         let folder = CLIRun.packageRoot.appendingPathComponent("Examples")

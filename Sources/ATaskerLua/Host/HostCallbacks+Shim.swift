@@ -11,6 +11,7 @@ enum ATLKind {
     static let spawner = Int(ATL_H_SPAWNER)
     static let shared = Int(ATL_H_SHARED)
     static let hostFunction = Int(ATL_H_HOSTFN)
+    static let worker = Int(ATL_H_WORKER)
 }
 
 /// Function ids of the shim that Swift code outside the `+Shim` files needs.
@@ -19,6 +20,40 @@ enum ATLFunction {
     static let sharedSet = Int(ATL_FN_SHARED_SET)
     static let sharedIncr = Int(ATL_FN_SHARED_INCR)
     static let sharedCas = Int(ATL_FN_SHARED_CAS)
+    static let workerStart = Int(ATL_FN_WORKER_START)
+    static let workerStop = Int(ATL_FN_WORKER_STOP)
+    static let workerRestart = Int(ATL_FN_WORKER_RESTART)
+    static let workerIsActive = Int(ATL_FN_WORKER_IS_ACTIVE)
+    static let workerIsStarted = Int(ATL_FN_WORKER_IS_STARTED)
+    static let workerIsStopped = Int(ATL_FN_WORKER_IS_STOPPED)
+    static let workerPut = Int(ATL_FN_WORKER_PUT)
+    static let workerTrigger = Int(ATL_FN_WORKER_TRIGGER)
+    static let workerIndex = Int(ATL_FN_WORKER_INDEX)
+}
+
+/// The arguments of a worker method, read as the method needs them: decoded, split, or taken whole.
+struct WorkerCallArguments {
+    let call: UnsafeMutablePointer<atl_Call>
+
+    /// The whole arguments buffer, moved out of the call (no copy), or nil when there are none.
+    func takeAll() -> EncodedValues? {
+        guard let buffer = self.call.pointee.argsbuf, buffer.pointee.len > 0 else { return nil }
+        return EncodedValues(taking: &buffer.pointee)
+    }
+
+    /// The first argument on its own, or nil when there is none (or it is nil).
+    func first() throws -> EncodedValues? {
+        guard let all = self.takeAll() else { return nil }
+        let parts = try all.split()
+        guard let first = parts.first, (try? first.decode().first?.isNil) != true else { return nil }
+        return first
+    }
+
+    /// The arguments, decoded.
+    func decoded() throws -> [LuaValue] {
+        guard let all = self.takeAll() else { return [] }
+        return try all.decode()
+    }
 }
 
 /// The three C callbacks through which the shim reaches Swift. None of them can raise: errors come back as a status
@@ -191,6 +226,14 @@ extension HostCore {
             } catch {
                 throw CallError(message: "\(function.name): \(error)")
             }
+        case Int(ATL_FN_BACKGROUND_WORKER):
+            guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {
+                throw CallError(message: "background_worker: no arguments")
+            }
+            return .values([try self.backgroundWorker(EncodedValues(taking: &buffer.pointee).split())])
+        case Int(ATL_FN_WORKER_START)...Int(ATL_FN_WORKER_INDEX):
+            guard let worker = object as? LuaWorker else { throw CallError(message: "not a worker") }
+            return .values(try self.workerCall(fn, worker, WorkerCallArguments(call: call)))
         case Int(ATL_FN_TOSTRING):
             return .values([.string(LuaString(describe(object)))])
         default:
@@ -227,6 +270,10 @@ private func describe(_ object: AnyObject?) -> String {
         return "atasker.HostFunction \(function.name)"
     case is HostCore:
         return "atasker.Supervisor"
+    case let lw as LuaWorker:
+        let info = lw.worker.info()
+        return
+            "atasker.Worker '\(info.name)' (\(info.kind == .background ? "plain" : info.kind.rawValue), \(info.state.rawValue))"
     default:
         return "atasker handle"
     }

@@ -147,6 +147,39 @@ public final class LuaHost: Sendable {
         }
     }
 
+    /// Puts a copy of `value` into the queue of the Lua queue worker named `name` (one that a script created with
+    /// `background_worker{q=...}`), from any thread. For a priority queue, `value` is `{priority, item}`.
+    /// - Throws: ``LuaError`` when there is no such worker, it is not a Lua queue worker, or the value is bad.
+    public func put(_ value: LuaValue, intoWorker name: String) throws {
+        guard let worker = self.core.supervisor.worker(named: name) else {
+            throw LuaError(code: .runtime, fullMessage: "no worker named '\(name)'")
+        }
+        guard let queue = worker as? QueueWorker<EncodedValues> else {
+            throw LuaError(code: .runtime, fullMessage: "worker '\(name)' is not a Lua queue worker")
+        }
+        var priority = 0
+        if queue.order == .priority {
+            guard let p = value.tableValue?[1].intValue else {
+                throw LuaError(
+                    code: .runtime, fullMessage: "worker '\(name)' has a priority queue: put {priority, value}")
+            }
+            priority = Int(truncatingIfNeeded: p)
+        }
+        queue.put(try EncodedValues([value]), priority: priority)
+    }
+
+    /// Triggers the event or interval worker named `name`; returns whether the trigger was taken.
+    /// - Throws: ``LuaError`` when there is no such worker or it cannot be triggered.
+    @discardableResult
+    public func trigger(worker name: String, force: Bool = false) throws -> Bool {
+        switch self.core.supervisor.worker(named: name) {
+        case let event as EventWorker: return event.trigger(force: force)
+        case let interval as IntervalWorker: return interval.trigger()
+        case .some: throw LuaError(code: .runtime, fullMessage: "worker '\(name)' cannot be triggered")
+        case .none: throw LuaError(code: .runtime, fullMessage: "no worker named '\(name)'")
+        }
+    }
+
     /// Blocks until no task of the supervisor is pending and no worker is active, or the supervisor stops.
     public func waitUntilIdle() {
         self.core.supervisor.waitUntilIdle()

@@ -124,6 +124,52 @@ final class LuaState {
         }
     }
 
+    /// Prepares this state (a worker's own) for the worker's executions: its executor, its `kw` values (start
+    /// arguments, `o`, the worker handle, the name) and its `on_error` handler with its extra arguments.
+    func setUpWorker(function: EncodedValues, keywords: EncodedValues, onError: EncodedValues?) throws(LuaError) {
+        var err: UnsafeMutablePointer<CChar>?
+        let st = function.withBuffer { fn in
+            keywords.withBuffer { kw in
+                withOptionalBuffer(onError) { atl_worker_setup(self.pointer, fn, kw, $0, &err) }
+            }
+        }
+        if st != ATL_OK {
+            throw LuaError(
+                code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "worker setup failed")
+        }
+    }
+
+    /// What one execution of a worker ended with.
+    enum WorkerRun {
+        /// The executor returned; `stop` when it returned false.
+        case returned(stop: Bool)
+        /// The executor raised and `on_error` handled it.
+        case handled
+        /// `os.exit` was called.
+        case exit(Int32)
+    }
+
+    /// Runs one execution of the worker set up in this state: `fn(kw)`, or `fn(item, kw)`.
+    func runWorker(item: EncodedValues?, taskID: Int) throws(LuaError) -> WorkerRun {
+        var err: UnsafeMutablePointer<CChar>?
+        var stop: Int32 = 0
+        var handled: Int32 = 0
+        var exitCode: Int32 = 0
+        let st = withOptionalBuffer(item) {
+            atl_worker_run(self.pointer, $0, Int64(taskID), &stop, &handled, &err, &exitCode)
+        }
+        switch st {
+        case ATL_OK:
+            free(err)
+            return handled != 0 ? .handled : .returned(stop: stop != 0)
+        case ATL_EXIT:
+            free(err)
+            return .exit(exitCode)
+        default:
+            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+        }
+    }
+
     /// Decodes `bytes` in this state and drops the values (tests of damaged buffers).
     func probeDecode(_ bytes: [UInt8]) throws(LuaError) {
         var err: UnsafeMutablePointer<CChar>?

@@ -294,6 +294,21 @@ extension HostCore {
             "poll_delay": .number(self.supervisor.configuration.pollDelay),
         ]
         if let maxSize = info.threadMaxSize { table["thread_max_size"] = .integer(Int64(maxSize)) }
+        table["workers"] = .table(
+            LuaTable(
+                array: info.workers.map { w in
+                    .table(
+                        LuaTable([
+                            "name": .string(LuaString(w.name)),
+                            "kind": .string(LuaString(w.kind == .background ? "plain" : w.kind.rawValue)),
+                            "state": .string(LuaString(w.state.rawValue)),
+                            "priority": .integer(Int64(w.priority.rawValue)),
+                            "executions": .integer(Int64(w.executions)),
+                            "errors": .integer(Int64(w.errors)),
+                            "skipped": .integer(Int64(w.skipped)),
+                            "queue_depth": .integer(Int64(w.queueDepth)),
+                        ]))
+                }))
         return .table(LuaTable(table))
     }
 

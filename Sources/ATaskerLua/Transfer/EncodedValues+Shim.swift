@@ -20,7 +20,11 @@ final class EncodedValues {
 
     /// Encodes `values` with the Swift side of the codec.
     convenience init(_ values: [LuaValue]) throws {
-        let encoded = try LuaValue.encodeAll(values)
+        try self.init(try LuaValue.encodeAll(values))
+    }
+
+    /// Copies bytes made by the Swift side of the codec, and retains the host objects that they name.
+    convenience init(_ encoded: EncodedBytes) throws {
         var buffer = atl_Buffer()
         var ok = encoded.bytes.withUnsafeBytes { raw in
             atl_buffer_append(&buffer, raw.baseAddress, raw.count) == ATL_OK
@@ -33,6 +37,33 @@ final class EncodedValues {
             throw LuaError(code: .memory, fullMessage: "not enough memory")
         }
         self.init(taking: &buffer)
+    }
+
+    /// One buffer with the values of `parts`, in order (each part must stand alone, as ``split()`` makes them).
+    convenience init(concatenating parts: [EncodedValues]) throws {
+        var buffer = atl_Buffer()
+        let count = parts.reduce(0) { $0 + $1.valueCount }
+        guard Self.concatenate(parts, valueCount: count, into: &buffer) else {
+            atl_buffer_free(&buffer)
+            throw LuaError(code: .memory, fullMessage: "not enough memory")
+        }
+        self.init(taking: &buffer)
+    }
+
+    /// The number of values, from the header.
+    var valueCount: Int {
+        let buffer = self.storage.pointee
+        var n = 0
+        var shift = 0
+        var i = 3
+        while i < buffer.len {
+            let byte = buffer.data[i]
+            n |= Int(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { break }
+            shift += 7
+            i += 1
+        }
+        return n
     }
 
     deinit {
@@ -52,6 +83,15 @@ final class EncodedValues {
     /// Calls `body` with the C buffer (bytes and the host objects it holds), for the shim's decoder.
     func withBuffer<R>(_ body: (UnsafePointer<atl_Buffer>) throws -> R) rethrows -> R {
         try body(UnsafePointer(self.storage))
+    }
+
+    /// Each value as a buffer of its own, without decoding (cycles, metatables and functions stay as they are).
+    func split() throws -> [EncodedValues] {
+        let buffer = self.storage.pointee
+        return try LuaValue.splitAll(
+            UnsafeRawBufferPointer(start: buffer.data, count: buffer.len),
+            knownHandles: UnsafeBufferPointer(start: buffer.handles, count: buffer.nhandles)
+        ).map { try EncodedValues($0) }
     }
 
     /// The values, decoded on the Swift side.

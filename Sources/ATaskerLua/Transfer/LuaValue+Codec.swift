@@ -49,6 +49,19 @@ extension LuaValue {
         return try decoder.decodeAll()
     }
 
+    /// Splits a buffer into its top-level values, each as a buffer of its own (header, one value), without
+    /// building them: a value keeps its cycles, metatables and functions.
+    ///
+    /// - Throws: ``LuaValueCodecError`` for a malformed buffer, or a value that shares an object with an earlier
+    ///   one (it could not stand alone).
+    static func splitAll(
+        _ bytes: UnsafeRawBufferPointer, knownHandles: UnsafeBufferPointer<UnsafeMutableRawPointer?>? = nil
+    ) throws -> [EncodedBytes] {
+        var decoder = ValueDecoder(bytes)
+        decoder.knownHandles = knownHandles
+        return try decoder.splitAll()
+    }
+
     /// Encodes `values` in the codec's format.
     /// - Throws: ``LuaValueCodecError`` for a nil or NaN table key, or nesting deeper than 100 levels.
     static func encodeAll(_ values: [LuaValue]) throws -> EncodedBytes {
@@ -244,6 +257,27 @@ private struct ValueDecoder {
         }
         if self.pos != self.base.count { throw self.corrupted("trailing bytes after the last value") }
         return values
+    }
+
+    mutating func splitAll() throws -> [EncodedBytes] {
+        try self.need(3, "header")
+        if self.base[0] != 0x41 || self.base[1] != 0x4C { throw self.corrupted("not an atasker-lua buffer") }
+        if self.base[2] != CodecTag.version { throw self.corrupted("unsupported format version", at: 2) }
+        self.pos = 3
+        let count = try self.varint("value count")
+        if count > UInt64(self.remaining) { throw self.truncated("fewer values than declared") }
+        var parts: [EncodedBytes] = []
+        for _ in 0..<count {
+            let start = self.pos
+            self.spanHandles = []
+            try self.skip(spanBase: self.objects.count)
+            var bytes: [UInt8] = [0x41, 0x4C, CodecTag.version, 1]
+            bytes += self.base[start..<self.pos]
+            parts.append(EncodedBytes(bytes: bytes, handles: self.spanHandles.map { $0 as AnyObject }))
+        }
+        self.spanHandles = []
+        if self.pos != self.base.count { throw self.corrupted("trailing bytes after the last value") }
+        return parts
     }
 
     /// Decodes one value into a `LuaValue`.

@@ -122,6 +122,16 @@ enum {
   ATL_FN_TASK_INDEX,            /* self = task; (key) -> value */
   ATL_FN_HOSTFN_CALL,           /* self = registered function; (...) */
   ATL_FN_TOSTRING,              /* self = any handle; () -> string */
+  ATL_FN_BACKGROUND_WORKER,     /* (fn | {opts}, kind) -> worker */
+  ATL_FN_WORKER_START,          /* self = worker; ({args}) */
+  ATL_FN_WORKER_STOP,           /* ({wait=, drain=}) */
+  ATL_FN_WORKER_RESTART,        /* ({args}) */
+  ATL_FN_WORKER_IS_ACTIVE,      /* () -> boolean */
+  ATL_FN_WORKER_IS_STARTED,     /* () -> boolean */
+  ATL_FN_WORKER_IS_STOPPED,     /* () -> boolean */
+  ATL_FN_WORKER_PUT,            /* (item) */
+  ATL_FN_WORKER_TRIGGER,        /* ({force=}) */
+  ATL_FN_WORKER_INDEX,          /* (key) -> value */
   ATL_FN_MAX
 };
 
@@ -205,6 +215,22 @@ int atl_run_string(lua_State *L, const char *code, size_t len,
 int atl_run_task(lua_State *L, uint64_t fnid, const atl_Buffer *fn,
                  const atl_Buffer *args, atl_Buffer *out, char **err,
                  int *exitcode);
+
+/* [-0, +0, -] Prepare state 'L' (a worker's own state) to run a worker:
+** decode its executor 'fn', its 'kw' table (from the four values of 'kw':
+** the start arguments table or nil, 'o', the worker handle, the name) and 'onerror' (NULL, or the 'on_error' function and
+** optionally the 'on_error_kwargs' table) and keep them in the state. */
+int atl_worker_setup(lua_State *L, const atl_Buffer *fn, const atl_Buffer *kw,
+                     const atl_Buffer *onerror, char **err);
+
+/* [-0, +0, -] Run one execution of the worker set up in 'L': 'fn(kw)', or
+** 'fn(item, kw)' when 'item' is not NULL (a queue worker), with
+** 'kw._task_id' set to 'taskid'. '*stop' is set to 1 when the executor
+** returned false. An error calls 'on_error(kw)' with 'kw.error' and
+** 'kw.traceback' (and the 'on_error_kwargs' fields) when there is one, and
+** then returns ATL_OK with '*handled' = 1; otherwise the error is returned. */
+int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
+                   int *stop, int *handled, char **err, int *exitcode);
 
 /* [-0, +0, -] Lock and unlock the process-wide output lock that 'print'
 ** uses, so that the host can write whole lines too; flush stdout. */

@@ -1,0 +1,253 @@
+import ATasker
+import Logging
+import Synchronization
+
+/// `atasker.background_worker` and the methods of a worker handle, on the Swift side of the trampoline.
+extension HostCore {
+    /// The options that `background_worker{...}` accepts besides `fn`/`run`, `o`, `on_error`, `on_error_kwargs`.
+    static let workerOptions: Set<String> = [
+        "name", "priority", "poll_delay", "interval", "delay", "delay_before", "q", "queue", "e", "event",
+        "max_queue", "async", "loop", "mp", "process_result", "supervisor", "run_timeout", "cancel_on_timeout",
+    ]
+
+    /// `background_worker(fn | {...})`: the arguments are `kind` (from a named constructor, or nil), the executor,
+    /// `o`, `on_error`, `on_error_kwargs` and the other options.
+    func backgroundWorker(_ parts: [EncodedValues]) throws -> LuaValue {
+        guard parts.count == 6 else { throw CallError(message: "background_worker: bad arguments") }
+        let kindHint = try parts[0].decode().first?.stringValue
+        let opts = try parts[5].decode().first?.tableValue ?? LuaTable()
+        var name = opts["name"].stringValue
+        let label = name.map { "background_worker '\($0)'" } ?? "background_worker"
+        for (key, _) in opts.entries {
+            guard let k = key.stringValue, Self.workerOptions.contains(k) else {
+                throw CallError(
+                    message: "\(label): unknown option '\(key.stringValue ?? "\(key)")' (see the README's list of "
+                        + "worker parameters)")
+            }
+        }
+        if !opts["name"].isNil && name == nil { throw CallError(message: "\(label): name must be a string") }
+        if name?.isEmpty == true { name = nil }
+        if opts["mp"].boolValue || !opts["process_result"].isNil {
+            throw CallError(
+                message: "\(label): mp=true needs the process pool, which this version does not have yet; "
+                    + "drop mp to run the executor in the thread pool")
+        }
+        if opts["async"].boolValue || !opts["loop"].isNil || kindHint == "async" {
+            throw CallError(
+                message: "\(label): async workers need async loops, which this version does not have yet; "
+                    + "drop async/loop to run the executor on a pool thread")
+        }
+        if !opts["run_timeout"].isNil || !opts["cancel_on_timeout"].isNil {
+            throw CallError(
+                message: "\(label): run_timeout needs cancellation of running Lua code, which this version "
+                    + "does not have yet")
+        }
+        let priority = try taskPriority(opts["priority"], function: label)
+        let queue = opts["q"].isNil ? opts["queue"] : opts["q"]
+        let event = opts["e"].boolValue || opts["event"].boolValue
+        let timed = !opts["interval"].isNil || !opts["delay"].isNil || !opts["delay_before"].isNil
+        let kind: String
+        switch kindHint {
+        case .some(let hint):
+            kind = hint
+        case .none:
+            if !queue.isNil && queue != .boolean(false) {
+                kind = "queue"
+            } else if event {
+                kind = "event"
+            } else if timed {
+                kind = "interval"
+            } else {
+                kind = "plain"
+            }
+        }
+        func seconds(_ key: String) throws -> Double? {
+            let v = opts[LuaValue.string(LuaString(key))]
+            if v.isNil { return nil }
+            guard let d = v.doubleValue, d.isFinite, d >= 0 else {
+                throw CallError(message: "\(label): \(key) must be a number of seconds >= 0")
+            }
+            return d
+        }
+        let onError: EncodedValues?
+        if (try parts[3].decode().first ?? .nil).isNil {
+            onError = nil
+        } else {
+            let handler = try parts[3].decode().first ?? .nil
+            guard case .function = handler else { throw CallError(message: "\(label): on_error must be a function") }
+            onError = try self.concatenated([parts[3], parts[4]])
+        }
+        let execution = LuaWorker.Execution(core: self, function: parts[1], onError: onError)
+        let hooks = Worker.Hooks(
+            onStart: { worker in try execution.open(worker) },
+            onStop: { worker in execution.close(worker) },
+            onError: { worker, error in execution.report(worker, error) })
+        let worker: Worker
+        do {
+            switch kind {
+            case "plain":
+                worker = try BackgroundWorker(
+                    supervisor: self.supervisor, name: name, priority: priority, hooks: hooks
+                ) { w in try execution.run(w, item: nil) }
+            case "interval":
+                worker = try IntervalWorker(
+                    supervisor: self.supervisor, name: name, priority: priority, interval: try seconds("interval"),
+                    delay: try seconds("delay"), delayBefore: try seconds("delay_before"), hooks: hooks
+                ) { w in try execution.run(w, item: nil) }
+            case "event":
+                worker = try EventWorker(supervisor: self.supervisor, name: name, priority: priority, hooks: hooks) {
+                    w in try execution.run(w, item: nil)
+                }
+            case "queue":
+                let order: QueueOrder
+                switch queue {
+                case .string(let s) where s.string == "priority": order = .priority
+                case .string(let s) where s.string == "lifo": order = .lifo
+                case .string(let s) where s.string == "fifo": order = .fifo
+                case .nil, .boolean(true): order = .fifo
+                default:
+                    throw CallError(message: "\(label): q must be true, \"fifo\", \"priority\" or \"lifo\"")
+                }
+                var maxQueue: Int? = nil
+                if !opts["max_queue"].isNil {
+                    guard let m = opts["max_queue"].intValue, m > 0 else {
+                        throw CallError(message: "\(label): max_queue must be an integer > 0")
+                    }
+                    maxQueue = Int(m)
+                }
+                worker = try QueueWorker<EncodedValues>(
+                    supervisor: self.supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue,
+                    hooks: hooks
+                ) { item, w in try execution.run(w, item: item) }
+            default:
+                throw CallError(message: "\(label): unknown worker kind '\(kind)'")
+            }
+        } catch let error as WorkerError {
+            throw CallError(message: "\(label): \(error.message)")
+        }
+        let luaWorker = LuaWorker(core: self, worker: worker, execution: execution, object: parts[2])
+        return .handle(LuaHandle(object: luaWorker, kind: Int32(ATLKind.worker)))
+    }
+
+    /// One buffer holding the values of `parts`, in order.
+    func concatenated(_ parts: [EncodedValues]) throws -> EncodedValues {
+        try EncodedValues(concatenating: parts)
+    }
+
+    /// The methods of a worker handle.
+    func workerCall(_ fn: Int, _ lw: LuaWorker, _ call: WorkerCallArguments) throws -> [LuaValue] {
+        let worker = lw.worker
+        switch fn {
+        case ATLFunction.workerStart, ATLFunction.workerRestart:
+            if fn == ATLFunction.workerRestart {
+                worker.stop(wait: .forever)
+            }
+            try lw.start(call.first())
+            return []
+        case ATLFunction.workerStop:
+            let opts = try call.decoded().first?.tableValue ?? LuaTable()
+            let wait: StopWait
+            switch opts["wait"] {
+            case .nil, .boolean(true): wait = .forever
+            case .boolean(false): wait = .none
+            case let v:
+                guard let d = v.doubleValue, d >= 0 else {
+                    throw CallError(message: "stop: wait must be true, false or a number of seconds")
+                }
+                wait = .seconds(d)
+            }
+            worker.stop(wait: wait, drain: opts["drain"].boolValue)
+            return []
+        case ATLFunction.workerIsActive: return [.boolean(worker.isActive)]
+        case ATLFunction.workerIsStarted: return [.boolean(worker.isStarted)]
+        case ATLFunction.workerIsStopped: return [.boolean(worker.isStopped)]
+        case ATLFunction.workerPut:
+            guard let queue = worker as? QueueWorker<EncodedValues> else {
+                throw CallError(
+                    message: "put: worker '\(worker.name)' is a \(worker.kind.rawValue) worker, not a queue worker")
+            }
+            guard let item = call.takeAll() else { throw CallError(message: "put: an item expected") }
+            var priority = 0
+            if queue.order == .priority {
+                guard let p = try item.decode().first?.tableValue?[1].intValue else {
+                    throw CallError(
+                        message: "put: worker '\(worker.name)' has a priority queue: put {priority, value} with an "
+                            + "integer priority")
+                }
+                priority = Int(truncatingIfNeeded: p)
+            }
+            queue.put(item, priority: priority)
+            return []
+        case ATLFunction.workerTrigger:
+            let force = try call.decoded().first?.tableValue?["force"].boolValue ?? false
+            switch worker {
+            case let event as EventWorker: return [.boolean(event.trigger(force: force))]
+            case let interval as IntervalWorker: return [.boolean(interval.trigger())]
+            default:
+                throw CallError(
+                    message: "trigger: worker '\(worker.name)' is a \(worker.kind.rawValue) worker; only event and "
+                        + "interval workers can be triggered")
+            }
+        default:
+            let key = try call.decoded().first?.stringValue ?? ""
+            let info = worker.info()
+            switch key {
+            case "name": return [.string(LuaString(info.name))]
+            case "kind": return [.string(LuaString(info.kind == .background ? "plain" : info.kind.rawValue))]
+            case "state": return [.string(LuaString(info.state.rawValue))]
+            case "priority": return [.integer(Int64(info.priority.rawValue))]
+            case "executions": return [.integer(Int64(info.executions))]
+            case "errors": return [.integer(Int64(info.errors))]
+            case "skipped": return [.integer(Int64(info.skipped))]
+            case "queue_depth": return [.integer(Int64(info.queueDepth))]
+            default: return [.nil]
+            }
+        }
+    }
+}
+
+extension LuaWorker {
+    convenience init(core: HostCore, worker: Worker, execution: Execution, object: EncodedValues) {
+        self.init(core: core, worker: worker, execution: execution)
+        self.execution.object.withLock { $0 = object }
+    }
+
+    /// `w:start(args)`: the executor's `kw` is a copy of `args` with `o`, `_worker` and `_name`; `_name`,
+    /// `_priority`, `_interval`, `_delay` and `_delay_before` override the worker's own.
+    func start(_ args: EncodedValues?) throws {
+        var overrides = LuaTable()
+        if let args, let table = try? args.decode().first?.tableValue {
+            overrides = table
+        }
+        let name = overrides["_name"].stringValue
+        let priority = overrides["_priority"].isNil ? nil : try taskPriority(overrides["_priority"], function: "start")
+        let keywordName = name ?? self.worker.name
+        let nilValue = try EncodedValues([.nil])
+        let object = self.execution.object.withLock { $0 } ?? nilValue
+        let keywords = try EncodedValues(concatenating: [
+            args ?? nilValue, object,
+            try EncodedValues([.handle(LuaHandle(object: self, kind: Int32(ATLKind.worker)))]),
+            try EncodedValues([.string(LuaString(keywordName))]),
+        ])
+        self.execution.keywords.withLock { $0 = keywords }
+        do {
+            if let interval = self.worker as? IntervalWorker {
+                func seconds(_ key: String) throws -> Double? {
+                    let v = overrides[LuaValue.string(LuaString(key))]
+                    if v.isNil { return nil }
+                    guard let d = v.doubleValue, d.isFinite, d >= 0 else {
+                        throw CallError(message: "start: \(key) must be a number of seconds >= 0")
+                    }
+                    return d
+                }
+                try interval.start(
+                    interval: try seconds("_interval"), delay: try seconds("_delay"),
+                    delayBefore: try seconds("_delay_before"), name: name, priority: priority)
+            } else {
+                try self.worker.start(name: name, priority: priority)
+            }
+        } catch let error as WorkerError {
+            throw CallError(message: "start: \(error.message)")
+        }
+    }
+}

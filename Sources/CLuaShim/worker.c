@@ -1,0 +1,213 @@
+/*
+** worker.c: running a worker's executions in the worker's own state. The
+** executor, its 'kw' table and its 'on_error' are decoded once per start
+** and kept in the registry; each execution calls the executor with the same
+** 'kw' table (its '_task_id' updated).
+*/
+#define atl_worker_c
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim_private.h"
+
+static const char fn_key = 'f';       /* registry: the executor */
+static const char kw_key = 'k';       /* registry: the kw table */
+static const char onerror_key = 'o';  /* registry: on_error, or absent */
+static const char extra_key = 'x';    /* registry: on_error_kwargs, or nil */
+
+typedef struct SetupParams {
+  const atl_Buffer *fn, *kw, *onerror;
+} SetupParams;
+
+/* Decode a buffer that must hold one value of type 't' and store it in the
+** registry under 'key'. */
+static void decodeto(lua_State *L, const atl_Buffer *b, int t,
+                     const void *key, const char *what) {
+  int envup = 0;
+  int n = atl_codec_decode_raw(L, b, 0, &envup);
+  if (n != 1 || lua_type(L, -1) != t)
+    luaL_error(L, "worker %s: the buffer holds no %s", what,
+               lua_typename(L, t));
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* Build the 'kw' table from the values of the keywords buffer: the start
+** arguments (a table, or nil), 'o', the worker handle and the name. */
+static void buildkw(lua_State *L, const atl_Buffer *b) {
+  int envup = 0, base = lua_gettop(L);
+  int n = atl_codec_decode_raw(L, b, 0, &envup);
+  if (n != 4)
+    luaL_error(L, "worker arguments: the buffer holds %d values, not 4", n);
+  if (!lua_istable(L, base + 1)) {
+    lua_newtable(L);
+    lua_replace(L, base + 1);
+  }
+  lua_pushvalue(L, base + 2);
+  lua_setfield(L, base + 1, "o");
+  lua_pushvalue(L, base + 3);
+  lua_setfield(L, base + 1, "_worker");
+  lua_pushvalue(L, base + 4);
+  lua_setfield(L, base + 1, "_name");
+  lua_settop(L, base + 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kw_key);
+}
+
+static int setup_p(lua_State *L) {
+  SetupParams *p = (SetupParams *)lua_touserdata(L, 1);
+  decodeto(L, p->fn, LUA_TFUNCTION, &fn_key, "executor");
+  buildkw(L, p->kw);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &onerror_key);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &extra_key);
+  if (p->onerror != NULL && p->onerror->len > 0) {
+    int envup = 0;
+    int n = atl_codec_decode_raw(L, p->onerror, 0, &envup);
+    if (n < 1 || n > 2 || lua_type(L, -n) != LUA_TFUNCTION ||
+        (n == 2 && !lua_istable(L, -1) && !lua_isnil(L, -1)))
+      luaL_error(L, "worker on_error: the buffer holds no function");
+    if (n == 2) lua_rawsetp(L, LUA_REGISTRYINDEX, &extra_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &onerror_key);
+  }
+  return 0;
+}
+
+int atl_worker_setup(lua_State *L, const atl_Buffer *fn, const atl_Buffer *kw,
+                     const atl_Buffer *onerror, char **err) {
+  SetupParams p;
+  int st;
+  p.fn = fn;
+  p.kw = kw;
+  p.onerror = onerror;
+  *err = NULL;
+  lua_pushcfunction(L, setup_p);
+  lua_pushlightuserdata(L, &p);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    *err = atl_strdup_top(L, -1);
+    lua_pop(L, 1);  /* a string: popping runs no '__close' */
+    return st == LUA_ERRMEM ? ATL_ERRMEM : ATL_ERRRUN;
+  }
+  return ATL_OK;
+}
+
+typedef struct RunParams {
+  const atl_Buffer *item;
+  long long taskid;
+  int stop, handled, status;
+  char *err;
+} RunParams;
+
+/* Split "msg\nstack traceback:\n..." at the top into the message and the
+** traceback; leaves 'message, traceback' (traceback may be nil). */
+static void splittraceback(lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  const char *t = (s != NULL) ? strstr(s, "\nstack traceback:") : NULL;
+  if (t == NULL) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_pushlstring(L, s, (size_t)(t - s));
+  lua_pushstring(L, t + 1);
+  lua_remove(L, -3);
+}
+
+/* Call 'on_error(kw)' with 'kw.error' and 'kw.traceback'; the error is on
+** the top. Returns 1 when there was a handler (its own errors propagate). */
+static int callonerror(lua_State *L, int msgh) {
+  int kw;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &onerror_key) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_insert(L, -2);  /* on_error, error */
+  splittraceback(L);  /* on_error, message, traceback */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
+  kw = lua_gettop(L);
+  lua_createtable(L, 0, 8);  /* a copy of kw for the handler */
+  lua_pushnil(L);
+  while (lua_next(L, kw) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &extra_key) == LUA_TTABLE) {
+    int extra = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, extra) != 0) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -5);
+    }
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, kw - 2);
+  lua_setfield(L, -2, "error");
+  lua_pushvalue(L, kw - 1);
+  lua_setfield(L, -2, "traceback");
+  lua_replace(L, kw - 2);  /* on_error, kwcopy, traceback, kw */
+  lua_settop(L, kw - 2);
+  if (lua_pcall(L, 1, 0, msgh) != LUA_OK) lua_error(L);
+  return 1;
+}
+
+static int run_p(lua_State *L) {
+  RunParams *p = (RunParams *)lua_touserdata(L, 1);
+  int msgh, nargs = 0, st, envup = 0;
+  lua_pushcfunction(L, atl_msghandler);
+  msgh = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
+  if (p->item != NULL) {
+    nargs = atl_codec_decode_raw(L, p->item, 0, &envup);
+    if (nargs != 1) luaL_error(L, "a queue item buffer holds %d values", nargs);
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
+  lua_pushinteger(L, (lua_Integer)p->taskid);
+  lua_setfield(L, -2, "_task_id");
+  nargs++;
+  st = lua_pcall(L, nargs, 1, msgh);
+  if (st != LUA_OK) {
+    if (atl_isexit(L, -1)) {
+      p->status = ATL_EXIT;
+      return 0;
+    }
+    if (st != LUA_ERRMEM && callonerror(L, msgh)) {
+      p->handled = 1;
+      return 0;
+    }
+    p->status = (st == LUA_ERRMEM) ? ATL_ERRMEM : ATL_ERRRUN;
+    p->err = atl_strdup_top(L, -1);
+    return 0;
+  }
+  p->stop = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
+  return 0;
+}
+
+int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
+                   int *stop, int *handled, char **err, int *exitcode) {
+  RunParams p;
+  int st;
+  memset(&p, 0, sizeof p);
+  p.item = item;
+  p.taskid = taskid;
+  lua_pushcfunction(L, run_p);
+  lua_pushlightuserdata(L, &p);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {  /* on_error raised, or out of memory */
+    free(p.err);
+    if (atl_isexit(L, -1)) p.status = ATL_EXIT;
+    else {
+      p.status = (st == LUA_ERRMEM) ? ATL_ERRMEM : ATL_ERRRUN;
+      p.err = atl_strdup_top(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  if (p.status == ATL_EXIT && exitcode != NULL)
+    *exitcode = atl_statedata(L)->exitcode;
+  *stop = p.stop;
+  *handled = p.handled;
+  *err = p.err;
+  return p.status;
+}

@@ -1,0 +1,241 @@
+-- Lua workers, each in its own state: ports of atasker's worker tests
+-- (tests/test.py in alttch/atasker: test_background_worker,
+-- test_background_interval_worker, test_background_queue_worker,
+-- test_background_event_worker) and the rules of the workers' contract.
+-- Values that the Python tests keep in module globals go through
+-- atasker.shared here.
+local atasker = require "atasker"
+local h = require "harness"
+local test = h.test
+local result = atasker.shared("result")
+
+local function wait() atasker.sleep(0.1) end
+
+test("background_worker", function()
+  local t = atasker.background_worker(function(kw)
+    atasker.shared("result"):incr("background_worker")
+    atasker.sleep(0.001)
+  end)
+  t:start()
+  wait()
+  t:stop()
+  assert(result:get("background_worker") > 0)
+  assert(t:is_stopped() and not t:is_active())
+end)
+
+test("background_interval_worker", function()
+  local t = atasker.background_worker{interval = 0.02, fn = function(kw)
+    atasker.shared("result"):incr("interval")
+  end}
+  t:start()
+  wait()
+  t:stop()
+  local n = result:get("interval")
+  assert(n < 10 and n > 3, "executions: " .. n)
+end)
+
+test("background_queue_worker", function()
+  local t = atasker.background_worker{q = true, fn = function(a, kw)
+    atasker.shared("result"):incr("queue", a)
+  end}
+  t:start()
+  t:put(2)
+  t:put(3)
+  t:put(4)
+  t:stop{drain = true}
+  assert(result:get("queue") == 9, tostring(result:get("queue")))
+end)
+
+test("background_event_worker", function()
+  local t = atasker.background_worker{e = true, fn = function(kw)
+    atasker.shared("result"):incr("event")
+  end}
+  t:start()
+  t:trigger()
+  wait()
+  t:trigger()
+  wait()
+  t:stop()
+  assert(result:get("event") == 2, tostring(result:get("event")))
+end)
+
+test("named constructors choose the kind", function()
+  local f = function() return false end
+  assert(atasker.BackgroundWorker{run = f}.kind == "plain")
+  assert(atasker.BackgroundQueueWorker{run = f}.kind == "queue")
+  assert(atasker.BackgroundEventWorker{run = f}.kind == "event")
+  assert(atasker.BackgroundIntervalWorker{run = f, interval = 1}.kind == "interval")
+  assert(atasker.background_worker{fn = f, delay = 1}.kind == "interval")
+  assert(atasker.background_worker{fn = f, e = true}.kind == "event")
+end)
+
+test("kw: start args, o, _name, _worker; return false stops", function()
+  local w = atasker.background_worker{name = "kwtest", o = {label = "obj"},
+    fn = function(kw)
+      local s = atasker.shared("kw")
+      s:set("x", kw.x)
+      s:set("label", kw.o.label)
+      s:set("name", kw._name)
+      s:set("has_worker", kw._worker ~= nil)
+      s:set("main", atasker.is_main)
+      return false
+    end}
+  w:start{x = 42}
+  atasker.sleep(0.2)  -- it stops itself by returning false
+  local s = atasker.shared("kw")
+  assert(s:get("x") == 42 and s:get("label") == "obj" and s:get("name") == "kwtest")
+  assert(s:get("has_worker") == true and s:get("main") == false)
+  assert(w:is_stopped())
+end)
+
+test("start overrides: _name and _interval", function()
+  local w = atasker.background_worker{interval = 10, fn = function(kw)
+    atasker.shared("over"):incr("n")
+    atasker.shared("over"):set("name", kw._name)
+  end}
+  w:start{_name = "renamed", _interval = 0.01}
+  atasker.sleep(0.1)
+  w:stop()
+  assert(w.name == "renamed")
+  assert(atasker.shared("over"):get("name") == "renamed")
+  assert(atasker.shared("over"):get("n") >= 3)
+end)
+
+test("stop from inside the worker", function()
+  local w = atasker.background_worker{interval = 0.01, fn = function(kw)
+    atasker.shared("inside"):incr("n")
+    kw._worker:stop()
+  end}
+  w:start()
+  atasker.sleep(0.1)
+  assert(w:is_stopped())
+  assert(atasker.shared("inside"):get("n") == 1)
+end)
+
+test("executions never overlap", function()
+  local w = atasker.background_worker{interval = 0.005, fn = function(kw)
+    local s = atasker.shared("overlap")
+    assert(s:incr("running") == 1, "overlap")
+    atasker.sleep(0.02)
+    s:incr("running", -1)
+    s:incr("runs")
+  end}
+  w:start()
+  atasker.sleep(0.2)
+  w:stop()
+  assert(atasker.shared("overlap"):get("runs") >= 3)
+  assert(w.errors == 0)
+  assert(w.skipped > 0, "skipped ticks: " .. w.skipped)
+end)
+
+test("errors call on_error with kw, error and traceback; the worker goes on", function()
+  local w = atasker.background_worker{interval = 0.01,
+    fn = function(kw)
+      if atasker.shared("errs"):incr("n") <= 2 then error("bad " .. kw.x) end
+    end,
+    on_error = function(kw)
+      local s = atasker.shared("errs")
+      s:set("error", kw.error)
+      s:set("extra", kw.extra)
+      s:set("tb", kw.traceback ~= nil and kw.traceback:find("stack traceback") ~= nil)
+    end,
+    on_error_kwargs = {extra = "E"}}
+  w:start{x = 7}
+  atasker.sleep(0.15)
+  w:stop()
+  local s = atasker.shared("errs")
+  assert(s:get("n") > 3, "the worker went on")
+  assert(s:get("error"):find("workers.lua:%d+: bad 7"), s:get("error"))
+  assert(s:get("extra") == "E" and s:get("tb") == true)
+  assert(w.errors == 2, "errors " .. w.errors)
+end)
+
+test("upvalues are copied and modules resolved in the worker's state", function()
+  local base = {n = 40}
+  local fmt = string.format
+  local w = atasker.background_worker{q = true, fn = function(item, kw)
+    atasker.shared("up"):set("v", fmt("%d", base.n + item))
+  end}
+  w:start()
+  w:put(2)
+  w:stop{drain = true}
+  assert(atasker.shared("up"):get("v") == "42")
+end)
+
+test("priority and LIFO queues", function()
+  local p = atasker.background_worker{q = "priority", fn = function(item, kw)
+    local s = atasker.shared("prio")
+    s:set(s:incr("i"), item[2])
+  end}
+  p:put{5, "e"} p:put{1, "a"} p:put{3, "c"}
+  p:start()
+  p:stop{drain = true}
+  local s = atasker.shared("prio")
+  assert(s:get(1) == "a" and s:get(2) == "c" and s:get(3) == "e")
+  local l = atasker.background_worker{q = "lifo", fn = function(item, kw)
+    local s = atasker.shared("lifo")
+    s:set(s:incr("i"), item)
+  end}
+  l:put(1) l:put(2) l:put(3)
+  l:start()
+  l:stop{drain = true}
+  local t = atasker.shared("lifo")
+  assert(t:get(1) == 3 and t:get(2) == 2 and t:get(3) == 1)
+end)
+
+test("items put before start wait; stop drops the rest unless drain", function()
+  local w = atasker.background_worker{q = true, fn = function(item, kw)
+    atasker.sleep(0.02)
+    atasker.shared("drop"):incr("n")
+  end}
+  for i = 1, 20 do w:put(i) end
+  assert(w.queue_depth == 20)
+  w:start()
+  atasker.sleep(0.05)
+  w:stop()
+  local n = atasker.shared("drop"):get("n")
+  assert(n < 20, "ran " .. n)
+end)
+
+test("misuse raises at the call", function()
+  local ok, err = pcall(function() atasker.background_worker{fn = function() end, interval = 1, delay = 1} end)
+  assert(not ok and err:find("interval"), err)
+  ok, err = pcall(function() atasker.background_worker{fn = function() end, interval = -1} end)
+  assert(not ok and err:find("interval must be"), err)
+  ok, err = pcall(function() atasker.background_worker{fn = function() end, intervall = 1} end)
+  assert(not ok and err:find("unknown option 'intervall'"), err)
+  ok, err = pcall(function() atasker.background_worker{} end)
+  assert(not ok and err:find("must be a function"), err)
+  local w = atasker.background_worker{fn = function() end, interval = 1}
+  ok, err = pcall(function() w:put(1) end)
+  assert(not ok and err:find("not a queue worker"), err)
+  local fh = io.stdout
+  ok, err = pcall(function() atasker.background_worker{name = "files", fn = function() return fh end} end)
+  assert(not ok and err:find("upvalue 'fh' of the executor of worker 'files'"), err)
+  atasker.background_worker{name = "unique", fn = function() end}
+  ok, err = pcall(function() atasker.background_worker{name = "unique", fn = function() end} end)
+  assert(not ok and err:find("unique"), err)
+end)
+
+test("info lists workers", function()
+  local w = atasker.background_worker{name = "listed", interval = 1, fn = function() end}
+  w:start()
+  local found
+  for _, x in ipairs(atasker.supervisor:info().workers) do
+    if x.name == "listed" then found = x end
+  end
+  assert(found and found.kind == "interval" and found.state == "running")
+  w:stop()
+  assert(tostring(w) == "atasker.Worker 'listed' (interval, stopped)", tostring(w))
+end)
+
+h.done()
+
+-- the program runs while a worker is active: this one stops itself
+local last = atasker.background_worker{interval = 0.01, fn = function(kw)
+  if atasker.shared("last"):incr("n") == 3 then
+    print("last worker done")
+    return false
+  end
+end}
+last:start()
