@@ -201,6 +201,24 @@ static void makeg(lua_State *L) {
 
 /* }====================================================================== */
 
+/* 'FunctionCollection{...}' and 'TaskCollection{...}': from module
+** "atasker.extra" (upvalue 1 is the constructor's name). */
+static int l_collection(lua_State *L) {
+  lua_settop(L, 1);
+  luaL_requiref(L, "atasker.extra", atl_open_extra, 0);
+  lua_getfield(L, -1, lua_tostring(L, lua_upvalueindex(1)));
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* 'Locker{mod=, timeout=, relative=}'. */
+static int l_locker(lua_State *L) {
+  lua_settop(L, 1);
+  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
+  return atl_host_call(L, ATL_FN_LOCKER_NEW, 0, NULL, 1);
+}
+
 static const luaL_Reg funcs[] = {
   {"background_task", l_background_task},
   {"wait_completed", l_wait_completed},
@@ -209,6 +227,7 @@ static const luaL_Reg funcs[] = {
   {"time", l_time},
   {"shared", l_shared},
   {"set_debug", l_set_debug},
+  {"Locker", l_locker},
   {NULL, NULL}
 };
 
@@ -255,12 +274,23 @@ int atl_open_atasker(lua_State *L) {
       lua_setfield(L, -2, ctors[i][0]);
     }
   }
+  lua_pushliteral(L, "FunctionCollection");
+  lua_pushcclosure(L, l_collection, 1);
+  lua_setfield(L, -2, "FunctionCollection");
+  lua_pushliteral(L, "TaskCollection");
+  lua_pushcclosure(L, l_collection, 1);
+  lua_setfield(L, -2, "TaskCollection");
   lua_getfield(L, -1, "log");
   lua_getfield(L, -1, "warning");
   lua_setfield(L, -2, "warn");
   lua_pop(L, 1);
   makeg(L);
   lua_setfield(L, -2, "g");
+  /* "atasker.extra" can be required by name too (values copied by name) */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, atl_open_extra);
+  lua_setfield(L, -2, "atasker.extra");
+  lua_pop(L, 1);
   if (d->supervisor != NULL) {
     atl_handle_push(L, d->supervisor, ATL_H_SUPERVISOR);
     lua_setfield(L, -2, "supervisor");

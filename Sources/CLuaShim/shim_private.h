@@ -73,7 +73,9 @@ extern char atl_exit_sentinel;
 ** callback, push its results and return their count, or raise its error. */
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first);
 
-/* Opening the 'atasker' module (module_atasker.c). */
+/* Opening the 'atasker' module (module_atasker.c), and the loader of
+** "atasker.extra" (module_extra.c). */
 int atl_open_atasker(lua_State *L);
+int atl_open_extra(lua_State *L);
 
 #endif

@@ -153,7 +153,66 @@ static const MethodDef worker_methods[] = {
   {NULL, 0}
 };
 
+static const MethodDef lock_methods[] = {
+  {"acquire", ATL_FN_LOCK_ACQUIRE},
+  {"release", ATL_FN_LOCK_RELEASE},
+  {NULL, 0}
+};
+
 static const MethodDef no_methods[] = {{NULL, 0}};
+
+/*
+** 'lock:call(raise, fn, ...)': runs 'fn(...)' holding the lock and returns
+** its results; the lock is released whatever 'fn' does. When the lock is not
+** acquired within the locker's timeout, its critical handler runs, and then
+** the call raises (with 'raise') or returns nothing (as atasker's decorator).
+*/
+static int lock_call(lua_State *L) {
+  atl_Handle *h = checkhandle(L, 1, ATL_H_LOCK);
+  void *obj = h->obj;
+  int raise = lua_toboolean(L, 2);
+  int base, st, ok;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  base = lua_gettop(L);
+  atl_host_call(L, ATL_FN_LOCK_ACQUIRE, ATL_H_LOCK, obj, base + 1);
+  ok = lua_toboolean(L, -1);
+  lua_settop(L, base);
+  if (!ok) {
+    atl_host_call(L, ATL_FN_LOCK_CRITICAL, ATL_H_LOCK, obj, base + 1);
+    lua_settop(L, base);
+    if (raise) {
+      lua_pushliteral(L, "mod");
+      atl_host_call(L, ATL_FN_LOCK_INDEX, ATL_H_LOCK, obj, base + 1);
+      return luaL_error(L, "Locker '%s': locking broken (the lock was not "
+                        "acquired in time)", lua_tostring(L, -1));
+    }
+    return 0;
+  }
+  st = lua_pcall(L, base - 3, LUA_MULTRET, 0);  /* fn and its arguments */
+  atl_host_call(L, ATL_FN_LOCK_RELEASE, ATL_H_LOCK, obj, lua_gettop(L) + 1);
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - 2;
+}
+
+/* 'lock:with(fn, ...)': 'lock:call(true, fn, ...)'. */
+static int lock_with(lua_State *L) {
+  checkhandle(L, 1, ATL_H_LOCK);
+  lua_pushboolean(L, 1);
+  lua_insert(L, 2);
+  return lock_call(L);
+}
+
+/* 'lock:wrap(fn)': a Lua function (copyable) from module "atasker.extra". */
+static int lock_wrap(lua_State *L) {
+  checkhandle(L, 1, ATL_H_LOCK);
+  lua_settop(L, 2);
+  luaL_requiref(L, "atasker.extra", atl_open_extra, 0);
+  lua_getfield(L, -1, "wrap");
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 1);
+  return 1;
+}
 
 /* Per kind: methods, host '__index' and '__newindex' ids, '__call' id. */
 typedef struct KindDef {
@@ -169,7 +228,7 @@ static const KindDef kinds[ATL_H_MAX + 1] = {
   {shared_methods, 0, 0, 0},
   {no_methods, 0, 0, ATL_FN_HOSTFN_CALL},
   {worker_methods, ATL_FN_WORKER_INDEX, 0, 0},
-  {no_methods, 0, 0, 0},
+  {lock_methods, ATL_FN_LOCK_INDEX, ATL_FN_LOCK_NEWINDEX, 0},
 };
 
 /* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
@@ -192,6 +251,14 @@ static void pushmetatable(lua_State *L, int kind) {
     lua_pushinteger(L, kind);
     lua_pushcclosure(L, handle_method, 2);
     lua_setfield(L, -2, m->name);
+  }
+  if (kind == ATL_H_LOCK) {
+    lua_pushcfunction(L, lock_call);
+    lua_setfield(L, -2, "call");
+    lua_pushcfunction(L, lock_with);
+    lua_setfield(L, -2, "with");
+    lua_pushcfunction(L, lock_wrap);
+    lua_setfield(L, -2, "wrap");
   }
   lua_pushinteger(L, k->index);
   lua_pushcclosure(L, handle_index, 2);

@@ -127,6 +127,14 @@ struct CLITests {
         #expect(run.stdout.hasSuffix("last worker done\n"))
     }
 
+    @Test("atasker's helpers: Locker, FunctionCollection, TaskCollection")
+    func helpers() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/helpers.lua"])
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.contains("passed, 0 failed"), "\(run.stdout)")
+        #expect(run.stderr.contains("test (broken is fine!) locking broken"))
+    }
+
     @Test("every example prints what its header says")
     func examples() throws {
         let folder = CLIRun.packageRoot.appendingPathComponent("Examples")

@@ -12,6 +12,7 @@ enum ATLKind {
     static let shared = Int(ATL_H_SHARED)
     static let hostFunction = Int(ATL_H_HOSTFN)
     static let worker = Int(ATL_H_WORKER)
+    static let lock = Int(ATL_H_LOCK)
 }
 
 /// Function ids of the shim that Swift code outside the `+Shim` files needs.
@@ -29,6 +30,11 @@ enum ATLFunction {
     static let workerPut = Int(ATL_FN_WORKER_PUT)
     static let workerTrigger = Int(ATL_FN_WORKER_TRIGGER)
     static let workerIndex = Int(ATL_FN_WORKER_INDEX)
+    static let lockerNew = Int(ATL_FN_LOCKER_NEW)
+    static let lockAcquire = Int(ATL_FN_LOCK_ACQUIRE)
+    static let lockRelease = Int(ATL_FN_LOCK_RELEASE)
+    static let lockCritical = Int(ATL_FN_LOCK_CRITICAL)
+    static let lockNewIndex = Int(ATL_FN_LOCK_NEWINDEX)
 }
 
 /// The arguments of a worker method, read as the method needs them: decoded, split, or taken whole.
@@ -234,6 +240,8 @@ extension HostCore {
         case Int(ATL_FN_WORKER_START)...Int(ATL_FN_WORKER_INDEX):
             guard let worker = object as? LuaWorker else { throw CallError(message: "not a worker") }
             return .values(try self.workerCall(fn, worker, WorkerCallArguments(call: call)))
+        case Int(ATL_FN_LOCKER_NEW)...Int(ATL_FN_LOCK_NEWINDEX):
+            return .values(try self.lockerCall(fn, object as? LuaLocker, self.arguments(call)))
         case Int(ATL_FN_TOSTRING):
             return .values([.string(LuaString(describe(object)))])
         default:
@@ -270,6 +278,8 @@ private func describe(_ object: AnyObject?) -> String {
         return "atasker.HostFunction \(function.name)"
     case is HostCore:
         return "atasker.Supervisor"
+    case let locker as LuaLocker:
+        return "atasker.Locker '\(locker.mod)'"
     case let lw as LuaWorker:
         let info = lw.worker.info()
         return

@@ -132,6 +132,12 @@ enum {
   ATL_FN_WORKER_PUT,            /* (item) */
   ATL_FN_WORKER_TRIGGER,        /* ({force=}) */
   ATL_FN_WORKER_INDEX,          /* (key) -> value */
+  ATL_FN_LOCKER_NEW,            /* ({mod=, timeout=, relative=}) -> lock */
+  ATL_FN_LOCK_ACQUIRE,          /* self = lock; ([timeout]) -> boolean */
+  ATL_FN_LOCK_RELEASE,          /* () */
+  ATL_FN_LOCK_CRITICAL,         /* () runs the critical handler */
+  ATL_FN_LOCK_INDEX,            /* (key) -> value */
+  ATL_FN_LOCK_NEWINDEX,         /* (key, value) */
   ATL_FN_MAX
 };
 
