@@ -1084,8 +1084,9 @@ typedef struct Dec {
   lua_Integer envfn;  /* id of the function owning the '_ENV' cell, or -1 */
   int envup;
   int namedg;         /* the last NAMED value was "_G" itself */
-  void *const *handles;  /* the host objects that the buffer holds */
-  size_t nhandles;
+  void *const *handles;  /* the host objects that the buffer holds, one */
+  size_t nhandles;       /* per HANDLE tag, in the order of the tags */
+  size_t nexthandle;
 } Dec;
 
 
@@ -1387,12 +1388,11 @@ static void dec_handle (Dec *d) {
   obj = (void *)(uintptr_t)get64(d->p + 1);
   if (kind < 1 || kind > ATL_H_MAX || obj == NULL)
     corrupted(d, "bad handle");
-  {  /* a pointer is trusted only if the buffer holds a reference on it */
-    size_t i;
-    for (i = 0; i < d->nhandles && d->handles[i] != obj; i++) {}
-    if (i == d->nhandles)
-      corrupted(d, "a handle that this buffer does not hold");
-  }
+  /* a pointer is trusted only if the buffer holds a reference on it: the
+  ** encoders add one per HANDLE tag, in the order of the tags */
+  if (d->nexthandle >= d->nhandles || d->handles[d->nexthandle] != obj)
+    corrupted(d, "a handle that this buffer does not hold");
+  d->nexthandle++;
   d->p += 9;
   atl_handle_push(d->L, obj, kind);
 }
@@ -1469,6 +1469,7 @@ int atl_codec_decode_raw (lua_State *L, const atl_Buffer *b, int flags,
   d.end = b->data + b->len;
   d.handles = (void *const *)b->handles;
   d.nhandles = b->nhandles;
+  d.nexthandle = 0;
   d.flags = flags;
   d.depth = 0;
   d.nextid = 0;

@@ -180,6 +180,8 @@ private struct ValueDecoder {
     var depth = 0
     /// The objects that a handle may name, or nil to trust the buffer.
     var knownHandles: UnsafeBufferPointer<UnsafeMutableRawPointer?>?
+    /// The next of `knownHandles` that a HANDLE tag must name.
+    var handleIndex = 0
     /// Host objects met while skipping a function's span.
     var spanHandles: [any AnyObject & Sendable] = []
 
@@ -359,8 +361,13 @@ private struct ValueDecoder {
         let bits = try self.u64("handle")
         guard kind >= 1, kind <= CodecTag.maxHandleKind, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
         else { throw self.corrupted("bad handle", at: self.pos - 9) }
-        if let known = self.knownHandles, !known.contains(where: { UnsafeRawPointer($0) == pointer }) {
-            throw self.corrupted("a handle that the buffer does not hold", at: self.pos - 9)
+        // The encoders retain one object per HANDLE tag, in the order of the tags: the k-th tag must name the
+        // k-th object that the buffer holds.
+        if let known = self.knownHandles {
+            guard self.handleIndex < known.count, UnsafeRawPointer(known[self.handleIndex]) == pointer else {
+                throw self.corrupted("a handle that the buffer does not hold", at: self.pos - 9)
+            }
+            self.handleIndex += 1
         }
         return LuaHandle(object: hostObject(pointer), kind: Int32(kind))
     }
