@@ -78,4 +78,42 @@ int atl_host_call(lua_State *L, int fn, int kind, void *self, int first);
 int atl_open_atasker(lua_State *L);
 int atl_open_extra(lua_State *L);
 
+/* {======================================================================
+** Running executions (hook.c): every run of a worker or a task is framed
+** by 'atl_exec_begin' / 'atl_exec_end', so that a canceller can reach it.
+** ======================================================================= */
+
+/* Offset of the real-time signal from SIGRTMIN (above glibc's own). */
+#define ATL_EXEC_SIGNAL 4
+
+#define ATL_EXEC_WHATMAX 96
+
+/* What 'atl_exec_begin' saved of the thread's slot (on the C stack). */
+typedef struct atl_ExecFrame {
+  int tracked;
+  uint64_t id;
+  lua_State *co;
+  lua_State *L;
+  int cancelling;
+  char what[ATL_EXEC_WHATMAX];
+} atl_ExecFrame;
+
+/* [-0, +0, -] An execution starts on this thread in state 'L' (its main
+** thread): the one that 'atl_exec_next' announced, if any. */
+void atl_exec_begin(lua_State *L, atl_ExecFrame *f);
+/* [-0, +0, -] The execution is back in the host: no request acts on it
+** any more, and the hook is off. */
+void atl_exec_end(lua_State *L, atl_ExecFrame *f);
+/* [-0, +0, -] Whether the execution running on this thread is being
+** cancelled. */
+int atl_exec_cancelling(void);
+/* [-0, +0, m] The place of the function at 'idx' ('file:line' where it
+** is defined) is the place known of the execution until a hook runs. */
+void atl_exec_setplace(lua_State *L, int idx);
+/* [-0, +0, e] Replace 'coroutine.resume' and 'coroutine.wrap' by versions
+** that keep the running coroutine known to the signal handler. */
+void atl_open_coroutine(lua_State *L);
+
+/* }====================================================================== */
+
 #endif

@@ -113,6 +113,7 @@ static int open_p(lua_State *L) {
       (const atl_StateOptions *)lua_touserdata(L, 1);
   int i;
   luaL_openlibs(L);
+  atl_open_coroutine(L);
   lua_pushcfunction(L, l_print);
   lua_setglobal(L, "print");
   lua_getglobal(L, "os");

@@ -146,13 +146,15 @@ static int runtask_p(lua_State *L) {
   freshenv(L);
   lua_rawgeti(L, -1, E_FN);
   lua_remove(L, -2);  /* the entry */
+  atl_exec_setplace(L, -1);
   if (p->args != NULL && p->args->len > 0)
     nargs = atl_codec_decode_raw(L, p->args, 0, &envup);
   st = lua_pcall(L, nargs, 1, msgh);
   if (st != LUA_OK) {
     if (atl_isexit(L, -1)) p->status = ATL_EXIT;
     else {
-      p->status = (st == LUA_ERRMEM) ? ATL_ERRMEM : ATL_ERRRUN;
+      p->status = (st == LUA_ERRMEM) ? ATL_ERRMEM
+                : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
       p->err = atl_strdup_top(L, -1);
     }
     return 0;
@@ -166,21 +168,25 @@ int atl_run_task(lua_State *L, uint64_t fnid, const atl_Buffer *fn,
                  const atl_Buffer *args, atl_Buffer *out, char **err,
                  int *exitcode) {
   TaskParams p;
+  atl_ExecFrame frame;
   int st;
   memset(&p, 0, sizeof p);
   p.fnid = fnid;
   p.fn = fn;
   p.args = args;
   p.out = out;
+  atl_exec_begin(L, &frame);
   lua_pushcfunction(L, runtask_p);
   lua_pushlightuserdata(L, &p);
   st = lua_pcall(L, 1, 0, 0);
   if (st != LUA_OK) {  /* decoding failed, or out of memory */
-    p.status = (st == LUA_ERRMEM) ? ATL_ERRMEM : ATL_ERRRUN;
+    p.status = (st == LUA_ERRMEM) ? ATL_ERRMEM
+             : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
     free(p.err);
     p.err = atl_strdup_top(L, -1);
     lua_pop(L, 1);
   }
+  atl_exec_end(L, &frame);
   if (p.status == ATL_EXIT && exitcode != NULL)
     *exitcode = atl_statedata(L)->exitcode;
   *err = p.err;

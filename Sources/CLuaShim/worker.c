@@ -159,6 +159,7 @@ static int run_p(lua_State *L) {
   lua_pushcfunction(L, atl_msghandler);
   msgh = lua_gettop(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
+  atl_exec_setplace(L, -1);
   if (p->item != NULL) {
     nargs = atl_codec_decode_raw(L, p->item, 0, &envup);
     if (nargs != 1) luaL_error(L, "a queue item buffer holds %d values", nargs);
@@ -171,6 +172,11 @@ static int run_p(lua_State *L) {
   if (st != LUA_OK) {
     if (atl_isexit(L, -1)) {
       p->status = ATL_EXIT;
+      return 0;
+    }
+    if (atl_exec_cancelling()) {  /* no 'on_error': it is not the code's */
+      p->status = ATL_ERRCANCEL;
+      p->err = atl_strdup_top(L, -1);
       return 0;
     }
     if (st != LUA_ERRMEM && callonerror(L, msgh)) {
@@ -188,10 +194,12 @@ static int run_p(lua_State *L) {
 int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
                    int *stop, int *handled, char **err, int *exitcode) {
   RunParams p;
+  atl_ExecFrame frame;
   int st;
   memset(&p, 0, sizeof p);
   p.item = item;
   p.taskid = taskid;
+  atl_exec_begin(L, &frame);
   lua_pushcfunction(L, run_p);
   lua_pushlightuserdata(L, &p);
   st = lua_pcall(L, 1, 0, 0);
@@ -199,11 +207,13 @@ int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
     free(p.err);
     if (atl_isexit(L, -1)) p.status = ATL_EXIT;
     else {
-      p.status = (st == LUA_ERRMEM) ? ATL_ERRMEM : ATL_ERRRUN;
+      p.status = (st == LUA_ERRMEM) ? ATL_ERRMEM
+               : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
       p.err = atl_strdup_top(L, -1);
     }
     lua_pop(L, 1);
   }
+  atl_exec_end(L, &frame);
   if (p.status == ATL_EXIT && exitcode != NULL)
     *exitcode = atl_statedata(L)->exitcode;
   *stop = p.stop;

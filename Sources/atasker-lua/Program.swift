@@ -22,7 +22,9 @@ struct Program {
             supervisor: supervisor, logger: logger,
             configuration: .init(exitHandler: { code in control.post(.exit(code)) }))
         supervisor.start()
-        ProgramSignals.startWaiting(control: control, logger: logger, stopTimeout: self.command.stopTimeout)
+        ProgramSignals.startWaiting(control: control, logger: logger) {
+            _ = Self.cancelRunning(host: host, supervisor: supervisor, logger: logger, when: "on the second signal")
+        }
 
         do {
             try host.run(file: self.command.script, arguments: self.command.scriptArguments)
@@ -39,7 +41,12 @@ struct Program {
         if case .signal = event {
             logger.info("stopping: running work may take up to \(self.command.stopTimeout) s")
         }
-        let left = supervisor.stop(wait: .seconds(self.command.stopTimeout), cancelTasks: event != .idle)
+        var left = supervisor.stop(wait: .seconds(self.command.stopTimeout), cancelTasks: event != .idle)
+        if !left.isEmpty {
+            left = Self.cancelRunning(
+                host: host, supervisor: supervisor, logger: logger,
+                when: "at the stop deadline (--stop-timeout \(self.command.stopTimeout) s)")
+        }
         for task in left {
             let name = task.name.map { " (\($0))" } ?? ""
             logger.warning(
@@ -58,6 +65,30 @@ struct Program {
         case .idle:
             return 0
         }
+    }
+}
+
+extension Program {
+    /// How long cancelled Lua code may take to get back to the host before the program ends without it.
+    static let cancelGrace = 0.5
+
+    /// Cancels the Lua code that still runs (see DESIGN.md, "Cancelling running Lua code"), waits up to
+    /// ``cancelGrace`` for it to end, and names what cannot be reached: code inside one long C call or a `__gc`
+    /// finalizer, left behind as the program ends. Returns the tasks still running.
+    static func cancelRunning(
+        host: LuaHost, supervisor: TaskSupervisor, logger: Logger, when: String
+    ) -> [SupervisorTask] {
+        let count = host.cancelRunningCode()
+        if count > 0 {
+            logger.warning("cancelling the Lua code that still runs \(when) (\(count) executions)")
+        }
+        let left = supervisor.stop(wait: .seconds(count > 0 ? self.cancelGrace : 0), cancelTasks: true)
+        for place in host.runningCode() {
+            logger.warning(
+                "\(place) is stuck in one long C call or a __gc finalizer, where it cannot be cancelled; it is left behind as the program ends"
+            )
+        }
+        return left
     }
 }
 
@@ -115,7 +146,9 @@ enum ProgramSignals {
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
-    static func startWaiting(control: ProgramControl, logger: Logger, stopTimeout: Double) {
+    /// Waits for SIGINT / SIGTERM on a thread of its own: the first posts a graceful stop; the next one runs
+    /// `cancel` (what still runs is cancelled, or named) and then dies by that signal.
+    static func startWaiting(control: ProgramControl, logger: Logger, cancel: @escaping @Sendable () -> Void) {
         startThread {
             var set = self.signalSet()
             var count = 0
@@ -125,10 +158,13 @@ enum ProgramSignals {
                 count += 1
                 let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
                 if count == 1 {
-                    logger.info("received \(name): stopping gracefully (a second signal quits at once)")
+                    logger.info(
+                        "received \(name): stopping gracefully (a second signal cancels running work and quits)")
                     control.post(.signal(signal))
                 } else {
-                    logger.warning("received \(name) again: quitting without waiting for running work")
+                    logger.warning(
+                        "received \(name) again: cancelling running work and quitting without waiting for it")
+                    cancel()
                     LuaHost.flushOutput()
                     self.reraise(signal)
                 }

@@ -15,6 +15,11 @@ final class HostCore: Sendable {
     let sharedTables = Mutex<[String: SharedTable]>([:])
     let nextFunctionID = Atomic<UInt64>(1)
     let timeoutHandlers = Mutex<(warning: TaskFunction?, critical: TaskFunction?)>((nil, nil))
+    /// The Lua executions of this host that run now on pool threads, by id, with their names: what a stop deadline
+    /// cancels and names.
+    let executions = Mutex<[UInt64: String]>([:])
+    /// Fires `run_timeout` reports; its thread starts with the first one.
+    let watchdog = TimerQueue(name: "atasker-lua-wd")
 
     struct Settings: Sendable {
         var packagePath: String?
@@ -29,6 +34,10 @@ final class HostCore: Sendable {
         self.exitHandler = exitHandler
         self.settings = Mutex(Settings())
         HostCallbacks.install()
+    }
+
+    deinit {
+        self.watchdog.shutdown()
     }
 
     var currentLogger: Logger { self.logger.withLock { $0 } }
@@ -73,14 +82,22 @@ final class HostCore: Sendable {
         let state = try self.poolState()
         let result: EncodedValues?
         do {
-            switch try state.runTask(functionID: function.id, function: function.function, arguments: arguments) {
+            let label = "task \(task.id)\(function.name.map { " (\($0))" } ?? "")"
+            let outcome = try self.execute(label) { (_) throws(LuaError) -> LuaOutcome in
+                try state.runTask(functionID: function.id, function: function.function, arguments: arguments)
+            }
+            switch outcome {
             case .values(let values):
                 result = values
             case .exit:
                 result = nil
             }
         } catch {
-            self.currentLogger.error("task \(task.id)\(function.name.map { " (\($0))" } ?? "") failed: \(error)")
+            if error.code == .canceled {
+                self.currentLogger.warning("\(error)")
+            } else {
+                self.currentLogger.error("task \(task.id)\(function.name.map { " (\($0))" } ?? "") failed: \(error)")
+            }
             if let callback = function.callback {
                 self.runCallback(callback, arguments: try? EncodedValues([.nil, .string(LuaString(error.message))]))
             }
@@ -118,6 +135,60 @@ final class HostCore: Sendable {
         }
     }
 
+    // MARK: - Running executions
+
+    /// Runs `body`, which must call the shim's worker or task run at once, as an execution named `label`
+    /// (`worker 'w'`, `task 7`) that a stop can cancel; `body` gets the execution's id.
+    func execute<R>(_ label: String, _ body: (UInt64) throws(LuaError) -> R) throws(LuaError) -> R {
+        let id = LuaState.announceExecution(label)
+        self.executions.withLock { $0[id] = label }
+        defer { self.executions.withLock { _ = $0.removeValue(forKey: id) } }
+        return try body(id)
+    }
+
+    /// Cancels every Lua execution of this host that runs now; returns how many were asked.
+    func cancelRunning() -> Int {
+        let ids = self.executions.withLock { Array($0.keys) }
+        return ids.filter { LuaState.requestExecution($0, cancel: true, traceback: false) == .sent }.count
+    }
+
+    /// The Lua executions of this host that run now, each as `worker 'w' at file:line` (the place last known).
+    func runningReports() -> [String] {
+        let running = self.executions.withLock { $0 }
+        return running.sorted { $0.key < $1.key }.compactMap { id, label in
+            LuaState.reportExecution(id, waiting: 0).map { "\(label) at \($0.place)" }
+        }
+    }
+
+    /// Arms the `run_timeout` report of execution `id`; ``unwatch(_:)`` disarms it when the execution ends.
+    func watch(_ id: UInt64, label: String, runTimeout: Double, cancel: Bool) -> TimerID {
+        self.watchdog.schedule(after: runTimeout) { [self] in
+            // The timer thread only sends the request; waiting for the traceback happens on a thread of its own.
+            guard LuaState.requestExecution(id, cancel: cancel, traceback: true) == .sent else { return }
+            spawnThread { self.reportTimeout(id, label: label, runTimeout: runTimeout, cancel: cancel) }
+        }
+    }
+
+    func unwatch(_ timer: TimerID) {
+        self.watchdog.cancel(timer)
+    }
+
+    /// Logs an execution that runs longer than its `run_timeout`, with the traceback its hook took, or as stuck
+    /// when the hook did not run (one long C call or a finalizer).
+    private func reportTimeout(_ id: UInt64, label: String, runTimeout: Double, cancel: Bool) {
+        guard let report = LuaState.reportExecution(id, waiting: 2) else { return }
+        let action = cancel ? "; cancelling it (cancel_on_timeout)" : ""
+        if let traceback = report.traceback {
+            self.currentLogger.warning(
+                "\(label) runs longer than run_timeout (\(runTimeout) s), at \(report.place)\(action)\n\(traceback)")
+        } else {
+            let text =
+                "\(label) runs longer than run_timeout (\(runTimeout) s) and is stuck at \(report.place): it runs one "
+                + "long C call or a __gc finalizer, where no traceback can be taken\(action)"
+            self.currentLogger.warning("\(text)")
+        }
+    }
+
     // MARK: - Shared tables
 
     func sharedTable(named name: String) -> SharedTable {
@@ -127,6 +198,27 @@ final class HostCore: Sendable {
             tables[name] = table
             return table
         }
+    }
+}
+
+/// Runs `body` on a new detached thread (rare reports that wait, off the timer thread).
+func spawnThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(
+        &thread, nil,
+        { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+    if rc == 0 {
+        pthread_detach(thread)
+    } else {
+        Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body()
     }
 }
 

@@ -222,3 +222,54 @@ private func withOptionalBuffer<R>(_ v: EncodedValues?, _ body: (UnsafePointer<a
     guard let v else { return body(nil) }
     return v.withBuffer { body($0) }
 }
+
+// MARK: - Running executions
+
+extension LuaState {
+    /// What a request to a running execution found.
+    enum ExecutionRequest {
+        /// The request was sent to the thread that runs the execution.
+        case sent
+        /// The execution is not running (it ended, or never began): nothing happens.
+        case notRunning
+        /// The execution runs on the calling thread: a thread never cancels itself.
+        case sameThread
+    }
+
+    /// Announces the next execution on the calling thread (a worker's or a task's run, which must follow at once),
+    /// named `label` in messages; returns its id.
+    static func announceExecution(_ label: String) -> UInt64 {
+        atl_exec_next(label)
+    }
+
+    /// Asks a running execution, from any thread, for its traceback and, with `cancel`, to stop: its owning thread
+    /// gets a signal, and the hook that the signal arms does the work there.
+    @discardableResult
+    static func requestExecution(_ id: UInt64, cancel: Bool, traceback: Bool) -> ExecutionRequest {
+        let what = (cancel ? ATL_EXEC_CANCEL : 0) | (traceback ? ATL_EXEC_TRACE : 0)
+        switch atl_exec_request(id, what) {
+        case ATL_EXEC_SENT: return .sent
+        case ATL_EXEC_SELF: return .sameThread
+        default: return .notRunning
+        }
+    }
+
+    /// Where a running execution is: the last known `file:line`, and the traceback that a traceback request made it
+    /// record (waiting up to `seconds` for it), or `nil` when its hook did not run in time (it is inside one long C
+    /// call or a finalizer). `nil` when the execution is not running.
+    static func reportExecution(_ id: UInt64, waiting seconds: Double) -> (place: String, traceback: String?)? {
+        var place: UnsafeMutablePointer<CChar>?
+        var trace: UnsafeMutablePointer<CChar>?
+        let st = atl_exec_report(id, seconds, &place, &trace)
+        let where_ = takeMessage(place)
+        let traceback = takeMessage(trace)
+        guard st == ATL_EXEC_SENT else { return nil }
+        return (where_ ?? "?", traceback)
+    }
+
+    /// Tests: sends the thread that runs execution `running` the signal of a cancel request for execution `stale`,
+    /// as a signal that arrives late would be.
+    static func sendLateCancel(to running: UInt64, for stale: UInt64) -> Bool {
+        atl_exec_signal_late(running, stale, ATL_EXEC_CANCEL) == 1
+    }
+}

@@ -37,11 +37,6 @@ extension HostCore {
                 message: "\(label): async workers need async loops, which this version does not have yet; "
                     + "drop async/loop to run the executor on a pool thread")
         }
-        if !opts["run_timeout"].isNil || !opts["cancel_on_timeout"].isNil {
-            throw CallError(
-                message: "\(label): run_timeout needs cancellation of running Lua code, which this version "
-                    + "does not have yet")
-        }
         let priority = try taskPriority(opts["priority"], function: label)
         let queue = opts["q"].isNil ? opts["queue"] : opts["q"]
         let event = opts["e"].boolValue || opts["event"].boolValue
@@ -77,7 +72,21 @@ extension HostCore {
             guard case .function = handler else { throw CallError(message: "\(label): on_error must be a function") }
             onError = try self.concatenated([parts[3], parts[4]])
         }
-        let execution = LuaWorker.Execution(core: self, function: parts[1], onError: onError)
+        let runTimeout = try seconds("run_timeout")
+        if let runTimeout, runTimeout <= 0 {
+            throw CallError(message: "\(label): run_timeout must be a number of seconds > 0")
+        }
+        let cancelOnTimeout: Bool
+        switch opts["cancel_on_timeout"] {
+        case .nil: cancelOnTimeout = false
+        case .boolean(let b): cancelOnTimeout = b
+        default: throw CallError(message: "\(label): cancel_on_timeout must be a boolean")
+        }
+        if cancelOnTimeout && runTimeout == nil {
+            throw CallError(message: "\(label): cancel_on_timeout needs run_timeout")
+        }
+        let execution = LuaWorker.Execution(
+            core: self, function: parts[1], onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout)
         let hooks = Worker.Hooks(
             onStart: { worker in try execution.open(worker) },
             onStop: { worker in execution.close(worker) },
@@ -156,7 +165,11 @@ extension HostCore {
                 }
                 wait = .seconds(d)
             }
-            worker.stop(wait: wait, drain: opts["drain"].boolValue)
+            let stopped = worker.stop(wait: wait, drain: opts["drain"].boolValue)
+            if !stopped, case .seconds = wait {
+                // The execution did not return by the deadline: cancel it (see "Cancelling running Lua code").
+                lw.execution.cancelAtDeadline(worker)
+            }
             return []
         case ATLFunction.workerIsActive: return [.boolean(worker.isActive)]
         case ATLFunction.workerIsStarted: return [.boolean(worker.isStarted)]

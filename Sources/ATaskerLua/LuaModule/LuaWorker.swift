@@ -24,11 +24,22 @@ final class LuaWorker: Sendable {
         let object = Mutex<EncodedValues?>(nil)
         let state = StateBox()
         let executions = Atomic<Int>(0)
+        /// The id of the execution that runs now (see ``HostCore/execute(_:_:)``), or 0.
+        let current = Atomic<UInt64>(0)
+        /// `run_timeout`: an execution that runs longer is reported with its traceback.
+        let runTimeout: Double?
+        /// `cancel_on_timeout`: such an execution is also cancelled (the worker goes on).
+        let cancelOnTimeout: Bool
 
-        init(core: HostCore, function: EncodedValues, onError: EncodedValues?) {
+        init(
+            core: HostCore, function: EncodedValues, onError: EncodedValues?, runTimeout: Double? = nil,
+            cancelOnTimeout: Bool = false
+        ) {
             self.core = core
             self.function = function
             self.onError = onError
+            self.runTimeout = runTimeout
+            self.cancelOnTimeout = cancelOnTimeout
         }
 
         /// `onStart`: the worker's own state, with the executor and `kw` decoded into it.
@@ -55,7 +66,17 @@ final class LuaWorker: Sendable {
         func run(_ worker: Worker, item: EncodedValues?) throws -> Bool {
             guard let state = self.state.get() else { return false }
             let taskID = self.executions.wrappingAdd(1, ordering: .relaxed).newValue
-            switch try state.runWorker(item: item, taskID: taskID) {
+            let label = "worker '\(worker.name)'"
+            let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
+                self.current.store(id, ordering: .releasing)
+                defer { self.current.store(0, ordering: .releasing) }
+                let watchdog = self.runTimeout.map {
+                    self.core.watch(id, label: label, runTimeout: $0, cancel: self.cancelOnTimeout)
+                }
+                defer { watchdog.map { self.core.unwatch($0) } }
+                return try state.runWorker(item: item, taskID: taskID)
+            }
+            switch outcome {
             case .returned(let stop):
                 return !stop
             case .handled:
@@ -65,11 +86,39 @@ final class LuaWorker: Sendable {
             }
         }
 
-        /// Errors that `on_error` did not handle: logged with the worker's name and the traceback.
+        /// Errors that `on_error` did not handle: logged with the worker's name and the traceback. A cancelled
+        /// execution (whose message names the worker already) is logged as a warning; `on_error` never sees it.
         func report(_ worker: Worker, _ error: any Error) {
             guard !(error is HandledError) else { return }
+            if let error = error as? LuaError, error.code == .canceled {
+                self.core.currentLogger.warning("\(error.fullMessage)")
+                return
+            }
             let text = (error as? LuaError)?.fullMessage ?? "\(error)"
             self.core.currentLogger.error("worker '\(worker.name)' failed: \(text)")
+        }
+
+        /// `stop{wait=T}` found the worker still running at its deadline: cancels the running execution (and drops
+        /// the items that a draining stop would still run), then waits up to `grace` seconds for the stop to
+        /// finish. Code inside one long C call or a `__gc` finalizer cannot be reached: it is logged as stuck, with
+        /// its place, and fails as soon as it is back in Lua.
+        ///
+        /// - Returns: Whether the worker is stopped.
+        @discardableResult
+        func cancelAtDeadline(_ worker: Worker, grace: Double = 1) -> Bool {
+            worker.stop(wait: .none, drain: false)
+            let id = self.current.load(ordering: .acquiring)
+            guard id != 0, LuaState.requestExecution(id, cancel: true, traceback: false) == .sent else {
+                return worker.isStopped
+            }
+            if worker.stop(wait: .seconds(grace)) { return true }
+            if let report = LuaState.reportExecution(id, waiting: 0) {
+                let text =
+                    "worker '\(worker.name)' is stuck at \(report.place): it runs one long C call or a __gc finalizer, "
+                    + "where it cannot be cancelled; it fails as soon as it is back in Lua"
+                self.core.currentLogger.warning("\(text)")
+            }
+            return worker.isStopped
         }
     }
 

@@ -244,4 +244,55 @@ void atl_output_lock(void);
 void atl_output_unlock(void);
 void atl_output_flush(void);
 
+/* ========================================================================
+** Cancelling running Lua code (hook.c). An execution is one run of a
+** worker's executor ('atl_worker_run') or of a task ('atl_run_task'). A
+** thread announces it with 'atl_exec_next' just before that call; from
+** any other thread, 'atl_exec_request' then asks it for a traceback or
+** cancels it. The request reaches the owning thread as a real-time signal
+** (SIGRTMIN+4, installed once with SA_RESTART), whose handler only arms a
+** hook; the hook runs on that thread. A cancelled execution fails with
+** ATL_ERRCANCEL: "<what> cancelled at file:line" and a traceback.
+** ======================================================================== */
+
+#define ATL_ERRCANCEL 9   /* the execution was cancelled */
+
+/* Requests (bits). */
+#define ATL_EXEC_CANCEL 1
+#define ATL_EXEC_TRACE  2
+
+/* Results of 'atl_exec_request' and 'atl_exec_report'. */
+#define ATL_EXEC_NOTRUNNING 0   /* that execution is not running */
+#define ATL_EXEC_SENT       1   /* sent / running */
+#define ATL_EXEC_SELF       2   /* it runs on the calling thread: not sent */
+
+/* [-0, +0, -] Announce the next execution on the calling thread, named
+** 'what' in messages ("worker 'w'", "task 7"); returns its id (never 0;
+** 0 only when out of memory, then it cannot be reached). */
+uint64_t atl_exec_next(const char *what);
+
+/* [-0, +0, -] Ask execution 'id' for ATL_EXEC_TRACE and/or
+** ATL_EXEC_CANCEL. Returns ATL_EXEC_SENT, ATL_EXEC_NOTRUNNING (it ended:
+** nothing happens, ever), or ATL_EXEC_SELF (the caller runs it). */
+int atl_exec_request(uint64_t id, int what);
+
+/* [-0, +0, -] Wait up to 'seconds' (0: do not wait) for the traceback
+** that a trace request made execution 'id' record. Returns
+** ATL_EXEC_NOTRUNNING when it is not running (nothing set); else
+** ATL_EXEC_SENT with '*place' the last known 'file:line' ("?" when none)
+** and '*trace' the traceback, or NULL when the hook did not run (the code
+** is in one long C call or a finalizer). Free both with 'free'. */
+int atl_exec_report(uint64_t id, double seconds, char **place,
+                    char **trace);
+
+/* [-0, +0, -] Whether the execution running on the calling thread was
+** asked to cancel: a host call that blocks (a sleep) and sees EINTR may
+** return early, so that the hook raises as soon as it is back in Lua. */
+int atl_exec_cancel_pending(void);
+
+/* [-0, +0, -] Tests: send the thread that runs execution 'running' the
+** signal of a request for execution 'id' (a late signal). Returns 1 when
+** sent. */
+int atl_exec_signal_late(uint64_t running, uint64_t id, int what);
+
 #endif

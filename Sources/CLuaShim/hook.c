@@ -1,0 +1,535 @@
+/*
+** hook.c: cancelling running Lua code, and taking tracebacks of it, from
+** another thread.
+**
+** Only the thread that owns a state touches it. Each thread that runs Lua
+** executions has a slot: the execution that runs now (an id), the coroutine
+** that runs now (kept up to date by our 'coroutine.resume' and
+** 'coroutine.wrap'), and the place and traceback last known. A canceller
+** finds the slot by execution id and sends its thread a real-time signal
+** carrying the id and the request; the handler makes one Lua call,
+** 'lua_sethook' (safe in a signal handler, as lua.c's 'laction' relies on),
+** and only when the id is still the one running, so that a late signal
+** never touches the next execution. The hook then runs on the owning
+** thread: it records the traceback, or raises the cancel error, again at
+** every event in a Lua function until the execution is back in the host.
+** No hook is set in normal operation.
+*/
+#define _GNU_SOURCE
+#define atl_hook_c
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shim_private.h"
+
+#define HOOKMASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
+
+#define WHATMAX  96
+#define WHEREMAX 256
+
+typedef struct Slot {
+  /* read by the signal handler and by other threads */
+  _Atomic uint64_t id;             /* the execution running now, or 0 */
+  _Atomic uint64_t nextid;         /* announced by 'atl_exec_next' */
+  _Atomic(lua_State *) co;         /* the coroutine running now */
+  atomic_int pending;              /* requests not yet served by the hook */
+  _Atomic uint64_t earlyid;        /* a request for 'nextid' before begin */
+  atomic_int earlywhat;
+  /* owner only */
+  int cancelling;                  /* the hook raises at every event */
+  lua_State *L;                    /* main thread of the running state */
+  char nextwhat[WHATMAX];
+  /* set under 'reglock' */
+  int inuse;
+  pthread_t thread;
+  struct Slot *next;               /* list of all slots (never freed) */
+  /* under 'lock': read by other threads */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;             /* a traceback was taken */
+  char what[WHATMAX];              /* "worker 'w'", "task 7" */
+  char where[WHEREMAX];            /* last known 'file:line' */
+  char *trace;                     /* last traceback taken (malloc'd) */
+  uint64_t traceid;                /* the execution it belongs to */
+} Slot;
+
+static pthread_mutex_t reglock = PTHREAD_MUTEX_INITIALIZER;
+static Slot *allslots = NULL;  /* under 'reglock' */
+static _Atomic uint64_t lastid = 0;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_key_t slotkey;
+static int signo = 0;
+
+static __thread Slot *myslot __attribute__((tls_model("initial-exec")));
+
+
+/* {======================================================================
+** Slots
+** ======================================================================= */
+
+/* Thread exit: give the slot back (no execution runs on it any more). */
+static void releaseslot(void *p) {
+  Slot *s = (Slot *)p;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, signo);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);  /* no handler after this */
+  myslot = NULL;
+  pthread_mutex_lock(&reglock);
+  atomic_store(&s->id, 0);
+  atomic_store(&s->nextid, 0);
+  s->inuse = 0;
+  pthread_mutex_unlock(&reglock);
+}
+
+static void onsignal(int sig, siginfo_t *si, void *uc);
+
+static void installonce(void) {
+  struct sigaction sa;
+  signo = SIGRTMIN + ATL_EXEC_SIGNAL;
+  pthread_key_create(&slotkey, releaseslot);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = onsignal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(signo, &sa, NULL);
+}
+
+/* The calling thread's slot, taken from the free ones or made once. NULL
+** only when out of memory. */
+static Slot *getslot(void) {
+  Slot *s = myslot;
+  if (s != NULL) return s;
+  pthread_once(&once, installonce);
+  pthread_mutex_lock(&reglock);
+  for (s = allslots; s != NULL && s->inuse; s = s->next) { }
+  if (s == NULL && (s = (Slot *)calloc(1, sizeof(Slot))) != NULL) {
+    pthread_condattr_t ca;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->next = allslots;
+    allslots = s;
+  }
+  if (s != NULL) {
+    s->inuse = 1;
+    s->thread = pthread_self();
+  }
+  pthread_mutex_unlock(&reglock);
+  if (s != NULL) {
+    sigset_t set;
+    pthread_setspecific(slotkey, s);
+    myslot = s;
+    /* threads made by a thread that blocks every signal (a Dispatch
+    ** worker, say) inherit its mask: let ours through */
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  }
+  return s;
+}
+
+/* The slot in use whose execution (running, or announced when 'ornext')
+** is 'id'. Call with 'reglock' held. */
+static Slot *findslot(uint64_t id, int ornext) {
+  Slot *s;
+  for (s = allslots; s != NULL; s = s->next) {
+    if (!s->inuse) continue;
+    if (atomic_load(&s->id) == id) return s;
+    if (ornext && atomic_load(&s->nextid) == id) return s;
+  }
+  return NULL;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** The hook and the signal handler
+** ======================================================================= */
+
+/* Record in 's->where' the 'file:line' of the innermost Lua function. */
+static void noteplace(lua_State *L, Slot *s) {
+  lua_Debug ar;
+  int level;
+  for (level = 0; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0) {
+      pthread_mutex_lock(&s->lock);
+      snprintf(s->where, sizeof s->where, "%s:%d", ar.short_src,
+               ar.currentline);
+      pthread_mutex_unlock(&s->lock);
+      return;
+    }
+  }
+}
+
+static void hookf(lua_State *L, lua_Debug *ar);
+
+static void arm(lua_State *L) {
+  if (L != NULL) lua_sethook(L, hookf, HOOKMASK, 1);
+}
+
+/*
+** Runs on the owning thread, at the events of a coroutine that a request
+** armed. A traceback request records the traceback; a cancel request makes
+** every later event in a Lua function raise the cancel error, until the
+** execution is back in the host ('atl_exec_end'). Events in C functions
+** never raise: one of them is the message handler of the error itself.
+*/
+static void hookf(lua_State *L, lua_Debug *ar) {
+  Slot *s = myslot;
+  int req;
+  if (s == NULL || atomic_load(&s->id) == 0) {  /* a hook left over */
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  req = atomic_exchange(&s->pending, 0);
+  if (req & ATL_EXEC_CANCEL) s->cancelling = 1;
+  if (req != 0) noteplace(L, s);
+  if (req & ATL_EXEC_TRACE) {
+    size_t len;
+    const char *tb;
+    char *copy;
+    luaL_traceback(L, L, NULL, 0);
+    tb = lua_tolstring(L, -1, &len);
+    copy = (char *)malloc(len + 1);
+    if (copy != NULL) memcpy(copy, tb, len + 1);
+    lua_pop(L, 1);
+    pthread_mutex_lock(&s->lock);
+    free(s->trace);
+    s->trace = copy;
+    s->traceid = atomic_load(&s->id);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+  }
+  if (s->cancelling) {
+    lua_getinfo(L, "l", ar);
+    if (ar->currentline <= 0) return;  /* in a C function: not here */
+    if (req == 0) noteplace(L, s);
+    pthread_mutex_lock(&s->lock);
+    lua_pushfstring(L, "%s cancelled at %s", s->what, s->where);
+    pthread_mutex_unlock(&s->lock);
+    lua_error(L);
+  }
+  /* served: take the hook off, unless a request came meanwhile */
+  lua_sethook(L, NULL, 0, 0);
+  if (atomic_load(&s->pending) != 0) {
+    arm(L);
+    arm(atomic_load(&s->co));
+  }
+}
+
+/*
+** The signal handler: its one Lua call is 'lua_sethook', on the coroutine
+** that runs now, and only when the request is for the execution that runs
+** now. The value carries 'id << 2 | what'.
+*/
+static void onsignal(int sig, siginfo_t *si, void *uc) {
+  Slot *s = myslot;
+  uint64_t v;
+  (void)sig;
+  (void)uc;
+  if (s == NULL || si == NULL || si->si_code != SI_QUEUE) return;
+  v = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
+  if ((v >> 2) == 0 || atomic_load(&s->id) != (v >> 2)) return;
+  atomic_fetch_or(&s->pending, (int)(v & 3));
+  arm(atomic_load(&s->co));
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Executions
+** ======================================================================= */
+
+uint64_t atl_exec_next(const char *what) {
+  Slot *s = getslot();
+  uint64_t id = atomic_fetch_add(&lastid, 1) + 1;
+  if (s == NULL) return 0;
+  snprintf(s->nextwhat, sizeof s->nextwhat, "%s", what ? what : "code");
+  atomic_store(&s->nextid, id);
+  return id;
+}
+
+void atl_exec_begin(lua_State *L, atl_ExecFrame *f) {
+  Slot *s = myslot;
+  uint64_t id;
+  memset(f, 0, sizeof *f);
+  if (s == NULL || (id = atomic_load(&s->nextid)) == 0) {
+    f->tracked = 0;
+    if (s != NULL) {  /* untracked, but the coroutine is known */
+      f->co = atomic_load(&s->co);
+      f->id = atomic_load(&s->id);
+      atomic_store(&s->co, L);
+    }
+    return;
+  }
+  f->tracked = 1;
+  f->id = atomic_load(&s->id);
+  f->co = atomic_load(&s->co);
+  f->L = s->L;
+  f->cancelling = s->cancelling;
+  pthread_mutex_lock(&s->lock);
+  memcpy(f->what, s->what, sizeof f->what);
+  memcpy(s->what, s->nextwhat, sizeof s->what);
+  strcpy(s->where, "?");
+  pthread_mutex_unlock(&s->lock);
+  s->L = L;
+  s->cancelling = 0;
+  atomic_store(&s->pending, 0);
+  atomic_store(&s->co, L);
+  atomic_store(&s->id, id);  /* now a signal for 'id' acts */
+  atomic_store(&s->nextid, 0);
+  if (atomic_load(&s->earlyid) == id) {  /* asked before it began */
+    atomic_fetch_or(&s->pending, atomic_load(&s->earlywhat));
+    arm(L);
+  }
+}
+
+void atl_exec_end(lua_State *L, atl_ExecFrame *f) {
+  Slot *s = myslot;
+  if (s == NULL) return;
+  if (!f->tracked) {
+    atomic_store(&s->co, f->co);
+    return;
+  }
+  atomic_store(&s->id, f->id);  /* first: a late signal finds another id */
+  atomic_store(&s->pending, 0);
+  atomic_store(&s->co, f->co);
+  s->cancelling = f->cancelling;
+  s->L = f->L;
+  lua_sethook(L, NULL, 0, 0);
+  pthread_mutex_lock(&s->lock);
+  memcpy(s->what, f->what, sizeof s->what);
+  pthread_cond_broadcast(&s->cond);  /* waiters for a traceback: it ended */
+  pthread_mutex_unlock(&s->lock);
+}
+
+int atl_exec_cancelling(void) {
+  Slot *s = myslot;
+  return s != NULL && atomic_load(&s->id) != 0 && s->cancelling;
+}
+
+int atl_exec_cancel_pending(void) {
+  Slot *s = myslot;
+  if (s == NULL || atomic_load(&s->id) == 0) return 0;
+  return s->cancelling || (atomic_load(&s->pending) & ATL_EXEC_CANCEL);
+}
+
+void atl_exec_setplace(lua_State *L, int idx) {
+  Slot *s = myslot;
+  lua_Debug ar;
+  if (s == NULL || atomic_load(&s->id) == 0) return;
+  lua_pushvalue(L, idx);
+  if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0) {
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->where, sizeof s->where, "%s:%d", ar.short_src,
+             ar.linedefined);
+    pthread_mutex_unlock(&s->lock);
+  }
+}
+
+/* Send the request to the slot's thread. Call with 'reglock' held. */
+static int sendto(Slot *s, uint64_t id, int what) {
+  union sigval v;
+  v.sival_ptr = (void *)(uintptr_t)((id << 2) | (uint64_t)what);
+  return pthread_sigqueue(s->thread, signo, v) == 0;
+}
+
+int atl_exec_request(uint64_t id, int what) {
+  Slot *s;
+  int result = ATL_EXEC_NOTRUNNING;
+  what &= (ATL_EXEC_CANCEL | ATL_EXEC_TRACE);
+  if (id == 0 || what == 0) return ATL_EXEC_NOTRUNNING;
+  pthread_once(&once, installonce);
+  pthread_mutex_lock(&reglock);
+  s = findslot(id, 1);
+  if (s != NULL && pthread_equal(s->thread, pthread_self()))
+    result = ATL_EXEC_SELF;
+  else if (s != NULL) {
+    int sent = 0;
+    if (atomic_load(&s->id) == id) sent = sendto(s, id, what);
+    else {
+      /* announced, not begun: leave the request for 'atl_exec_begin',
+      ** then look again, in case it began meanwhile */
+      if (atomic_load(&s->earlyid) != id) atomic_store(&s->earlywhat, what);
+      else atomic_fetch_or(&s->earlywhat, what);
+      atomic_store(&s->earlyid, id);
+      if (atomic_load(&s->id) == id) sent = sendto(s, id, what);
+      else sent = 1;
+    }
+    result = sent ? ATL_EXEC_SENT : ATL_EXEC_NOTRUNNING;
+  }
+  pthread_mutex_unlock(&reglock);
+  return result;
+}
+
+static char *dupstr(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = (char *)malloc(n);
+  if (p != NULL) memcpy(p, s, n);
+  return p;
+}
+
+int atl_exec_report(uint64_t id, double seconds, char **place,
+                    char **trace) {
+  Slot *s;
+  struct timespec until;
+  *place = NULL;
+  *trace = NULL;
+  if (id == 0) return ATL_EXEC_NOTRUNNING;
+  pthread_mutex_lock(&reglock);
+  s = findslot(id, 0);
+  if (s == NULL) {
+    pthread_mutex_unlock(&reglock);
+    return ATL_EXEC_NOTRUNNING;
+  }
+  /* slots are never freed: 's' stays valid after 'reglock' */
+  pthread_mutex_lock(&s->lock);
+  pthread_mutex_unlock(&reglock);
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  if (seconds > 0) {
+    long long ns = (long long)(seconds * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000LL);
+    until.tv_nsec += (long)(ns % 1000000000LL);
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    while (s->traceid != id && atomic_load(&s->id) == id) {
+      if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT)
+        break;
+    }
+  }
+  if (atomic_load(&s->id) != id && s->traceid != id) {
+    pthread_mutex_unlock(&s->lock);
+    return ATL_EXEC_NOTRUNNING;
+  }
+  *place = dupstr(s->where);
+  if (s->traceid == id && s->trace != NULL) *trace = dupstr(s->trace);
+  pthread_mutex_unlock(&s->lock);
+  return ATL_EXEC_SENT;
+}
+
+int atl_exec_signal_late(uint64_t running, uint64_t id, int what) {
+  Slot *s;
+  int sent = 0;
+  pthread_once(&once, installonce);
+  pthread_mutex_lock(&reglock);
+  s = findslot(running, 0);
+  if (s != NULL) sent = sendto(s, id, what);
+  pthread_mutex_unlock(&reglock);
+  return sent;
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** 'coroutine.resume' and 'coroutine.wrap' that keep the slot's running
+** coroutine up to date (and re-arm the hook up the chain of resumers
+** while an execution is being cancelled)
+** ======================================================================= */
+
+/* Resume 'co' with the 'narg' values on the top of 'L'. Returns the number
+** of values moved to 'L', or -1 with the error object on the top of 'L'. */
+static int tracked_resume(lua_State *L, lua_State *co, int narg) {
+  Slot *s = myslot;
+  int st, nres;
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  if (s != NULL) {
+    atomic_store(&s->co, co);
+    if (s->cancelling) arm(co);
+  }
+  st = lua_resume(co, L, narg, &nres);
+  if (s != NULL) {
+    atomic_store(&s->co, L);
+    if (s->cancelling || atomic_load(&s->pending) != 0) arm(L);
+  }
+  if (st != LUA_OK && st != LUA_YIELD) {
+    lua_xmove(co, L, 1);  /* the error object */
+    return -1;
+  }
+  if (!lua_checkstack(L, nres + 1)) {
+    lua_pop(co, nres);
+    lua_pushliteral(L, "too many results to resume");
+    return -1;
+  }
+  lua_xmove(co, L, nres);
+  return nres;
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  int n;
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  n = tracked_resume(L, co, lua_gettop(L) - 1);
+  lua_pushboolean(L, n >= 0);
+  if (n < 0) {
+    lua_insert(L, -2);  /* false, error */
+    return 2;
+  }
+  lua_insert(L, -(n + 1));  /* true, results */
+  return n + 1;
+}
+
+/* The function that 'coroutine.wrap' returns; upvalue 1 is the coroutine.
+** An error in the coroutine closes it and propagates, with the caller's
+** place in front of a string message (not while cancelling: the cancel
+** message stays as the hook raised it). */
+static int co_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int n = tracked_resume(L, co, lua_gettop(L));
+  int st;
+  if (n >= 0) return n;
+  st = lua_status(co);
+  if (st != LUA_OK && st != LUA_YIELD) {  /* the coroutine died */
+    st = lua_resetthread(co);
+    lua_xmove(co, L, 1);
+  }
+  if (st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING &&
+      !atl_exec_cancelling()) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int co_wrap(lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, co_wrapped, 1);
+  return 1;
+}
+
+void atl_open_coroutine(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"resume", co_resume},
+    {"wrap", co_wrap},
+    {NULL, NULL}
+  };
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, LUA_COLIBNAME) == LUA_TTABLE)
+    luaL_setfuncs(L, funcs, 0);
+  lua_pop(L, 2);
+}
+
+/* }====================================================================== */
