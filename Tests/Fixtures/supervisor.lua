@@ -93,6 +93,18 @@ test("tostring of handles", function()
   assert(t.name == "named")
 end)
 
+test("run_timeout with cancel_on_timeout cancels a runaway task", function()
+  local t = atasker.background_task(function()
+    local n = 0
+    while true do n = n + 1 end
+  end, {run_timeout = 0.2, cancel_on_timeout = true, name = "spinner"})()
+  local ok, err = pcall(atasker.wait_completed, t, 10)
+  assert(not ok and err:find("task %d+ %(spinner%) cancelled at .*supervisor.lua:%d+"), err)
+  assert(t.status == "failed")
+  ok, err = pcall(atasker.background_task, function() end, {cancel_on_timeout = true})
+  assert(not ok and err:find("needs run_timeout"), err)
+end)
+
 h.done()
 
 -- a task stops the supervisor: the program ends without waiting for the

@@ -229,6 +229,22 @@ test("info lists workers", function()
   assert(tostring(w) == "atasker.Worker 'listed' (interval, stopped)", tostring(w))
 end)
 
+test("stop{wait=T} cancels a sleeping execution at its deadline", function()
+  local w = atasker.background_worker{name = "sleeper", fn = function(kw)
+    atasker.shared("sleeper"):set("started", true)
+    atasker.sleep(30)
+    atasker.shared("sleeper"):set("woke", true)
+  end}
+  w:start()
+  while not atasker.shared("sleeper"):get("started") do atasker.sleep(0.01) end
+  local t0 = atasker.monotonic()
+  w:stop{wait = 0.2}
+  local took = atasker.monotonic() - t0
+  assert(took < 3, "stop took " .. took)
+  assert(w:is_stopped())
+  assert(atasker.shared("sleeper"):get("woke") == nil)
+end)
+
 h.done()
 
 -- the program runs while a worker is active: this one stops itself

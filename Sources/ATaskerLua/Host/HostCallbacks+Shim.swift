@@ -256,12 +256,14 @@ private func fail(_ call: UnsafeMutablePointer<atl_Call>, _ message: String) -> 
     return ATL_ERRRUN
 }
 
-/// Sleeps the calling thread (`atasker.sleep` outside async code).
+/// Sleeps the calling thread (`atasker.sleep` outside async code). A cancel of the running execution interrupts
+/// the sleep (its signal ends `nanosleep` with EINTR), so that the hook raises as soon as Lua runs again.
 func sleepSeconds(_ seconds: Double) {
     guard seconds > 0 else { return }
     var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
     var remaining = timespec()
     while nanosleep(&request, &remaining) != 0 && errno == EINTR {
+        if atl_exec_cancel_pending() != 0 { return }
         request = remaining
     }
 }

@@ -83,8 +83,12 @@ final class HostCore: Sendable {
         let result: EncodedValues?
         do {
             let label = "task \(task.id)\(function.name.map { " (\($0))" } ?? "")"
-            let outcome = try self.execute(label) { (_) throws(LuaError) -> LuaOutcome in
-                try state.runTask(functionID: function.id, function: function.function, arguments: arguments)
+            let outcome = try self.execute(label) { (id) throws(LuaError) -> LuaOutcome in
+                let watchdog = function.runTimeout.map {
+                    self.watch(id, label: label, runTimeout: $0, cancel: function.cancelOnTimeout)
+                }
+                defer { watchdog.map { self.unwatch($0) } }
+                return try state.runTask(functionID: function.id, function: function.function, arguments: arguments)
             }
             switch outcome {
             case .values(let values):

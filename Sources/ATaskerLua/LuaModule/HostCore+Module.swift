@@ -43,9 +43,20 @@ extension HostCore {
             throw CallError(message: "background_task: callback must be a function")
         }
         let name = opts["name"].stringValue
+        var runTimeout: Double? = nil
+        if !opts["run_timeout"].isNil {
+            guard let t = opts["run_timeout"].doubleValue, t.isFinite, t > 0 else {
+                throw CallError(message: "background_task: run_timeout must be a number of seconds > 0")
+            }
+            runTimeout = t
+        }
+        let cancelOnTimeout = opts["cancel_on_timeout"].boolValue
+        if cancelOnTimeout && runTimeout == nil {
+            throw CallError(message: "background_task: cancel_on_timeout needs run_timeout")
+        }
         let starter = TaskFunction(
             id: self.makeFunctionID(), function: try EncodedValues([.function(function)]), priority: priority,
-            delay: delay, name: name, callback: callback)
+            delay: delay, name: name, callback: callback, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout)
         return .handle(LuaHandle(object: starter, kind: Int32(ATLKind.spawner)))
     }
 

@@ -11,10 +11,14 @@ final class TaskFunction: Sendable {
     let delay: Double?
     let name: String?
     let callback: TaskFunction?
+    /// Seconds after which a run is reported with its traceback (`run_timeout`), and cancelled with
+    /// `cancelOnTimeout`.
+    let runTimeout: Double?
+    let cancelOnTimeout: Bool
 
     init(
         id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
-        callback: TaskFunction?
+        callback: TaskFunction?, runTimeout: Double? = nil, cancelOnTimeout: Bool = false
     ) {
         self.id = id
         self.function = function
@@ -22,6 +26,8 @@ final class TaskFunction: Sendable {
         self.delay = delay
         self.name = name
         self.callback = callback
+        self.runTimeout = runTimeout
+        self.cancelOnTimeout = cancelOnTimeout
     }
 }
 
