@@ -108,18 +108,105 @@ static void prependpath(lua_State *L, const char *field, const char *dirs) {
   lua_pop(L, 1);
 }
 
+/* {======================================================================
+** Lazy libraries. The main state opens every standard library; the states
+** of workers and pool threads open only the base library and 'package',
+** and 'string' (strings need its metatable for arithmetic coercion), and
+** load the others (and 'atasker') on first use: through the globals table's
+** '__index' and through 'require'. A worker state is then about half the
+** size.
+** ======================================================================= */
+
+/* 'os' with the process-wide 'exit'. */
+static int open_os(lua_State *L) {
+  luaopen_os(L);
+  lua_pushcfunction(L, l_exit);
+  lua_setfield(L, -2, "exit");
+  return 1;
+}
+
+/* 'coroutine' with the resume and wrap that track the running coroutine. */
+static int open_coroutine(lua_State *L) {
+  luaopen_coroutine(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, LUA_COLIBNAME);  /* so that the wrapping finds it */
+  lua_pop(L, 1);
+  atl_open_coroutine(L);
+  return 1;
+}
+
+static const luaL_Reg lazylibs[] = {
+  {LUA_COLIBNAME, open_coroutine},
+  {LUA_TABLIBNAME, luaopen_table},
+  {LUA_IOLIBNAME, luaopen_io},
+  {LUA_OSLIBNAME, open_os},
+  {LUA_MATHLIBNAME, luaopen_math},
+  {LUA_UTF8LIBNAME, luaopen_utf8},
+  {LUA_DBLIBNAME, luaopen_debug},
+  {"atasker", atl_open_atasker},
+  {NULL, NULL}
+};
+
+/* Load lazy library 'name' (once) as a global and a loaded module, and push
+** it; returns 0 (pushing nothing) when 'name' is not one. */
+static int loadlazy(lua_State *L, const char *name) {
+  const luaL_Reg *lib;
+  for (lib = lazylibs; lib->name != NULL; lib++) {
+    if (strcmp(lib->name, name) == 0) {
+      luaL_requiref(L, lib->name, lib->func, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* '__index' of the globals table: the lazy libraries by name. */
+static int lazy_global(lua_State *L) {
+  const char *name = lua_tostring(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING || !loadlazy(L, name)) return 0;
+  return 1;
+}
+
+static void openlazy(lua_State *L) {
+  const luaL_Reg *lib;
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  lua_pop(L, 1);
+  luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
+  lua_pop(L, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (lib = lazylibs; lib->name != NULL; lib++) {
+    lua_pushcfunction(L, lib->func);
+    lua_setfield(L, -2, lib->name);
+  }
+  lua_pop(L, 1);
+  lua_pushglobaltable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_global);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+}
+
+/* }====================================================================== */
+
 static int open_p(lua_State *L) {
   const atl_StateOptions *o =
       (const atl_StateOptions *)lua_touserdata(L, 1);
   int i;
-  luaL_openlibs(L);
-  atl_open_coroutine(L);
+  if (o->is_main) {
+    luaL_openlibs(L);
+    atl_open_coroutine(L);
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, l_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
+  }
+  else openlazy(L);
   lua_pushcfunction(L, l_print);
   lua_setglobal(L, "print");
-  lua_getglobal(L, "os");
-  lua_pushcfunction(L, l_exit);
-  lua_setfield(L, -2, "exit");
-  lua_pop(L, 1);
   lua_getglobal(L, "package");
   prependpath(L, "path", o->package_path);
   prependpath(L, "cpath", o->package_cpath);
@@ -133,8 +220,10 @@ static int open_p(lua_State *L) {
   }
   lua_setfield(L, -2, "host");
   lua_pop(L, 1);
-  luaL_requiref(L, "atasker", atl_open_atasker, 1);
-  lua_pop(L, 1);
+  if (o->is_main) {
+    luaL_requiref(L, "atasker", atl_open_atasker, 1);
+    lua_pop(L, 1);
+  }
   return 0;
 }
 
