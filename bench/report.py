@@ -15,19 +15,21 @@ HEADER = ["Benchmark", "atasker run with", "atasker-lua", "atasker 0.7.9", "Rati
 def number(value, unit):
     if value is None:
         return "—"
-    if unit == "tasks/s":
+    if unit.endswith("/s") or unit in ("ticks", "threads"):
         return f"{value:,.0f} {unit}"
     return f"{value:,.1f} {unit}"
 
 
 def ratio(r):
-    """"12.3x faster" (or "x less" for sizes); below 1, "2.0x slower" / "x more"."""
+    """"12.3x faster" (or "x less" for sizes, or the row's own words); below 1,
+    "2.0x slower" / "x more"."""
     if r["ratio"] is None:
         return "—"
-    size = r["unit"] == "MB"
-    value, word = r["ratio"], "less" if size else "faster"
+    size = r["unit"] in ("MB", "KB", "%", "threads", "ticks")
+    better, worse = r.get("words") or (("less", "more") if size else ("faster", "slower"))
+    value, word = r["ratio"], better
     if value < 1:
-        value, word = 1 / value, "more" if size else "slower"
+        value, word = 1 / value, worse
     digits = 0 if value >= 100 else 1
     return f"{value:,.{digits}f}x {word}"
 
@@ -57,7 +59,23 @@ METHOD = (
     " nearest-rank percentiles, median of the runs. Start-up: median wall time of"
     " repeated runs; peak RSS is the largest `/usr/bin/time -f %M`. Ratios are"
     " ours/peer for rates, peer/ours for times and sizes. Each run has its own time"
-    " limit.")
+    " limit."
+    "\n\n"
+    "Queue workers: put N integers into one queue worker with an empty executor, from"
+    " the main Lua state, from Swift (an ATasker `QueueWorker<Int>` in a throwaway"
+    " package under `.build/bench-swift`) and from Python (`put_threadsafe`), then wait"
+    " until all ran (`stop{drain=true}` here); atasker sleeps poll_delay after each"
+    " item, so it gets fewer items. Interval workers: each execution compares the"
+    " monotonic clock with t0 + k × interval (t0 taken just before `start`, k the"
+    " tick's index, skipped ticks included); the first execution of a worker (which"
+    " opens its Lua state here) is left out of the percentiles; lateness is"
+    " histogrammed in 1 µs buckets below 1 ms; drift is the lateness of the tick at the"
+    " end of the hold. Starts are spread evenly over one interval. Scale: executions/s,"
+    " CPU (`os.clock()` / `time.process_time()`) and threads over the hold; memory per"
+    " worker = (VmRSS at the end of the hold − VmRSS before the workers were created) /"
+    " workers, each worker's own Lua state included; the interval and scale rows are"
+    " one run each. Start/stop: for each of N plain workers with an empty executor,"
+    " `start()` then `stop(wait)`.")
 
 
 def markdown(doc):

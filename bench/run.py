@@ -38,9 +38,22 @@ PEER_STARTUP = (
 )
 
 FULL = dict(tasks=100_000, tasks_default=300, latency=2_000, warmup=200,
-            repeat=3, startup_runs=20, rss_runs=5, limit=120)
+            repeat=3, startup_runs=20, rss_runs=5, limit=120,
+            # queue workers: items put by atasker-lua / by atasker at poll_delay=0 /
+            # at its default poll_delay (it sleeps poll_delay after each item)
+            items=1_000_000, items_peer=20_000, items_default=30,
+            # interval accuracy: one worker at 10 ms; 1,000 workers at 100 ms
+            accuracy_hold=10, many=1_000, many_hold=10,
+            # scale: interval workers at 1 s, held this long
+            scale=10_000, scale_hold=60,
+            # workers started and stopped, one after another
+            startstop=10_000, startstop_peer=1_000)
 QUICK = dict(tasks=10_000, tasks_default=100, latency=500, warmup=100,
-             repeat=1, startup_runs=5, rss_runs=2, limit=60)
+             repeat=1, startup_runs=5, rss_runs=2, limit=60,
+             items=100_000, items_peer=5_000, items_default=20,
+             accuracy_hold=3, many=1_000, many_hold=3,
+             scale=1_000, scale_hold=10,
+             startstop=2_000, startstop_peer=300)
 
 
 class RunFailed(Exception):
@@ -121,21 +134,40 @@ class Measure:
         return self.cache[name]
 
 
-def row(name, unit, better, ours, peer, peer_config, target, goal):
-    """One row. goal(ours, ratio) -> bool; better is "higher" or "lower"."""
+def passes(goal, ours, ratio):
+    """A target on our figure alone passes even if the peer failed (it deadlocks in
+    some rows); a target on the ratio fails without one."""
+    if isinstance(ours, RunFailed):
+        return False
+    try:
+        return bool(goal(ours, ratio))
+    except TypeError:  # ratio is None
+        return False
+
+
+def row(name, unit, better, ours, peer, peer_config, target, goal, note=None,
+        words=None):
+    """One row. goal(ours, ratio) -> bool; better is "higher" or "lower".
+
+    peer None: no peer figure (not measured for that row). ratio is None when a side
+    failed or a divisor is 0. words: the ratio's words, e.g. ["less", "more"] (report.py
+    picks them from the unit otherwise). note: a remark shown after the verdict.
+    """
     failed = [f"{who}: {v}" for who, v in (("atasker-lua", ours), ("atasker", peer))
               if isinstance(v, RunFailed)]
     ratio = None
-    if not failed:
-        ratio = ours / peer if better == "higher" else peer / ours
+    if not failed and peer is not None:
+        num, den = (ours, peer) if better == "higher" else (peer, ours)
+        ratio = num / den if den else None
     return {
         "name": name, "unit": unit, "better": better, "peer_config": peer_config,
         "ours": None if isinstance(ours, RunFailed) else round(ours, 1),
-        "peer": None if isinstance(peer, RunFailed) else round(peer, 1),
+        "peer": None if isinstance(peer, RunFailed) or peer is None else round(peer, 1),
         "ratio": None if ratio is None else round(ratio, 2),
         "target": target,
-        "pass": not failed and bool(goal(ours, ratio)),
-        "note": "; ".join(failed) or None,
+        "pass": passes(goal, ours, ratio),
+        "note": "; ".join(failed + ([note] if note else [])) or None,
+        **({"words": words} if words else {}),
     }
 
 
@@ -171,6 +203,127 @@ def commit():
     except (OSError, subprocess.CalledProcessError):
         return "uncommitted"
 
+def queue_rows(m, cfg, lua, py, swift):
+    """Queue worker throughput, items put from Lua and from Swift."""
+    limit, rep, keys = cfg["limit"], cfg["repeat"], ["items_per_s"]
+    n, np_, nd = cfg["items"], cfg["items_peer"], cfg["items_default"]
+    ours_lua = m("atasker-lua queue worker, put from Lua", lambda: repeated(
+        lua + ["bench/lua/queue.lua", str(n)], keys, rep, limit))
+
+    def swift_run():
+        if not swift:
+            raise RunFailed("bench-queue not built (see scripts/bench)")
+        return repeated([os.path.abspath(swift), str(n)], keys, rep, limit)
+    ours_swift = m("atasker-lua queue worker, put from Swift", swift_run)
+    # atasker is given fewer items and a time limit inside the script (it reports the
+    # items that ran by then)
+    inner = str(max(5, limit - 20))
+    peer0 = m("atasker queue worker, poll_delay=0", lambda: repeated(
+        py + ["bench/python/queue_worker.py", str(np_), "0", inner], keys, rep, limit))
+    peer1 = m("atasker queue worker, poll_delay=0.1", lambda: repeated(
+        py + ["bench/python/queue_worker.py", str(nd), "0.1", inner], keys, rep, limit))
+    name = f"Queue worker throughput, {n:,} small items put from"
+    return [
+        row(f"{name} Lua (atasker: {np_:,} from Python)", "items/s", "higher",
+            pick(ours_lua, "items_per_s"), pick(peer0, "items_per_s"), "poll_delay=0",
+            ">= 1,000,000 items/s", lambda o, r: o >= 1_000_000),
+        row(f"{name} Lua (atasker: {nd:,} from Python)", "items/s", "higher",
+            pick(ours_lua, "items_per_s"), pick(peer1, "items_per_s"),
+            "poll_delay=0.1 (default)", ">= 1,000,000 items/s",
+            lambda o, r: o >= 1_000_000),
+        row(f"{name} Swift (atasker: {np_:,} from Python)", "items/s", "higher",
+            pick(ours_swift, "items_per_s"), pick(peer0, "items_per_s"),
+            "poll_delay=0", ">= 2,000,000 items/s", lambda o, r: o >= 2_000_000,
+            note="Swift QueueWorker<Int>, built in .build/bench-swift"),
+    ]
+
+
+def interval_rows(m, cfg, lua, py):
+    """Interval accuracy (one worker at 10 ms; many at 100 ms) and scale (at 1 s)."""
+    limit = cfg["limit"]
+    # (workers, interval, hold): each is one run of each side (they are long), at
+    # atasker's default poll_delay (its interval loop does not use poll_delay)
+    cases = {
+        "accuracy": (1, 0.01, cfg["accuracy_hold"]),
+        "many": (cfg["many"], 0.1, cfg["many_hold"]),
+        "scale": (cfg["scale"], 1.0, cfg["scale_hold"]),
+    }
+    measured = {}
+    for case, (w, iv, hold) in cases.items():
+        argv = [str(w), str(iv), str(hold)]
+        # the run lasts the hold, the spread starts and a few ticks after; atasker
+        # deadlocks with many workers, and then this limit fails its row
+        lim = max(limit, hold + 60)
+        label = f"{w:,} interval workers at {iv * 1000:g} ms, {hold:g} s"
+        measured[case] = (
+            m(f"atasker-lua {label}", lambda argv=argv, lim=lim: results(
+                lua + ["bench/lua/interval.lua"] + argv, lim)),
+            m(f"atasker {label}, poll_delay=0.1", lambda argv=argv, lim=lim: results(
+                py + ["bench/python/interval.py"] + argv + ["0.1"], lim)),
+        )
+    default = "poll_delay=0.1 (default)"
+    less = ["less", "more"]
+    rows = []
+    for case, title in (("accuracy", "Interval accuracy, 1 worker at 10 ms for {h:g} s"),
+                        ("many", "Interval accuracy, {w:,} workers at 100 ms, starts"
+                                 " spread over it, {h:g} s")):
+        ours, peer = measured[case]
+        w, iv, hold = cases[case]
+        name = title.format(w=w, h=hold)
+
+        def r(what, key, unit, target, goal, note=None):
+            return row(f"{name}: {what}", unit, "lower", pick(ours, key),
+                       pick(peer, key), default, target, goal, note=note, words=less)
+        rows += [
+            r("lateness p50", "p50_us", "µs", "lower than atasker",
+              lambda o, r: r > 1),
+            r("lateness p99", "p99_us", "µs", "< 200 µs", lambda o, r: o < 200),
+            r("lateness max", "max_us", "µs", "lower than atasker",
+              lambda o, r: r > 1),
+            r("skipped ticks", "skipped", "ticks", "0", lambda o, r: o == 0),
+            r("drift at the end", "drift_us", "µs", "< 1 ms (no drift)",
+              lambda o, r: o < 1000,
+              note="lateness of the tick at the end of the hold"
+                   + (", the largest of the workers" if w > 1 else "")),
+        ]
+    ours, peer = measured["scale"]
+    w, iv, hold = cases["scale"]
+    name = f"Scale, {w:,} interval workers at 1 s, starts spread, held {hold:g} s"
+    rows += [
+        row(f"{name}: executions/s (nominal {w / iv:,.0f})", "execs/s", "higher",
+            pick(ours, "execs_per_s"), pick(peer, "execs_per_s"), default,
+            f">= 99% of {w / iv:,.0f}/s", lambda o, r: o >= 0.99 * w / iv),
+        row(f"{name}: lag p99", "µs", "lower", pick(ours, "p99_us"),
+            pick(peer, "p99_us"), default, "< 200 µs", lambda o, r: o < 200,
+            words=less),
+        row(f"{name}: memory per worker", "KB", "lower", pick(ours, "kb_per_worker"),
+            pick(peer, "kb_per_worker"), default, "<= 24 KB", lambda o, r: o <= 24,
+            note="(RSS after the hold - RSS before the workers) / workers"),
+        row(f"{name}: CPU per execution", "µs", "lower", pick(ours, "cpu_us_per_exec"),
+            pick(peer, "cpu_us_per_exec"), default, "<= 5 µs", lambda o, r: o <= 5,
+            words=less),
+        row(f"{name}: CPU", "%", "lower", pick(ours, "cpu_pct"), pick(peer, "cpu_pct"),
+            default, "(figure)", lambda o, r: True,
+            note="process CPU time / wall time over the hold; 100% = one core"),
+        row(f"{name}: threads", "threads", "lower", pick(ours, "threads"),
+            pick(peer, "threads"), default, "(figure)", lambda o, r: True),
+    ]
+    return rows
+
+
+def startstop_rows(m, cfg, lua, py):
+    """Workers started and stopped per second, one after another."""
+    limit, rep, keys = cfg["limit"], cfg["repeat"], ["workers_per_s"]
+    n, np_ = cfg["startstop"], cfg["startstop_peer"]
+    ours = m("atasker-lua start + stop", lambda: repeated(
+        lua + ["bench/lua/startstop.lua", str(n)], keys, rep, limit))
+    peer = m("atasker start + stop, poll_delay=0.1", lambda: repeated(
+        py + ["bench/python/startstop.py", str(np_), "0.1"], keys, rep, limit))
+    return [row(f"Workers started and stopped, {n:,} one after another"
+                f" (atasker: {np_:,})", "workers/s", "higher",
+                pick(ours, "workers_per_s"), pick(peer, "workers_per_s"),
+                "poll_delay=0.1 (default)", "higher than atasker", lambda o, r: r > 1)]
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -181,6 +334,9 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
     parser.add_argument("--table", default=os.path.join(HERE, "README-table.md"))
     parser.add_argument("--limit", type=float, help="time limit of each run, s")
+    parser.add_argument("--swift-queue", default="",
+                        help="bench-queue executable (bench/swift, built by scripts/bench"
+                             " in .build/bench-swift); empty: that row fails")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     if args.limit:
@@ -240,6 +396,10 @@ def main():
             pick(ours_start, "rss_kb", 1 / 1024), pick(peer_start, "rss_kb", 1 / 1024),
             empty, "< 15 MB", lambda o, r: o < 15),
     ]
+
+    rows += queue_rows(m, cfg, lua, py, args.swift_queue)
+    rows += interval_rows(m, cfg, lua, py)
+    rows += startstop_rows(m, cfg, lua, py)
 
     doc = {
         "commit": commit(),
