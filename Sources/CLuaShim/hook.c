@@ -46,6 +46,8 @@ typedef struct Slot {
   int cancelling;                  /* the hook raises at every event */
   lua_State *L;                    /* main thread of the running state */
   char nextwhat[WHATMAX];
+  _Atomic(void *) nexthost;        /* the host of the announced execution */
+  _Atomic(void *) host;            /* the host of the running execution */
   /* set under 'reglock' */
   int inuse;
   pthread_t thread;
@@ -253,12 +255,45 @@ static void onsignal(int sig, siginfo_t *si, void *uc) {
 ** ======================================================================= */
 
 uint64_t atl_exec_next(const char *what) {
+  return atl_exec_next_host(what, NULL);
+}
+
+uint64_t atl_exec_next_host(const char *what, void *host) {
   Slot *s = getslot();
   uint64_t id = atomic_fetch_add(&lastid, 1) + 1;
   if (s == NULL) return 0;
   snprintf(s->nextwhat, sizeof s->nextwhat, "%s", what ? what : "code");
+  atomic_store(&s->nexthost, host);
   atomic_store(&s->nextid, id);
   return id;
+}
+
+int atl_exec_running(void *host, uint64_t *ids, int max) {
+  Slot *s;
+  int n = 0;
+  pthread_mutex_lock(&reglock);
+  for (s = allslots; s != NULL && n < max; s = s->next) {
+    uint64_t id;
+    if (!s->inuse || atomic_load(&s->host) != host) continue;
+    if ((id = atomic_load(&s->id)) != 0) ids[n++] = id;
+  }
+  pthread_mutex_unlock(&reglock);
+  return n;
+}
+
+int atl_exec_label(uint64_t id, char *buf, size_t len) {
+  Slot *s;
+  int found = 0;
+  pthread_mutex_lock(&reglock);
+  s = findslot(id, 0);
+  if (s != NULL) {
+    pthread_mutex_lock(&s->lock);
+    snprintf(buf, len, "%s", s->what);
+    pthread_mutex_unlock(&s->lock);
+    found = 1;
+  }
+  pthread_mutex_unlock(&reglock);
+  return found;
 }
 
 void atl_exec_begin(lua_State *L, atl_ExecFrame *f) {
@@ -288,6 +323,8 @@ void atl_exec_begin(lua_State *L, atl_ExecFrame *f) {
   s->cancelling = 0;
   atomic_store(&s->pending, 0);
   atomic_store(&s->co, L);
+  f->host = atomic_load(&s->host);
+  atomic_store(&s->host, atomic_load(&s->nexthost));
   atomic_store(&s->id, id);  /* now a signal for 'id' acts */
   atomic_store(&s->nextid, 0);
   if (atomic_load(&s->earlyid) == id) {  /* asked before it began */
@@ -304,6 +341,7 @@ void atl_exec_end(lua_State *L, atl_ExecFrame *f) {
     return;
   }
   atomic_store(&s->id, f->id);  /* first: a late signal finds another id */
+  atomic_store(&s->host, f->host);
   atomic_store(&s->pending, 0);
   atomic_store(&s->co, f->co);
   s->cancelling = f->cancelling;

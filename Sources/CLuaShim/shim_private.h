@@ -95,6 +95,7 @@ typedef struct atl_ExecFrame {
   lua_State *co;
   lua_State *L;
   int cancelling;
+  void *host;
   char what[ATL_EXEC_WHATMAX];
 } atl_ExecFrame;
 

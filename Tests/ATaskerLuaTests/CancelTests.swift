@@ -57,7 +57,7 @@ struct CancelFixture {
     func finish() {
         let left = self.supervisor.stop(wait: .seconds(10), cancelTasks: true)
         #expect(left.isEmpty, "tasks still running after the test: \(left)")
-        #expect(self.host.core.executions.withLock { $0.isEmpty })
+        #expect(LuaState.runningExecutions(host: self.host.core).isEmpty)
         self.host.close()
     }
 }
@@ -159,14 +159,14 @@ struct CancelTests {
         func runningID(timeout: Double = 10) -> UInt64? {
             let deadline = Monotonic.now() + timeout
             while Monotonic.now() < deadline {
-                if let id = f.host.core.executions.withLock({ $0.keys.first }) { return id }
+                if let id = LuaState.runningExecutions(host: f.host.core).first?.id { return id }
                 usleep(1_000)
             }
             return nil
         }
         try f.host.put(.number(0.3), intoWorker: "q")
         let first = try #require(runningID())
-        while f.host.core.executions.withLock({ $0[first] != nil }) { usleep(1_000) }
+        while LuaState.runningExecutions(host: f.host.core).contains(where: { $0.id == first }) { usleep(1_000) }
         try f.host.put(.number(0.5), intoWorker: "q")
         let second = try #require(runningID())
         #expect(second != first)
@@ -264,7 +264,7 @@ struct CancelTests {
                 end
                 """, name: "=ct")
         let deadline = Monotonic.now() + 10
-        while f.host.core.executions.withLock({ $0.count }) < 3 && Monotonic.now() < deadline { usleep(1_000) }
+        while LuaState.runningExecutions(host: f.host.core).count < 3 && Monotonic.now() < deadline { usleep(1_000) }
         #expect(f.host.runningCode().count == 3)
         #expect(f.host.cancelRunningCode() == 3)
         #expect(f.log.waitFor("cancelled at ct:"), "\(f.log.text)")

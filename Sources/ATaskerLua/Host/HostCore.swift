@@ -15,9 +15,6 @@ final class HostCore: Sendable {
     let sharedTables = Mutex<[String: SharedTable]>([:])
     let nextFunctionID = Atomic<UInt64>(1)
     let timeoutHandlers = Mutex<(warning: TaskFunction?, critical: TaskFunction?)>((nil, nil))
-    /// The Lua executions of this host that run now on pool threads, by id, with their names: what a stop deadline
-    /// cancels and names.
-    let executions = Mutex<[UInt64: String]>([:])
     /// Fires `run_timeout` reports; its thread starts with the first one.
     let watchdog = TimerQueue(name: "atasker-lua-wd")
 
@@ -144,22 +141,22 @@ final class HostCore: Sendable {
     /// Runs `body`, which must call the shim's worker or task run at once, as an execution named `label`
     /// (`worker 'w'`, `task 7`) that a stop can cancel; `body` gets the execution's id.
     func execute<R>(_ label: String, _ body: (UInt64) throws(LuaError) -> R) throws(LuaError) -> R {
-        let id = LuaState.announceExecution(label)
-        self.executions.withLock { $0[id] = label }
-        defer { self.executions.withLock { _ = $0.removeValue(forKey: id) } }
+        // The shim keeps the running execution of each thread (and its host): no lock shared by all pool threads
+        // is taken per execution.
+        let id = LuaState.announceExecution(label, host: self)
         return try body(id)
     }
 
     /// Cancels every Lua execution of this host that runs now; returns how many were asked.
     func cancelRunning() -> Int {
-        let ids = self.executions.withLock { Array($0.keys) }
-        return ids.filter { LuaState.requestExecution($0, cancel: true, traceback: false) == .sent }.count
+        let running = LuaState.runningExecutions(host: self)
+        return running.filter { LuaState.requestExecution($0.id, cancel: true, traceback: false) == .sent }.count
     }
 
     /// The Lua executions of this host that run now, each as `worker 'w' at file:line` (the place last known).
     func runningReports() -> [String] {
-        let running = self.executions.withLock { $0 }
-        return running.sorted { $0.key < $1.key }.compactMap { id, label in
+        let running = LuaState.runningExecutions(host: self)
+        return running.sorted { $0.id < $1.id }.compactMap { id, label in
             LuaState.reportExecution(id, waiting: 0).map { "\(label) at \($0.place)" }
         }
     }

@@ -238,8 +238,21 @@ extension LuaState {
 
     /// Announces the next execution on the calling thread (a worker's or a task's run, which must follow at once),
     /// named `label` in messages; returns its id.
-    static func announceExecution(_ label: String) -> UInt64 {
-        atl_exec_next(label)
+    static func announceExecution(_ label: String, host: AnyObject) -> UInt64 {
+        atl_exec_next_host(label, Unmanaged.passUnretained(host).toOpaque())
+    }
+
+    /// The ids of the executions of `host` that run now, with their names.
+    static func runningExecutions(host: AnyObject) -> [(id: UInt64, label: String)] {
+        var ids = [UInt64](repeating: 0, count: 4096)
+        let n = Int(atl_exec_running(Unmanaged.passUnretained(host).toOpaque(), &ids, Int32(ids.count)))
+        var result: [(id: UInt64, label: String)] = []
+        var buffer = [CChar](repeating: 0, count: 256)
+        for id in ids.prefix(n) where atl_exec_label(id, &buffer, buffer.count) != 0 {
+            result.append(
+                (id, String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))
+        }
+        return result
     }
 
     /// Asks a running execution, from any thread, for its traceback and, with `cancel`, to stop: its owning thread

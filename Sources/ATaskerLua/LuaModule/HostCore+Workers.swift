@@ -175,7 +175,7 @@ extension HostCore {
         case ATLFunction.workerIsStarted: return [.boolean(worker.isStarted)]
         case ATLFunction.workerIsStopped: return [.boolean(worker.isStopped)]
         case ATLFunction.workerPut:
-            guard let queue = worker as? QueueWorker<EncodedValues> else {
+            guard let queue = lw.queue else {
                 throw CallError(
                     message: "put: worker '\(worker.name)' is a \(worker.kind.rawValue) worker, not a queue worker")
             }

@@ -11,6 +11,8 @@ final class LuaWorker: Sendable {
     let core: HostCore
     let worker: Worker
     let execution: Execution
+    /// The worker as a queue worker, found once (a generic cast on every `put` costs a metadata lookup).
+    let queue: QueueWorker<EncodedValues>?
 
     /// What the ``Worker``'s hooks and executor use: no reference back to the ``LuaWorker``, so that the worker's
     /// closures form no cycle with it.
@@ -147,5 +149,6 @@ final class LuaWorker: Sendable {
         self.core = core
         self.worker = worker
         self.execution = execution
+        self.queue = worker as? QueueWorker<EncodedValues>
     }
 }

@@ -270,6 +270,15 @@ void atl_output_flush(void);
 ** 'what' in messages ("worker 'w'", "task 7"); returns its id (never 0;
 ** 0 only when out of memory, then it cannot be reached). */
 uint64_t atl_exec_next(const char *what);
+/* [-0, +0, -] The same, for an execution of host 'host' (found again by
+** 'atl_exec_running'). */
+uint64_t atl_exec_next_host(const char *what, void *host);
+/* [-0, +0, -] The ids of the executions of 'host' that run now (at most
+** 'max' of them into 'ids'); returns their count. */
+int atl_exec_running(void *host, uint64_t *ids, int max);
+/* [-0, +0, -] The name of running execution 'id' ("worker 'w'") into 'buf';
+** returns 0 when it does not run. */
+int atl_exec_label(uint64_t id, char *buf, size_t len);
 
 /* [-0, +0, -] Ask execution 'id' for ATL_EXEC_TRACE and/or
 ** ATL_EXEC_CANCEL. Returns ATL_EXEC_SENT, ATL_EXEC_NOTRUNNING (it ended:
