@@ -622,6 +622,14 @@ static void buildcache (lua_State *L) {
 }
 
 
+/* [-0, +0, m] Drop the name cache of 'L': a module table got a new field
+** (the lazy fields of 'atasker'), so the next encoding rebuilds it. */
+void atl_codec_forget_names (lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cachekey);
+}
+
+
 #define LC_TRUST     0   /* use the cache as it is, if there is one */
 #define LC_CHECK     1   /* compare it with 'package.loaded' first */
 #define LC_REBUILD   2   /* rebuild it */
@@ -1361,9 +1369,9 @@ static void dec_named (Dec *d) {
     lua_pushvalue(L, top + 1);
     lua_call(L, 1, 1);
   }
-  if (lfield > 0) {
+  if (lfield > 0) {  /* '__index' may make a field on first use (atasker) */
     lua_pushvalue(L, top + 2);
-    if (!lua_istable(L, -2) || lua_rawget(L, -2) == LUA_TNIL)
+    if (!lua_istable(L, -2) || lua_gettable(L, -2) == LUA_TNIL)
       luaL_error(L, "cannot copy '%s.%s': module '%s' has no field '%s'",
                  lua_tostring(L, top + 1), lua_tostring(L, top + 2),
                  lua_tostring(L, top + 1), lua_tostring(L, top + 2));

@@ -235,9 +235,77 @@ static const char *const levels[] = {
   "debug", "info", "warning", "error", "critical", NULL
 };
 
+/* {======================================================================
+** Fields made on first use. A worker state that only calls
+** 'atasker.shared' should not pay for the supervisor's handle, the
+** logging table, the constructors and 'g': the module's metatable makes
+** them when they are first read.
+** ======================================================================= */
+
+static const char *const ctors[][2] = {
+  {"background_worker", NULL}, {"BackgroundWorker", "plain"},
+  {"BackgroundQueueWorker", "queue"}, {"BackgroundEventWorker", "event"},
+  {"BackgroundIntervalWorker", "interval"},
+  {"BackgroundAsyncWorker", "async"}, {NULL, NULL}
+};
+
+/* Push the value of lazy field 'k' of the module at 'm'; 0 if none. */
+static int makefield(lua_State *L, int m, const char *k) {
+  int i;
+  if (strcmp(k, "supervisor") == 0) {
+    atl_StateData *d = atl_statedata(L);
+    if (d->supervisor == NULL) return 0;
+    atl_handle_push(L, d->supervisor, ATL_H_SUPERVISOR);
+    return 1;
+  }
+  if (strcmp(k, "log") == 0) {
+    lua_createtable(L, 0, 6);
+    for (i = 0; levels[i] != NULL; i++) {
+      lua_pushstring(L, levels[i]);
+      lua_pushcclosure(L, l_log, 1);
+      lua_setfield(L, -2, levels[i]);
+    }
+    lua_getfield(L, -1, "warning");
+    lua_setfield(L, -2, "warn");
+    return 1;
+  }
+  if (strcmp(k, "g") == 0) {
+    makeg(L);
+    return 1;
+  }
+  if (strcmp(k, "FunctionCollection") == 0 ||
+      strcmp(k, "TaskCollection") == 0) {
+    lua_pushstring(L, k);
+    lua_pushcclosure(L, l_collection, 1);
+    return 1;
+  }
+  for (i = 0; ctors[i][0] != NULL; i++) {
+    if (strcmp(k, ctors[i][0]) == 0) {
+      if (ctors[i][1] != NULL) lua_pushstring(L, ctors[i][1]);
+      else lua_pushnil(L);
+      lua_pushcclosure(L, l_background_worker, 1);
+      return 1;
+    }
+  }
+  (void)m;
+  return 0;
+}
+
+/* '__index' of the module: make a lazy field once and keep it. */
+static int module_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING || !makefield(L, 1, k)) return 0;
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  atl_codec_forget_names(L);  /* the new field travels by name */
+  return 1;
+}
+
+/* }====================================================================== */
+
 int atl_open_atasker(lua_State *L) {
   atl_StateData *d = atl_statedata(L);
-  int i;
   luaL_newlib(L, funcs);
   lua_pushinteger(L, 0);
   lua_setfield(L, -2, "TASK_CRITICAL");
@@ -251,49 +319,14 @@ int atl_open_atasker(lua_State *L) {
   lua_setfield(L, -2, "is_main");
   lua_pushliteral(L, "atasker-lua 0.1.0");
   lua_setfield(L, -2, "_VERSION");
-  lua_createtable(L, 0, 5);
-  for (i = 0; levels[i] != NULL; i++) {
-    lua_pushstring(L, levels[i]);
-    lua_pushcclosure(L, l_log, 1);
-    lua_setfield(L, -2, levels[i]);
-  }
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "log");
-  lua_pop(L, 1);
-  {  /* the worker constructors */
-    static const char *const ctors[][2] = {
-      {"background_worker", NULL}, {"BackgroundWorker", "plain"},
-      {"BackgroundQueueWorker", "queue"}, {"BackgroundEventWorker", "event"},
-      {"BackgroundIntervalWorker", "interval"},
-      {"BackgroundAsyncWorker", "async"}, {NULL, NULL}
-    };
-    for (i = 0; ctors[i][0] != NULL; i++) {
-      if (ctors[i][1] != NULL) lua_pushstring(L, ctors[i][1]);
-      else lua_pushnil(L);
-      lua_pushcclosure(L, l_background_worker, 1);
-      lua_setfield(L, -2, ctors[i][0]);
-    }
-  }
-  lua_pushliteral(L, "FunctionCollection");
-  lua_pushcclosure(L, l_collection, 1);
-  lua_setfield(L, -2, "FunctionCollection");
-  lua_pushliteral(L, "TaskCollection");
-  lua_pushcclosure(L, l_collection, 1);
-  lua_setfield(L, -2, "TaskCollection");
-  lua_getfield(L, -1, "log");
-  lua_getfield(L, -1, "warning");
-  lua_setfield(L, -2, "warn");
-  lua_pop(L, 1);
-  makeg(L);
-  lua_setfield(L, -2, "g");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, module_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
   /* "atasker.extra" can be required by name too (values copied by name) */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, atl_open_extra);
   lua_setfield(L, -2, "atasker.extra");
   lua_pop(L, 1);
-  if (d->supervisor != NULL) {
-    atl_handle_push(L, d->supervisor, ATL_H_SUPERVISOR);
-    lua_setfield(L, -2, "supervisor");
-  }
   return 1;
 }

@@ -45,6 +45,9 @@ const char *atl_handle_tname(int kind);
 ** naming the path on failure ('out' is then freed by the caller). */
 void atl_codec_encode_raw(lua_State *L, int first, int n, const char *what,
                           int flags, atl_Buffer *out);
+/* [-0, +0, m] Drop the state's cache of values that travel by name: a
+** module table got a new field. */
+void atl_codec_forget_names(lua_State *L);
 /* [-0, +n(+1), e] Decode a buffer; returns the number of values pushed. With
 ** ATL_CODEC_JOINENV, when some '_ENV' upvalue stood for the source's _G, all
 ** those upvalues are joined into one cell and one more value is pushed after

@@ -176,4 +176,17 @@ test("is_main", function()
   assert(atasker.wait_completed(t) == false)
 end)
 
+test("atasker fields first read after a copy still travel by name", function()
+  -- atasker makes 'log', 'g', 'supervisor' and the constructors on first
+  -- read; a task function that captures them after the state's name cache
+  -- was built must still find them by name
+  local log, g, sup = atasker.log, atasker.g, atasker.supervisor
+  local t = atasker.background_task(function()
+    log.debug("captured log")
+    g:set("k", 2)
+    return g:get("k") + sup:info().thread_pool_size
+  end)()
+  assert(atasker.wait_completed(t) == 22)
+end)
+
 h.done()
