@@ -325,21 +325,12 @@ extension HostCore {
 
     func stopSupervisor(_ value: LuaValue) throws {
         let opts = value.tableValue ?? LuaTable()
-        let wait: StopWait
-        switch opts["wait"] {
-        case .nil, .boolean(true): wait = .forever
-        case .boolean(false): wait = .none
-        case let v:
-            guard let d = v.doubleValue, d >= 0 else {
-                throw CallError(message: "stop: wait must be true, false or a number of seconds")
-            }
-            wait = .seconds(d)
-        }
+        let wait = try stopWait(opts["wait"])
         let cancel = opts["cancel_tasks"].boolValue
         if PoolStates.isPoolThread {
             // A task that stops the supervisor must not wait for itself: stop from another thread.
             let supervisor = self.supervisor
-            startDetachedThread { _ = supervisor.stop(wait: wait, cancelTasks: cancel) }
+            spawnThread { _ = supervisor.stop(wait: wait, cancelTasks: cancel) }
         } else {
             _ = self.supervisor.stop(wait: wait, cancelTasks: cancel)
         }
@@ -389,24 +380,15 @@ func formatSeconds(_ s: Double) -> String {
     return "\(ms / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
 }
 
-/// Runs `body` on a new detached thread.
-func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(
-        &thread, nil,
-        { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            box.body()
-            return nil
-        }, box)
-    if rc == 0 {
-        pthread_detach(thread)
-    } else {
-        Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body()
+/// The `wait=` of a `stop{...}`: true or nil waits for ever, false not at all, a number that many seconds.
+func stopWait(_ value: LuaValue) throws -> StopWait {
+    switch value {
+    case .nil, .boolean(true): return .forever
+    case .boolean(false): return StopWait.none
+    default:
+        guard let d = value.doubleValue, d >= 0 else {
+            throw CallError(message: "stop: wait must be true, false or a number of seconds")
+        }
+        return .seconds(d)
     }
 }

@@ -155,16 +155,7 @@ extension HostCore {
             return []
         case ATLFunction.workerStop:
             let opts = try call.decoded().first?.tableValue ?? LuaTable()
-            let wait: StopWait
-            switch opts["wait"] {
-            case .nil, .boolean(true): wait = .forever
-            case .boolean(false): wait = .none
-            case let v:
-                guard let d = v.doubleValue, d >= 0 else {
-                    throw CallError(message: "stop: wait must be true, false or a number of seconds")
-                }
-                wait = .seconds(d)
-            }
+            let wait = try stopWait(opts["wait"])
             let stopped = worker.stop(wait: wait, drain: opts["drain"].boolValue)
             if !stopped, case .seconds = wait {
                 // The execution did not return by the deadline: cancel it (see "Cancelling running Lua code").
