@@ -137,17 +137,20 @@ static int probe_p(lua_State *L) {
 int atl_codec_probe(lua_State *L, const atl_Buffer *b, int flags,
                     char **err) {
   ProbeParams p;
-  int st;
   p.buf = b;
   p.flags = flags;
+  return atl_protect(L, probe_p, &p, ATL_ERRCODEC, err);
+}
+
+int atl_protect(lua_State *L, lua_CFunction f, void *ud, int failstatus,
+                char **err) {
+  int st;
   *err = NULL;
-  lua_pushcfunction(L, probe_p);
-  lua_pushlightuserdata(L, &p);
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, ud);
   st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK) {
-    *err = atl_strdup_top(L, -1);
-    lua_pop(L, 1);  /* a string: popping runs no '__close' */
-    return st == LUA_ERRMEM ? ATL_ERRMEM : ATL_ERRCODEC;
-  }
-  return ATL_OK;
+  if (st == LUA_OK) return ATL_OK;
+  *err = atl_strdup_top(L, -1);
+  lua_pop(L, 1);  /* the error object: popping it runs no '__close' */
+  return st == LUA_ERRMEM ? ATL_ERRMEM : failstatus;
 }

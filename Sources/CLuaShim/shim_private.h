@@ -57,6 +57,12 @@ void atl_codec_forget_names(lua_State *L);
 int atl_codec_decode_raw(lua_State *L, const atl_Buffer *b, int flags,
                          int *envup);
 
+/* [-0, +0, -] Run 'f' with 'ud' (a light userdata, its only argument) in
+** protected mode: ATL_OK, or ATL_ERRMEM / 'failstatus' with '*err' set to a
+** malloc'd copy of the error. */
+int atl_protect(lua_State *L, lua_CFunction f, void *ud, int failstatus,
+                char **err);
+
 /* [-0, +0, e] Raise 'msg' (a malloc'd string, freed here) as a Lua error. */
 int atl_raise_owned(lua_State *L, char *msg);
 /* [-0, +0, e] The same, with the caller's 'file:line:' in front. */

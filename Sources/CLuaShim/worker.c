@@ -76,20 +76,10 @@ static int setup_p(lua_State *L) {
 int atl_worker_setup(lua_State *L, const atl_Buffer *fn, const atl_Buffer *kw,
                      const atl_Buffer *onerror, char **err) {
   SetupParams p;
-  int st;
   p.fn = fn;
   p.kw = kw;
   p.onerror = onerror;
-  *err = NULL;
-  lua_pushcfunction(L, setup_p);
-  lua_pushlightuserdata(L, &p);
-  st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK) {
-    *err = atl_strdup_top(L, -1);
-    lua_pop(L, 1);  /* a string: popping runs no '__close' */
-    return st == LUA_ERRMEM ? ATL_ERRMEM : ATL_ERRRUN;
-  }
-  return ATL_OK;
+  return atl_protect(L, setup_p, &p, ATL_ERRRUN, err);
 }
 
 typedef struct RunParams {

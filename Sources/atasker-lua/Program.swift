@@ -184,20 +184,7 @@ enum ProgramSignals {
     }
 }
 
-/// Runs `body` on a new detached thread.
+/// Starts one of the program's own threads (the signal waiter, the idle waiter); the program cannot run without it.
 func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(
-        &thread, nil,
-        { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-    precondition(rc == 0, "pthread_create failed")
-    pthread_detach(thread)
+    precondition(spawnThread(inlineOnFailure: false, body), "atasker-lua: cannot start a thread")
 }

@@ -105,13 +105,7 @@ final class HostCore: Sendable {
             throw error
         }
         if let callback = function.callback {
-            let args: EncodedValues?
-            if let result {
-                args = result
-            } else {
-                args = nil
-            }
-            self.runCallback(callback, arguments: args)
+            self.runCallback(callback, arguments: result)
         }
         return result
     }
@@ -202,8 +196,11 @@ final class HostCore: Sendable {
     }
 }
 
-/// Runs `body` on a new detached thread (rare reports that wait, off the timer thread).
-func spawnThread(_ body: @escaping @Sendable () -> Void) {
+/// Runs `body` on a new detached thread (rare reports that wait off the timer thread, a stop from inside a task,
+/// and the command line's own threads). When no thread can be made, `body` runs on the calling thread, unless
+/// `inlineOnFailure` is false (a body that never returns, such as a signal loop); returns whether a thread runs it.
+@discardableResult
+package func spawnThread(inlineOnFailure: Bool = true, _ body: @escaping @Sendable () -> Void) -> Bool {
     final class Box {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -218,9 +215,13 @@ func spawnThread(_ body: @escaping @Sendable () -> Void) {
         }, box)
     if rc == 0 {
         pthread_detach(thread)
-    } else {
-        Unmanaged<Box>.fromOpaque(box).takeRetainedValue().body()
+        return true
     }
+    let unstarted = Unmanaged<Box>.fromOpaque(box).takeRetainedValue()
+    if inlineOnFailure {
+        unstarted.body()
+    }
+    return false
 }
 
 /// The Lua states that one pool thread keeps, one per host; closed when the thread exits.

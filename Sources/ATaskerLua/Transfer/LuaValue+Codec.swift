@@ -245,13 +245,19 @@ private struct ValueDecoder {
         self.depth += 1
     }
 
-    mutating func decodeAll() throws -> [LuaValue] {
+    /// Reads the header (magic, version, value count) and returns the count.
+    mutating func header() throws -> UInt64 {
         try self.need(3, "header")
         if self.base[0] != 0x41 || self.base[1] != 0x4C { throw self.corrupted("not an atasker-lua buffer") }
         if self.base[2] != CodecTag.version { throw self.corrupted("unsupported format version", at: 2) }
         self.pos = 3
         let count = try self.varint("value count")
         if count > UInt64(self.remaining) { throw self.truncated("fewer values than declared") }
+        return count
+    }
+
+    mutating func decodeAll() throws -> [LuaValue] {
+        let count = try self.header()
         var values: [LuaValue] = []
         values.reserveCapacity(Int(count))
         for _ in 0..<count {
@@ -262,12 +268,7 @@ private struct ValueDecoder {
     }
 
     mutating func splitAll() throws -> [EncodedBytes] {
-        try self.need(3, "header")
-        if self.base[0] != 0x41 || self.base[1] != 0x4C { throw self.corrupted("not an atasker-lua buffer") }
-        if self.base[2] != CodecTag.version { throw self.corrupted("unsupported format version", at: 2) }
-        self.pos = 3
-        let count = try self.varint("value count")
-        if count > UInt64(self.remaining) { throw self.truncated("fewer values than declared") }
+        let count = try self.header()
         var parts: [EncodedBytes] = []
         for _ in 0..<count {
             let start = self.pos
