@@ -35,9 +35,15 @@ let package = Package(
             dependencies: ["CLua"],
             cSettings: [.unsafeFlags(["-O2"])]
         ),
+        // The Linux calls of the process pool that Swift's Glibc module cannot import.
+        .target(
+            name: "CProcessSpawn",
+            cSettings: [.unsafeFlags(["-O2"])]
+        ),
         .target(
             name: "ATasker",
             dependencies: [
+                "CProcessSpawn",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -72,6 +78,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Examples/EmbedSwift",
+            swiftSettings: swiftSettings
+        ),
+        // The child (and test parent) program that the process pool tests spawn.
+        .executableTarget(
+            name: "ProcessChildFixture",
+            dependencies: ["ATasker"],
+            path: "Tests/ProcessChildFixture",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -44,6 +44,8 @@ extension TaskSupervisor {
         public var pollDelay: Double
         /// The supervisor's workers (see ``TaskSupervisor/workers``), in creation order.
         public var workers: [Worker.Info]
+        /// The process pool, or `nil` when none was set (see ``TaskSupervisor/setProcessPool(_:)``).
+        public var processPool: ProcessPoolInfo?
     }
 
     /// Returns a snapshot of the supervisor's sizes, threads and tasks (atasker's `get_info`).
@@ -51,6 +53,7 @@ extension TaskSupervisor {
         let id = String(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()), radix: 16)
         // Taken before the supervisor's lock: a worker's lock is never taken inside it.
         let workers = self.workers.map { $0.info() }
+        let processPool = self.processPoolInfo()
         return self.state.withLock { state in
             let configuration = state.configuration
             let running = state.runningTasks.map(\.id)
@@ -79,7 +82,8 @@ extension TaskSupervisor {
                 timeoutWarning: configuration.timeoutWarning,
                 timeoutCritical: configuration.timeoutCritical,
                 pollDelay: configuration.pollDelay,
-                workers: workers
+                workers: workers,
+                processPool: processPool
             )
         }
     }

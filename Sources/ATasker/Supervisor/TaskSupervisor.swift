@@ -33,6 +33,9 @@ public final class TaskSupervisor: Sendable {
     /// The supervisor's workers, by name.
     let workerRegistry = WorkerRegistry()
 
+    /// The process pool, once set or first used (see ``setProcessPool(_:)``).
+    let processPoolSlot = Mutex<ProcessPool?>(nil)
+
     // Start-latency thresholds as `Double` bit patterns (`.infinity` when off), read lock-free by
     // every starting task; the state machine keeps the authoritative values.
     private let warningBits: Atomic<UInt64>

@@ -1,0 +1,86 @@
+import Synchronization
+
+extension TaskSupervisor {
+    /// Sets (or changes) the process pool.
+    ///
+    /// Children start lazily, when a task needs one, and are kept warm while idle. Calling it again applies
+    /// the sizes at once; if ``ProcessPoolConfiguration/executable``, ``ProcessPoolConfiguration/arguments``,
+    /// ``ProcessPoolConfiguration/environment`` or ``ProcessPoolConfiguration/hello`` changed, the old
+    /// children get no new tasks and are stopped when idle. It also clears a broken state (see
+    /// ``ProcessPoolError/broken(cause:)``).
+    ///
+    /// - Parameter configuration: The pool's settings.
+    public func setProcessPool(_ configuration: ProcessPoolConfiguration) {
+        self.processPoolSlot.withLock { slot in
+            if let pool = slot {
+                pool.configuration.withLock { $0 = configuration }
+            } else {
+                slot = ProcessPool(configuration: configuration)
+            }
+        }
+    }
+
+    /// The process pool's configuration, or `nil` if ``setProcessPool(_:)`` was never called (and no
+    /// process task was submitted).
+    public var processPoolConfiguration: ProcessPoolConfiguration? {
+        self.processPoolSlot.withLock { $0 }?.configuration.withLock { $0 }
+    }
+
+    /// Runs `call` in a pool child, as a task.
+    ///
+    /// The task is `queued` until a child takes it and `started` when the call is sent. Its result is
+    /// `transform(reply)`; if `transform` throws, the task fails with that error. Without a transform, a
+    /// ``ProcessReply/success(_:)`` gives its bytes (`[UInt8]`) and a ``ProcessReply/failure(_:)`` fails the
+    /// task with ``ProcessPoolError/remoteFailure(_:)``. A child that dies fails only the task it was
+    /// running, with a ``ProcessPoolError`` that names the cause.
+    ///
+    /// If no pool was set, the default ``ProcessPoolConfiguration()`` is set first: children of the running
+    /// program, one per processor.
+    ///
+    /// ```swift
+    /// let task = supervisor.submitProcess(ProcessCall(payload: Array("ping".utf8)), timeout: 5)
+    /// let reply: [UInt8] = try await task.value()
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - call: The definitions and payload to send.
+    ///   - priority: The task's priority (the pool's reserves apply). Default: ``TaskPriority/normal``.
+    ///   - timeout: Seconds from the start of the call in the child; on expiry the child is killed with
+    ///     `SIGKILL` and the task fails with ``ProcessPoolError/timedOut(pid:seconds:)``. `nil`: no limit.
+    ///   - name: A name for logs and ``info()``.
+    ///   - transform: Turns the reply into the task's result, on the parent thread that serves the child.
+    /// - Returns: The task. After a stop, or while the pool is broken, it is returned already `failed`.
+    @discardableResult
+    public func submitProcess(
+        _ call: ProcessCall,
+        priority: TaskPriority = .normal,
+        timeout: Double? = nil,
+        name: String? = nil,
+        transform: (@Sendable (ProcessReply) throws -> (any Sendable)?)? = nil
+    ) -> SupervisorTask {
+        let now = Monotonic.now()
+        let task = SupervisorTask(priority: priority, name: name, supervisor: self, status: .queued, queuedAt: now)
+        task.finish(status: .failed, result: nil, error: ProcessPoolError.stopped, at: now)
+        return task
+    }
+}
+
+extension TaskSupervisor {
+    /// The process pool's snapshot for ``info()``, `nil` when there is no pool.
+    func processPoolInfo() -> ProcessPoolInfo? {
+        guard let configuration = self.processPoolConfiguration else {
+            return nil
+        }
+        return ProcessPoolInfo(
+            poolSize: configuration.poolSize,
+            reserveNormal: configuration.reserveNormal,
+            reserveHigh: configuration.reserveHigh,
+            children: [],
+            childrenSpawned: 0,
+            childDeaths: 0,
+            queuedCount: 0,
+            runningCount: 0,
+            brokenCause: nil
+        )
+    }
+}

@@ -1,0 +1,75 @@
+/*
+** CProcessSpawn: the few Linux calls that the process pool of ATasker needs
+** and that Swift's Glibc module cannot import: posix_spawn set up in one
+** call (close-from, default signals, a signal mask), pidfd_open and
+** pidfd_send_signal (raw system calls), waitid on a pidfd, eventfd, the
+** signal abbreviations of glibc, and CRC-32C for the frame checksums.
+**
+** Every function returns a status and never touches errno of its caller
+** beyond what the underlying call does; none keeps global state except the
+** CRC table, which is built once.
+*/
+#ifndef cprocessspawn_h
+#define cprocessspawn_h
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+** Spawns 'path' with 'argv' and 'envp' (NULL-terminated arrays) by
+** posix_spawn. The child gets fds 0-2, and 'childfd' duplicated to fd
+** 'targetfd'; every descriptor above 'targetfd' is closed in the child
+** (posix_spawn_file_actions_addclosefrom_np). Every catchable signal is set
+** to its default action in the child, and its signal mask is exactly
+** { SIGINT }, so that a Ctrl-C stays pending until the child ignores it.
+** Stores the pid in '*pid'. Returns 0 or an errno value.
+*/
+int atp_spawn(const char *path, char *const argv[], char *const envp[],
+              int childfd, int targetfd, pid_t *pid);
+
+/* pidfd_open(pid, 0): a descriptor (close-on-exec) or -1 with errno. */
+int atp_pidfd_open(pid_t pid);
+
+/* pidfd_send_signal(pidfd, sig, NULL, 0): 0 or -1 with errno. */
+int atp_pidfd_send_signal(int pidfd, int sig);
+
+/*
+** waitid(P_PIDFD, pidfd, ..., WEXITED | 'extraoptions'). On success returns
+** 0 and stores si_code (CLD_EXITED, CLD_KILLED, CLD_DUMPED; 0 when WNOHANG
+** found nothing) in '*code' and si_status in '*status'. Else -1 with errno.
+*/
+int atp_waitid_pidfd(int pidfd, int extraoptions, int *code, int *status);
+
+/*
+** waitid(P_PID, pid, ..., WEXITED | WNOHANG | WNOWAIT): 0 while the
+** process is a child of the caller (it is not reaped), or -1 with errno
+** (ECHILD once it has been reaped or was never a child).
+*/
+int atp_waitid_pid_nohang(pid_t pid);
+
+/* eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a descriptor or -1 with errno. */
+int atp_eventfd(void);
+
+/* socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): 0 or -1 with errno. */
+int atp_socketpair(int fds[2]);
+
+/* "SIGKILL" for SIGKILL, "SIGRTMIN+4" for a real-time one, NULL if unknown. */
+const char *atp_signal_name(int sig, char *buffer, size_t size);
+
+/* Ignores SIGINT, then unblocks every signal (the start of a pool child). */
+void atp_child_signals(void);
+
+/* The value of the constants that Swift sees as macros it cannot import. */
+int atp_cld_exited(void);
+int atp_cld_killed(void);
+int atp_cld_dumped(void);
+
+/*
+** CRC-32C (Castagnoli) of 'size' bytes at 'data', continuing from 'crc'
+** (start with 0). Uses the SSE 4.2 instruction when the processor has it,
+** else a table.
+*/
+uint32_t atp_crc32c(uint32_t crc, const void *data, size_t size);
+
+#endif

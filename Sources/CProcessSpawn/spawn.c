@@ -1,0 +1,123 @@
+/*
+** Spawning, reaping and signalling children for the process pool.
+*/
+#define _GNU_SOURCE
+#include "CProcessSpawn.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+int atp_spawn(const char *path, char *const argv[], char *const envp[],
+              int childfd, int targetfd, pid_t *pid) {
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  sigset_t defaults, mask;
+  int status = posix_spawn_file_actions_init(&actions);
+  if (status != 0)
+    return status;
+  status = posix_spawnattr_init(&attr);
+  if (status != 0) {
+    posix_spawn_file_actions_destroy(&actions);
+    return status;
+  }
+  /* dup2 clears close-on-exec, also when 'childfd' == 'targetfd' (glibc
+     2.29 and later) */
+  status = posix_spawn_file_actions_adddup2(&actions, childfd, targetfd);
+  if (status == 0)
+    status = posix_spawn_file_actions_addclosefrom_np(&actions, targetfd + 1);
+  /* sigfillset leaves out glibc's internal signals; SIGKILL and SIGSTOP
+     cannot be changed */
+  sigfillset(&defaults);
+  sigdelset(&defaults, SIGKILL);
+  sigdelset(&defaults, SIGSTOP);
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  if (status == 0)
+    status = posix_spawnattr_setsigdefault(&attr, &defaults);
+  if (status == 0)
+    status = posix_spawnattr_setsigmask(&attr, &mask);
+  if (status == 0)
+    status = posix_spawnattr_setflags(&attr,
+                                      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  if (status == 0)
+    status = posix_spawn(pid, path, &actions, &attr, argv, envp);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  return status;
+}
+
+int atp_pidfd_open(pid_t pid) {
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int atp_pidfd_send_signal(int pidfd, int sig) {
+  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int atp_waitid_pidfd(int pidfd, int extraoptions, int *code, int *status) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  int result;
+  do {
+    result = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | extraoptions);
+  } while (result == -1 && errno == EINTR);
+  if (result == 0) {
+    *code = info.si_pid == 0 ? 0 : info.si_code;
+    *status = info.si_status;
+  }
+  return result;
+}
+
+int atp_waitid_pid_nohang(pid_t pid) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT);
+}
+
+int atp_eventfd(void) {
+  return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+int atp_socketpair(int fds[2]) {
+  return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+}
+
+const char *atp_signal_name(int sig, char *buffer, size_t size) {
+  if (sig >= SIGRTMIN && sig <= SIGRTMAX) {
+    if (sig == SIGRTMIN)
+      snprintf(buffer, size, "SIGRTMIN");
+    else if (sig == SIGRTMAX)
+      snprintf(buffer, size, "SIGRTMAX");
+    else
+      snprintf(buffer, size, "SIGRTMIN+%d", sig - SIGRTMIN);
+    return buffer;
+  }
+  const char *abbreviation = sigabbrev_np(sig);
+  if (abbreviation == NULL)
+    return NULL;
+  snprintf(buffer, size, "SIG%s", abbreviation);
+  return buffer;
+}
+
+void atp_child_signals(void) {
+  sigset_t none;
+  signal(SIGINT, SIG_IGN);
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+int atp_cld_exited(void) { return CLD_EXITED; }
+int atp_cld_killed(void) { return CLD_KILLED; }
+int atp_cld_dumped(void) { return CLD_DUMPED; }
