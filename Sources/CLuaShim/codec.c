@@ -1397,8 +1397,14 @@ static void dec_handle (Dec *d) {
   if (kind < 1 || kind > ATL_H_MAX || obj == NULL)
     corrupted(d, "bad handle");
   /* a pointer is trusted only if the buffer holds a reference on it: the
-  ** encoders add one per HANDLE tag, in the order of the tags */
-  if (d->nexthandle >= d->nhandles || d->handles[d->nexthandle] != obj)
+  ** encoders add one per HANDLE tag, in the order of the tags. In a
+  ** process-pool child, a buffer from the parent names the parent's
+  ** objects; the child holds its own object for each, in the same order. */
+  if (d->nexthandle >= d->nhandles)
+    corrupted(d, "a handle that this buffer does not hold");
+  if (atl_statedata(d->L)->is_child)
+    obj = d->handles[d->nexthandle];
+  else if (d->handles[d->nexthandle] != obj)
     corrupted(d, "a handle that this buffer does not hold");
   d->nexthandle++;
   d->p += 9;

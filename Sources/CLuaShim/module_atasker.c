@@ -7,6 +7,7 @@
 #define atl_module_atasker_c
 
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "shim_private.h"
@@ -126,6 +127,13 @@ static int l_time(lua_State *L) {
   return 1;
 }
 
+/* The id of the process that runs this code (a process-pool child has its
+** own), as Python's 'os.getpid'. */
+static int l_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
 static int l_shared(lua_State *L) {
   luaL_checkstring(L, 1);
   lua_settop(L, 1);
@@ -225,6 +233,7 @@ static const luaL_Reg funcs[] = {
   {"sleep", l_sleep},
   {"monotonic", l_monotonic},
   {"time", l_time},
+  {"getpid", l_getpid},
   {"shared", l_shared},
   {"set_debug", l_set_debug},
   {"Locker", l_locker},

@@ -26,6 +26,7 @@ typedef struct atl_StateData {
   void *host;
   void *supervisor;
   int is_main;
+  int is_child;         /* see 'atl_StateOptions.is_child' */
   int exitcode;         /* set with the exit sentinel by 'os.exit' */
   long alloc_count;
   long alloc_limit;

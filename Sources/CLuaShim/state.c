@@ -238,6 +238,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   d->host = opts->host;
   d->supervisor = opts->supervisor;
   d->is_main = opts->is_main;
+  d->is_child = opts->is_child;
   d->alloc_limit = opts->alloc_limit;
   L = lua_newstate(l_alloc, d);
   if (L == NULL) {

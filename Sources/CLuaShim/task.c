@@ -159,8 +159,12 @@ static int runtask_p(lua_State *L) {
     }
     return 0;
   }
-  if (p->out != NULL)
-    p->status = atl_codec_encode(L, -1, 1, "result", 0, p->out, &p->err);
+  if (p->out != NULL) {
+    /* a child's result goes to its parent: no bytecode, no handles */
+    int flags = atl_statedata(L)->is_child
+                ? ATL_CODEC_NOFUNCTIONS | ATL_CODEC_NOHANDLES : 0;
+    p->status = atl_codec_encode(L, -1, 1, "result", flags, p->out, &p->err);
+  }
   return 0;
 }
 

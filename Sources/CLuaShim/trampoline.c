@@ -122,6 +122,8 @@ typedef struct MethodDef { const char *name; int fn; } MethodDef;
 
 static const MethodDef supervisor_methods[] = {
   {"set_thread_pool", ATL_FN_SUP_SET_THREAD_POOL},
+  {"set_mp_pool", ATL_FN_SUP_SET_MP_POOL},
+  {"create_mp_pool", ATL_FN_SUP_SET_MP_POOL},
   {"info", ATL_FN_SUP_INFO},
   {"get_info", ATL_FN_SUP_INFO},
   {"get_task", ATL_FN_SUP_GET_TASK},

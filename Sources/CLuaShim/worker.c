@@ -211,3 +211,62 @@ int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
   *err = p.err;
   return p.status;
 }
+
+/* {======================================================================
+** Workers whose executor runs in a process-pool child ('mp = true'): the
+** parent's worker state keeps 'kw' and 'on_error' (and 'process_result' as
+** its executor) and sends a copy of 'kw' with each execution.
+** ======================================================================= */
+
+typedef struct KwParams {
+  long long taskid;
+  atl_Buffer *out;
+} KwParams;
+
+static int kwargs_p(lua_State *L) {
+  KwParams *p = (KwParams *)lua_touserdata(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
+  lua_pushinteger(L, (lua_Integer)p->taskid);
+  lua_setfield(L, -2, "_task_id");
+  atl_codec_encode_raw(L, lua_gettop(L), 1, "kw", 0, p->out);
+  return 0;
+}
+
+int atl_worker_kwargs(lua_State *L, long long taskid, atl_Buffer *out,
+                      char **err) {
+  KwParams p;
+  int st;
+  p.taskid = taskid;
+  p.out = out;
+  st = atl_protect(L, kwargs_p, &p, ATL_ERRCODEC, err);
+  if (st != ATL_OK) atl_buffer_free(out);
+  return st;
+}
+
+typedef struct FailParams {
+  const char *message;
+  int handled;
+} FailParams;
+
+static int onerror_p(lua_State *L) {
+  FailParams *p = (FailParams *)lua_touserdata(L, 1);
+  int msgh;
+  lua_pushcfunction(L, atl_msghandler);
+  msgh = lua_gettop(L);
+  lua_pushstring(L, p->message);
+  p->handled = callonerror(L, msgh);
+  return 0;
+}
+
+int atl_worker_onerror(lua_State *L, const char *message, int *handled,
+                       char **err) {
+  FailParams p;
+  int st;
+  p.message = message;
+  p.handled = 0;
+  st = atl_protect(L, onerror_p, &p, ATL_ERRRUN, err);
+  *handled = p.handled;
+  return st;
+}
+
+/* }====================================================================== */

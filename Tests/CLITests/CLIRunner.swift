@@ -89,6 +89,13 @@ final class Collector: @unchecked Sendable {
         return true
     }
 
+    /// The output so far.
+    func snapshot() -> String {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return String(decoding: self.data, as: UTF8.self)
+    }
+
     /// Waits for the end of the output and returns all of it.
     func finish() -> String {
         self.condition.lock()

@@ -147,6 +147,12 @@ extension HostCore {
     private func dispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults {
         let fn = Int(call.pointee.fn)
         let object: AnyObject? = call.pointee.`self`.map { Unmanaged<AnyObject>.fromOpaque($0).takeUnretainedValue() }
+        if let refused = object as? RefusedHandle, fn != Int(ATL_FN_TOSTRING) {
+            throw CallError(message: refused.message)
+        }
+        if self.isChild, let results = try self.childDispatch(fn, object, { try self.arguments(call) }) {
+            return results
+        }
         switch fn {
         case Int(ATL_FN_SPAWN):
             guard let function = object as? TaskFunction else { throw CallError(message: "not a task function") }
@@ -200,6 +206,9 @@ extension HostCore {
             return .none
         case Int(ATL_FN_SUP_SET_THREAD_POOL):
             try self.setThreadPool(self.arguments(call).first ?? .nil)
+            return .none
+        case Int(ATL_FN_SUP_SET_MP_POOL):
+            try self.setProcessPool(self.arguments(call).first ?? .nil)
             return .none
         case Int(ATL_FN_SUP_INFO):
             return .values([self.infoTable()])
@@ -282,6 +291,8 @@ private func describe(_ object: AnyObject?) -> String {
         return "atasker.Supervisor"
     case let locker as LuaLocker:
         return "atasker.Locker '\(locker.mod)'"
+    case let refused as RefusedHandle:
+        return "atasker handle: \(refused.label) (of the parent process)"
     case let lw as LuaWorker:
         let info = lw.worker.info()
         return

@@ -17,6 +17,11 @@ final class HostCore: Sendable {
     let timeoutHandlers = Mutex<(warning: TaskFunction?, critical: TaskFunction?)>((nil, nil))
     /// Fires `run_timeout` reports; its thread starts with the first one.
     let watchdog = TimerQueue(name: "atasker-lua-wd")
+    /// This host runs in a process-pool child: shared tables and the log work through the parent, and what lives
+    /// in the parent (supervisor, workers, locks, tasks) is refused.
+    let isChild: Bool
+    /// Whether this host has set up the process pool for its children (hello, service).
+    let processPoolReady = Mutex(false)
 
     struct Settings: Sendable {
         var packagePath: String?
@@ -25,8 +30,9 @@ final class HostCore: Sendable {
         var frozen = false
     }
 
-    init(supervisor: TaskSupervisor, logger: Logger, exitHandler: (@Sendable (Int32) -> Void)?) {
+    init(supervisor: TaskSupervisor, logger: Logger, exitHandler: (@Sendable (Int32) -> Void)?, isChild: Bool = false) {
         self.supervisor = supervisor
+        self.isChild = isChild
         self.logger = Mutex(logger)
         self.exitHandler = exitHandler
         self.settings = Mutex(Settings())
@@ -53,6 +59,7 @@ final class HostCore: Sendable {
             host: Unmanaged.passUnretained(self).toOpaque(),
             supervisor: Unmanaged.passUnretained(self).toOpaque(),
             isMain: isMain,
+            isChild: self.isChild,
             packagePath: settings.packagePath,
             packageCPath: settings.packageCPath,
             hostFunctions: settings.hostFunctions.map { ($0.name, $0) },

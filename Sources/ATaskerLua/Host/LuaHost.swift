@@ -64,6 +64,17 @@ public final class LuaHost: Sendable {
         self.main = Mutex(MainState())
     }
 
+    /// The host of a process-pool child.
+    init(childOf supervisor: TaskSupervisor, logger: Logger, configuration: Configuration) {
+        self.core = HostCore(
+            supervisor: supervisor, logger: logger, exitHandler: configuration.exitHandler, isChild: true)
+        self.core.settings.withLock {
+            $0.packagePath = configuration.packagePath
+            $0.packageCPath = configuration.packageCPath
+        }
+        self.main = Mutex(MainState())
+    }
+
     /// The supervisor that runs this host's tasks.
     public var supervisor: TaskSupervisor { self.core.supervisor }
 

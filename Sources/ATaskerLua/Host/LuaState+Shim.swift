@@ -19,6 +19,7 @@ final class LuaState {
         var host: UnsafeMutableRawPointer? = nil
         var supervisor: UnsafeMutableRawPointer? = nil
         var isMain: Bool
+        var isChild = false
         var packagePath: String? = nil
         var packageCPath: String? = nil
         var hostFunctions: [(String, AnyObject)] = []
@@ -41,6 +42,7 @@ final class LuaState {
                         o.host = options.host
                         o.supervisor = options.supervisor
                         o.is_main = options.isMain ? 1 : 0
+                        o.is_child = options.isChild ? 1 : 0
                         o.package_path = path
                         o.package_cpath = cpath
                         o.hostfn_names = namesPtr.baseAddress
@@ -168,6 +170,30 @@ final class LuaState {
         default:
             throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
         }
+    }
+
+    /// A copy of the worker's `kw` with `_task_id` set, for an execution in a process-pool child.
+    func workerKeywords(taskID: Int) throws(LuaError) -> EncodedValues {
+        var err: UnsafeMutablePointer<CChar>?
+        var out = atl_Buffer()
+        let st = atl_worker_kwargs(self.pointer, Int64(taskID), &out, &err)
+        guard st == ATL_OK else {
+            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+        }
+        return EncodedValues(taking: &out)
+    }
+
+    /// Calls the worker's `on_error` for an execution that failed in a child with `message`; returns whether
+    /// there is a handler. A handler's own error is thrown.
+    func workerFailed(_ message: String) throws(LuaError) -> Bool {
+        var err: UnsafeMutablePointer<CChar>?
+        var handled: Int32 = 0
+        let st = atl_worker_onerror(self.pointer, message, &handled, &err)
+        guard st == ATL_OK else {
+            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+        }
+        free(err)
+        return handled != 0
     }
 
     /// Decodes `bytes` in this state and drops the values (tests of damaged buffers).

@@ -13,11 +13,7 @@ extension HostCore {
             throw CallError(message: "bad argument #1 to 'background_task' (function expected)")
         }
         let opts = args.count > 1 ? (args[1].tableValue ?? LuaTable()) : LuaTable()
-        if opts["mp"].boolValue {
-            throw CallError(
-                message: "background_task: mp=true needs the process pool, which this version does not have yet; "
-                    + "run the task in the thread pool (drop mp)")
-        }
+        let inProcess = opts["mp"].boolValue
         if !opts["loop"].isNil {
             throw CallError(
                 message: "background_task: loop= needs async loops, which this version does not have yet; "
@@ -54,15 +50,40 @@ extension HostCore {
         if cancelOnTimeout && runTimeout == nil {
             throw CallError(message: "background_task: cancel_on_timeout needs run_timeout")
         }
+        var processTimeout: Double? = nil
+        if !opts["timeout"].isNil {
+            guard inProcess else {
+                throw CallError(
+                    message: "background_task: timeout= is for mp tasks (the child is killed); use run_timeout= "
+                        + "and cancel_on_timeout=true in the thread pool")
+            }
+            guard let t = opts["timeout"].doubleValue, t.isFinite, t > 0 else {
+                throw CallError(message: "background_task: timeout must be a number of seconds > 0")
+            }
+            processTimeout = t
+        }
+        if inProcess && runTimeout != nil {
+            throw CallError(
+                message: "background_task: run_timeout is for the thread pool; an mp task takes timeout= (its "
+                    + "child is killed when a run takes longer)")
+        }
+        if inProcess && delay != nil {
+            throw CallError(message: "background_task: delay is not supported with mp=true; start the task later")
+        }
+        let encoded = try EncodedValues([.function(function)])
         let starter = TaskFunction(
-            id: self.makeFunctionID(), function: try EncodedValues([.function(function)]), priority: priority,
-            delay: delay, name: name, callback: callback, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout)
+            id: self.makeFunctionID(), function: encoded, priority: priority,
+            delay: delay, name: name, callback: callback, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
+            inProcess: inProcess, processTimeout: processTimeout)
         return .handle(LuaHandle(object: starter, kind: Int32(ATLKind.spawner)))
     }
 
     /// Submits one run of a task function with its encoded arguments.
     func spawn(_ function: TaskFunction, arguments: EncodedValues?) -> SupervisorTask {
-        self.supervisor.submit(priority: function.priority, delay: function.delay, name: function.name) {
+        if function.inProcess {
+            return self.spawnProcess(function, arguments: arguments)
+        }
+        return self.supervisor.submit(priority: function.priority, delay: function.delay, name: function.name) {
             [self] task in
             try self.runTask(function, arguments: arguments, task: task)
         }
@@ -296,7 +317,7 @@ extension HostCore {
             "thread_min_size": .integer(Int64(info.threadMinSize)),
             "thread_tasks_count": .integer(Int64(info.threadTasksCount)),
             "thread_tasks": .table(LuaTable(array: info.threadTasks.map { .integer(Int64($0)) })),
-            "mp_tasks_count": .integer(0),
+            "mp_tasks_count": .integer(Int64(info.processPool?.runningCount ?? 0)),
             "threads_count": .integer(Int64(info.threadsCount)),
             "idle_threads_count": .integer(Int64(info.idleThreadsCount)),
             "queued_count": .integer(Int64(info.queuedCount)),
@@ -305,6 +326,17 @@ extension HostCore {
             "poll_delay": .number(self.supervisor.configuration.pollDelay),
         ]
         if let maxSize = info.threadMaxSize { table["thread_max_size"] = .integer(Int64(maxSize)) }
+        if let pool = info.processPool {
+            table["mp_pool_size"] = .integer(Int64(pool.poolSize))
+            table["mp_reserve_normal"] = .integer(Int64(pool.reserveNormal))
+            table["mp_reserve_high"] = .integer(Int64(pool.reserveHigh))
+            table["mp_queued_count"] = .integer(Int64(pool.queuedCount))
+            table["mp_children_count"] = .integer(Int64(pool.children.count))
+            table["mp_children"] = .table(LuaTable(array: pool.children.map { .integer(Int64($0.pid)) }))
+            table["mp_children_spawned"] = .integer(Int64(pool.childrenSpawned))
+            table["mp_child_deaths"] = .integer(Int64(pool.childDeaths))
+            if let cause = pool.brokenCause { table["mp_broken"] = .string(LuaString(cause)) }
+        }
         table["workers"] = .table(
             LuaTable(
                 array: info.workers.map { w in

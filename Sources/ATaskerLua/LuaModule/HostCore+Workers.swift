@@ -8,6 +8,7 @@ extension HostCore {
     static let workerOptions: Set<String> = [
         "name", "priority", "poll_delay", "interval", "delay", "delay_before", "q", "queue", "e", "event",
         "max_queue", "async", "loop", "mp", "process_result", "supervisor", "run_timeout", "cancel_on_timeout",
+        "timeout",
     ]
 
     /// `background_worker(fn | {...})`: the arguments are `kind` (from a named constructor, or nil), the executor,
@@ -27,10 +28,9 @@ extension HostCore {
         }
         if !opts["name"].isNil && name == nil { throw CallError(message: "\(label): name must be a string") }
         if name?.isEmpty == true { name = nil }
-        if opts["mp"].boolValue || !opts["process_result"].isNil {
-            throw CallError(
-                message: "\(label): mp=true needs the process pool, which this version does not have yet; "
-                    + "drop mp to run the executor in the thread pool")
+        let inProcess = opts["mp"].boolValue
+        if !opts["process_result"].isNil && !inProcess {
+            throw CallError(message: "\(label): process_result is for mp=true workers (their executor runs in a child)")
         }
         if opts["async"].boolValue || !opts["loop"].isNil || kindHint == "async" {
             throw CallError(
@@ -85,8 +85,36 @@ extension HostCore {
         if cancelOnTimeout && runTimeout == nil {
             throw CallError(message: "\(label): cancel_on_timeout needs run_timeout")
         }
+        var process: LuaWorker.Execution.InProcess? = nil
+        if inProcess {
+            if runTimeout != nil {
+                throw CallError(
+                    message: "\(label): run_timeout is for thread workers; an mp worker takes timeout= (its child is "
+                        + "killed when an execution takes longer)")
+            }
+            var processResult: EncodedValues? = nil
+            switch opts["process_result"] {
+            case .nil: break
+            case .function(let f): processResult = try EncodedValues([.function(f)])
+            default: throw CallError(message: "\(label): process_result must be a function")
+            }
+            var timeout: Double? = nil
+            if !opts["timeout"].isNil {
+                guard let t = opts["timeout"].doubleValue, t.isFinite, t > 0 else {
+                    throw CallError(message: "\(label): timeout must be a number of seconds > 0")
+                }
+                timeout = t
+            }
+            let executor = TaskFunction(
+                id: self.makeFunctionID(), function: parts[1], priority: priority, delay: nil, name: name,
+                callback: nil, inProcess: true, processTimeout: timeout)
+            process = .init(executor: executor, processResult: processResult)
+        } else if !opts["timeout"].isNil {
+            throw CallError(message: "\(label): timeout= is for mp=true workers; use run_timeout= in the thread pool")
+        }
         let execution = LuaWorker.Execution(
-            core: self, function: parts[1], onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout)
+            core: self, function: parts[1], onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
+            process: process)
         let hooks = Worker.Hooks(
             onStart: { worker in try execution.open(worker) },
             onStop: { worker in execution.close(worker) },

@@ -32,16 +32,28 @@ final class LuaWorker: Sendable {
         let runTimeout: Double?
         /// `cancel_on_timeout`: such an execution is also cancelled (the worker goes on).
         let cancelOnTimeout: Bool
+        /// `mp = true`: the executor runs in a process-pool child.
+        let process: InProcess?
+
+        /// How an `mp = true` worker runs: its executor in a child, `process_result(result, kw)` (if any) in the
+        /// worker's own state.
+        struct InProcess {
+            /// The executor, sent once to each child.
+            let executor: TaskFunction
+            /// `process_result`, or nil.
+            let processResult: EncodedValues?
+        }
 
         init(
             core: HostCore, function: EncodedValues, onError: EncodedValues?, runTimeout: Double? = nil,
-            cancelOnTimeout: Bool = false
+            cancelOnTimeout: Bool = false, process: InProcess? = nil
         ) {
             self.core = core
             self.function = function
             self.onError = onError
             self.runTimeout = runTimeout
             self.cancelOnTimeout = cancelOnTimeout
+            self.process = process
         }
 
         /// `onStart`: the worker's own state, with the executor and `kw` decoded into it.
@@ -51,7 +63,9 @@ final class LuaWorker: Sendable {
             }
             let state = try self.core.openState(isMain: false)
             do {
-                try state.setUpWorker(function: self.function, keywords: keywords, onError: self.onError)
+                // An mp worker's state runs process_result as its executor (`process_result(result, kw)`).
+                let local = self.process.map { $0.processResult ?? self.function } ?? self.function
+                try state.setUpWorker(function: local, keywords: keywords, onError: self.onError)
             } catch {
                 state.close()
                 throw LuaError(code: error.code, fullMessage: "worker '\(worker.name)': \(error.fullMessage)")
@@ -68,6 +82,9 @@ final class LuaWorker: Sendable {
         func run(_ worker: Worker, item: EncodedValues?) throws -> Bool {
             guard let state = self.state.get() else { return false }
             let taskID = self.executions.wrappingAdd(1, ordering: .relaxed).newValue
+            if let process = self.process {
+                return try self.runInProcess(process, worker, state: state, item: item, taskID: taskID)
+            }
             let label = "worker '\(worker.name)'"
             let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
                 self.current.store(id, ordering: .releasing)
@@ -85,6 +102,42 @@ final class LuaWorker: Sendable {
                 throw HandledError()
             case .exit:
                 return false
+            }
+        }
+
+        /// One execution of an mp worker: the executor runs in a child with `(item, kw)` or `(kw)`; its result goes
+        /// to `process_result(result, kw)` in this worker's state (without one, a result of `false` stops the
+        /// worker). An error in the child goes to `on_error` as any execution error does.
+        private func runInProcess(
+            _ process: InProcess, _ worker: Worker, state: LuaState, item: EncodedValues?, taskID: Int
+        ) throws -> Bool {
+            let keywords = try state.workerKeywords(taskID: taskID)
+            let arguments = try item.map { try EncodedValues(concatenating: [$0, keywords]) } ?? keywords
+            let task = self.core.spawnProcess(process.executor, arguments: arguments, logFailure: false)
+            task.wait(timeout: nil)
+            guard task.status == .completed else {
+                let message =
+                    (task.error as? LuaError)?.fullMessage ?? task.error.map { "\($0)" } ?? "the mp task was canceled"
+                if try state.workerFailed(message) {
+                    throw HandledError()
+                }
+                throw LuaError(code: (task.error as? LuaError)?.code ?? .runtime, fullMessage: message)
+            }
+            let result = task.result as? EncodedValues
+            guard process.processResult != nil else {
+                return (try? result?.decode().first) != .boolean(false)
+            }
+            let label = "worker '\(worker.name)' process_result"
+            let value = try result ?? EncodedValues([.nil])
+            let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
+                self.current.store(id, ordering: .releasing)
+                defer { self.current.store(0, ordering: .releasing) }
+                return try state.runWorker(item: value, taskID: taskID)
+            }
+            switch outcome {
+            case .returned(let stop): return !stop
+            case .handled: throw HandledError()
+            case .exit: return false
             }
         }
 

@@ -15,11 +15,21 @@ final class TaskFunction: Sendable {
     /// `cancelOnTimeout`.
     let runTimeout: Double?
     let cancelOnTimeout: Bool
+    /// `mp = true`: runs in a process-pool child.
+    let inProcess: Bool
+    /// `timeout` of an mp task: the child is killed and the task fails when a run takes longer.
+    let processTimeout: Double?
+    /// What a child gets once before its first run of this function.
+    let definition: ProcessDefinition
 
     init(
         id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
-        callback: TaskFunction?, runTimeout: Double? = nil, cancelOnTimeout: Bool = false
+        callback: TaskFunction?, runTimeout: Double? = nil, cancelOnTimeout: Bool = false, inProcess: Bool = false,
+        processTimeout: Double? = nil
     ) {
+        self.inProcess = inProcess
+        self.processTimeout = processTimeout
+        self.definition = ProcessDefinition(key: id, payload: inProcess ? ChildWire.transfer(function) : [])
         self.id = id
         self.function = function
         self.priority = priority

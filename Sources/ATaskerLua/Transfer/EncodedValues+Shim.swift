@@ -75,6 +75,14 @@ final class EncodedValues {
     /// The number of bytes.
     var count: Int { Int(self.buffer.len) }
 
+    /// The host objects that the values name, in the order of their handle tags.
+    var handleObjects: [AnyObject] {
+        let buffer = self.storage.pointee
+        return (0..<Int(buffer.nhandles)).compactMap { i in
+            buffer.handles[i].map { Unmanaged<AnyObject>.fromOpaque($0).takeUnretainedValue() }
+        }
+    }
+
     /// Calls `body` with the bytes.
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeRawBufferPointer(start: self.buffer.data, count: Int(self.buffer.len)))

@@ -49,6 +49,21 @@ extension LuaValue {
         return try decoder.decodeAll()
     }
 
+    /// Checks a buffer that came from another process without building its values: well formed, and with no
+    /// function and no handle in it (cycles and shared tables are fine). Such a buffer is safe to decode in any
+    /// state: it makes the decoder load no bytecode.
+    /// - Throws: ``LuaValueCodecError`` naming the byte of the first problem.
+    static func checkPlain(_ bytes: UnsafeRawBufferPointer) throws {
+        var decoder = ValueDecoder(bytes)
+        decoder.knownHandles = UnsafeBufferPointer(start: nil, count: 0)
+        decoder.plainOnly = true
+        let count = try decoder.header()
+        for _ in 0..<count {
+            try decoder.skip(spanBase: decoder.objects.count)
+        }
+        if decoder.pos != bytes.count { throw decoder.corrupted("trailing bytes after the last value") }
+    }
+
     /// Splits a buffer into its top-level values, each as a buffer of its own (header, one value), without
     /// building them: a value keeps its cycles, metatables and functions.
     ///
@@ -184,6 +199,8 @@ private struct ValueDecoder {
     var handleIndex = 0
     /// Host objects met while skipping a function's span.
     var spanHandles: [any AnyObject & Sendable] = []
+    /// Refuse functions and handles (values from another process).
+    var plainOnly = false
 
     init(_ base: UnsafeRawBufferPointer) {
         self.base = base
@@ -431,6 +448,7 @@ private struct ValueDecoder {
         case CodecTag.ref:
             _ = try self.reference(spanBase: spanBase)
         case CodecTag.function:
+            if self.plainOnly { throw self.corrupted("a function where only plain values are accepted", at: start) }
             try self.skipFunction(spanBase: spanBase)
         case CodecTag.named:
             let lmod = try self.length("module name")

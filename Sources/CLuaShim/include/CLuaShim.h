@@ -115,6 +115,7 @@ enum {
   ATL_FN_SUP_INDEX,             /* self = supervisor; (key) -> value */
   ATL_FN_SUP_NEWINDEX,          /* (key, value) */
   ATL_FN_SUP_SET_THREAD_POOL,   /* ({...}) */
+  ATL_FN_SUP_SET_MP_POOL,       /* ({pool_size=, reserve_normal=, ...}) */
   ATL_FN_SUP_INFO,              /* () -> {...} */
   ATL_FN_SUP_GET_TASK,          /* (id) -> task | nil */
   ATL_FN_SUP_STOP,              /* ({wait=, cancel_tasks=, ...}) */
@@ -181,6 +182,11 @@ typedef struct atl_StateOptions {
   void *host;                 /* passed back in every 'atl_Call' */
   void *supervisor;           /* host object behind 'atasker.supervisor' */
   int is_main;                /* value of 'atasker.is_main' */
+  int is_child;               /* a process-pool child: handles in buffers
+                                 from the parent are matched by order (the
+                                 child has its own objects for them), and
+                                 task results are encoded without functions
+                                 or handles */
   const char *package_path;   /* prepended to 'package.path', or NULL */
   const char *package_cpath;  /* prepended to 'package.cpath', or NULL */
   const char *const *hostfn_names;  /* names of functions of module "host" */
@@ -237,6 +243,20 @@ int atl_worker_setup(lua_State *L, const atl_Buffer *fn, const atl_Buffer *kw,
 ** then returns ATL_OK with '*handled' = 1; otherwise the error is returned. */
 int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
                    int *stop, int *handled, char **err, int *exitcode);
+
+/* [-0, +0, -] For a worker whose executor runs in a process-pool child:
+** set 'kw._task_id' to 'taskid' in the worker's state 'L' and encode 'kw'
+** into 'out' (zeroed by the caller). ATL_OK or ATL_ERRCODEC / ATL_ERRMEM
+** with '*err'. */
+int atl_worker_kwargs(lua_State *L, long long taskid, atl_Buffer *out,
+                      char **err);
+
+/* [-0, +0, -] The child's execution failed with 'message' (with its
+** traceback): call the worker's 'on_error(kw)' as 'atl_worker_run' does;
+** '*handled' is 1 when there is a handler. A handler's own error is
+** returned (ATL_ERRRUN with '*err'). */
+int atl_worker_onerror(lua_State *L, const char *message, int *handled,
+                       char **err);
 
 /* [-0, +0, -] Lock and unlock the process-wide output lock that 'print'
 ** uses, so that the host can write whole lines too; flush stdout. */

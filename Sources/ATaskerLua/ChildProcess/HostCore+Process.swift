@@ -1,0 +1,123 @@
+import ATasker
+import Logging
+import Synchronization
+
+/// The parent's side of the process pool: `set_mp_pool`, mp tasks, and reading what children send back.
+extension HostCore {
+    /// `supervisor:set_mp_pool{pool_size=, reserve_normal=, reserve_high=}` (also `create_mp_pool`).
+    func setProcessPool(_ value: LuaValue) throws {
+        let opts = value.isNil ? LuaTable() : value.tableValue
+        guard let opts else { throw CallError(message: "bad argument #1 to 'set_mp_pool' (table expected)") }
+        let known = ["pool_size", "reserve_normal", "reserve_high", "stop_timeout"]
+        for (k, _) in opts.entries where !known.contains(k.stringValue ?? "") {
+            throw CallError(
+                message: "set_mp_pool: unknown option '\(k.stringValue ?? "\(k)")' (expected pool_size, "
+                    + "reserve_normal, reserve_high, stop_timeout)")
+        }
+        func size(_ name: String) throws -> Int? {
+            let v = opts[LuaValue.string(LuaString(name))]
+            if v.isNil { return nil }
+            guard let i = v.intValue, i >= 0, i <= 4096 else {
+                throw CallError(message: "set_mp_pool: \(name) must be an integer from 0 to 4096")
+            }
+            return Int(i)
+        }
+        var configuration = self.processPoolConfiguration()
+        if let n = try size("pool_size") {
+            guard n > 0 else { throw CallError(message: "set_mp_pool: pool_size must be at least 1") }
+            configuration.poolSize = n
+        }
+        if let n = try size("reserve_normal") { configuration.reserveNormal = n }
+        if let n = try size("reserve_high") { configuration.reserveHigh = n }
+        if !opts["stop_timeout"].isNil {
+            guard let t = opts["stop_timeout"].doubleValue, t.isFinite, t >= 0 else {
+                throw CallError(message: "set_mp_pool: stop_timeout must be a number of seconds >= 0")
+            }
+            configuration.stopTimeout = t
+        }
+        self.supervisor.setProcessPool(configuration)
+    }
+
+    /// The pool's configuration with what this host's children need: the hello (package paths, log level), the
+    /// service that answers their requests, and the output flush before each spawn.
+    func processPoolConfiguration() -> ProcessPoolConfiguration {
+        var configuration = self.supervisor.processPoolConfiguration ?? ProcessPoolConfiguration()
+        let settings = self.settings.withLock { $0 }
+        var hello = LuaTable()
+        if let path = settings.packagePath { hello["path"] = .string(LuaString(path)) }
+        if let cpath = settings.packageCPath { hello["cpath"] = .string(LuaString(cpath)) }
+        hello["debug"] = .boolean(self.currentLogger.logLevel <= .debug)
+        configuration.hello = ChildWire.plain([.table(hello)])
+        configuration.service = { [weak self] payload, isNotify in
+            self?.serveChild(payload, isNotify: isNotify) ?? []
+        }
+        configuration.beforeSpawn = { LuaHost.flushOutput() }
+        return configuration
+    }
+
+    /// Sets the pool up for this host on first use, when the script did not call `set_mp_pool`.
+    func ensureProcessPool() {
+        let ready = self.processPoolReady.withLock { ready -> Bool in
+            defer { ready = true }
+            return ready
+        }
+        if !ready && self.supervisor.processPoolConfiguration?.hello.isEmpty != false {
+            self.supervisor.setProcessPool(self.processPoolConfiguration())
+        }
+    }
+
+    /// Submits one run of an mp task function: the function goes to each child once, then only the arguments.
+    func spawnProcess(_ function: TaskFunction, arguments: EncodedValues?, logFailure: Bool = true) -> SupervisorTask {
+        self.ensureProcessPool()
+        let call = ProcessCall(
+            definitions: [function.definition],
+            payload: ChildWire.call(function: function.id, arguments: arguments))
+        let task = self.supervisor.submitProcess(
+            call, priority: function.priority, timeout: function.processTimeout, name: function.name
+        ) { reply in try HostCore.childResult(reply) }
+        guard logFailure || function.callback != nil else { return task }
+        task.onFinish { [self] task in
+            let name = function.name.map { " (\($0))" } ?? ""
+            var callbackArguments: EncodedValues? = nil
+            switch task.status {
+            case .completed:
+                callbackArguments = task.result as? EncodedValues
+            case .failed:
+                let message = (task.error as? LuaError)?.fullMessage ?? task.error.map { "\($0)" } ?? "unknown error"
+                if logFailure {
+                    self.currentLogger.error("mp task \(task.id)\(name) failed: \(message)")
+                }
+                callbackArguments = try? EncodedValues([.nil, .string(LuaString(message))])
+            default:
+                callbackArguments = try? EncodedValues([.nil, .string(LuaString("task \(task.id) was canceled"))])
+            }
+            if let callback = function.callback {
+                let callbackArguments = callbackArguments
+                self.supervisor.submit(priority: .critical, name: "callback") { [self] _ in
+                    self.runCallback(callback, arguments: callbackArguments)
+                    return nil
+                }
+            }
+        }
+        return task
+    }
+
+    /// What a child's reply becomes: the result's values (checked to hold no function and no handle, so that
+    /// decoding them loads no bytecode from another process), or the child's error as a ``LuaError``.
+    static func childResult(_ reply: ProcessReply) throws -> (any Sendable)? {
+        switch reply {
+        case .success(let bytes):
+            do {
+                try bytes.withUnsafeBytes { try LuaValue.checkPlain($0) }
+            } catch {
+                throw LuaError(code: .codec, fullMessage: "mp task: the child sent a bad result (\(error))")
+            }
+            return try EncodedValues(EncodedBytes(bytes: bytes, handles: []))
+        case .failure(let bytes):
+            let values = (try? ChildWire.readPlain(bytes)) ?? []
+            let code = values.first?.intValue.map { LuaError.Code(rawValue: Int($0)) } ?? .runtime
+            let message = values.dropFirst().first?.stringValue ?? "mp task failed in the child (no message)"
+            throw LuaError(code: code, fullMessage: message)
+        }
+    }
+}
