@@ -3,7 +3,7 @@
 -- gets a fresh child. An mp interval worker hands each result to
 -- process_result, which runs in the parent, in the worker's own state.
 -- Prints:
---   sum 2999997, in another process: true
+--   sum 2999998, in another process: true
 --   crash: killed by SIGKILL
 --   after the crash: 42
 --   worker result 1

@@ -75,7 +75,29 @@ METHOD = (
     " worker = (VmRSS at the end of the hold − VmRSS before the workers were created) /"
     " workers, each worker's own Lua state included; the interval and scale rows are"
     " one run each. Start/stop: for each of N plain workers with an empty executor,"
-    " `start()` then `stop(wait)`.")
+    " `start()` then `stop(wait)`."
+    "\n\n"
+    "Process pool (mp): two children (`set_mp_pool{pool_size=2, reserve_normal=0,"
+    " reserve_high=0}`; atasker: `set_mp_pool(pool_size=2, ...)`, which makes a"
+    " `multiprocessing.Pool(2)`, and `background_task(f, tt=TT_MP)`), warmed up until"
+    " both children answered; the task returns its argument. Round trip: the clock"
+    " before the submit to the clock after `wait_completed` returned the result, one"
+    " task at a time; the bare `multiprocessing.Pool(2)` (no atasker) figure in the note"
+    " is `apply_async(f, (i,)).get()`. Throughput: submit N tasks, then wait for all;"
+    " the bare Pool does N `apply_async`, then `.get()` each (no chunksize); atasker's"
+    " task processor sleeps poll_delay whenever both children are busy, so it gets"
+    " fewer tasks. Killed child: a pool of one child (so the next task needs the"
+    " replacement); a task stores `atasker.monotonic()` in a shared table, then, as the"
+    " Lua API has no kill, runs `os.execute` of `exec bash -c 'printf %s"
+    " \"$EPOCHREALTIME\" > FILE; kill -KILL <own pid>'`: bash's $EPOCHREALTIME (read"
+    " without a fork, just before kill(2)) is the kill time, compared with"
+    " `atasker.time()` in the parent (the note gives the figure from the monotonic time"
+    " before `os.execute`, sh's and bash's start included; without bash the rows use"
+    " that one); failing = when `wait_completed` raises (the error names"
+    " SIGKILL) in the parent; ready = when a trivial task submitted right after that"
+    " has completed in a new child. No peer: a `multiprocessing.Pool` task whose child"
+    " is killed stays pending for ever (the Pool replaces the child but never fails the"
+    " task), and so does atasker's.")
 
 
 def markdown(doc):

@@ -1,7 +1,14 @@
 """Runs the benchmarks of atasker-lua and of its peer, atasker 0.7.9, in one go.
 
 Usage (scripts/bench calls it):
-    python3 bench/run.py --binary PATH --peer-python PATH [--quick]
+    python3 bench/run.py --binary PATH --peer-python PATH [--quick] [--only GROUPS]
+
+--only runs some groups of rows, comma-separated, of: tasks (throughput and latency
+of thread tasks), startup, queue, interval, startstop, mp (the process pool). With
+--only nothing is written unless --out / --table are given (the full run's files are
+left alone); the table is printed. E.g. the process-pool rows alone:
+    python3 bench/run.py --binary .build/release/atasker-lua \
+        --peer-python .build/bench-venv/bin/python --only mp [--quick]
 
 Every run is a child process with its own time limit: a run that hangs (atasker
 deadlocks with many workers) is killed and fails its row with "timeout" instead of
@@ -47,13 +54,18 @@ FULL = dict(tasks=100_000, tasks_default=300, latency=2_000, warmup=200,
             # scale: interval workers at 1 s, held this long
             scale=10_000, scale_hold=60,
             # workers started and stopped, one after another
-            startstop=10_000, startstop_peer=1_000)
+            startstop=10_000, startstop_peer=1_000,
+            # process pool, 2 children: trivial tasks by atasker-lua and by a bare
+            # multiprocessing.Pool(2) / by atasker (it sleeps poll_delay each time both
+            # children are busy); rounds of a child killed
+            mp_tasks=20_000, mp_tasks_peer=2_000, mp_kill=20)
 QUICK = dict(tasks=10_000, tasks_default=100, latency=500, warmup=100,
              repeat=1, startup_runs=5, rss_runs=2, limit=60,
              items=100_000, items_peer=5_000, items_default=20,
              accuracy_hold=3, many=1_000, many_hold=3,
              scale=1_000, scale_hold=10,
-             startstop=2_000, startstop_peer=300)
+             startstop=2_000, startstop_peer=300,
+             mp_tasks=5_000, mp_tasks_peer=500, mp_kill=5)
 
 
 class RunFailed(Exception):
@@ -146,14 +158,15 @@ def passes(goal, ours, ratio):
 
 
 def row(name, unit, better, ours, peer, peer_config, target, goal, note=None,
-        words=None):
+        words=None, peer_name="atasker"):
     """One row. goal(ours, ratio) -> bool; better is "higher" or "lower".
 
     peer None: no peer figure (not measured for that row). ratio is None when a side
     failed or a divisor is 0. words: the ratio's words, e.g. ["less", "more"] (report.py
     picks them from the unit otherwise). note: a remark shown after the verdict.
+    peer_name: who the peer is, in the note of a failed run.
     """
-    failed = [f"{who}: {v}" for who, v in (("atasker-lua", ours), ("atasker", peer))
+    failed = [f"{who}: {v}" for who, v in (("atasker-lua", ours), (peer_name, peer))
               if isinstance(v, RunFailed)]
     ratio = None
     if not failed and peer is not None:
@@ -325,26 +338,9 @@ def startstop_rows(m, cfg, lua, py):
                 "poll_delay=0.1 (default)", "higher than atasker", lambda o, r: r > 1)]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", required=True, help="atasker-lua executable")
-    parser.add_argument("--peer-python", required=True,
-                        help="python of a venv with atasker==0.7.9")
-    parser.add_argument("--quick", action="store_true", help="smaller counts")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
-    parser.add_argument("--table", default=os.path.join(HERE, "README-table.md"))
-    parser.add_argument("--limit", type=float, help="time limit of each run, s")
-    parser.add_argument("--swift-queue", default="",
-                        help="bench-queue executable (bench/swift, built by scripts/bench"
-                             " in .build/bench-swift); empty: that row fails")
-    args = parser.parse_args()
-    cfg = dict(QUICK if args.quick else FULL)
-    if args.limit:
-        cfg["limit"] = args.limit
-    lua = [os.path.abspath(args.binary)]
-    py = [args.peer_python]
+def task_rows(m, cfg, lua, py):
+    """Throughput and submit-to-start latency of thread tasks."""
     limit, rep = cfg["limit"], cfg["repeat"]
-    m = Measure()
     tput_keys, lat_keys = ["tasks_per_s"], ["p50_us", "p99_us"]
 
     n, nd = cfg["tasks"], cfg["tasks_default"]
@@ -362,12 +358,6 @@ def main():
         py + ["bench/python/latency.py"] + lat_args + ["0"], lat_keys, rep, limit))
     peer_lat1 = m("atasker latency, poll_delay=0.1", lambda: repeated(
         py + ["bench/python/latency.py"] + lat_args + ["0.1"], lat_keys, rep, limit))
-
-    runs, rss_runs = cfg["startup_runs"], cfg["rss_runs"]
-    ours_start = m("atasker-lua start-up", lambda: startup(
-        lua + ["bench/lua/empty.lua"], runs, rss_runs, limit))
-    peer_start = m("atasker start-up", lambda: startup(
-        py + ["-c", PEER_STARTUP], runs, rss_runs, limit))
 
     tput = f"Throughput, {n:,} trivial tasks"
     lat = f"Submit-to-start latency ({cfg['latency']:,} tasks, one at a time)"
@@ -387,8 +377,18 @@ def main():
         rows.append(row(f"{lat}, p99", "µs", "lower",
                         pick(ours_lat, "p99_us"), pick(peer, "p99_us"), config,
                         "< 100 µs", lambda o, r: o < 100))
+    return rows
+
+
+def startup_rows(m, cfg, lua, py):
+    """Start-up + shutdown of an empty script: wall time and peak RSS."""
+    limit, runs, rss_runs = cfg["limit"], cfg["startup_runs"], cfg["rss_runs"]
+    ours_start = m("atasker-lua start-up", lambda: startup(
+        lua + ["bench/lua/empty.lua"], runs, rss_runs, limit))
+    peer_start = m("atasker start-up", lambda: startup(
+        py + ["-c", PEER_STARTUP], runs, rss_runs, limit))
     empty = "import atasker, start + stop supervisor"
-    rows += [
+    return [
         row("Start-up + shutdown of an empty script, wall time", "ms", "lower",
             pick(ours_start, "ms"), pick(peer_start, "ms"), empty, "< 20 ms",
             lambda o, r: o < 20),
@@ -397,9 +397,132 @@ def main():
             empty, "< 15 MB", lambda o, r: o < 15),
     ]
 
-    rows += queue_rows(m, cfg, lua, py, args.swift_queue)
-    rows += interval_rows(m, cfg, lua, py)
-    rows += startstop_rows(m, cfg, lua, py)
+
+def mp_rows(m, cfg, lua, py):
+    """The process pool with 2 children: round trip, throughput, a child killed."""
+    limit, rep = cfg["limit"], cfg["repeat"]
+    keys = ["p50_us", "p99_us", "tasks_per_s"]
+    nl, warm = cfg["latency"], cfg["warmup"]
+    n, np_, k = cfg["mp_tasks"], cfg["mp_tasks_peer"], cfg["mp_kill"]
+    ours = m("atasker-lua mp, 2 children", lambda: repeated(
+        lua + ["bench/lua/mp.lua", str(nl), str(warm), str(n)], keys, rep, limit))
+    peer = m("atasker mp, 2 children, poll_delay=0.001", lambda: repeated(
+        py + ["bench/python/mp.py", "atasker", str(nl), str(warm), str(np_), "0.001"],
+        keys, rep, limit))
+    pool = m("bare multiprocessing.Pool(2)", lambda: repeated(
+        py + ["bench/python/mp.py", "pool", str(nl), str(warm), str(n)],
+        keys, rep, limit))
+    kill = m(f"atasker-lua mp, a child killed, {k} rounds", lambda: results(
+        lua + ["bench/lua/mp_kill.lua", str(k)], limit))
+
+    config = "poll_delay=0.001, set_mp_pool(pool_size=2)"
+    bare = "none: bare multiprocessing.Pool(2)"
+
+    def bare_note(key, unit, what):
+        v = pick(pool, key)
+        if isinstance(v, RunFailed):
+            return f"bare multiprocessing.Pool(2): {v}"
+        return f"bare multiprocessing.Pool(2), {what}: {v:,.1f} {unit}"
+
+    lat = f"mp round trip, trivial task, 2 children ({nl:,} one at a time)"
+    tput = f"mp throughput, {n:,} trivial tasks, 2 children"
+    rows = [
+        row(f"{lat}, p50", "µs", "lower", pick(ours, "p50_us"), pick(peer, "p50_us"),
+            config, "lower than atasker", lambda o, r: r > 1,
+            note=bare_note("p50_us", "µs", "apply_async().get()")),
+        row(f"{lat}, p99", "µs", "lower", pick(ours, "p99_us"), pick(peer, "p99_us"),
+            config, "< 200 µs", lambda o, r: o < 200,
+            note=bare_note("p99_us", "µs", "apply_async().get()")),
+        row(f"{tput} (atasker: {np_:,})", "tasks/s", "higher",
+            pick(ours, "tasks_per_s"), pick(peer, "tasks_per_s"), config,
+            ">= 10x atasker", lambda o, r: r >= 10),
+        row(tput, "tasks/s", "higher", pick(ours, "tasks_per_s"),
+            pick(pool, "tasks_per_s"), bare, ">= 1x bare Pool", lambda o, r: r >= 1,
+            note="the Pool: N apply_async, then .get() each, no chunksize",
+            peer_name="multiprocessing.Pool"),
+    ]
+    none = ("no peer: a multiprocessing.Pool task whose child is killed stays pending"
+            " for ever")
+    tight = pick(kill, "tight")
+    if isinstance(tight, RunFailed):
+        how = None
+    elif tight:
+        how = "killed = bash's $EPOCHREALTIME just before kill(2) in the child"
+    else:
+        how = ("no bash: killed = the time before os.execute forks sh to run kill (sh's"
+               " fork + exec included)")
+    kname = f"mp child killed with SIGKILL ({k} rounds, pool of 1)"
+    for key, what, target, bound in (
+            ("fail_p50_ms", "to its task failing, median", "< 50 ms", 50),
+            ("fail_max_ms", "to its task failing, max", "< 50 ms", 50),
+            ("ready_p50_ms", "to a replacement ready, median", "< 250 ms", 250),
+            ("ready_max_ms", "to a replacement ready, max", "< 250 ms", 250)):
+        parts = [none]
+        if how:
+            parts.append(how)
+        if tight and not isinstance(tight, RunFailed):
+            upper = pick(kill, key.replace("_p50", "_upper_p50")
+                         .replace("_max", "_upper_max"))
+            parts.append(f"from before os.execute (sh + bash start included):"
+                         f" {upper:,.1f} ms")
+        rows.append(row(f"{kname}: {what}", "ms", "lower", pick(kill, key), None,
+                        "— (no peer)", target, lambda o, r, b=bound: o < b,
+                        note="; ".join(parts)))
+    return rows
+
+
+# the groups of rows, in the table's order (--only picks some)
+GROUPS = {
+    "tasks": lambda m, cfg, lua, py, args: task_rows(m, cfg, lua, py),
+    "startup": lambda m, cfg, lua, py, args: startup_rows(m, cfg, lua, py),
+    "queue": lambda m, cfg, lua, py, args: queue_rows(m, cfg, lua, py,
+                                                      args.swift_queue),
+    "interval": lambda m, cfg, lua, py, args: interval_rows(m, cfg, lua, py),
+    "startstop": lambda m, cfg, lua, py, args: startstop_rows(m, cfg, lua, py),
+    "mp": lambda m, cfg, lua, py, args: mp_rows(m, cfg, lua, py),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", required=True, help="atasker-lua executable")
+    parser.add_argument("--peer-python", required=True,
+                        help="python of a venv with atasker==0.7.9")
+    parser.add_argument("--quick", action="store_true", help="smaller counts")
+    parser.add_argument("--only", help="comma-separated groups of rows: "
+                        + ", ".join(GROUPS) + " (default: all); then nothing is"
+                        " written unless --out / --table are given")
+    parser.add_argument("--out", help="the JSON results (default:"
+                        " bench/results/latest.json)")
+    parser.add_argument("--table", help="the markdown table (default:"
+                        " bench/README-table.md)")
+    parser.add_argument("--limit", type=float, help="time limit of each run, s")
+    parser.add_argument("--swift-queue", default="",
+                        help="bench-queue executable (bench/swift, built by scripts/bench"
+                             " in .build/bench-swift); empty: that row fails")
+    args = parser.parse_args()
+    groups = list(GROUPS)
+    if args.only:
+        groups = [g.strip() for g in args.only.split(",") if g.strip()]
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown or not groups:
+            parser.error(f"--only: unknown group(s) {', '.join(unknown) or '(none)'};"
+                         f" groups: {', '.join(GROUPS)}")
+    else:
+        args.out = args.out or os.path.join(HERE, "results", "latest.json")
+        args.table = args.table or os.path.join(HERE, "README-table.md")
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.limit:
+        cfg["limit"] = args.limit
+    lua = [os.path.abspath(args.binary)]
+    py = [args.peer_python]
+    limit = cfg["limit"]
+    m = Measure()
+
+    rows = []
+    for name in GROUPS:  # the table's order, whatever the order given to --only
+        if name in groups:
+            rows += GROUPS[name](m, cfg, lua, py, args)
 
     doc = {
         "commit": commit(),
@@ -413,15 +536,22 @@ def main():
         "details": {name: str(v) if isinstance(v, RunFailed) else v
                     for name, v in m.cache.items()},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    with open(args.table, "w") as f:
-        f.write(report.markdown(doc))
+    if args.only:
+        doc["only"] = groups
+    written = []
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(doc, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        written.append(os.path.relpath(args.out, ROOT))
+    if args.table:
+        with open(args.table, "w") as f:
+            f.write(report.markdown(doc))
+        written.append(os.path.relpath(args.table, ROOT))
     print(report.text(doc))
-    print(f"\nwrote {os.path.relpath(args.out, ROOT)} and "
-          f"{os.path.relpath(args.table, ROOT)}")
+    if written:
+        print(f"\nwrote {' and '.join(written)}")
     passed = sum(r["pass"] for r in rows)
     print(f"{passed} of {len(rows)} rows pass")
     return 0

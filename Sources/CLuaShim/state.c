@@ -62,7 +62,9 @@ void atl_output_flush(void) {
 }
 
 /* 'print' builds the whole line first, then writes it under the lock, so
-** the lines of two threads never interleave. */
+** the lines of two threads never interleave; it flushes as Lua's own
+** 'print' does, so a line reaches a pipe or a log at once (a long-running
+** program, a process-pool child whose task has not ended yet). */
 static int l_print(lua_State *L) {
   int n = lua_gettop(L);
   int i;
@@ -80,6 +82,7 @@ static int l_print(lua_State *L) {
   s = lua_tolstring(L, -1, &len);
   pthread_mutex_lock(&output_lock);
   fwrite(s, 1, len, stdout);
+  fflush(stdout);
   pthread_mutex_unlock(&output_lock);
   return 0;
 }

@@ -2,6 +2,7 @@ import ATasker
 import ATaskerLua
 import Glibc
 import Logging
+import Synchronization
 
 /// One run of `atasker-lua`: the supervisor, the host, the signal thread, and the decision of how to end.
 struct Program {
@@ -22,7 +23,18 @@ struct Program {
             supervisor: supervisor, logger: logger,
             configuration: .init(exitHandler: { code in control.post(.exit(code)) }))
         supervisor.start()
-        ProgramSignals.startWaiting(control: control, logger: logger) {
+        // While the script's top level still runs (it may wait for a task), a signal cannot wait for it to
+        // return: the stop starts at once on a thread of its own, and the script's waits end as the work does.
+        let scriptRunning = Atomic<Bool>(true)
+        let ending = Ending()
+        ProgramSignals.startWaiting(control: control, logger: logger) { signal in
+            guard scriptRunning.load(ordering: .acquiring) else { return }
+            spawnThread {
+                _ = ending.once {
+                    self.end(.signal(signal), host: host, supervisor: supervisor, logger: logger, closeHost: false)
+                }
+            }
+        } cancel: {
             _ = Self.cancelRunning(host: host, supervisor: supervisor, logger: logger, when: "on the second signal")
         }
 
@@ -33,11 +45,22 @@ struct Program {
             writeStandardError("atasker-lua: \(error.fullMessage)\n")
             control.post(.exit(1))
         }
+        scriptRunning.store(false, ordering: .releasing)
         startThread {
             supervisor.waitUntilIdle()
             control.post(.idle)
         }
         let event = control.wait()
+        return ending.once {
+            self.end(event, host: host, supervisor: supervisor, logger: logger, closeHost: true)
+        }
+    }
+
+    /// Stops the supervisor (cancelling what still runs at the stop deadline) and returns the exit status, or dies
+    /// by the signal that ended the program. `closeHost`: close the main state (not while the script runs).
+    private func end(
+        _ event: ProgramEvent, host: LuaHost, supervisor: TaskSupervisor, logger: Logger, closeHost: Bool
+    ) -> Int32 {
         if case .signal = event {
             logger.info("stopping: running work may take up to \(self.command.stopTimeout) s")
         }
@@ -53,7 +76,7 @@ struct Program {
                 "task \(task.id)\(name) still runs at the stop deadline (--stop-timeout \(self.command.stopTimeout) s); it is left behind as the program ends"
             )
         }
-        if left.isEmpty {
+        if left.isEmpty && closeHost {
             host.close()
         }
         LuaHost.flushOutput()
@@ -89,6 +112,20 @@ extension Program {
             )
         }
         return left
+    }
+}
+
+/// Ends the program once: the first caller runs the ending, and any later one waits for the process to end by it.
+final class Ending: Sendable {
+    private let claimed = Atomic<Bool>(false)
+
+    func once(_ body: () -> Int32) -> Int32 {
+        guard self.claimed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else {
+            // The first ending exits the process or re-raises its signal; nothing is left to do here.
+            while true { pause() }
+        }
+        return body()
     }
 }
 
@@ -146,9 +183,12 @@ enum ProgramSignals {
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
-    /// Waits for SIGINT / SIGTERM on a thread of its own: the first posts a graceful stop; the next one runs
-    /// `cancel` (what still runs is cancelled, or named) and then dies by that signal.
-    static func startWaiting(control: ProgramControl, logger: Logger, cancel: @escaping @Sendable () -> Void) {
+    /// Waits for SIGINT / SIGTERM on a thread of its own: the first posts a graceful stop and calls `first`; the
+    /// next one runs `cancel` (what still runs is cancelled, or named) and then dies by that signal.
+    static func startWaiting(
+        control: ProgramControl, logger: Logger, first: @escaping @Sendable (Int32) -> Void,
+        cancel: @escaping @Sendable () -> Void
+    ) {
         startThread {
             var set = self.signalSet()
             var count = 0
@@ -161,6 +201,7 @@ enum ProgramSignals {
                     logger.info(
                         "received \(name): stopping gracefully (a second signal cancels running work and quits)")
                     control.post(.signal(signal))
+                    first(signal)
                 } else {
                     logger.warning(
                         "received \(name) again: cancelling running work and quitting without waiting for it")
