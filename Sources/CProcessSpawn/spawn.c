@@ -111,6 +111,8 @@ const char *atp_signal_name(int sig, char *buffer, size_t size) {
   return buffer;
 }
 
+char **atp_environ(void) { return environ; }
+
 void atp_child_signals(void) {
   sigset_t none;
   signal(SIGINT, SIG_IGN);

@@ -1,10 +1,248 @@
+// The program that the process pool tests spawn.
+//
+// As a pool child it runs `FixtureHandler`, whose calls are one opcode byte and an argument (see below).
+// Started with a mode argument it is a small parent instead, for what a test cannot do in its own process
+// (be killed, count its own descriptors and threads, have its standard output captured).
 import ATasker
+import Glibc
+import Synchronization
 
-/// Echoes every call.
-final class EchoHandler: ProcessChildHandler {
+/// Answers the tests' calls. The first byte of the payload picks what to do; the rest is its argument.
+final class FixtureHandler: ProcessChildHandler {
+    let hello: [UInt8]
+    var definitions: [UInt64: [UInt8]] = [:]
+
+    init(hello: [UInt8]) throws {
+        self.hello = hello
+        let text = String(decoding: hello, as: UTF8.self)
+        if text.hasPrefix("fail:") {
+            throw FixtureError(message: String(text.dropFirst(5)))
+        }
+        if text.hasPrefix("exit:") {
+            exit(Int32(text.dropFirst(5)) ?? 1)
+        }
+        if text.hasPrefix("kill:") {
+            raise(Int32(text.dropFirst(5)) ?? SIGKILL)
+        }
+    }
+
     func call(definitions: [ProcessDefinition], payload: [UInt8]) -> ProcessReply {
-        .success(payload)
+        for definition in definitions {
+            self.definitions[definition.key] = definition.payload
+        }
+        guard let opcode = payload.first else {
+            return .failure(Array("empty call".utf8))
+        }
+        let argumentBytes = Array(payload.dropFirst())
+        let argument = String(decoding: argumentBytes, as: UTF8.self)
+        switch Character(UnicodeScalar(opcode)) {
+        case "e":  // echo
+            return .success(argumentBytes)
+        case "p":  // the pid
+            return .success(Array("\(getpid())".utf8))
+        case "h":  // the hello bytes
+            return .success(self.hello)
+        case "d":  // definitions: how many this call brought, how many are known
+            let keys = self.definitions.keys.sorted().map { "\($0)" }.joined(separator: ",")
+            return .success(Array("new=\(definitions.count) known=\(keys)".utf8))
+        case "f":  // a failure reply
+            return .failure(argumentBytes)
+        case "x":  // exit with a status
+            exit(Int32(argument) ?? 1)
+        case "k":  // kill itself with a signal
+            raise(Int32(argument) ?? SIGKILL)
+            return .failure(Array("still alive after raise".utf8))
+        case "s":  // sleep some milliseconds
+            usleep(UInt32(max(0, Int(argument) ?? 0)) * 1000)
+            return .success(Array("slept".utf8))
+        case "S":  // stop itself (SIGSTOP)
+            raise(SIGSTOP)
+            return .success(Array("continued".utf8))
+        case "c":  // close the protocol descriptor and live on
+            close(3)
+            while true {
+                pause()
+            }
+        case "g", "G", "T", "t":  // break the protocol
+            Self.writeBadFrame(opcode)
+            while true {
+                pause()
+            }
+        case "r":  // a request to the parent's service
+            do {
+                return .success(try ProcessChild.request(argumentBytes))
+            } catch {
+                return .failure(Array("\(error)".utf8))
+            }
+        case "n":  // a notification to the parent's service
+            do {
+                try ProcessChild.notify(argumentBytes)
+                return .success([])
+            } catch {
+                return .failure(Array("\(error)".utf8))
+            }
+        case "o":  // a line on standard output
+            let line = Array((argument + "\n").utf8)
+            _ = line.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            return .success([])
+        case "E":  // an environment variable
+            return .success(Array((getenv(argument).map { String(cString: $0) } ?? "<unset>").utf8))
+        case "F":  // the open descriptors
+            return .success(Array(openDescriptors().map { "\($0)" }.joined(separator: ",").utf8))
+        case "I":  // SIGINT's disposition: "ignored" or "other"
+            var action = sigaction()
+            sigaction(SIGINT, nil, &action)
+            let ignored = unsafeBitCast(action.__sigaction_handler.sa_handler, to: Int.self) == 1
+            return .success(Array((ignored ? "ignored" : "other").utf8))
+        default:
+            return .failure(Array("unknown opcode \(opcode)".utf8))
+        }
+    }
+
+    /// Writes a frame that breaks the protocol: `g` a bad checksum, `G` a length over the limit, `T` an
+    /// unknown type (with a good checksum), `t` half a header.
+    static func writeBadFrame(_ opcode: UInt8) {
+        var bytes: [UInt8]
+        switch opcode {
+        case UInt8(ascii: "g"):
+            bytes = [10, 0, 0, 0, 1, 2, 3, 4, 5] + Array(repeating: 7, count: 9)
+        case UInt8(ascii: "G"):
+            bytes = [0, 0, 0, 0x7f, 0, 0, 0, 0, 5]
+        case UInt8(ascii: "T"):
+            // length 1, type 200: the CRC-32C of the single byte 200.
+            bytes = [1, 0, 0, 0] + littleEndian(crc32c([200])) + [200]
+        default:
+            bytes = [9, 0, 0]
+        }
+        _ = bytes.withUnsafeBytes { send(3, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if opcode == UInt8(ascii: "t") {
+            _exit(0)
+        }
     }
 }
 
-ProcessChild.runIfChild { _ in EchoHandler() }
+struct FixtureError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { self.message }
+}
+
+func littleEndian(_ value: UInt32) -> [UInt8] {
+    [UInt8(value & 0xff), UInt8((value >> 8) & 0xff), UInt8((value >> 16) & 0xff), UInt8(value >> 24)]
+}
+
+/// CRC-32C, bit by bit (the fixture's own, to forge a frame with a valid checksum).
+func crc32c(_ bytes: [UInt8]) -> UInt32 {
+    var crc: UInt32 = 0xffff_ffff
+    for byte in bytes {
+        crc ^= UInt32(byte)
+        for _ in 0..<8 {
+            crc = (crc & 1) != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1
+        }
+    }
+    return ~crc
+}
+
+/// The numbers of the open descriptors (from `/proc/self/fd`, without the one reading it).
+func openDescriptors() -> [Int32] {
+    entries(of: "/proc/self/fd").compactMap { Int32($0) }.sorted()
+}
+
+/// The names in a directory, without `.` and `..`.
+func entries(of path: String) -> [String] {
+    guard let directory = opendir(path) else {
+        return []
+    }
+    defer { closedir(directory) }
+    let own = dirfd(directory)
+    var names: [String] = []
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name != "." && name != ".." && name != "\(own)" {
+            names.append(name)
+        }
+    }
+    return names
+}
+
+func say(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+}
+
+func call(_ text: String) -> ProcessCall {
+    ProcessCall(payload: Array(text.utf8))
+}
+
+func poolSupervisor(poolSize: Int) -> TaskSupervisor {
+    let supervisor = TaskSupervisor(configuration: .init(poolSize: 4))
+    supervisor.start()
+    var configuration = ProcessPoolConfiguration(poolSize: poolSize, reserveNormal: 0, reserveHigh: 0)
+    configuration.stopTimeout = 2
+    supervisor.setProcessPool(configuration)
+    return supervisor
+}
+
+func text(_ task: SupervisorTask) -> String {
+    task.wait(timeout: 60)
+    return (task.result as? [UInt8]).map { String(decoding: $0, as: UTF8.self) }
+        ?? "error: \(task.error.map { "\($0)" } ?? "none")"
+}
+
+ProcessChild.runIfChild { hello in try FixtureHandler(hello: hello) }
+
+let arguments = CommandLine.arguments
+switch arguments.count > 1 ? arguments[1] : "" {
+case "parent-sleep":
+    // Start a child that sleeps, say its pid, and wait to be killed.
+    let supervisor = poolSupervisor(poolSize: 1)
+    say("child \(text(supervisor.submitProcess(call("p"))))")
+    supervisor.submitProcess(call("s600000"))
+    while true {
+        pause()
+    }
+case "parent-print":
+    // A child writes a line to the standard output it shares with this process.
+    let supervisor = poolSupervisor(poolSize: 1)
+    say("parent says \(text(supervisor.submitProcess(call("ochild says hello"))))done")
+    supervisor.stop(wait: .seconds(10))
+    exit(0)
+case "parent-respawn":
+    // Descriptors and threads stay constant across many child deaths and respawns.
+    let rounds = arguments.count > 2 ? Int(arguments[2]) ?? 200 : 200
+    let supervisor = poolSupervisor(poolSize: 1)
+    _ = text(supervisor.submitProcess(call("x3")))
+    _ = text(supervisor.submitProcess(call("e")))
+    supervisor.waitUntilIdle()
+    let descriptorsBefore = openDescriptors().count
+    let threadsBefore = entries(of: "/proc/self/task").count
+    var failures = 0
+    for _ in 0..<rounds {
+        let task = supervisor.submitProcess(call("x3"))
+        task.wait(timeout: 60)
+        if task.status == .failed {
+            failures += 1
+        }
+    }
+    _ = text(supervisor.submitProcess(call("e")))
+    supervisor.waitUntilIdle()
+    // A dead child's thread ends just after it reported the death: give the last one a moment.
+    var descriptorsAfter = openDescriptors().count
+    var threadsAfter = entries(of: "/proc/self/task").count
+    for _ in 0..<500 where descriptorsAfter != descriptorsBefore || threadsAfter != threadsBefore {
+        usleep(10_000)
+        descriptorsAfter = openDescriptors().count
+        threadsAfter = entries(of: "/proc/self/task").count
+    }
+    let info = supervisor.info().processPool
+    say(
+        "failures=\(failures) spawned=\(info?.childrenSpawned ?? -1) deaths=\(info?.childDeaths ?? -1) fds=\(descriptorsBefore)->\(descriptorsAfter) threads=\(threadsBefore)->\(threadsAfter)"
+    )
+    supervisor.stop(wait: .seconds(10))
+    exit(0)
+default:
+    let bytes = Array("usage: ProcessChildFixture parent-sleep | parent-print | parent-respawn [N]\n".utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    exit(2)
+}

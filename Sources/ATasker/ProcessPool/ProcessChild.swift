@@ -1,4 +1,6 @@
+import CProcessSpawn
 import Glibc
+import Synchronization
 
 /// The entry point and services of a pool child.
 ///
@@ -13,6 +15,9 @@ import Glibc
 public enum ProcessChild {
     /// The environment variable that marks a pool child; its value is the protocol descriptor.
     static let variable = "ATASKER_PROCESS_CHILD"
+
+    /// The descriptor number the pool gives the child's end of the socket.
+    static let descriptorNumber: Int32 = 3
 
     /// True when this process was started as a pool child (the pool sets `ATASKER_PROCESS_CHILD`).
     ///
@@ -34,21 +39,53 @@ public enum ProcessChild {
     ///
     /// - Parameter makeHandler: Creates the handler from the pool's hello bytes.
     public static func runIfChild(_ makeHandler: ([UInt8]) throws -> any ProcessChildHandler) {
-        guard launchDescriptor != nil else {
+        guard let descriptor = launchDescriptor else {
             return
         }
-        exit(70)
+        unsetenv(Self.variable)
+        // SIGINT was blocked by the spawn so that a Ctrl-C sent to the whole process group before this point
+        // stays pending; now it is ignored, and every signal is unblocked.
+        atp_child_signals()
+        Self.startWatcher(descriptor)
+        let channel = ProcessChildChannel(descriptor: descriptor)
+        guard let first = channel.next() else {
+            exit(0)
+        }
+        switch first.kind {
+        case .hello:
+            break
+        case .stop:
+            exit(0)
+        default:
+            Self.protocolFailure("the first frame is \(first.kind), not hello")
+        }
+        let handler: any ProcessChildHandler
+        do {
+            handler = try makeHandler(first.body)
+        } catch {
+            let message = Array("\(error)".utf8)
+            channel.send { ProcessFrame.append(.startupFailed, payload: message, to: &$0) }
+            exit(1)
+        }
+        channel.send { ProcessFrame.append(.ready, payload: [], to: &$0) }
+        currentChannel.withLock { $0 = channel }
+        Self.serve(channel, handler)
     }
 
     /// Sends `payload` to the parent's ``ProcessPoolConfiguration/service`` and waits for its answer.
     ///
-    /// Call it from inside ``ProcessChildHandler/call(definitions:payload:)``.
+    /// Call it from inside ``ProcessChildHandler/call(definitions:payload:)``, on the thread that runs it.
+    /// Calls that the parent pipelined meanwhile wait for the current one to end.
     ///
     /// - Parameter payload: The request.
     /// - Returns: What the service returned.
-    /// - Throws: ``ProcessChildError`` outside a call or when the parent has no service.
+    /// - Throws: ``ProcessChildError`` outside a call, or when the parent has no service.
     public static func request(_ payload: [UInt8]) throws -> [UInt8] {
-        throw ProcessChildError("ProcessChild.request is only available inside a call of a pool child")
+        guard let channel = Self.usableChannel() else {
+            throw ProcessChildError(
+                "ProcessChild.request is only available inside a call of a pool child, on its thread")
+        }
+        return try channel.request(payload)
     }
 
     /// Sends `payload` to the parent's ``ProcessPoolConfiguration/service`` without waiting.
@@ -56,7 +93,97 @@ public enum ProcessChild {
     /// - Parameter payload: The notification.
     /// - Throws: ``ProcessChildError`` outside a call of a pool child.
     public static func notify(_ payload: [UInt8]) throws {
-        throw ProcessChildError("ProcessChild.notify is only available inside a call of a pool child")
+        guard let channel = Self.usableChannel() else {
+            throw ProcessChildError(
+                "ProcessChild.notify is only available inside a call of a pool child, on its thread")
+        }
+        channel.send { ProcessFrame.append(.notify, payload: payload, to: &$0) }
+    }
+
+    // MARK: - Internals
+
+    /// Runs calls until `stop` or end-of-file.
+    private static func serve(_ channel: ProcessChildChannel, _ handler: any ProcessChildHandler) -> Never {
+        while let frame = channel.next() {
+            switch frame.kind {
+            case .call:
+                var body = ProcessFrame.BodyReader(frame.body[...], kind: .call)
+                let id: UInt64
+                var definitions: [ProcessDefinition] = []
+                do {
+                    id = try body.u64()
+                    let count = try body.u32()
+                    for _ in 0..<count {
+                        let key = try body.u64()
+                        let size = try body.u32()
+                        definitions.append(ProcessDefinition(key: key, payload: try body.bytes(count: Int(size))))
+                    }
+                } catch {
+                    Self.protocolFailure(error.detail)
+                }
+                let payload = body.rest()
+                channel.inCall = true
+                let reply = handler.call(definitions: definitions, payload: payload)
+                channel.inCall = false
+                channel.send { buffer in
+                    switch reply {
+                    case .success(let bytes):
+                        ProcessFrame.appendAnswer(.reply, id: id, success: true, payload: bytes, to: &buffer)
+                    case .failure(let bytes):
+                        ProcessFrame.appendAnswer(.reply, id: id, success: false, payload: bytes, to: &buffer)
+                    }
+                }
+            case .stop:
+                exit(0)
+            default:
+                Self.protocolFailure("unexpected \(frame.kind) frame")
+            }
+        }
+        exit(0)
+    }
+
+    private static func usableChannel() -> ProcessChildChannel? {
+        guard let channel = currentChannel.withLock({ $0 }), channel.isUsableHere else {
+            return nil
+        }
+        return channel
+    }
+
+    /// Starts the thread that ends the process when the descriptor hangs up.
+    ///
+    /// It polls only for `POLLRDHUP` (the peer closed its end; `POLLHUP` and `POLLERR` are always reported),
+    /// never for `POLLIN`, so incoming frames do not wake it.
+    private static func startWatcher(_ descriptor: Int32) {
+        let started = PoolThread.spawn(name: "atasker-watch") {
+            var entry = pollfd(fd: descriptor, events: Int16(Self.pollReadHangUp), revents: 0)
+            while true {
+                let ready = poll(&entry, 1, -1)
+                if ready < 0 && errno != EINTR {
+                    _exit(0)
+                }
+                if ready > 0 && entry.revents & Int16(Self.pollReadHangUp | POLLHUP | POLLERR | POLLNVAL) != 0 {
+                    _exit(0)
+                }
+            }
+        }
+        if !started {
+            Self.protocolFailure("cannot start the watcher thread")
+        }
+    }
+
+    /// `POLLRDHUP`, which Swift's Glibc module does not export (it needs `_GNU_SOURCE`).
+    private static let pollReadHangUp: Int32 = 0x2000
+
+    /// The parent broke the protocol: say so on standard error and exit with status 70 (`EX_SOFTWARE`).
+    static func protocolFailure(_ detail: String) -> Never {
+        let message = Array("atasker pool child \(getpid()): protocol error from the parent: \(detail)\n".utf8)
+        _ = message.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        exit(70)
+    }
+
+    /// The parent is gone: end at once.
+    static func exitQuietly() -> Never {
+        _exit(0)
     }
 }
 
@@ -70,3 +197,6 @@ private let launchDescriptor: Int32? = {
     }
     return descriptor
 }()
+
+/// The channel of a running child, for ``ProcessChild/request(_:)`` and ``ProcessChild/notify(_:)``.
+private let currentChannel = Mutex<ProcessChildChannel?>(nil)

@@ -11,19 +11,25 @@ extension TaskSupervisor {
     ///
     /// - Parameter configuration: The pool's settings.
     public func setProcessPool(_ configuration: ProcessPoolConfiguration) {
-        self.processPoolSlot.withLock { slot in
+        var created = false
+        let pool = self.processPoolSlot.withLock { slot -> ProcessPool in
             if let pool = slot {
-                pool.configuration.withLock { $0 = configuration }
-            } else {
-                slot = ProcessPool(configuration: configuration)
+                return pool
             }
+            created = true
+            let pool = self.makeProcessPool(configuration)
+            slot = pool
+            return pool
+        }
+        if !created {
+            pool.reconfigure(configuration)
         }
     }
 
     /// The process pool's configuration, or `nil` if ``setProcessPool(_:)`` was never called (and no
     /// process task was submitted).
     public var processPoolConfiguration: ProcessPoolConfiguration? {
-        self.processPoolSlot.withLock { $0 }?.configuration.withLock { $0 }
+        self.processPoolSlot.withLock { $0 }?.configuration
     }
 
     /// Runs `call` in a pool child, as a task.
@@ -32,10 +38,11 @@ extension TaskSupervisor {
     /// `transform(reply)`; if `transform` throws, the task fails with that error. Without a transform, a
     /// ``ProcessReply/success(_:)`` gives its bytes (`[UInt8]`) and a ``ProcessReply/failure(_:)`` fails the
     /// task with ``ProcessPoolError/remoteFailure(_:)``. A child that dies fails only the task it was
-    /// running, with a ``ProcessPoolError`` that names the cause.
+    /// running, with a ``ProcessPoolError`` that names the cause; the tasks queued or pipelined behind it are
+    /// not lost.
     ///
-    /// If no pool was set, the default ``ProcessPoolConfiguration()`` is set first: children of the running
-    /// program, one per processor.
+    /// If no pool was set, the default ``ProcessPoolConfiguration/init(poolSize:reserveNormal:reserveHigh:)``
+    /// is set first: children of the running program, as many as processors (plus the reserves).
     ///
     /// ```swift
     /// let task = supervisor.submitProcess(ProcessCall(payload: Array("ping".utf8)), timeout: 5)
@@ -46,10 +53,12 @@ extension TaskSupervisor {
     ///   - call: The definitions and payload to send.
     ///   - priority: The task's priority (the pool's reserves apply). Default: ``TaskPriority/normal``.
     ///   - timeout: Seconds from the start of the call in the child; on expiry the child is killed with
-    ///     `SIGKILL` and the task fails with ``ProcessPoolError/timedOut(pid:seconds:)``. `nil`: no limit.
+    ///     `SIGKILL` (also when it is stopped by `SIGSTOP`) and the task fails with
+    ///     ``ProcessPoolError/timedOut(pid:seconds:)``. `nil`: no limit.
     ///   - name: A name for logs and ``info()``.
     ///   - transform: Turns the reply into the task's result, on the parent thread that serves the child.
-    /// - Returns: The task. After a stop, or while the pool is broken, it is returned already `failed`.
+    /// - Returns: The task. After a stop it is returned already `failed` with ``ProcessPoolError/stopped``;
+    ///   while the pool is broken, with ``ProcessPoolError/broken(cause:)``.
     @discardableResult
     public func submitProcess(
         _ call: ProcessCall,
@@ -60,27 +69,40 @@ extension TaskSupervisor {
     ) -> SupervisorTask {
         let now = Monotonic.now()
         let task = SupervisorTask(priority: priority, name: name, supervisor: self, status: .queued, queuedAt: now)
-        task.finish(status: .failed, result: nil, error: ProcessPoolError.stopped, at: now)
+        guard self.state.withLock({ $0.submitProcessTask(task) }) else {
+            task.finish(status: .failed, result: nil, error: ProcessPoolError.stopped, at: now)
+            return task
+        }
+        let pool = self.processPoolSlot.withLock { slot -> ProcessPool in
+            if let pool = slot {
+                return pool
+            }
+            let pool = self.makeProcessPool(ProcessPoolConfiguration())
+            slot = pool
+            return pool
+        }
+        pool.submit(ProcessTaskEntry(task: task, call: call, timeout: timeout, transform: transform))
         return task
     }
-}
 
-extension TaskSupervisor {
+    /// Creates the pool; the caller holds `processPoolSlot`'s lock (the supervisor's lock is taken inside it,
+    /// never the other way round).
+    private func makeProcessPool(_ configuration: ProcessPoolConfiguration) -> ProcessPool {
+        let dispatching = self.state.withLock { $0.lifecycle != .initial }
+        return ProcessPool(configuration: configuration, supervisor: self, dispatching: dispatching)
+    }
+
+    /// A process task has finished: it no longer counts for idleness, stop and ``info()``.
+    func processTaskFinished(_ task: SupervisorTask) {
+        var effects = SupervisorStateMachine.Effects()
+        self.state.withLock { $0.processTaskFinished(task, effects: &effects) }
+        if !effects.isEmpty {
+            self.perform(effects)
+        }
+    }
+
     /// The process pool's snapshot for ``info()``, `nil` when there is no pool.
     func processPoolInfo() -> ProcessPoolInfo? {
-        guard let configuration = self.processPoolConfiguration else {
-            return nil
-        }
-        return ProcessPoolInfo(
-            poolSize: configuration.poolSize,
-            reserveNormal: configuration.reserveNormal,
-            reserveHigh: configuration.reserveHigh,
-            children: [],
-            childrenSpawned: 0,
-            childDeaths: 0,
-            queuedCount: 0,
-            runningCount: 0,
-            brokenCause: nil
-        )
+        self.processPoolSlot.withLock { $0 }?.info()
     }
 }

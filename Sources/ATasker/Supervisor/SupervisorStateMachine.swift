@@ -100,6 +100,8 @@ struct SupervisorStateMachine: Sendable {
     private var ready = Deque<TaskQueue.Entry>()
     /// Tasks that are delayed, queued or running, by id.
     private(set) var registry: [Int: SupervisorTask] = [:]
+    /// The ids of process-pool tasks (in `registry` too) that have not finished; their queue is the pool's.
+    private(set) var processTaskIDs: Set<Int> = []
     /// Delayed tasks' timers, by task id.
     private var delayed: [Int: TimerID] = [:]
 
@@ -141,6 +143,7 @@ struct SupervisorStateMachine: Sendable {
     /// Nothing is delayed, queued, running or being cancelled.
     var isDrained: Bool {
         self.running == 0 && self.queue.isEmpty && self.delayed.isEmpty && self.finishing == 0
+            && self.processTaskIDs.isEmpty
     }
 
     var isIdle: Bool {
@@ -334,6 +337,10 @@ struct SupervisorStateMachine: Sendable {
 
     /// Cancels a queued or delayed task. Returns whether it was cancelled.
     mutating func cancel(_ task: SupervisorTask, effects: inout Effects) -> Bool {
+        // A process task waits in the process pool's queue, which cancels it.
+        guard !self.processTaskIDs.contains(task.id) else {
+            return false
+        }
         if task.transition(from: .queued, to: .canceled) {
             self.queue.markCanceled(task)
         } else if task.transition(from: .delayed, to: .canceled) {
@@ -347,6 +354,26 @@ struct SupervisorStateMachine: Sendable {
         self.finishing += 1
         effects.canceled.append(task)
         return true
+    }
+
+    /// Accepts a process-pool task for the accounting (``registry``, idleness, stop), or refuses it (returns
+    /// `false`) after a stop.
+    mutating func submitProcessTask(_ task: SupervisorTask) -> Bool {
+        guard !self.isStopRequested else {
+            return false
+        }
+        self.registry[task.id] = task
+        self.processTaskIDs.insert(task.id)
+        return true
+    }
+
+    /// A process-pool task has finished and run its handlers.
+    mutating func processTaskFinished(_ task: SupervisorTask, effects: inout Effects) {
+        guard self.processTaskIDs.remove(task.id) != nil else {
+            return
+        }
+        self.registry.removeValue(forKey: task.id)
+        self.checkQuiescence(&effects)
     }
 
     /// Cancelled tasks have run their handlers.

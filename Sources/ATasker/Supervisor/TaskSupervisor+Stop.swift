@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 extension TaskSupervisor {
     /// Stops the supervisor, blocking the calling thread while it waits.
@@ -11,6 +12,11 @@ extension TaskSupervisor {
     /// cancelled; otherwise they still run (delayed ones when their delay elapses). Running tasks are
     /// never interrupted. The call then waits, up to `wait`, until nothing is queued, delayed or
     /// running. Pool threads exit when the queue is empty; the timer thread ends when all work has.
+    ///
+    /// Process tasks (``submitProcess(_:priority:timeout:name:transform:)``) are handled the same way.
+    /// After the wait, the process pool's children are asked to stop, are killed with `SIGKILL` after
+    /// ``ProcessPoolConfiguration/stopTimeout``, and are all reaped before the call returns (with
+    /// ``StopWait/none``, this happens in the background once the last process task has finished).
     ///
     /// - Parameters:
     ///   - wait: How long to wait for the work left. Default: ``StopWait/forever``.
@@ -37,6 +43,9 @@ extension TaskSupervisor {
             return state.addDrainWaiter(waiter)
         }
         self.perform(effects)
+        // Process tasks stop as thread tasks do: queued ones are cancelled or still run, running ones finish.
+        let processPool = self.processPoolSlot.withLock { $0 }
+        processPool?.supervisorStopping(cancelTasks: cancelTasks)
         if mustWait {
             _ = waiter.wait(until: deadline)
         }
@@ -49,6 +58,12 @@ extension TaskSupervisor {
             return state.runningTasks
         }
         self.perform(finished)
+        if case .none = wait {
+            // The pool stops its children by itself once its last task has finished.
+        } else {
+            // Then the children: asked to stop, killed after the pool's stop timeout, all reaped.
+            processPool?.shutdown(wait: true)
+        }
         return running
     }
 

@@ -78,6 +78,7 @@ public final class TaskSupervisor: Sendable {
         var effects = SupervisorStateMachine.Effects()
         self.state.withLock { _ = $0.start(&effects) }
         self.perform(effects)
+        self.processPoolSlot.withLock { $0 }?.supervisorStarted()
     }
 
     // MARK: - Submitting
@@ -169,6 +170,9 @@ public final class TaskSupervisor: Sendable {
 
     /// Cancels a queued or delayed task (see ``SupervisorTask/cancel()``).
     func cancel(_ task: SupervisorTask) -> Bool {
+        if let pool = self.processPoolSlot.withLock({ $0 }), pool.cancel(task) {
+            return true
+        }
         var effects = SupervisorStateMachine.Effects()
         let canceled = self.state.withLock { $0.cancel(task, effects: &effects) }
         self.perform(effects)

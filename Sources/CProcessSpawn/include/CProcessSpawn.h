@@ -57,6 +57,9 @@ int atp_socketpair(int fds[2]);
 /* "SIGKILL" for SIGKILL, "SIGRTMIN+4" for a real-time one, NULL if unknown. */
 const char *atp_signal_name(int sig, char *buffer, size_t size);
 
+/* The process's environment ('environ'), which Swift sees as an unsafe global. */
+char **atp_environ(void);
+
 /* Ignores SIGINT, then unblocks every signal (the start of a pool child). */
 void atp_child_signals(void);
 
