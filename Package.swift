@@ -83,7 +83,7 @@ let package = Package(
         // The child (and test parent) program that the process pool tests spawn.
         .executableTarget(
             name: "ProcessChildFixture",
-            dependencies: ["ATasker"],
+            dependencies: ["ATasker", .product(name: "Logging", package: "swift-log")],
             path: "Tests/ProcessChildFixture",
             swiftSettings: swiftSettings
         ),

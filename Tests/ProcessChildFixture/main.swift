@@ -5,7 +5,7 @@
 // (be killed, count its own descriptors and threads, have its standard output captured).
 import ATasker
 import Glibc
-import Synchronization
+import Logging
 
 /// Answers the tests' calls. The first byte of the payload picks what to do; the rest is its argument.
 final class FixtureHandler: ProcessChildHandler {
@@ -59,10 +59,12 @@ final class FixtureHandler: ProcessChildHandler {
             raise(SIGSTOP)
             return .success(Array("continued".utf8))
         case "c":  // close the protocol descriptor and live on
-            close(3)
-            while true {
-                pause()
-            }
+            // The watcher thread's poll holds the descriptor open, so a plain close would not reach the
+            // parent; exec'ing another program (descriptor 3 close-on-exec) ends every thread and closes it.
+            _ = fcntl(3, F_SETFD, FD_CLOEXEC)
+            var argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("60"), nil]
+            execv("/bin/sleep", &argv)
+            return .failure(Array("exec failed".utf8))
         case "g", "G", "T", "t":  // break the protocol
             Self.writeBadFrame(opcode)
             while true {
@@ -176,7 +178,8 @@ func call(_ text: String) -> ProcessCall {
 }
 
 func poolSupervisor(poolSize: Int) -> TaskSupervisor {
-    let supervisor = TaskSupervisor(configuration: .init(poolSize: 4))
+    let supervisor = TaskSupervisor(
+        configuration: .init(poolSize: 4), logger: Logger(label: "fixture") { _ in SwiftLogNoOpLogHandler() })
     supervisor.start()
     var configuration = ProcessPoolConfiguration(poolSize: poolSize, reserveNormal: 0, reserveHigh: 0)
     configuration.stopTimeout = 2

@@ -10,11 +10,13 @@ import DequeModule
 /// start on an idle child, or on a new one, while fewer than `busyLimit(c)` children are busy (critical:
 /// always). Children are spawned lazily, for waiting tasks that no idle or starting child can take.
 ///
-/// Pipelining: when a low or normal task cannot start because the busy limit is reached (and no child is
-/// starting), it may be sent to a busy child behind the calls it runs, up to ``pipelineDepth`` calls, if
-/// that child's calls are short (their average, and the current call so far, under
-/// ``pipelineThreshold``). This amortizes the round trip when calls are much shorter than it, and bounds
-/// how long a pipelined call can wait behind another. High and critical tasks are never pipelined: they go
+/// Pipelining: when a low or normal task cannot start because the busy limit is reached, no child is
+/// starting, and more tasks wait than children are busy (a backlog), it may be sent to a busy child behind
+/// the calls it runs, up to ``pipelineDepth`` calls, if that child's calls are short (their average, and
+/// the current call so far, under ``pipelineThreshold``; a child that has not finished a call yet is not
+/// pipelined to). This amortizes the round trip when calls are much shorter than it, and bounds how long a
+/// pipelined call can wait behind another (a call that turns out long after it started still holds up the
+/// few calls pipelined behind it: the price of the throughput). High and critical tasks are never pipelined: they go
 /// to a child with nothing outstanding, and while one waits at the head of the queue, nothing less urgent
 /// is sent, so the busy children drain and the first one free takes it.
 struct ProcessPoolStateMachine: Sendable {
@@ -22,6 +24,8 @@ struct ProcessPoolStateMachine: Sendable {
     var pipelineDepth = 8
     /// Calls longer than this (seconds) are not pipelined behind (tests change it).
     var pipelineThreshold = 0.002
+    /// Whether pipelining waits for a backlog (tests turn it off).
+    var pipelineNeedsBacklog = true
 
     enum Phase: Sendable {
         /// Spawned (or being spawned); not ready yet.
@@ -285,6 +289,7 @@ struct ProcessPoolStateMachine: Sendable {
             }
             if self.busyCount >= limit, self.startingCount == 0,
                 priorityClass == .normal || priorityClass == .low,
+                !self.pipelineNeedsBacklog || self.queue.count > self.busyCount,
                 let serial = self.pipelineCandidate(now: now)
             {
                 _ = self.queue.removeFirst()
