@@ -91,11 +91,16 @@ final class FixtureHandler: ProcessChildHandler {
             return .success(Array((getenv(argument).map { String(cString: $0) } ?? "<unset>").utf8))
         case "F":  // the open descriptors
             return .success(Array(openDescriptors().map { "\($0)" }.joined(separator: ",").utf8))
-        case "I":  // SIGINT's disposition: "ignored" or "other"
+        case "D":  // a signal's disposition: "default", "ignored" or "handled"
             var action = sigaction()
-            sigaction(SIGINT, nil, &action)
-            let ignored = unsafeBitCast(action.__sigaction_handler.sa_handler, to: Int.self) == 1
-            return .success(Array((ignored ? "ignored" : "other").utf8))
+            sigaction(Int32(argument) ?? SIGUSR2, nil, &action)
+            let handler = unsafeBitCast(action.__sigaction_handler.sa_handler, to: Int.self)
+            return .success(Array((handler == 0 ? "default" : handler == 1 ? "ignored" : "handled").utf8))
+        case "M":  // the blocked signals
+            var blocked = sigset_t()
+            sigprocmask(SIG_BLOCK, nil, &blocked)
+            let list = (1..<65).filter { sigismember(&blocked, Int32($0)) == 1 }.map { "\($0)" }
+            return .success(Array(list.joined(separator: ",").utf8))
         default:
             return .failure(Array("unknown opcode \(opcode)".utf8))
         }

@@ -113,6 +113,8 @@ struct ProcessPoolStateMachine: Sendable {
         var wakes: [ProcessChildConnection] = []
         var waiters: [Waiter] = []
         var warnings: [String] = []
+        /// Tasks sent to a child, for the supervisor's start-latency checks.
+        var started: [(task: SupervisorTask, at: Double)] = []
 
         mutating func send(_ frame: Outgoing, to connection: ProcessChildConnection) {
             if let index = self.sends.firstIndex(where: { $0.connection === connection }) {
@@ -299,6 +301,7 @@ struct ProcessPoolStateMachine: Sendable {
             break
         }
         guard self.idle.isEmpty, !self.queue.isEmpty else {
+            self.trimIdle(now: now, effects: &effects)
             return
         }
         // Spawn for the waiting tasks, most urgent first, that the busy limits admit and that the children
@@ -321,7 +324,7 @@ struct ProcessPoolStateMachine: Sendable {
             }
             return true
         }
-        for _ in 0..<needed {
+        for _ in 0..<needed where self.brokenCause == nil {
             self.spawnChild(effects: &effects)
         }
     }
@@ -368,6 +371,7 @@ struct ProcessPoolStateMachine: Sendable {
         let started = entry.task.transition(from: .queued, to: .started)
         assert(started, "a task in the process queue was not queued")
         entry.task.setTimeStarted(now)
+        effects.started.append((entry.task, now))
         self.queuedIDs.remove(entry.task.id)
         self.running += 1
         let callID = child.nextCallID
@@ -480,17 +484,25 @@ struct ProcessPoolStateMachine: Sendable {
         return valid
     }
 
-    /// A ready child has nothing outstanding: keep it warm, or stop it if it is of an old generation, the
-    /// pool is shutting down, or more children are warm than the pool needs.
+    /// A ready child has nothing outstanding: keep it for the next task, or stop it if it is of an old
+    /// generation or the pool is shutting down. (``dispatch(now:effects:)`` then stops idle children beyond
+    /// the warm limit, once it has given them what waits.)
     private mutating func becameIdle(_ serial: Int, now: Double, effects: inout Effects) {
         guard let child = self.children[serial], child.phase == .ready else {
             return
         }
-        let warm = self.idle.count + self.busyCount
-        if child.generation != self.generation || self.shuttingDown || warm >= self.configuration.warmLimit {
+        if child.generation != self.generation || self.shuttingDown {
             self.requestStop(serial, now: now, effects: &effects)
         } else {
             self.idle.append(serial)
+        }
+    }
+
+    /// Stops the longest-idle children while more children are warm (idle or busy) than the pool keeps:
+    /// extra children started for critical tasks, or after the pool shrank.
+    private mutating func trimIdle(now: Double, effects: inout Effects) {
+        while let serial = self.idle.first, self.idle.count + self.busyCount > self.configuration.warmLimit {
+            self.requestStop(serial, now: now, effects: &effects)
         }
     }
 
