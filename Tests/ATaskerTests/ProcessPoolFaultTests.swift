@@ -74,6 +74,21 @@ struct ProcessPoolFaultTests {
         supervisor.finishProcessPool()
     }
 
+    @Test("a child's death is seen even while a grandchild holds its socket open")
+    func grandchildHoldsSocket() throws {
+        let supervisor = TaskSupervisor.withFixturePool()
+        let pid = try #require(Int32(try supervisor.submitProcess(fixtureCall("p")).replyText()))
+        let started = Monotonic.now()
+        guard case .childExited(pid, 9) = try supervisor.submitProcess(fixtureCall("z")).poolError() else {
+            Issue.record("expected childExited(\(pid), 9)")
+            return
+        }
+        // The grandchild sleeps for 3 seconds: the death was noticed without waiting for it.
+        #expect(Monotonic.now() - started < 2.5)
+        try self.expectReplaced(supervisor, dead: pid)
+        supervisor.finishProcessPool()
+    }
+
     @Test(
         "a bad frame from a child is a protocol error: the child is killed and replaced",
         arguments: ["g", "G", "T", "t"]

@@ -216,6 +216,7 @@ struct ProcessPoolTests {
         let waiting = supervisor.submitProcess(fixtureCall("eqqq"))
         #expect(waiting.status == .queued)
         #expect(supervisor.info().tasks == 2)
+        #expect(supervisor.info().threadTasks.isEmpty)
         #expect(supervisor.info().processPool?.queuedCount == 1)
         #expect(supervisor.info().processPool?.runningCount == 1)
         #expect(!supervisor.isIdle)

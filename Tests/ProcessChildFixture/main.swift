@@ -65,6 +65,12 @@ final class FixtureHandler: ProcessChildHandler {
             var argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("60"), nil]
             execv("/bin/sleep", &argv)
             return .failure(Array("exec failed".utf8))
+        case "z":  // leave a grandchild holding the protocol descriptor, then exit with status 9
+            _ = fcntl(3, F_SETFD, 0)
+            var argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("3"), nil]
+            var pid: pid_t = 0
+            _ = posix_spawn(&pid, "/bin/sleep", nil, nil, &argv, environ)
+            exit(9)
         case "g", "G", "T", "t":  // break the protocol
             Self.writeBadFrame(opcode)
             while true {
