@@ -26,6 +26,10 @@ struct ProcessPoolBenchTests {
         return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100) ms"
     }
 
+    private func microseconds(_ seconds: Double) -> String {
+        "\(Int((seconds * 1_000_000).rounded())) µs"
+    }
+
     @Test("round trip of one small call at a time")
     func roundTrip() throws {
         let supervisor = TaskSupervisor.withFixturePool(poolSize: 1)
@@ -48,12 +52,12 @@ struct ProcessPoolBenchTests {
         let p99 = samples[count * 99 / 100]
         let p999 = samples[count * 999 / 1000]
         self.report(
-            "round trip (\(count) calls, 32-byte echo): p50 \(self.milliseconds(p50)), p99 \(self.milliseconds(p99)), p99.9 \(self.milliseconds(p999))"
+            "round trip (\(count) calls, 32-byte echo): p50 \(self.microseconds(p50)), p99 \(self.microseconds(p99)), p99.9 \(self.microseconds(p999))"
         )
         supervisor.finishProcessPool()
     }
 
-    @Test("throughput with 2 children and many queued calls", arguments: [1, 8])
+    @Test("throughput with 2 children and many queued calls", arguments: [1, 4, 8, 16])
     func throughput(depth: Int) throws {
         let supervisor = TaskSupervisor.withFixturePool(poolSize: 2)
         supervisor.processPoolSlot.withLock { $0 }?.state.withLock { $0.pipelineDepth = depth }
@@ -83,13 +87,14 @@ struct ProcessPoolBenchTests {
 
     @Test("kill to failure, and kill to a replacement child's first answer")
     func killLatency() throws {
-        let supervisor = TaskSupervisor.withFixturePool(poolSize: 1)
+        let service = ProcessService()
+        let supervisor = TaskSupervisor.withFixturePool(poolSize: 1, service: service)
         var failures: [Double] = []
         var replacements: [Double] = []
         for _ in 0..<50 {
             let pid = try #require(Int32(try supervisor.submitProcess(fixtureCall("p")).replyText()))
-            let sleeper = supervisor.submitProcess(fixtureCall("s60000"))
-            #expect(waitFor { supervisor.info().processPool?.children.first?.busy == true })
+            let sleeper = supervisor.submitProcess(fixtureCall("w60000"))
+            #expect(service.events.wait(for: "notify sleeping \(pid)"))
             let killed = Monotonic.now()
             kill(pid, SIGKILL)
             sleeper.wait(timeout: 60)

@@ -55,6 +55,10 @@ final class FixtureHandler: ProcessChildHandler {
         case "s":  // sleep some milliseconds
             usleep(UInt32(max(0, Int(argument) ?? 0)) * 1000)
             return .success(Array("slept".utf8))
+        case "w":  // notify "sleeping <pid>", then sleep some milliseconds
+            try? ProcessChild.notify(Array("sleeping \(getpid())".utf8))
+            usleep(UInt32(max(0, Int(argument) ?? 0)) * 1000)
+            return .success(Array("slept".utf8))
         case "S":  // stop itself (SIGSTOP)
             raise(SIGSTOP)
             return .success(Array("continued".utf8))
