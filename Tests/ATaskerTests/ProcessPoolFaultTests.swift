@@ -34,7 +34,8 @@ struct ProcessPoolFaultTests {
 
     @Test("a child killed by a signal fails its task naming the signal")
     func signals() throws {
-        let supervisor = TaskSupervisor.withFixturePool()
+        let service = ProcessService()
+        let supervisor = TaskSupervisor.withFixturePool(service: service)
         let pid = try #require(Int32(try supervisor.submitProcess(fixtureCall("p")).replyText()))
         let error = try supervisor.submitProcess(fixtureCall("k\(SIGTERM)")).poolError()
         guard case .childKilled(pid, SIGTERM) = error else {
@@ -46,8 +47,8 @@ struct ProcessPoolFaultTests {
 
         // Killed from outside while it runs a call.
         let second = try #require(Int32(try supervisor.submitProcess(fixtureCall("p")).replyText()))
-        let sleeper = supervisor.submitProcess(fixtureCall("s60000"))
-        #expect(waitFor { supervisor.info().processPool?.children.first?.busy == true })
+        let sleeper = supervisor.submitProcess(fixtureCall("w60000"))
+        #expect(service.events.wait(for: "notify sleeping \(second)"))
         let killed = Monotonic.now()
         #expect(kill(second, SIGKILL) == 0)
         let killError = try sleeper.poolError()
@@ -70,6 +71,21 @@ struct ProcessPoolFaultTests {
             Issue.record("expected connectionClosed(\(pid)), got \(error)")
             return
         }
+        try self.expectReplaced(supervisor, dead: pid)
+        supervisor.finishProcessPool()
+    }
+
+    @Test("a child's death is seen even while a grandchild holds its socket open")
+    func grandchildHoldsSocket() throws {
+        let supervisor = TaskSupervisor.withFixturePool()
+        let pid = try #require(Int32(try supervisor.submitProcess(fixtureCall("p")).replyText()))
+        let started = Monotonic.now()
+        guard case .childExited(pid, 9) = try supervisor.submitProcess(fixtureCall("z")).poolError() else {
+            Issue.record("expected childExited(\(pid), 9)")
+            return
+        }
+        // The grandchild sleeps for 3 seconds: the death was noticed without waiting for it.
+        #expect(Monotonic.now() - started < 2.5)
         try self.expectReplaced(supervisor, dead: pid)
         supervisor.finishProcessPool()
     }

@@ -112,12 +112,88 @@ struct ProcessPoolTests {
         #expect(try supervisor.submitProcess(fixtureCall("EATASKER_TEST_VALUE")).replyText() == "forty two")
         #expect(try supervisor.submitProcess(fixtureCall("EATASKER_PROCESS_CHILD")).replyText() == "<unset>")
         #expect(try supervisor.submitProcess(fixtureCall("h")).replyText() == "greetings")
-        #expect(try supervisor.submitProcess(fixtureCall("I")).replyText() == "ignored")
+        #expect(try supervisor.submitProcess(fixtureCall("D\(SIGINT)")).replyText() == "ignored")
+        // Every other signal has its default action, whatever the parent installed, and none is blocked.
+        #expect(try supervisor.submitProcess(fixtureCall("D\(SIGUSR2)")).replyText() == "default")
+        #expect(try supervisor.submitProcess(fixtureCall("D\(SIGPIPE)")).replyText() == "default")
+        #expect(try supervisor.submitProcess(fixtureCall("M")).replyText() == "")
         // Ctrl-C reaches the whole process group; a child ignores it and keeps serving.
         let pid = try #require(Int32(try supervisor.submitProcess(fixtureCall("p")).replyText()))
         #expect(kill(pid, SIGINT) == 0)
         #expect(try supervisor.submitProcess(fixtureCall("eafter SIGINT")).replyText() == "after SIGINT")
         #expect(try supervisor.submitProcess(fixtureCall("p")).replyText() == "\(pid)")
+        supervisor.finishProcessPool()
+    }
+
+    @Test("signals the parent ignores are reset to their default in a child")
+    func signalDefaults() throws {
+        // SIGUSR2 is not used by anything else in the test process.
+        let previous = signal(SIGUSR2, SIG_IGN)
+        defer { signal(SIGUSR2, previous) }
+        let supervisor = TaskSupervisor.withFixturePool()
+        #expect(try supervisor.submitProcess(fixtureCall("D\(SIGUSR2)")).replyText() == "default")
+        supervisor.finishProcessPool()
+    }
+
+    @Test("a child gets no other child's descriptor; beforeSpawn runs before each spawn")
+    func isolation() throws {
+        let service = ProcessService()
+        let spawns = Atomic<Int>(0)
+        let supervisor = TaskSupervisor.withFixturePool(poolSize: 3, service: service) { configuration in
+            configuration.beforeSpawn = { spawns.add(1, ordering: .relaxed) }
+        }
+        let first = supervisor.submitProcess(fixtureCall("rblock:first"))
+        #expect(service.events.wait(for: "started first"))
+        let second = supervisor.submitProcess(fixtureCall("rblock:second"))
+        #expect(service.events.wait(for: "started second"))
+        #expect(try supervisor.submitProcess(fixtureCall("F")).replyText() == "0,1,2,3")
+        #expect(spawns.load(ordering: .relaxed) == 3)
+        #expect(supervisor.info().processPool?.childrenSpawned == 3)
+        service.open("first")
+        service.open("second")
+        _ = try first.replyText()
+        _ = try second.replyText()
+        supervisor.finishProcessPool()
+    }
+
+    @Test("the default configuration; ProcessChild outside a child")
+    func defaults() throws {
+        let configuration = ProcessPoolConfiguration()
+        #expect(configuration.poolSize == Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #expect(configuration.reserveNormal == 5 && configuration.reserveHigh == 5)
+        #expect(configuration.executable == ProcessPoolConfiguration.currentExecutable)
+        #expect(configuration.executable.hasPrefix("/"))
+        #expect(configuration.arguments.isEmpty && configuration.environment.isEmpty && configuration.hello.isEmpty)
+        #expect(configuration.startupFailureLimit == 5 && configuration.startupFailureWindow == 10)
+        #expect(configuration.stopTimeout == 5)
+        #expect(TaskSupervisor().processPoolConfiguration == nil)
+        #expect(TaskSupervisor().info().processPool == nil)
+        #expect(!ProcessChild.isChild)
+        #expect(throws: ProcessChildError.self) { try ProcessChild.request([1]) }
+        #expect(throws: ProcessChildError.self) { try ProcessChild.notify([1]) }
+        ProcessChild.runIfChild { _ in throw TestFailure(message: "not a child") }
+    }
+
+    @Test("a child waiting for a response keeps the calls pipelined meanwhile, in order")
+    func requestWithPipelinedCalls() throws {
+        let service = ProcessService()
+        let supervisor = TaskSupervisor.withFixturePool(service: service)
+        supervisor.processPoolSlot.withLock { $0 }?.state.withLock {
+            $0.pipelineThreshold = 1000
+            $0.pipelineNeedsBacklog = false
+        }
+        #expect(try supervisor.submitProcess(fixtureCall("ewarm")).replyText() == "warm")
+        let blocked = supervisor.submitProcess(fixtureCall("rblock:answer"))
+        #expect(service.events.wait(for: "started answer"))
+        let behind = (0..<5).map { supervisor.submitProcess(fixtureCall("n\($0)")) }
+        #expect(behind.allSatisfy { $0.status == .started })
+        #expect(supervisor.info().processPool?.children.first?.outstandingCalls == 6)
+        service.open("answer")
+        #expect(try blocked.replyText() == "released answer")
+        for task in behind {
+            #expect(try task.replyText() == "")
+        }
+        #expect(service.events.all.filter { $0.hasPrefix("notify") } == (0..<5).map { "notify \($0)" })
         supervisor.finishProcessPool()
     }
 
@@ -140,6 +216,7 @@ struct ProcessPoolTests {
         let waiting = supervisor.submitProcess(fixtureCall("eqqq"))
         #expect(waiting.status == .queued)
         #expect(supervisor.info().tasks == 2)
+        #expect(supervisor.info().threadTasks.isEmpty)
         #expect(supervisor.info().processPool?.queuedCount == 1)
         #expect(supervisor.info().processPool?.runningCount == 1)
         #expect(!supervisor.isIdle)

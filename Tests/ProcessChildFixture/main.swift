@@ -55,6 +55,10 @@ final class FixtureHandler: ProcessChildHandler {
         case "s":  // sleep some milliseconds
             usleep(UInt32(max(0, Int(argument) ?? 0)) * 1000)
             return .success(Array("slept".utf8))
+        case "w":  // notify "sleeping <pid>", then sleep some milliseconds
+            try? ProcessChild.notify(Array("sleeping \(getpid())".utf8))
+            usleep(UInt32(max(0, Int(argument) ?? 0)) * 1000)
+            return .success(Array("slept".utf8))
         case "S":  // stop itself (SIGSTOP)
             raise(SIGSTOP)
             return .success(Array("continued".utf8))
@@ -65,6 +69,12 @@ final class FixtureHandler: ProcessChildHandler {
             var argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("60"), nil]
             execv("/bin/sleep", &argv)
             return .failure(Array("exec failed".utf8))
+        case "z":  // leave a grandchild holding the protocol descriptor, then exit with status 9
+            _ = fcntl(3, F_SETFD, 0)
+            var argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("3"), nil]
+            var pid: pid_t = 0
+            _ = posix_spawn(&pid, "/bin/sleep", nil, nil, &argv, environ)
+            exit(9)
         case "g", "G", "T", "t":  // break the protocol
             Self.writeBadFrame(opcode)
             while true {
@@ -91,11 +101,16 @@ final class FixtureHandler: ProcessChildHandler {
             return .success(Array((getenv(argument).map { String(cString: $0) } ?? "<unset>").utf8))
         case "F":  // the open descriptors
             return .success(Array(openDescriptors().map { "\($0)" }.joined(separator: ",").utf8))
-        case "I":  // SIGINT's disposition: "ignored" or "other"
+        case "D":  // a signal's disposition: "default", "ignored" or "handled"
             var action = sigaction()
-            sigaction(SIGINT, nil, &action)
-            let ignored = unsafeBitCast(action.__sigaction_handler.sa_handler, to: Int.self) == 1
-            return .success(Array((ignored ? "ignored" : "other").utf8))
+            sigaction(Int32(argument) ?? SIGUSR2, nil, &action)
+            let handler = unsafeBitCast(action.__sigaction_handler.sa_handler, to: Int.self)
+            return .success(Array((handler == 0 ? "default" : handler == 1 ? "ignored" : "handled").utf8))
+        case "M":  // the blocked signals
+            var blocked = sigset_t()
+            sigprocmask(SIG_BLOCK, nil, &blocked)
+            let list = (1..<65).filter { sigismember(&blocked, Int32($0)) == 1 }.map { "\($0)" }
+            return .success(Array(list.joined(separator: ",").utf8))
         default:
             return .failure(Array("unknown opcode \(opcode)".utf8))
         }

@@ -43,6 +43,8 @@ public enum ProcessChild {
             return
         }
         unsetenv(Self.variable)
+        // Programs this child runs must not inherit the socket: they would keep it open after the child died.
+        _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
         // SIGINT was blocked by the spawn so that a Ctrl-C sent to the whole process group before this point
         // stays pending; now it is ignored, and every signal is unblocked.
         atp_child_signals()

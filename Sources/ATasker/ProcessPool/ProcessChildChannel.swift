@@ -11,6 +11,7 @@ final class ProcessChildChannel {
     let descriptor: Int32
     /// The main thread, the only one allowed to use the channel.
     let owner = pthread_self()
+    // The mutable fields are only used by the main thread (see the `@unchecked Sendable` extension).
     private var reader = ProcessFrameReader()
     private var stash: [(kind: ProcessFrame.Kind, body: [UInt8])] = []
     private var output: [UInt8] = []

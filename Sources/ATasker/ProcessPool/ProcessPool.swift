@@ -181,6 +181,11 @@ final class ProcessPool: Sendable {
                 connection.closeDescriptors()
             }
         }
+        if let supervisor = self.supervisor {
+            for (task, time) in effects.started {
+                supervisor.checkStartLatency(task, startedAt: time)
+            }
+        }
         for warning in effects.warnings {
             self.logger.warning("\(warning)")
         }

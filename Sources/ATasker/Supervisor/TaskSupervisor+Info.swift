@@ -32,7 +32,7 @@ extension TaskSupervisor {
         public var threadsCount: Int
         /// Pool threads waiting for work.
         public var idleThreadsCount: Int
-        /// Tasks delayed, queued or running.
+        /// Tasks delayed, queued or running, process-pool tasks included.
         public var tasks: Int
         /// Activities retained with ``TaskSupervisor/retainActivity()``.
         public var activity: Int
@@ -56,7 +56,8 @@ extension TaskSupervisor {
         let processPool = self.processPoolInfo()
         return self.state.withLock { state in
             let configuration = state.configuration
-            let running = state.runningTasks.map(\.id)
+            // Process tasks count in `tasks`, and in `processPool`, not as thread tasks.
+            let running = state.runningTasks.map(\.id).filter { !state.processTaskIDs.contains($0) }
             var queued: [TaskPriority: Int] = [:]
             for priorityClass in PriorityClass.allCases {
                 queued[priorityClass.representative] = state.queue.count(of: priorityClass)
