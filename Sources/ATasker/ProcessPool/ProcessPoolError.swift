@@ -50,7 +50,7 @@ public enum ProcessPoolError: Error, Sendable, CustomStringConvertible {
                 "protocol error from pool child \(pid): \(detail); the child was killed and a new child replaces it"
         case .broken(let cause):
             return
-                "the process pool is broken: \(cause); no child is started until the pool is set again (setProcessPool)"
+                "the process pool is broken: \(cause); no child is started until the pool is set again (setProcessPool; set_mp_pool in Lua)"
         case .stopped:
             return "the process pool was stopped before the task ran"
         case .remoteFailure(let bytes):
