@@ -61,6 +61,39 @@ test("upvalues, modules and arguments travel to the child", function()
   assert(atasker.wait_completed(t) == "10,20,30;3")
 end)
 
+test("a child has the script's package.path: a module of the script's folder travels by name", function()
+  local harness = require "harness"
+  local t = atasker.background_task(function()
+    return type(harness.test) .. " " .. tostring(package.loaded.harness == harness)
+  end, {mp = true})()
+  assert(atasker.wait_completed(t) == "function true")
+end)
+
+test("a child ignores SIGINT: the parent alone handles Ctrl-C", function()
+  local t = atasker.background_task(function()
+    os.execute("kill -INT " .. atasker.getpid())
+    atasker.sleep(0.05)
+    return "still alive"
+  end, {mp = true})()
+  assert(atasker.wait_completed(t, 10) == "still alive")
+end)
+
+test("an mp plain worker runs again and again until it returns false", function()
+  local w = atasker.background_worker{mp = true,
+    fn = function(kw) return kw._task_id end,
+    process_result = function(n)
+      atasker.shared("result"):set("plain_mp", n)
+      return n < 5
+    end}
+  w:start()
+  for _ = 1, 500 do
+    if w:is_stopped() then break end
+    atasker.sleep(0.01)
+  end
+  assert(w:is_stopped(), "still running")
+  assert(result:get("plain_mp") == 5, tostring(result:get("plain_mp")))
+end)
+
 test("an error in the child comes back with its traceback", function()
   local t = atasker.background_task(function()
     error("broken in the child")
