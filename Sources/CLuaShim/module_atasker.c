@@ -134,10 +134,31 @@ static int l_getpid(lua_State *L) {
   return 1;
 }
 
+/* Registry key of the state's shared-table handles, by name. */
+static const char shared_key = 's';
+
+/* 'atasker.shared(name)': the same handle for the same name in a state, so
+** an executor that asks for its table at every run makes no garbage (a
+** handle has a finalizer, and lives through one more collection). */
 static int l_shared(lua_State *L) {
   luaL_checkstring(L, 1);
   lua_settop(L, 1);
-  return atl_host_call(L, ATL_FN_SHARED, 0, NULL, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &shared_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &shared_key);
+  }
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 2) != LUA_TNIL) return 1;
+  lua_settop(L, 2);
+  lua_pushvalue(L, 1);  /* the one argument of the host call */
+  if (atl_host_call(L, ATL_FN_SHARED, 0, NULL, 3) != 1)
+    return luaL_error(L, "atasker.shared: no table from the host");
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 2);
+  return 1;
 }
 
 static int l_set_debug(lua_State *L) {

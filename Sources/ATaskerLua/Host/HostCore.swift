@@ -22,6 +22,8 @@ final class HostCore: Sendable {
     let isChild: Bool
     /// Whether this host has set up the process pool for its children (hello, service).
     let processPoolReady = Mutex(false)
+    /// Encoded executors by their bytes: the workers made from one function share one copy (see ``interned(_:)``).
+    let internedValues = Mutex(InternedValues())
 
     struct Settings: Sendable {
         var packagePath: String?
@@ -44,6 +46,14 @@ final class HostCore: Sendable {
     }
 
     var currentLogger: Logger { self.logger.withLock { $0 } }
+
+    /// `values`, or an earlier buffer with the same bytes that is still in use: ten thousand workers made from one
+    /// function keep one copy of its bytecode. Buffers that name host objects are never shared.
+    func interned(_ values: EncodedValues) -> EncodedValues {
+        guard values.handleObjects.isEmpty else { return values }
+        let key = values.withBytes { Array($0) }
+        return self.internedValues.withLock { $0.intern(values, key: key) }
+    }
 
     func makeFunctionID() -> UInt64 {
         self.nextFunctionID.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -263,4 +273,26 @@ final class PoolStates {
 
     /// Whether the calling thread keeps Lua states (a pool thread that has run Lua code).
     static var isPoolThread: Bool { pthread_getspecific(self.key) != nil }
+}
+
+/// The table behind ``HostCore/interned(_:)``: weak references, so a buffer goes when its last worker does; entries
+/// of buffers that went are dropped whenever the table has doubled since the last sweep.
+struct InternedValues: ~Copyable {
+    private final class Weak {
+        weak var values: EncodedValues?
+        init(_ values: EncodedValues) { self.values = values }
+    }
+
+    private var table: [[UInt8]: Weak] = [:]
+    private var sweepAt = 64
+
+    mutating func intern(_ values: EncodedValues, key: [UInt8]) -> EncodedValues {
+        if let existing = self.table[key]?.values { return existing }
+        self.table[key] = Weak(values)
+        if self.table.count >= self.sweepAt {
+            self.table = self.table.filter { $0.value.values != nil }
+            self.sweepAt = max(64, self.table.count * 2)
+        }
+        return values
+    }
 }

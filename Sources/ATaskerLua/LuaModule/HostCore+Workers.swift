@@ -85,6 +85,7 @@ extension HostCore {
         if cancelOnTimeout && runTimeout == nil {
             throw CallError(message: "\(label): cancel_on_timeout needs run_timeout")
         }
+        let executor = self.interned(parts[1])
         var process: LuaWorker.Execution.InProcess? = nil
         if inProcess {
             if runTimeout != nil {
@@ -105,15 +106,15 @@ extension HostCore {
                 }
                 timeout = t
             }
-            let executor = TaskFunction(
-                id: self.makeFunctionID(), function: parts[1], priority: priority, delay: nil, name: name,
+            let function = TaskFunction(
+                id: self.makeFunctionID(), function: executor, priority: priority, delay: nil, name: name,
                 callback: nil, inProcess: true, processTimeout: timeout)
-            process = .init(executor: executor, processResult: processResult)
+            process = .init(executor: function, processResult: processResult)
         } else if !opts["timeout"].isNil {
             throw CallError(message: "\(label): timeout= is for mp=true workers; use run_timeout= in the thread pool")
         }
         let execution = LuaWorker.Execution(
-            core: self, function: parts[1], onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
+            core: self, function: executor, onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
             process: process)
         let hooks = Worker.Hooks(
             onStart: { worker in try execution.open(worker) },
