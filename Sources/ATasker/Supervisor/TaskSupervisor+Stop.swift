@@ -4,7 +4,8 @@ extension TaskSupervisor {
     /// Stops the supervisor, blocking the calling thread while it waits.
     ///
     /// The supervisor's workers are stopped first, without waiting (see ``stopWorkers(wait:drain:)``):
-    /// their running executions finish as the other running tasks do.
+    /// their running executions finish as the other running tasks do. Its aloops are stopped too (see
+    /// ``Aloop/stop(wait:cancelTasks:)``), and waited for within `wait` after the pool's work.
     ///
     /// From this call on, a submitted task is returned already `failed` with
     /// ``TaskError/Code/supervisorStopped``. With `cancelTasks`, queued and delayed tasks are
@@ -27,6 +28,8 @@ extension TaskSupervisor {
     func stopBlocking(wait: StopWait, cancelTasks: Bool) -> [SupervisorTask] {
         let deadline = wait.deadline(from: Monotonic.now())
         self.stopWorkers(wait: .none)
+        // Aloops are asked now and waited for after the pool: their work may wait for pool tasks.
+        self.stopAloops(until: nil, cancelTasks: cancelTasks, waiting: false)
         var effects = SupervisorStateMachine.Effects()
         let waiter = Waiter()
         let mustWait = self.state.withLock { state -> Bool in
@@ -39,6 +42,10 @@ extension TaskSupervisor {
         self.perform(effects)
         if mustWait {
             _ = waiter.wait(until: deadline)
+        }
+        if case .none = wait {
+        } else {
+            self.stopAloops(until: deadline, cancelTasks: cancelTasks, waiting: true)
         }
         var finished = SupervisorStateMachine.Effects()
         let running = self.state.withLock { state -> [SupervisorTask] in

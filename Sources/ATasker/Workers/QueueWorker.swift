@@ -168,7 +168,8 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.single = item
             return .execute
         }
-        if self.usesBatches {
+        // On an aloop, one item per execution: each may suspend, and the aloop's other jobs get their turn.
+        if self.usesBatches && self.aloopBinding.withLock({ $0.bound == nil }) {
             guard !self.items.isEmpty else {
                 return .idle(deadline: nil)
             }
