@@ -88,6 +88,8 @@ public final class Aloop: Sendable, CustomStringConvertible {
         var stopWaiters: [Waiter] = []
         /// Jobs run so far (for info and tests).
         var jobsRun = 0
+        /// Cancels the job that runs now, from another thread (see ``setInterrupter(_:)``).
+        var interrupter: (@Sendable () -> Void)?
     }
 
     /// Creates a stopped aloop (see ``TaskSupervisor/createAloop(named:start:isDefault:)``).
@@ -231,8 +233,13 @@ public final class Aloop: Sendable, CustomStringConvertible {
         self.logger.warning(
             "\(self): wait timeout, cancelling its remaining work (\(left) left) as it stops")
         self.cancelWork()
+        // A short grace, for the cancelled work to get back to the aloop and end.
+        _ = waiter.wait(until: Monotonic.now() + Self.cancelGrace)
         return self.isStopped
     }
+
+    /// How long a stop waits, after its deadline has cancelled the work left, for that work to end.
+    static let cancelGrace = 0.5
 
     // MARK: - Jobs and timers
 
@@ -430,10 +437,17 @@ public final class Aloop: Sendable, CustomStringConvertible {
     /// Asks every work registered now to cancel (``AloopWork/aloopCancel()``), from any thread: async executions
     /// and tasks that wait fail with a cancel error.
     package func cancelWork() {
-        let works = self.core.withLock { Array($0.works.values) }
+        let (works, interrupter) = self.core.withLock { (Array($0.works.values), $0.interrupter) }
         for work in works {
             work.aloopCancel()
         }
+        interrupter?()
+    }
+
+    /// Sets what cancels the job that runs now, from another thread, when the aloop cancels its work (at its stop
+    /// deadline, or through ``cancelWork()``): the Lua layer cancels a coroutine that does not yield.
+    package func setInterrupter(_ interrupter: @escaping @Sendable () -> Void) {
+        self.core.withLock { $0.interrupter = interrupter }
     }
 
     /// A task of this aloop, `started` now, that keeps the supervisor from being idle until ``finishTask(_:result:error:)``;

@@ -28,8 +28,9 @@ extension TaskSupervisor {
     func stopBlocking(wait: StopWait, cancelTasks: Bool) -> [SupervisorTask] {
         let deadline = wait.deadline(from: Monotonic.now())
         self.stopWorkers(wait: .none)
-        // Aloops are asked now and waited for after the pool: their work may wait for pool tasks.
-        self.stopAloops(until: nil, cancelTasks: cancelTasks, waiting: false)
+        // Aloops are asked now and waited for after the pool: their work may wait for pool tasks. Their work
+        // under way is running work (it finishes, and is cancelled at the deadline), not a queued task.
+        self.stopAloops(until: nil, cancelTasks: false, waiting: false)
         var effects = SupervisorStateMachine.Effects()
         let waiter = Waiter()
         let mustWait = self.state.withLock { state -> Bool in
@@ -45,7 +46,7 @@ extension TaskSupervisor {
         }
         if case .none = wait {
         } else {
-            self.stopAloops(until: deadline, cancelTasks: cancelTasks, waiting: true)
+            self.stopAloops(until: deadline, cancelTasks: false, waiting: true)
         }
         var finished = SupervisorStateMachine.Effects()
         let running = self.state.withLock { state -> [SupervisorTask] in

@@ -118,11 +118,21 @@ public final class QueueWorker<Item: Sendable>: Worker {
         self.put(item, priority: priority, blocking: false)
     }
 
-    private func put(_ item: Item, priority: Int, blocking: Bool) -> Bool {
+    /// Puts an item into the queue even when it is full, from any thread; never waits (an aloop's thread must
+    /// not block on a queue whose worker may need that thread to make room).
+    ///
+    /// - Parameters:
+    ///   - item: The item.
+    ///   - priority: The item's priority in a ``QueueOrder/priority`` queue. Default: `0`.
+    package func putWithoutWaiting(_ item: Item, priority: Int = 0) {
+        _ = self.put(item, priority: priority, blocking: false, force: true)
+    }
+
+    private func put(_ item: Item, priority: Int, blocking: Bool, force: Bool = false) -> Bool {
         var effects = WorkerStateMachine.Effects()
         let core = self.core
         core.lock()
-        if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !core.lockedValue.isCurrentThread {
+        if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !force, !core.lockedValue.isCurrentThread {
             guard blocking else {
                 core.unlock()
                 return false

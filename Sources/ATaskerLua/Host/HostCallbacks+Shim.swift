@@ -251,6 +251,8 @@ extension HostCore {
             return .values(try self.workerCall(fn, worker, WorkerCallArguments(call: call)))
         case Int(ATL_FN_LOCKER_NEW)...Int(ATL_FN_LOCK_NEWINDEX):
             return .values(try self.lockerCall(fn, object as? LuaLocker, self.arguments(call)))
+        case ATLAsyncFunction.first...ATLAsyncFunction.last:
+            return try self.asyncCall(fn, object, WorkerCallArguments(call: call))
         case Int(ATL_FN_TOSTRING):
             return .values([.string(LuaString(describe(object)))])
         default:
@@ -298,6 +300,6 @@ private func describe(_ object: AnyObject?) -> String {
         return
             "atasker.Worker '\(info.name)' (\(info.kind == .background ? "plain" : info.kind.rawValue), \(info.state.rawValue))"
     default:
-        return "atasker handle"
+        return describeAsync(object) ?? "atasker handle"
     }
 }

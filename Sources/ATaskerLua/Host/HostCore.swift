@@ -20,6 +20,8 @@ final class HostCore: Sendable {
     /// This host runs in a process-pool child: shared tables and the log work through the parent, and what lives
     /// in the parent (supervisor, workers, locks, tasks) is refused.
     let isChild: Bool
+    /// Async code: the never-yielding watchdog of each aloop, and its limits.
+    let asyncState = HostAsyncState()
     /// Whether this host has set up the process pool for its children (hello, service).
     let processPoolReady = Mutex(false)
 
@@ -151,7 +153,8 @@ final class HostCore: Sendable {
     /// Cancels every Lua execution of this host that runs now; returns how many were asked.
     func cancelRunning() -> Int {
         let running = LuaState.runningExecutions(host: self)
-        return running.filter { LuaState.requestExecution($0.id, cancel: true, traceback: false) == .sent }.count
+        let sent = running.filter { LuaState.requestExecution($0.id, cancel: true, traceback: false) == .sent }
+        return sent.count + self.cancelWaitingAsync()
     }
 
     /// The Lua executions of this host that run now, each as `worker 'w' at file:line` (the place last known).
