@@ -33,6 +33,7 @@ typedef struct StepParams {
   int cancel;                  /* RESUME: cancel instead */
   lua_State *co;               /* set by 'prepare_p' */
   int narg;
+  int resumed;                 /* 'lua_resume' was called */
   int rst, nres;               /* what 'lua_resume' returned */
   int cancelled;               /* the execution was being cancelled */
   atl_AsyncStep *out;
@@ -84,6 +85,17 @@ void atl_async_free(lua_State *L, int ref) {
   char *err = NULL;
   p.ref = ref;
   atl_protect(L, free_p, &p, ATL_ERRMEM, &err);
+  free(err);
+}
+
+static int collect_p(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+  return 0;
+}
+
+void atl_async_collect(lua_State *L) {
+  char *err = NULL;
+  atl_protect(L, collect_p, NULL, ATL_ERRMEM, &err);
   free(err);
 }
 
@@ -227,12 +239,29 @@ static int finish_p(lua_State *L) {
   return 0;
 }
 
-/* One step: prepare, resume (as an execution that a canceller can reach),
-** and read the outcome. */
+/* One step, in protected mode: prepare, resume (as an execution that a
+** canceller can reach: nothing between 'atl_exec_begin' and
+** 'atl_exec_end' can raise), and read the outcome. */
+static int step_p(lua_State *L) {
+  StepParams *p = (StepParams *)lua_touserdata(L, 1);
+  atl_StateData *d = atl_statedata(L);
+  atl_ExecFrame frame;
+  prepare_p(L);
+  lua_settop(L, 1);
+  d->async_depth++;
+  atl_exec_begin(p->co, &frame);
+  if (p->cancel) atl_exec_cancel_now(p->co);
+  p->rst = lua_resume(p->co, L, p->narg, &p->nres);
+  p->cancelled = atl_exec_cancelling();
+  atl_exec_end(p->co, &frame);
+  d->async_depth--;
+  p->resumed = 1;
+  return finish_p(L);
+}
+
 static int step(lua_State *L, StepParams *p) {
   atl_StateData *d = atl_statedata(L);
   atl_AsyncStep *out = p->out;
-  atl_ExecFrame frame;
   char *err = NULL;
   int st;
   out->status = ATL_OK;
@@ -241,28 +270,16 @@ static int step(lua_State *L, StepParams *p) {
   out->handled = 0;
   out->err = NULL;
   out->exitcode = 0;
-  st = atl_protect(L, prepare_p, p, ATL_ERRRUN, &err);
-  if (st != ATL_OK) {
-    out->status = st;
-    out->err = err;
-    return st;
-  }
-  d->async_depth++;
-  atl_exec_begin(p->co, &frame);
-  if (p->mode == BEGIN_WORKER) atl_exec_setplace(p->co, 1);
-  if (p->cancel) atl_exec_cancel_now(p->co);
-  p->rst = lua_resume(p->co, L, p->narg, &p->nres);
-  p->cancelled = atl_exec_cancelling();
-  atl_exec_end(p->co, &frame);
-  d->async_depth--;
-  st = atl_protect(L, finish_p, p, ATL_ERRRUN, &err);
-  if (st != ATL_OK) {  /* out of memory while reading the outcome */
+  st = atl_protect(L, step_p, p, ATL_ERRRUN, &err);
+  if (st != ATL_OK) {  /* preparing failed, or memory ran out reading */
     free(out->err);
     atl_buffer_free(&out->result);
     if (out->status == ATL_YIELD && out->call != NULL) {
       atl_async_call_free(out->call);
       out->call = NULL;
     }
+    if (p->resumed && p->rst != LUA_OK)
+      lua_resetthread(p->co);  /* not read: close it, ready for the next */
     out->status = st;
     out->err = err;
   }

@@ -261,8 +261,13 @@ uint64_t atl_exec_next(const char *what) {
 uint64_t atl_exec_next_host(const char *what, void *host) {
   Slot *s = getslot();
   uint64_t id = atomic_fetch_add(&lastid, 1) + 1;
+  size_t n;
   if (s == NULL) return 0;
-  snprintf(s->nextwhat, sizeof s->nextwhat, "%s", what ? what : "code");
+  if (what == NULL) what = "code";
+  n = strlen(what);  /* a copy, not snprintf: async code announces often */
+  if (n >= sizeof s->nextwhat) n = sizeof s->nextwhat - 1;
+  memcpy(s->nextwhat, what, n);
+  s->nextwhat[n] = '\0';
   atomic_store(&s->nexthost, host);
   atomic_store(&s->nextid, id);
   return id;

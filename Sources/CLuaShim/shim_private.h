@@ -21,8 +21,24 @@ typedef struct atl_Handle {
 
 extern atl_HostCallbacks atl_host;  /* set by 'atl_set_host_callbacks' */
 
+/* The small blocks of a state (state.c): blocks of up to ATL_SMALL_MAX
+** bytes come from a few pages of the state's own, in 8-byte classes, so a
+** small object costs its size rounded up to 8 bytes instead of malloc's
+** header and 16-byte rounding. A worker state is mostly small objects. */
+#define ATL_SMALL_MAX   128
+#define ATL_SMALL_PAGES 16
+#define ATL_SMALL_PAGE  2040  /* one 2048-byte malloc chunk each */
+
+typedef struct atl_Small {
+  void *free[ATL_SMALL_MAX / 8];     /* free blocks by class (8, 16, ...) */
+  char *bump, *end;                  /* the unused rest of the last page */
+  char *pages[ATL_SMALL_PAGES];
+  int npages;
+} atl_Small;
+
 /* Per-state data, kept in the state's extra space (a pointer to it). */
 typedef struct atl_StateData {
+  atl_Small small;
   void *host;
   void *supervisor;
   int is_main;
@@ -35,7 +51,14 @@ typedef struct atl_StateData {
                            state (async.c): blocking calls yield instead */
   int nonpass;          /* coroutines resumed now from a place that cannot
                            yield: a host yield cannot reach the aloop */
+  char *package_path;   /* prepended to 'package.path' when it loads */
+  char *package_cpath;
 } atl_StateData;
+
+/* [-0, +(0|1), e] Load lazy library 'name' of a worker or pool state (a
+** standard library, 'package' or 'atasker'), once, and push it; returns 0
+** (pushing nothing) when 'name' is not one. */
+int atl_state_loadlazy(lua_State *L, const char *name);
 
 atl_StateData *atl_statedata(lua_State *L);
 

@@ -86,11 +86,19 @@ static int handle_method(lua_State *L) {
 
 /* '__index': methods first (upvalue 1), then the host (upvalue 2: the id
 ** of the host's index function, 0 for none). */
+static void pushmethods(lua_State *L, int kind);
+
 static int handle_index(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
   lua_settop(L, 2);
   if (lua_type(L, 2) == LUA_TSTRING) {
+    if (!lua_istable(L, lua_upvalueindex(1)) && h != NULL) {
+      /* the methods are made on first use: a state that only passes a
+      ** handle along does not pay for them */
+      pushmethods(L, h->kind);
+      lua_replace(L, lua_upvalueindex(1));
+    }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
@@ -300,21 +308,11 @@ static const KindDef kinds[ATL_H_MAX + 1] = {
   {job_methods, ATL_FN_JOB_INDEX, 0, 0},
 };
 
-/* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
-static void pushmetatable(lua_State *L, int kind) {
-  const KindDef *k = &kinds[kind];
+/* [-0, +1, m] Push a new table of the methods of handles of 'kind'. */
+static void pushmethods(lua_State *L, int kind) {
+  const KindDef *k = &kinds[kind >= 1 && kind <= ATL_H_MAX ? kind : 0];
   const MethodDef *m;
-  if (!luaL_newmetatable(L, atl_handle_tname(kind)))
-    return;  /* already made */
-  lua_pushboolean(L, 1);
-  lua_rawsetp(L, -2, &atl_host);  /* marker: this is a handle metatable */
-  lua_pushinteger(L, kind);
-  lua_setfield(L, -2, "__atl_kind");
-  lua_pushcfunction(L, handle_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, handle_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);  /* methods */
+  lua_newtable(L);
   for (m = k->methods; m->name != NULL; m++) {
     lua_pushinteger(L, m->fn);
     lua_pushinteger(L, kind);
@@ -335,6 +333,22 @@ static void pushmetatable(lua_State *L, int kind) {
     lua_pushcfunction(L, aloop_run);
     lua_setfield(L, -2, "run");
   }
+}
+
+/* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
+static void pushmetatable(lua_State *L, int kind) {
+  const KindDef *k = &kinds[kind];
+  if (!luaL_newmetatable(L, atl_handle_tname(kind)))
+    return;  /* already made */
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &atl_host);  /* marker: this is a handle metatable */
+  lua_pushinteger(L, kind);
+  lua_setfield(L, -2, "__atl_kind");
+  lua_pushcfunction(L, handle_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, handle_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 0);  /* the methods, made on first use */
   lua_pushinteger(L, k->index);
   lua_pushcclosure(L, handle_index, 2);
   lua_setfield(L, -2, "__index");

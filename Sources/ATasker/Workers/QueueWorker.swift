@@ -40,6 +40,9 @@ public final class QueueWorker<Item: Sendable>: Worker {
     private var leftovers: WorkerItemQueue<Item>
     // protected by `core`
     private var blockedPutters = 0
+    // protected by `core`: the number of `items`, kept apart so that the hot check "anything queued?" makes no
+    // call into generic code (each such call looks up type metadata at run time, a cost per item on an aloop)
+    private var itemCount = 0
 
     // owned by the slot: the items taken by the running task
     private var batch = Deque<Item>()
@@ -144,6 +147,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.blockedPutters -= 1
         }
         self.items.append(item, priority: priority)
+        self.itemCount += 1
         self.wakeLocked(&effects)
         core.unlock()
         if effects.submit != nil {
@@ -178,18 +182,20 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.single = item
             return .execute
         }
+        guard self.itemCount > 0 else {
+            return .idle(deadline: nil)
+        }
         // On an aloop, one item per execution: each may suspend, and the aloop's other jobs get their turn.
         if self.usesBatches && self.aloopBinding.withLock({ $0.bound == nil }) {
-            guard !self.items.isEmpty else {
-                return .idle(deadline: nil)
-            }
             self.items.takeAll(into: &self.batch)
+            self.itemCount = 0
             self.batchRemaining.store(self.batch.count, ordering: .relaxed)
             return .execute
         }
         guard let item = self.items.popNext() else {
             return .idle(deadline: nil)
         }
+        self.itemCount -= 1
         self.single = item
         self.wakePutter = self.blockedPutters > 0
         return .execute
@@ -225,12 +231,14 @@ public final class QueueWorker<Item: Sendable>: Worker {
         if drain {
             // The items left run first; items put from now on stay for the next start.
             swap(&self.items, &self.leftovers)
+            self.itemCount = self.items.count
             return
         }
         self.dropBatch.store(true, ordering: .relaxed)
         self.leftovers.removeAll()
         if !wasDraining {
             self.items.removeAll()
+            self.itemCount = 0
         }
     }
 }

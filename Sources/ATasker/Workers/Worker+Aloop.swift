@@ -84,11 +84,7 @@ extension Worker {
             preconditionFailure("\(self): a suspended execution lost its slot")
         }
         self.endExecutionLocked(goOn: goOn, effects: &effects)
-        self.core.unlock()
-        self.perform(effects)
-        if let aloop = self.boundAloop {
-            self.yieldSlot(token: token, on: aloop)
-        }
+        self.driveSlot(token: token, effects: &effects, aloop: self.boundAloop)
     }
 
     // MARK: - The slot's task on the aloop

@@ -182,16 +182,14 @@ extension Worker {
     /// ``resumeExecution(token:_:)`` ends it.
     func driveSlot(token: Int, effects: inout WorkerStateMachine.Effects, aloop: Aloop?) {
         let core = self.core
+        var step: Step
+        if self.stepTaken {
+            self.stepTaken = false
+            step = .execute
+        } else {
+            step = self.nextStepLocked()
+        }
         while true {
-            let step: Step
-            switch core.lockedValue.lifecycle {
-            case .running:
-                step = self.kindNextStep(now: Monotonic.now(), draining: false)
-            case .stopping(let drain):
-                step = drain ? self.kindNextStep(now: Monotonic.now(), draining: true) : .idle(deadline: nil)
-            case .stopped:
-                preconditionFailure("\(core.lockedValue.name): a task runs while the worker is stopped")
-            }
             switch step {
             case .execute:
                 core.lockedValue.isExecuting = true
@@ -203,7 +201,10 @@ extension Worker {
                 }
                 core.lock()
                 self.endExecutionLocked(goOn: goOn, effects: &effects)
-                if let aloop {
+                step = self.nextStepLocked()
+                if let aloop, case .execute = step {
+                    // The next execution is taken: it runs in a job of its own, after the aloop's other jobs.
+                    self.stepTaken = true
                     core.unlock()
                     self.perform(effects)
                     self.yieldSlot(token: token, on: aloop)
@@ -219,6 +220,18 @@ extension Worker {
                 self.perform(effects)
                 return
             }
+        }
+    }
+
+    /// What the slot's task does next, with `core` locked (an execution is taken, if due).
+    func nextStepLocked() -> Step {
+        switch self.core.lockedValue.lifecycle {
+        case .running:
+            return self.kindNextStep(now: Monotonic.now(), draining: false)
+        case .stopping(let drain):
+            return drain ? self.kindNextStep(now: Monotonic.now(), draining: true) : .idle(deadline: nil)
+        case .stopped:
+            preconditionFailure("\(self.core.lockedValue.name): a task runs while the worker is stopped")
         }
     }
 

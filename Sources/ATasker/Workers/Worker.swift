@@ -143,7 +143,12 @@ public class Worker: CustomStringConvertible {
     /// The running execution suspended itself: it waits on the worker's aloop, and ends later through a
     /// ``WorkerResumption``.
     // owned by the slot
-    var executionSuspended = false
+    @exclusivity(unchecked) var executionSuspended = false
+
+    /// An execution was taken before the slot's task gave the aloop's other jobs their turn: it runs first when
+    /// the task goes on.
+    // owned by the slot
+    @exclusivity(unchecked) var stepTaken = false
 
     init(kind: Kind, supervisor: TaskSupervisor, name: String?, priority: TaskPriority, hooks: Hooks) throws {
         let (id, chosen) = try supervisor.workerRegistry.reserve(name)

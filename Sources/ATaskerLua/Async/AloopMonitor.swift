@@ -10,6 +10,8 @@ final class HostAsyncState: Sendable {
     /// Seconds after which such a coroutine is cancelled (`s.aloop_block_cancel`); infinity: never.
     let cancelBits = Atomic<UInt64>(Double.infinity.bitPattern)
     let monitors = Mutex<[ObjectIdentifier: AloopMonitor]>([:])
+    /// Executors shared by the workers made from the same function.
+    let functions = SharedFunctions()
     /// The async job schedulers (`s:create_async_job_scheduler`).
     let schedulers = Mutex(AsyncJobSchedulers())
 
@@ -32,7 +34,7 @@ final class HostAsyncState: Sendable {
 /// short costs one timer per `s.aloop_block_warning` seconds; an idle one, none.
 final class AloopMonitor: Sendable {
     let aloopName: String
-    private let owner: WeakHost
+    private let logger: Logger
     private let settings: HostAsyncState
     private let watchdog: TimerQueue
     /// The execution id of the step that runs now, or 0.
@@ -47,7 +49,7 @@ final class AloopMonitor: Sendable {
 
     init(aloopName: String, core: HostCore) {
         self.aloopName = aloopName
-        self.owner = WeakHost(core)
+        self.logger = core.currentLogger
         self.settings = core.asyncState
         self.watchdog = core.watchdog
     }
@@ -118,10 +120,9 @@ final class AloopMonitor: Sendable {
     private func report(_ id: UInt64, elapsed: Double, cancelling: Bool) {
         guard LuaState.requestExecution(id, cancel: false, traceback: true) == .sent else { return }
         let aloopName = self.aloopName
-        let owner = self.owner
+        let logger = self.logger
         spawnThread {
-            guard let core = owner.core else { return }
-            let label = LuaState.runningExecutions(host: core).first { $0.id == id }?.label ?? "async code"
+            let label = LuaState.label(of: id) ?? "async code"
             guard let report = LuaState.reportExecution(id, waiting: 2) else { return }
             let action = cancelling ? "; cancelling it (aloop_block_cancel)" : ""
             let head =
@@ -129,21 +130,11 @@ final class AloopMonitor: Sendable {
                 + "nothing else runs there until it yields (atasker.sleep, atasker.wait_completed, "
                 + "coroutine.yield)\(action); it runs at \(report.place)"
             if let traceback = report.traceback {
-                core.currentLogger.warning("\(head)\n\(traceback)")
+                logger.warning("\(head)\n\(traceback)")
             } else {
-                core.currentLogger.warning("\(head), inside one long C call or a __gc finalizer")
+                logger.warning("\(head), inside one long C call or a __gc finalizer")
             }
         }
-    }
-}
-
-/// A weak reference to a host, set once.
-final class WeakHost: Sendable {
-    // written once, in `init`; weak, since the host keeps the monitors that keep this
-    nonisolated(unsafe) weak var core: HostCore?
-
-    init(_ core: HostCore) {
-        self.core = core
     }
 }
 

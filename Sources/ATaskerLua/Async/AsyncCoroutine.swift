@@ -35,15 +35,15 @@ final class AsyncCoroutine: AloopWork {
 
     // owned by the aloop's thread: the rest
     /// Called once, on the aloop's thread, when a coroutine that suspended ends.
-    var onEnd: ((Outcome) -> Void)?
-    private var pending: PendingCall?
-    private var isSuspended = false
+    @exclusivity(unchecked) var onEnd: ((Outcome) -> Void)?
+    @exclusivity(unchecked) private var pending: PendingCall?
+    @exclusivity(unchecked) private var isSuspended = false
     /// Bumped at each suspension, so that a late wake-up of an earlier wait is dropped.
-    private var waitID = 0
-    private var timer: TimerID?
+    @exclusivity(unchecked) private var waitID = 0
+    @exclusivity(unchecked) private var timer: TimerID?
     /// What to do, before resuming, when a wait for tasks ends (`nil`: they finished; else the task that did not).
-    private var afterWait: ((SupervisorTask?) -> Void)?
-    private var isRegistered = false
+    @exclusivity(unchecked) private var afterWait: ((SupervisorTask?) -> Void)?
+    @exclusivity(unchecked) private var isRegistered = false
 
     init(core: HostCore, aloop: Aloop, state: LuaState, ref: Int32, label: String, isWorker: Bool) {
         self.core = core

@@ -40,6 +40,7 @@ final class AsyncWorkerRunner: Sendable {
         let coroutine = AsyncCoroutine(
             core: self.core, aloop: aloop, state: state, ref: ref, label: "worker '\(worker.name)'", isWorker: true)
         self.coroutine.withLock { $0 = coroutine }
+        state.collectGarbage()
     }
 
     /// `onStop`: the state is about to close, and with it the coroutine.
@@ -125,5 +126,36 @@ extension HostCore {
             throw CallError(message: "\(label): loop must be an aloop, an aloop's name, or true (the default aloop)")
         }
         return AsyncWorkerRunner(core: self, loop: opts["loop"])
+    }
+}
+
+/// Encoded executors shared by the workers made from the same function: `background_worker{fn = f}` called for
+/// many workers keeps one copy of `f`'s bytes, not one per worker (a copy is about 1 KB of bytecode).
+final class SharedFunctions: Sendable {
+    private final class Entry: @unchecked Sendable {
+        // written once, in `init`; weak, so that the cache keeps no function alive
+        weak var value: EncodedValues?
+
+        init(_ value: EncodedValues) {
+            self.value = value
+        }
+    }
+
+    private let entries = Mutex<(byBytes: [[UInt8]: Entry], pruneAt: Int)>(([:], 64))
+
+    /// The buffer already held for the same bytes, or `encoded` (now held for them).
+    func share(_ encoded: EncodedValues) -> EncodedValues {
+        let bytes = encoded.withBytes { Array($0) }
+        return self.entries.withLock { entries in
+            if let existing = entries.byBytes[bytes]?.value {
+                return existing
+            }
+            if entries.byBytes.count >= entries.pruneAt {
+                entries.byBytes = entries.byBytes.filter { $0.value.value != nil }
+                entries.pruneAt = max(64, 2 * entries.byBytes.count)
+            }
+            entries.byBytes[bytes] = Entry(encoded)
+            return encoded
+        }
     }
 }

@@ -123,6 +123,18 @@ extension LuaState {
         return ref
     }
 
+    /// A full garbage collection (the garbage of a worker's setup is not kept for its life).
+    func collectGarbage() {
+        atl_async_collect(self.pointer)
+    }
+
+    /// The name of running execution `id` (`worker 'w'`), or nil when it does not run.
+    static func label(of id: UInt64) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard atl_exec_label(id, &buffer, buffer.count) != 0 else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Drops coroutine `ref`.
     func freeCoroutine(_ ref: Int32) {
         atl_async_free(self.pointer, ref)

@@ -108,8 +108,10 @@ extension HostCore {
         } else if !opts["timeout"].isNil {
             throw CallError(message: "\(label): timeout= is for mp=true workers; use run_timeout= in the thread pool")
         }
+        // Workers made from the same function share one copy of its bytes.
+        let function = self.asyncState.functions.share(parts[1])
         let execution = LuaWorker.Execution(
-            core: self, function: parts[1], onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
+            core: self, function: function, onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
             process: process, async: asyncRunner)
         let hooks = Worker.Hooks(
             onStart: { worker in try execution.open(worker) },

@@ -387,6 +387,9 @@ typedef struct atl_AsyncStep {
 int atl_async_new(lua_State *L, int *ref, char **err);
 /* [-0, +0, -] Drop coroutine 'ref'. */
 void atl_async_free(lua_State *L, int ref);
+/* [-0, +0, -] A full garbage collection of 'L' (after a worker's setup,
+** so that the garbage of decoding is not kept for the worker's life). */
+void atl_async_collect(lua_State *L);
 /* [-0, +0, -] Free a pending call whose coroutine will not be resumed. */
 void atl_async_call_free(atl_PendingCall *call);
 
