@@ -34,22 +34,25 @@ public final class QueueWorker<Item: Sendable>: Worker {
     /// urgent or newer item is next as soon as it arrives, and a full queue gains room per item.
     private let usesBatches: Bool
 
+    // The items are kept as `any Sendable`: the queue's own code then makes no call into generic code, which
+    // looks up type metadata at run time, a cost per item when items run one at a time (on an aloop). Each item
+    // is cast back to `Item` when it runs.
     // protected by `core`
-    private var items: WorkerItemQueue<Item>
+    @exclusivity(unchecked) private var items: WorkerItemQueue<any Sendable>
     // protected by `core`: the items left at a draining stop, run before the stop finishes
-    private var leftovers: WorkerItemQueue<Item>
+    @exclusivity(unchecked) private var leftovers: WorkerItemQueue<any Sendable>
     // protected by `core`
-    private var blockedPutters = 0
+    @exclusivity(unchecked) private var blockedPutters = 0
     // protected by `core`: the number of `items`, kept apart so that the hot check "anything queued?" makes no
     // call into generic code (each such call looks up type metadata at run time, a cost per item on an aloop)
-    private var itemCount = 0
+    @exclusivity(unchecked) private var itemCount = 0
 
     // owned by the slot: the items taken by the running task
-    private var batch = Deque<Item>()
+    @exclusivity(unchecked) private var batch = Deque<any Sendable>()
     // owned by the slot
-    private var single: Item?
+    @exclusivity(unchecked) private var single: (any Sendable)?
     // owned by the slot: a putter waits for the room that the taken item made
-    private var wakePutter = false
+    @exclusivity(unchecked) private var wakePutter = false
 
     /// Items of the running batch not started yet (written by the slot's task, read by anyone).
     private let batchRemaining = Atomic<Int>(0)
@@ -208,7 +211,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
         }
         if let item = self.single {
             self.single = nil
-            return self.invoke { try self.executor(item, self) }
+            return self.invoke { try self.executor(item as! Item, self) }
         }
         while let item = self.batch.popFirst() {
             if self.dropBatch.load(ordering: .relaxed) {
@@ -217,7 +220,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
                 return true
             }
             self.batchRemaining.store(self.batch.count, ordering: .relaxed)
-            if !self.invoke({ try self.executor(item, self) }) {
+            if !self.invoke({ try self.executor(item as! Item, self) }) {
                 // The executor stopped the worker: the rest of the batch is left at the stop, so dropped.
                 self.batch.removeAll(keepingCapacity: true)
                 self.batchRemaining.store(0, ordering: .relaxed)

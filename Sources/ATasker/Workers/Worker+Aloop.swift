@@ -93,9 +93,13 @@ extension Worker {
     /// stops: nothing could run its executions.
     func submitAloopTask(_ submission: WorkerStateMachine.Submission, on aloop: Aloop) {
         let token = submission.token
-        let accepted = aloop.enqueue(
-            run: { [self] in self.runTask(token: token) },
-            lost: { [self] in self.aloopTaskLost(token: token) })
+        // A worker registered with its aloop keeps it running: its jobs are never lost, and need no fallback.
+        let registered = self.aloopBinding.withLock { $0.registered != nil }
+        var lost: (@Sendable () -> Void)? = nil
+        if !registered {
+            lost = { [self] in self.aloopTaskLost(token: token) }
+        }
+        let accepted = aloop.enqueue(run: { [self] in self.runTask(token: token) }, lost: lost)
         if !accepted {
             self.aloopTaskLost(token: token)
         }

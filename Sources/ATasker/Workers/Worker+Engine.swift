@@ -225,11 +225,13 @@ extension Worker {
 
     /// What the slot's task does next, with `core` locked (an execution is taken, if due).
     func nextStepLocked() -> Step {
+        // Only an interval worker reads the clock in its kind hooks: the others are spared a call per step.
+        let now = self.kind == .interval ? Monotonic.now() : 0
         switch self.core.lockedValue.lifecycle {
         case .running:
-            return self.kindNextStep(now: Monotonic.now(), draining: false)
+            return self.kindNextStep(now: now, draining: false)
         case .stopping(let drain):
-            return drain ? self.kindNextStep(now: Monotonic.now(), draining: true) : .idle(deadline: nil)
+            return drain ? self.kindNextStep(now: now, draining: true) : .idle(deadline: nil)
         case .stopped:
             preconditionFailure("\(self.core.lockedValue.name): a task runs while the worker is stopped")
         }
@@ -273,7 +275,7 @@ extension Worker {
     /// An execution has ended, with `core` locked: the kind's bookkeeping, and a stop if the executor said so.
     func endExecutionLocked(goOn: Bool, effects: inout WorkerStateMachine.Effects) {
         self.core.lockedValue.isExecuting = false
-        self.kindExecutionEnded(now: Monotonic.now())
+        self.kindExecutionEnded(now: self.kind == .interval ? Monotonic.now() : 0)
         if !goOn {
             self.requestStopLocked(drain: false, effects: &effects)
         }

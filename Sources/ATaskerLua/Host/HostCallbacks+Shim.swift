@@ -107,6 +107,7 @@ extension HostCore {
             case .none:
                 return ATL_OK
             case .values(let values):
+                if values.isEmpty { return ATL_OK }  // no results: nothing to encode
                 let encoded = try EncodedValues(values)
                 return encoded.append(to: &call.pointee.result) ? ATL_OK : fail(call, "not enough memory")
             case .encoded(let encoded):
