@@ -191,13 +191,14 @@ test("wait_completed in async code waits for thread and aloop tasks without bloc
     local t2 = atasker.background_task(function() atasker.sleep(0.02) return 2 end, {loop = true})()
     local t3 = s:get_aloop("other"):background_task(function() return 3 end)
     local r = atasker.wait_completed({t1, t2, t3})
+    local none = atasker.wait_completed({})   -- nothing to wait for: back at once
     local single = atasker.wait_completed(t2)
     local slow = atasker.background_task(function() atasker.sleep(1) end)()
     local ok, err = pcall(atasker.wait_completed, slow, 0.05)
     local failing = atasker.background_task(function() error("task fails") end, {loop = true})()
     local ok2, err2 = pcall(atasker.wait_completed, failing)
     local sh = atasker.shared("wait")
-    sh:set("r", table.concat(r, ","))
+    sh:set("r", table.concat(r, ",") .. "/" .. #none)
     sh:set("single", single)
     sh:set("timeout", not ok and err:find("timed out") ~= nil)
     sh:set("failed", not ok2 and err2:find("task fails") ~= nil)
@@ -208,7 +209,7 @@ test("wait_completed in async code waits for thread and aloop tasks without bloc
   w:trigger()
   eventually(function() return w:is_stopped() end, "the worker")
   local sh = atasker.shared("wait")
-  assert(sh:get("r") == "1,2,3", sh:get("r"))
+  assert(sh:get("r") == "1,2,3/0", sh:get("r"))
   assert(sh:get("single") == 2 and sh:get("timeout") and sh:get("failed") and sh:get("run") == 15)
 end)
 
@@ -274,6 +275,23 @@ test("outside async code, atasker.sleep blocks its thread as before", function()
     return r .. (atasker.monotonic() - t0 >= 0.049 and " 50ms" or " early")
   end)()
   assert(atasker.wait_completed(t) == "slept 50ms")
+end)
+
+test("on an aloop's thread a full queue never blocks: put adds the item anyway", function()
+  local sink = atasker.background_worker{async = true, q = true, max_queue = 2, fn = function(item, kw)
+    atasker.shared("full"):incr("got")
+  end}
+  sink:start()
+  local producer = atasker.background_worker{async = true, e = true, fn = function(kw)
+    for i = 1, 10 do kw.sink:put(i) end   -- the sink runs on this aloop: waiting would never end
+    atasker.shared("full"):set("sent", true)
+    return false
+  end}
+  producer:start{sink = sink}
+  producer:trigger()
+  eventually(function() return (atasker.shared("full"):get("got") or 0) == 10 end, "the ten items")
+  assert(atasker.shared("full"):get("sent"))
+  sink:stop()
 end)
 
 test("a stop from inside an async worker never waits for itself", function()

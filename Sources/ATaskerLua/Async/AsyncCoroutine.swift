@@ -153,7 +153,8 @@ final class AsyncCoroutine: AloopWork {
             }
         }
         if tasks.isEmpty {
-            self.wakeAfterWait(id)
+            // Never at once: the step that suspended the coroutine has not returned yet.
+            self.aloop.enqueue(run: { [self] in self.wakeAfterWait(id) }, lost: nil)
             return
         }
         for task in tasks {
