@@ -56,6 +56,29 @@ struct AsyncHostTests {
         #expect(f.supervisor.worker(named: "lua-ticker")?.isStopped ?? true)
     }
 
+    @Test("setAloopBlockLimits from Swift: a coroutine that never yields is cancelled, and its worker goes on")
+    func blockLimitsFromSwift() throws {
+        let f = HostFixture()
+        defer { f.finish() }
+        f.host.setAloopBlockLimits(warning: 0.05, cancel: 0.1)
+        #expect(try f.host.defaultAloop().name == "default")
+        let values = try f.host.run(
+            string: """
+                local w = atasker.background_worker{async = true, e = true, name = "spin",
+                  fn = function(kw) while true do end end}
+                w:start()
+                w:trigger()
+                local deadline = atasker.monotonic() + 10
+                while w.errors < 1 do
+                  if atasker.monotonic() > deadline then return false end
+                  atasker.sleep(0.01)
+                end
+                w:stop()
+                return atasker.supervisor.aloop_block_cancel
+                """)
+        #expect(values.first == .number(0.1))
+    }
+
     @Test("cancelRunningCode also cancels async code that waits on an aloop")
     func cancelWaiting() throws {
         let f = HostFixture()
