@@ -4,7 +4,8 @@ Usage (scripts/bench calls it):
     python3 bench/run.py --binary PATH --peer-python PATH [--quick] [--only GROUPS]
 
 --only runs some groups of rows, comma-separated, of: tasks (throughput and latency
-of thread tasks), startup, queue, interval, startstop, mp (the process pool). With
+of thread tasks), startup, queue, interval, startstop, async (async workers on an
+aloop), mp (the process pool). With
 --only nothing is written unless --out / --table are given (the full run's files are
 left alone); the table is printed. E.g. the process-pool rows alone:
     python3 bench/run.py --binary .build/release/atasker-lua \
@@ -58,14 +59,21 @@ FULL = dict(tasks=100_000, tasks_default=300, latency=2_000, warmup=200,
             # process pool, 2 children: trivial tasks by atasker-lua and by a bare
             # multiprocessing.Pool(2) / by atasker (it sleeps poll_delay each time both
             # children are busy); rounds of a child killed
-            mp_tasks=20_000, mp_tasks_peer=2_000, mp_kill=20)
+            mp_tasks=20_000, mp_tasks_peer=2_000, mp_kill=20,
+            # async interval workers at 100 ms on one aloop, held this long
+            async_workers=10_000, async_hold=10,
+            # async ping-pong: round trips by atasker-lua / by atasker at poll_delay=0 / at
+            # its default poll_delay (it sleeps poll_delay after each item)
+            pingpong=300_000, pingpong_peer=5_000, pingpong_default=20)
 QUICK = dict(tasks=10_000, tasks_default=100, latency=500, warmup=100,
              repeat=1, startup_runs=5, rss_runs=2, limit=60,
              items=100_000, items_peer=5_000, items_default=20,
              accuracy_hold=3, many=1_000, many_hold=3,
              scale=1_000, scale_hold=10,
              startstop=2_000, startstop_peer=300,
-             mp_tasks=5_000, mp_tasks_peer=500, mp_kill=5)
+             mp_tasks=5_000, mp_tasks_peer=500, mp_kill=5,
+             async_workers=2_000, async_hold=3,
+             pingpong=50_000, pingpong_peer=2_000, pingpong_default=10)
 
 
 class RunFailed(Exception):
@@ -324,6 +332,62 @@ def interval_rows(m, cfg, lua, py):
     return rows
 
 
+def async_rows(m, cfg, lua, py):
+    """Async workers: many async interval workers on one aloop, and a ping-pong
+    between two async queue workers on one aloop."""
+    limit, rep = cfg["limit"], cfg["repeat"]
+    w, iv, hold = cfg["async_workers"], 0.1, cfg["async_hold"]
+    argv = [str(w), str(iv), str(hold)]
+    # the starts, the opening of every worker's state, the hold and the last ticks
+    lim = max(limit, hold + 90)
+    label = f"{w:,} async interval workers at 100 ms on one aloop, {hold:g} s"
+    ours = m(f"atasker-lua {label}", lambda: results(
+        lua + ["bench/lua/async_interval.lua"] + argv, lim))
+    peer = m(f"atasker {label}, poll_delay=0.1", lambda: results(
+        py + ["bench/python/async_interval.py"] + argv + ["0.1"], lim))
+    n, np_, nd = cfg["pingpong"], cfg["pingpong_peer"], cfg["pingpong_default"]
+    keys = ["round_trips_per_s"]
+    inner = str(max(5, limit - 20))
+    ours_pp = m("atasker-lua async ping-pong", lambda: repeated(
+        lua + ["bench/lua/async_pingpong.lua", str(n)], keys, rep, limit))
+    peer_pp0 = m("atasker async ping-pong, poll_delay=0", lambda: repeated(
+        py + ["bench/python/async_pingpong.py", str(np_), "0", inner], keys, rep, limit))
+    peer_pp1 = m("atasker async ping-pong, poll_delay=0.1", lambda: repeated(
+        py + ["bench/python/async_pingpong.py", str(nd), "0.1", inner], keys, rep, limit))
+    default = "poll_delay=0.1 (default)"
+    less = ["less", "more"]
+    name = (f"Async, {w:,} interval workers at 100 ms on one aloop, starts spread,"
+            f" held {hold:g} s")
+
+    def r(what, key, unit, better, target, goal, note=None, words=None):
+        return row(f"{name}: {what}", unit, better, pick(ours, key), pick(peer, key),
+                   default, target, goal, note=note, words=words)
+    pp = f"Async ping-pong between two queue workers on one aloop, {n:,} round trips"
+    return [
+        r("lag p50", "p50_us", "µs", "lower", "lower than atasker",
+          lambda o, r: r > 1, words=less,
+          note="upper edge of a 25 µs bucket"),
+        r("lag p99", "p99_us", "µs", "lower", "< 1 ms", lambda o, r: o < 1000,
+          words=less, note="upper edge of a 25 µs bucket"),
+        r("executions/s (nominal " + f"{w / iv:,.0f})", "execs_per_s", "execs/s",
+          "higher", f">= 99% of {w / iv:,.0f}/s", lambda o, r: o >= 0.99 * w / iv),
+        r("memory per worker", "kb_per_worker", "KB", "lower", "<= 24 KB (aim 16)",
+          lambda o, r: o <= 24, words=less,
+          note="(RSS at the end of the hold - RSS before the workers) / workers"),
+        r("CPU", "cpu_pct", "%", "lower", "(figure)", lambda o, r: True, words=less,
+          note="process CPU time / wall time over the hold; 100% = one core"),
+        r("CPU per execution", "cpu_us_per_exec", "µs", "lower", "(figure)",
+          lambda o, r: True, words=less),
+        r("threads", "threads", "threads", "lower", "(figure)", lambda o, r: True),
+        row(f"{pp} (atasker: {np_:,})", "round trips/s", "higher",
+            pick(ours_pp, "round_trips_per_s"), pick(peer_pp0, "round_trips_per_s"),
+            "poll_delay=0", ">= 20x atasker", lambda o, r: r >= 20),
+        row(f"{pp} (atasker: {nd:,})", "round trips/s", "higher",
+            pick(ours_pp, "round_trips_per_s"), pick(peer_pp1, "round_trips_per_s"),
+            default, ">= 20x atasker", lambda o, r: r >= 20),
+    ]
+
+
 def startstop_rows(m, cfg, lua, py):
     """Workers started and stopped per second, one after another."""
     limit, rep, keys = cfg["limit"], cfg["repeat"], ["workers_per_s"]
@@ -479,6 +543,7 @@ GROUPS = {
                                                       args.swift_queue),
     "interval": lambda m, cfg, lua, py, args: interval_rows(m, cfg, lua, py),
     "startstop": lambda m, cfg, lua, py, args: startstop_rows(m, cfg, lua, py),
+    "async": lambda m, cfg, lua, py, args: async_rows(m, cfg, lua, py),
     "mp": lambda m, cfg, lua, py, args: mp_rows(m, cfg, lua, py),
 }
 

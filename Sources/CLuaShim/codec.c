@@ -1363,11 +1363,14 @@ static void dec_named (Dec *d) {
   lua_pushvalue(L, top + 1);
   if (!lua_istable(L, -2) || lua_rawget(L, -2) == LUA_TNIL) {
     lua_pop(L, 1);
-    if (lua_getglobal(L, "require") != LUA_TFUNCTION)
-      luaL_error(L, "cannot load module '%s': no function 'require'",
-                 lua_tostring(L, top + 1));
-    lua_pushvalue(L, top + 1);
-    lua_call(L, 1, 1);
+    /* a library that the state loads on first use needs no 'package' */
+    if (!atl_state_loadlazy(L, lua_tostring(L, top + 1))) {
+      if (lua_getglobal(L, "require") != LUA_TFUNCTION)
+        luaL_error(L, "cannot load module '%s': no function 'require'",
+                   lua_tostring(L, top + 1));
+      lua_pushvalue(L, top + 1);
+      lua_call(L, 1, 1);
+    }
   }
   if (lfield > 0) {  /* '__index' may make a field on first use (atasker) */
     lua_pushvalue(L, top + 2);

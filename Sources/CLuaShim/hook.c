@@ -261,8 +261,13 @@ uint64_t atl_exec_next(const char *what) {
 uint64_t atl_exec_next_host(const char *what, void *host) {
   Slot *s = getslot();
   uint64_t id = atomic_fetch_add(&lastid, 1) + 1;
+  size_t n;
   if (s == NULL) return 0;
-  snprintf(s->nextwhat, sizeof s->nextwhat, "%s", what ? what : "code");
+  if (what == NULL) what = "code";
+  n = strlen(what);  /* a copy, not snprintf: async code announces often */
+  if (n >= sizeof s->nextwhat) n = sizeof s->nextwhat - 1;
+  memcpy(s->nextwhat, what, n);
+  s->nextwhat[n] = '\0';
   atomic_store(&s->nexthost, host);
   atomic_store(&s->nextid, id);
   return id;
@@ -356,6 +361,31 @@ void atl_exec_end(lua_State *L, atl_ExecFrame *f) {
 int atl_exec_cancelling(void) {
   Slot *s = myslot;
   return s != NULL && atomic_load(&s->id) != 0 && s->cancelling;
+}
+
+void atl_exec_cancel_now(lua_State *co) {
+  Slot *s = myslot;
+  if (s == NULL || atomic_load(&s->id) == 0) return;
+  s->cancelling = 1;
+  noteplace(co, s);
+  arm(co);
+}
+
+void atl_exec_pushcancel(lua_State *L) {
+  Slot *s = myslot;
+  if (s == NULL) {
+    lua_pushliteral(L, "cancelled");
+    return;
+  }
+  {
+    char what[WHATMAX], where[WHEREMAX];
+    pthread_mutex_lock(&s->lock);
+    memcpy(what, s->what, sizeof what);
+    memcpy(where, s->where, sizeof where);
+    pthread_mutex_unlock(&s->lock);
+    /* pushed after the unlock: a memory error must not leave it held */
+    lua_pushfstring(L, "%s cancelled at %s", what, where);
+  }
 }
 
 int atl_exec_cancel_pending(void) {
@@ -511,28 +541,45 @@ static int tracked_resume(lua_State *L, lua_State *co, int narg) {
   return nres;
 }
 
-static int co_resume(lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  int n;
-  luaL_argexpected(L, co != NULL, 1, "coroutine");
-  n = tracked_resume(L, co, lua_gettop(L) - 1);
-  lua_pushboolean(L, n >= 0);
-  if (n < 0) {
-    lua_insert(L, -2);  /* false, error */
-    return 2;
-  }
-  lua_insert(L, -(n + 1));  /* true, results */
-  return n + 1;
+/*
+** One resume of 'co' with the 'narg' values on the top, for
+** 'coroutine.resume' ('wrapped' 0: 'co' is argument 1) or the function of
+** 'coroutine.wrap' ('wrapped' 1: 'co' is upvalue 1). A host yield of 'co'
+** (async code waiting for the aloop) is passed up: this function yields it
+** on, and when the aloop resumes us, 'resume_k' resumes 'co' with what it
+** brought. While 'co' runs from a place that cannot yield, 'nonpass'
+** tells host calls in it that no yield can reach the aloop.
+*/
+static int resume_step(lua_State *L, lua_State *co, int narg, int wrapped);
+
+static int resume_k(lua_State *L, int status, lua_KContext ctx) {
+  int wrapped = (int)ctx;
+  lua_State *co = lua_tothread(L, wrapped ? lua_upvalueindex(1) : 1);
+  (void)status;
+  return resume_step(L, co, lua_gettop(L) - (wrapped ? 0 : 1), wrapped);
 }
 
-/* The function that 'coroutine.wrap' returns; upvalue 1 is the coroutine.
-** An error in the coroutine closes it and propagates, with the caller's
-** place in front of a string message (not while cancelling: the cancel
-** message stays as the hook raised it). */
-static int co_wrapped(lua_State *L) {
-  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
-  int n = tracked_resume(L, co, lua_gettop(L));
-  int st;
+static int resume_step(lua_State *L, lua_State *co, int narg, int wrapped) {
+  atl_StateData *d = atl_statedata(L);
+  int passable = lua_isyieldable(L);
+  int n, st;
+  if (!passable) d->nonpass++;
+  n = tracked_resume(L, co, narg);
+  if (!passable) d->nonpass--;
+  if (n == 2 && lua_status(co) == LUA_YIELD && atl_async_ishostyield(L, 2)) {
+    if (!passable)  /* 'nonpass' made the host call raise instead */
+      return luaL_error(L, "a host yield cannot pass this coroutine");
+    return lua_yieldk(L, 2, (lua_KContext)wrapped, resume_k);
+  }
+  if (!wrapped) {
+    lua_pushboolean(L, n >= 0);
+    if (n < 0) {
+      lua_insert(L, -2);  /* false, error */
+      return 2;
+    }
+    lua_insert(L, -(n + 1));  /* true, results */
+    return n + 1;
+  }
   if (n >= 0) return n;
   st = lua_status(co);
   if (st != LUA_OK && st != LUA_YIELD) {  /* the coroutine died */
@@ -546,6 +593,21 @@ static int co_wrapped(lua_State *L) {
     lua_concat(L, 2);
   }
   return lua_error(L);
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  return resume_step(L, co, lua_gettop(L) - 1, 0);
+}
+
+/* The function that 'coroutine.wrap' returns; upvalue 1 is the coroutine.
+** An error in the coroutine closes it and propagates, with the caller's
+** place in front of a string message (not while cancelling: the cancel
+** message stays as the hook raised it). */
+static int co_wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  return resume_step(L, co, lua_gettop(L), 1);
 }
 
 static int co_wrap(lua_State *L) {

@@ -84,18 +84,10 @@ static int l_background_worker(lua_State *L) {
   return atl_host_call(L, ATL_FN_BACKGROUND_WORKER, 0, NULL, 3);
 }
 
-/* 'wait_completed(task | {tasks...}, [timeout])': one result, or a list of
-** results in the order of the tasks. */
-static int l_wait_completed(lua_State *L) {
-  int islist, n, i, base;
-  luaL_checkany(L, 1);
-  if (!lua_isnoneornil(L, 2)) luaL_checknumber(L, 2);
-  lua_settop(L, 2);
-  islist = lua_istable(L, 1);
-  if (!islist && atl_handle_test(L, 1) == NULL)
-    luaL_typeerror(L, 1, "atasker.Task or table of tasks");
-  base = lua_gettop(L);
-  n = atl_host_call(L, ATL_FN_WAIT_COMPLETED, 0, NULL, 1);
+/* The 'n' results of 'wait_completed' above 'base': one, or a list of
+** them in the order of the tasks. */
+static int waitresults(lua_State *L, int islist, int base, int n) {
+  int i;
   if (!islist) return n > 0 ? 1 : 0;
   lua_createtable(L, n, 0);
   for (i = 1; i <= n; i++) {
@@ -105,9 +97,46 @@ static int l_wait_completed(lua_State *L) {
   return 1;
 }
 
+/* After the aloop resumed a 'wait_completed' of async code. */
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  int base = lua_gettop(L) - 1;  /* below the finished call */
+  int n = atl_host_resumed(L);
+  (void)status;
+  return waitresults(L, (int)ctx, base, n);
+}
+
+/* 'wait_completed(task | {tasks...}, [timeout])': one result, or a list of
+** results in the order of the tasks. In async code it yields to the aloop
+** until the tasks are done. */
+static int l_wait_completed(lua_State *L) {
+  int islist, base;
+  luaL_checkany(L, 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checknumber(L, 2);
+  lua_settop(L, 2);
+  islist = lua_istable(L, 1);
+  if (!islist && atl_handle_test(L, 1) == NULL)
+    luaL_typeerror(L, 1, "atasker.Task or table of tasks");
+  if (atl_async_mustyield(L, "atasker.wait_completed"))
+    return atl_host_yield(L, ATL_FN_WAIT_COMPLETED, 0, NULL, 1,
+                          (lua_KContext)islist, wait_k);
+  base = lua_gettop(L);
+  return waitresults(L, islist, base,
+                     atl_host_call(L, ATL_FN_WAIT_COMPLETED, 0, NULL, 1));
+}
+
+/* After the aloop resumed an 'atasker.sleep' of async code. */
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return atl_host_resumed(L);
+}
+
+/* 'sleep(seconds)': yields to the aloop in async code, sleeps elsewhere. */
 static int l_sleep(lua_State *L) {
   luaL_checknumber(L, 1);
   lua_settop(L, 1);
+  if (atl_async_mustyield(L, "atasker.sleep"))
+    return atl_host_yield(L, ATL_FN_SLEEP, 0, NULL, 1, 0, sleep_k);
   return atl_host_call(L, ATL_FN_SLEEP, 0, NULL, 1);
 }
 

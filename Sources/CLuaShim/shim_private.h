@@ -21,8 +21,24 @@ typedef struct atl_Handle {
 
 extern atl_HostCallbacks atl_host;  /* set by 'atl_set_host_callbacks' */
 
+/* The small blocks of a state (state.c): blocks of up to ATL_SMALL_MAX
+** bytes come from a few pages of the state's own, in 8-byte classes, so a
+** small object costs its size rounded up to 8 bytes instead of malloc's
+** header and 16-byte rounding. A worker state is mostly small objects. */
+#define ATL_SMALL_MAX   128
+#define ATL_SMALL_PAGES 16
+#define ATL_SMALL_PAGE  2040  /* one 2048-byte malloc chunk each */
+
+typedef struct atl_Small {
+  void *free[ATL_SMALL_MAX / 8];     /* free blocks by class (8, 16, ...) */
+  char *bump, *end;                  /* the unused rest of the last page */
+  char *pages[ATL_SMALL_PAGES];
+  int npages;
+} atl_Small;
+
 /* Per-state data, kept in the state's extra space (a pointer to it). */
 typedef struct atl_StateData {
+  atl_Small small;
   void *host;
   void *supervisor;
   int is_main;
@@ -31,7 +47,18 @@ typedef struct atl_StateData {
   long alloc_count;
   long alloc_limit;
   uint64_t task_tick;   /* LRU clock of the function cache */
+  int async_depth;      /* > 0 while an aloop resumes a coroutine of this
+                           state (async.c): blocking calls yield instead */
+  int nonpass;          /* coroutines resumed now from a place that cannot
+                           yield: a host yield cannot reach the aloop */
+  char *package_path;   /* prepended to 'package.path' when it loads */
+  char *package_cpath;
 } atl_StateData;
+
+/* [-0, +(0|1), e] Load lazy library 'name' of a worker or pool state (a
+** standard library, 'package' or 'atasker'), once, and push it; returns 0
+** (pushing nothing) when 'name' is not one. */
+int atl_state_loadlazy(lua_State *L, const char *name);
 
 atl_StateData *atl_statedata(lua_State *L);
 
@@ -83,6 +110,39 @@ extern char atl_exit_sentinel;
 ** callback, push its results and return their count, or raise its error. */
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first);
 
+/* {======================================================================
+** Host yields (async.c, trampoline.c): in async code, a host call that
+** would block yields to the aloop instead. The yield carries two values,
+** 'atl_async_tag' (a light userdata that Lua code cannot make) and the
+** pending call; the coroutine wrappers pass such yields up to the aloop,
+** which resumes the coroutine with the finished call (or with
+** 'atl_async_cancel', to cancel it).
+** ======================================================================= */
+
+extern char atl_async_tag;
+extern char atl_async_cancel;
+
+/* [-0, +0, e] Whether a host call named 'what' must yield: 0 outside async
+** code (it blocks, as it always did), 1 in async code where a yield reaches
+** the aloop; raises a clear error in async code where it cannot (a
+** 'table.sort' comparator, a metamethod called from C, a finalizer). */
+int atl_async_mustyield(lua_State *L, const char *what);
+
+/* [-?, +?, e] Yield to the aloop with a host call like 'atl_host_call''s;
+** when the aloop resumes, 'k' runs (with 'ctx') and gets the stack of the
+** caller with one value on the top: call 'atl_host_resumed' there. Use as
+** 'return atl_host_yield(...)'. */
+int atl_host_yield(lua_State *L, int fn, int kind, void *self, int first,
+                   lua_KContext ctx, lua_KFunction k);
+/* [-1, +r, e] In a continuation of 'atl_host_yield': pop the finished call
+** from the top, push its results and return their count, or raise its
+** error (or the cancel error). */
+int atl_host_resumed(lua_State *L);
+/* [-(2), +0, -] Whether the 2 values on the top of 'L' are a host yield. */
+int atl_async_ishostyield(lua_State *L, int n);
+
+/* }====================================================================== */
+
 /* Opening the 'atasker' module (module_atasker.c), and the loader of
 ** "atasker.extra" (module_extra.c). */
 int atl_open_atasker(lua_State *L);
@@ -122,8 +182,32 @@ int atl_exec_cancelling(void);
 ** is defined) is the place known of the execution until a hook runs. */
 void atl_exec_setplace(lua_State *L, int idx);
 /* [-0, +0, e] Replace 'coroutine.resume' and 'coroutine.wrap' by versions
-** that keep the running coroutine known to the signal handler. */
+** that keep the running coroutine known to the signal handler, and pass
+** host yields up to the aloop. */
 void atl_open_coroutine(lua_State *L);
+/* [-0, +0, -] Cancel the execution that runs on this thread now, from the
+** thread itself: the hook raises the cancel error at the next event of
+** 'co' (or of a coroutine it resumes), and again until the execution is
+** back in the host. The place known is where 'co' is suspended. */
+void atl_exec_cancel_now(lua_State *co);
+/* [-0, +1, m] Push the cancel error of the execution running on this
+** thread: "<what> cancelled at <file:line>". */
+void atl_exec_pushcancel(lua_State *L);
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Workers (worker.c), for the async runner
+** ======================================================================= */
+
+/* [-0, +n, e] Push the worker's executor and its arguments ('item', when
+** not NULL, then 'kw' with '_task_id'); returns the number of arguments. */
+int atl_worker_pushcall(lua_State *L, const atl_Buffer *item,
+                        long long taskid);
+/* [-1, +0, e] The error (a string with its traceback) on the top: call
+** 'on_error(kw)' with a message handler at 'msgh' and return 1, or leave
+** the error on the top and return 0 when there is no handler. */
+int atl_worker_handleerror(lua_State *L, int msgh);
 
 /* }====================================================================== */
 

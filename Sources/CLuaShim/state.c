@@ -16,25 +16,99 @@ atl_StateData *atl_statedata(lua_State *L) {
   return *(atl_StateData **)lua_getextraspace(L);
 }
 
+/* {======================================================================
+** Small blocks (see 'atl_Small'). A block is ours when it lies in one of
+** the state's pages (at most ATL_SMALL_PAGES of them, so the test is a
+** short scan); anything else came from malloc. Freed blocks go to the free
+** list of their class; pages are freed with the state.
+** ======================================================================= */
+
+static int isours(const atl_Small *sm, const void *p) {
+  int i;
+  for (i = 0; i < sm->npages; i++) {
+    const char *page = sm->pages[i];
+    if ((const char *)p >= page && (const char *)p < page + ATL_SMALL_PAGE)
+      return 1;
+  }
+  return 0;
+}
+
+/* A block of class 'c' (c * 8 bytes), or NULL when the pages are used up
+** (the caller then uses malloc). */
+static void *smallalloc(atl_Small *sm, size_t c) {
+  size_t size = c * 8;
+  void *p = sm->free[c - 1];
+  if (p != NULL) {
+    sm->free[c - 1] = *(void **)p;
+    return p;
+  }
+  if ((size_t)(sm->end - sm->bump) < size) {
+    char *page;
+    size_t rest = (size_t)(sm->end - sm->bump) / 8;
+    if (sm->npages == ATL_SMALL_PAGES ||
+        (page = (char *)malloc(ATL_SMALL_PAGE)) == NULL)
+      return NULL;
+    if (rest > 0) {  /* the old page's rest: a free block of its class */
+      *(void **)sm->bump = sm->free[rest - 1];
+      sm->free[rest - 1] = sm->bump;
+    }
+    sm->pages[sm->npages++] = page;
+    sm->bump = page;
+    sm->end = page + ATL_SMALL_PAGE;
+  }
+  p = sm->bump;
+  sm->bump += size;
+  return p;
+}
+
+static void smallfree(atl_Small *sm, void *p, size_t osize) {
+  size_t c = (osize + 7) / 8;
+  *(void **)p = sm->free[c - 1];
+  sm->free[c - 1] = p;
+}
+
+static void freepages(atl_Small *sm) {
+  int i;
+  for (i = 0; i < sm->npages; i++) free(sm->pages[i]);
+  sm->npages = 0;
+}
+
+/* }====================================================================== */
+
 /*
 ** The allocator counts allocations; with a limit set (tests), it fails the
 ** allocation whose number equals the limit and every one after it (Lua
 ** retries a failed allocation after an emergency collection, so failing
 ** only one would be silently recovered). Lua never asks a shrinking
-** reallocation to fail.
+** reallocation to fail: a shrinking block stays where it is. Small blocks
+** come from the state's pages (above).
 */
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   atl_StateData *d = (atl_StateData *)ud;
+  atl_Small *sm = &d->small;
+  void *p;
+  int ours = ptr != NULL && isours(sm, ptr);
   if (nsize == 0) {
-    free(ptr);
+    if (ours) smallfree(sm, ptr, osize);
+    else free(ptr);
     return NULL;
   }
-  if (ptr == NULL || nsize > osize) {
-    d->alloc_count++;
-    if (d->alloc_limit > 0 && d->alloc_count >= d->alloc_limit)
-      return NULL;
+  if (ptr != NULL && nsize <= osize)  /* shrinking: never fails */
+    return ours ? ptr : realloc(ptr, nsize);
+  d->alloc_count++;
+  if (d->alloc_limit > 0 && d->alloc_count >= d->alloc_limit)
+    return NULL;
+  if (ptr != NULL && !ours && nsize > ATL_SMALL_MAX)
+    return realloc(ptr, nsize);
+  p = NULL;
+  if (nsize <= ATL_SMALL_MAX) p = smallalloc(sm, (nsize + 7) / 8);
+  if (p == NULL) p = malloc(nsize);
+  if (p != NULL && ptr != NULL) {
+    memcpy(p, ptr, osize < nsize ? osize : nsize);
+    if (ours) smallfree(sm, ptr, osize);
+    else free(ptr);
   }
-  return realloc(ptr, nsize);
+  return p;
 }
 
 static int l_panic(lua_State *L) {
@@ -113,12 +187,16 @@ static void prependpath(lua_State *L, const char *field, const char *dirs) {
 
 /* {======================================================================
 ** Lazy libraries. The main state opens every standard library; the states
-** of workers and pool threads open only the base library and 'package',
-** and 'string' (strings need its metatable for arithmetic coercion), and
-** load the others (and 'atasker') on first use: through the globals table's
-** '__index' and through 'require'. A worker state is then about half the
-** size.
+** of workers and pool threads open only the base library and 'string'
+** (strings need its metatable for arithmetic coercion), and load the
+** others ('package', 'atasker' ...) on first use: through the globals
+** table's '__index' ('require' loads 'package'), through 'require', and
+** when a value that travels by name is decoded. A worker state is then
+** about a third of the size.
 ** ======================================================================= */
+
+/* 'package', with the host's folders in front of its paths. */
+static int open_package(lua_State *L);
 
 /* 'os' with the process-wide 'exit'. */
 static int open_os(lua_State *L) {
@@ -140,6 +218,7 @@ static int open_coroutine(lua_State *L) {
 }
 
 static const luaL_Reg lazylibs[] = {
+  {LUA_LOADLIBNAME, open_package},
   {LUA_COLIBNAME, open_coroutine},
   {LUA_TABLIBNAME, luaopen_table},
   {LUA_IOLIBNAME, luaopen_io},
@@ -151,9 +230,26 @@ static const luaL_Reg lazylibs[] = {
   {NULL, NULL}
 };
 
+/* 'package', with the host's folders in front of its paths, and the lazy
+** libraries in 'package.preload' (for 'require'). */
+static int open_package(lua_State *L) {
+  atl_StateData *d = atl_statedata(L);
+  const luaL_Reg *lib;
+  luaopen_package(L);
+  prependpath(L, "path", d->package_path);
+  prependpath(L, "cpath", d->package_cpath);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (lib = lazylibs; lib->name != NULL; lib++) {
+    lua_pushcfunction(L, lib->func);
+    lua_setfield(L, -2, lib->name);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
 /* Load lazy library 'name' (once) as a global and a loaded module, and push
 ** it; returns 0 (pushing nothing) when 'name' is not one. */
-static int loadlazy(lua_State *L, const char *name) {
+int atl_state_loadlazy(lua_State *L, const char *name) {
   const luaL_Reg *lib;
   for (lib = lazylibs; lib->name != NULL; lib++) {
     if (strcmp(lib->name, name) == 0) {
@@ -167,23 +263,20 @@ static int loadlazy(lua_State *L, const char *name) {
 /* '__index' of the globals table: the lazy libraries by name. */
 static int lazy_global(lua_State *L) {
   const char *name = lua_tostring(L, 2);
-  if (lua_type(L, 2) != LUA_TSTRING || !loadlazy(L, name)) return 0;
-  return 1;
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  if (strcmp(name, "require") == 0) {  /* a function of 'package' */
+    atl_state_loadlazy(L, LUA_LOADLIBNAME);
+    lua_pop(L, 1);
+    lua_rawget(L, 1);
+    return 1;
+  }
+  return atl_state_loadlazy(L, name);
 }
 
 static void openlazy(lua_State *L) {
-  const luaL_Reg *lib;
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
   lua_pop(L, 1);
-  luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
-  lua_pop(L, 1);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-  lua_pop(L, 1);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  for (lib = lazylibs; lib->name != NULL; lib++) {
-    lua_pushcfunction(L, lib->func);
-    lua_setfield(L, -2, lib->name);
-  }
   lua_pop(L, 1);
   lua_pushglobaltable(L);
   lua_createtable(L, 0, 1);
@@ -210,10 +303,12 @@ static int open_p(lua_State *L) {
   else openlazy(L);
   lua_pushcfunction(L, l_print);
   lua_setglobal(L, "print");
-  lua_getglobal(L, "package");
-  prependpath(L, "path", o->package_path);
-  prependpath(L, "cpath", o->package_cpath);
-  lua_pop(L, 1);
+  if (o->is_main) {  /* other states prepend them when 'package' loads */
+    lua_getglobal(L, "package");
+    prependpath(L, "path", o->package_path);
+    prependpath(L, "cpath", o->package_cpath);
+    lua_pop(L, 1);
+  }
   /* module "host": the functions that the embedding app registered */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_createtable(L, 0, o->nhostfn);
@@ -238,6 +333,15 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
     *err = strdup("not enough memory");
     return NULL;
   }
+  if ((opts->package_path != NULL &&
+       (d->package_path = strdup(opts->package_path)) == NULL) ||
+      (opts->package_cpath != NULL &&
+       (d->package_cpath = strdup(opts->package_cpath)) == NULL)) {
+    free(d->package_path);
+    free(d);
+    *err = strdup("not enough memory");
+    return NULL;
+  }
   d->host = opts->host;
   d->supervisor = opts->supervisor;
   d->is_main = opts->is_main;
@@ -245,6 +349,9 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   d->alloc_limit = opts->alloc_limit;
   L = lua_newstate(l_alloc, d);
   if (L == NULL) {
+    freepages(&d->small);
+    free(d->package_path);
+    free(d->package_cpath);
     free(d);
     *err = strdup("not enough memory");
     return NULL;
@@ -257,6 +364,9 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   if (st != LUA_OK) {
     *err = atl_strdup_top(L, -1);
     lua_close(L);
+    freepages(&d->small);
+    free(d->package_path);
+    free(d->package_cpath);
     free(d);
     return NULL;
   }
@@ -268,6 +378,9 @@ void atl_state_close(lua_State *L) {
   if (L == NULL) return;
   d = atl_statedata(L);
   lua_close(L);
+  freepages(&d->small);
+  free(d->package_path);
+  free(d->package_cpath);
   free(d);
 }
 

@@ -25,7 +25,8 @@ void atl_set_host_callbacks(const atl_HostCallbacks *cb) {
 static const char *const tnames[] = {
   "atasker.Handle", "atasker.Supervisor", "atasker.Task",
   "atasker.TaskFunction", "atasker.Shared", "atasker.HostFunction",
-  "atasker.Worker", "atasker.Locker"
+  "atasker.Worker", "atasker.Locker", "atasker.Aloop",
+  "atasker.AsyncJobScheduler", "atasker.AsyncJob"
 };
 
 const char *atl_handle_tname(int kind) {
@@ -85,11 +86,19 @@ static int handle_method(lua_State *L) {
 
 /* '__index': methods first (upvalue 1), then the host (upvalue 2: the id
 ** of the host's index function, 0 for none). */
+static void pushmethods(lua_State *L, int kind);
+
 static int handle_index(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
   lua_settop(L, 2);
   if (lua_type(L, 2) == LUA_TSTRING) {
+    if (!lua_istable(L, lua_upvalueindex(1)) && h != NULL) {
+      /* the methods are made on first use: a state that only passes a
+      ** handle along does not pay for them */
+      pushmethods(L, h->kind);
+      lua_replace(L, lua_upvalueindex(1));
+    }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
     lua_pop(L, 1);
@@ -129,6 +138,32 @@ static const MethodDef supervisor_methods[] = {
   {"get_task", ATL_FN_SUP_GET_TASK},
   {"stop", ATL_FN_SUP_STOP},
   {"block", ATL_FN_SUP_BLOCK},
+  {"create_aloop", ATL_FN_SUP_CREATE_ALOOP},
+  {"get_aloop", ATL_FN_SUP_GET_ALOOP},
+  {"set_default_aloop", ATL_FN_SUP_SET_DEFAULT_ALOOP},
+  {"start_aloop", ATL_FN_SUP_START_ALOOP},
+  {"stop_aloop", ATL_FN_SUP_STOP_ALOOP},
+  {"create_async_job_scheduler", ATL_FN_SUP_CREATE_SCHEDULER},
+  {"create_async_job", ATL_FN_SUP_CREATE_ASYNC_JOB},
+  {"cancel_async_job", ATL_FN_SUP_CANCEL_ASYNC_JOB},
+  {NULL, 0}
+};
+
+static const MethodDef aloop_methods[] = {
+  {"start", ATL_FN_ALOOP_START},
+  {"stop", ATL_FN_ALOOP_STOP},
+  {"is_active", ATL_FN_ALOOP_IS_ACTIVE},
+  {NULL, 0}
+};
+
+static const MethodDef sched_methods[] = {
+  {"create_job", ATL_FN_SCHED_CREATE_JOB},
+  {"cancel_job", ATL_FN_SCHED_CANCEL_JOB},
+  {NULL, 0}
+};
+
+static const MethodDef job_methods[] = {
+  {"cancel", ATL_FN_JOB_CANCEL},
   {NULL, 0}
 };
 
@@ -216,6 +251,43 @@ static int lock_wrap(lua_State *L) {
   return 1;
 }
 
+/*
+** 'aloop:background_task(fn, ...)' and 'aloop:run(fn, ...)': the function
+** is copied alone first, so that a refusal names it. 'run' waits for the
+** result: in async code it yields to the aloop meanwhile.
+*/
+static atl_Handle *aloop_checkfn(lua_State *L) {
+  atl_Handle *h = checkhandle(L, 1, ATL_H_ALOOP);
+  atl_Buffer probe = {0};
+  char *err = NULL;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (atl_codec_encode(L, 2, 1, "task function", 0, &probe, &err) != ATL_OK)
+    atl_raise_owned_where(L, err);
+  atl_buffer_free(&probe);
+  return h;
+}
+
+static int aloop_background_task(lua_State *L) {
+  atl_Handle *h = aloop_checkfn(L);
+  return atl_host_call(L, ATL_FN_ALOOP_BACKGROUND_TASK, ATL_H_ALOOP, h->obj,
+                       2);
+}
+
+static int aloop_run_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return atl_host_resumed(L) > 0 ? 1 : 0;
+}
+
+static int aloop_run(lua_State *L) {
+  atl_Handle *h = aloop_checkfn(L);
+  if (atl_async_mustyield(L, "aloop:run"))
+    return atl_host_yield(L, ATL_FN_ALOOP_RUN, ATL_H_ALOOP, h->obj, 2, 0,
+                          aloop_run_k);
+  return atl_host_call(L, ATL_FN_ALOOP_RUN, ATL_H_ALOOP, h->obj, 2) > 0 ? 1
+                                                                        : 0;
+}
+
 /* Per kind: methods, host '__index' and '__newindex' ids, '__call' id. */
 typedef struct KindDef {
   const MethodDef *methods;
@@ -231,23 +303,16 @@ static const KindDef kinds[ATL_H_MAX + 1] = {
   {no_methods, 0, 0, ATL_FN_HOSTFN_CALL},
   {worker_methods, ATL_FN_WORKER_INDEX, 0, 0},
   {lock_methods, ATL_FN_LOCK_INDEX, ATL_FN_LOCK_NEWINDEX, 0},
+  {aloop_methods, ATL_FN_ALOOP_INDEX, 0, 0},
+  {sched_methods, ATL_FN_SCHED_INDEX, 0, 0},
+  {job_methods, ATL_FN_JOB_INDEX, 0, 0},
 };
 
-/* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
-static void pushmetatable(lua_State *L, int kind) {
-  const KindDef *k = &kinds[kind];
+/* [-0, +1, m] Push a new table of the methods of handles of 'kind'. */
+static void pushmethods(lua_State *L, int kind) {
+  const KindDef *k = &kinds[kind >= 1 && kind <= ATL_H_MAX ? kind : 0];
   const MethodDef *m;
-  if (!luaL_newmetatable(L, atl_handle_tname(kind)))
-    return;  /* already made */
-  lua_pushboolean(L, 1);
-  lua_rawsetp(L, -2, &atl_host);  /* marker: this is a handle metatable */
-  lua_pushinteger(L, kind);
-  lua_setfield(L, -2, "__atl_kind");
-  lua_pushcfunction(L, handle_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, handle_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);  /* methods */
+  lua_newtable(L);
   for (m = k->methods; m->name != NULL; m++) {
     lua_pushinteger(L, m->fn);
     lua_pushinteger(L, kind);
@@ -262,6 +327,28 @@ static void pushmetatable(lua_State *L, int kind) {
     lua_pushcfunction(L, lock_wrap);
     lua_setfield(L, -2, "wrap");
   }
+  if (kind == ATL_H_ALOOP) {
+    lua_pushcfunction(L, aloop_background_task);
+    lua_setfield(L, -2, "background_task");
+    lua_pushcfunction(L, aloop_run);
+    lua_setfield(L, -2, "run");
+  }
+}
+
+/* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
+static void pushmetatable(lua_State *L, int kind) {
+  const KindDef *k = &kinds[kind];
+  if (!luaL_newmetatable(L, atl_handle_tname(kind)))
+    return;  /* already made */
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, -2, &atl_host);  /* marker: this is a handle metatable */
+  lua_pushinteger(L, kind);
+  lua_setfield(L, -2, "__atl_kind");
+  lua_pushcfunction(L, handle_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, handle_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushboolean(L, 0);  /* the methods, made on first use */
   lua_pushinteger(L, k->index);
   lua_pushcclosure(L, handle_index, 2);
   lua_setfield(L, -2, "__index");
@@ -321,57 +408,156 @@ char *atl_strdup_top(lua_State *L, int idx) {
   return strdup(s);
 }
 
-int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
-  atl_Call c;
-  atl_Buffer args;
+/* Encode the arguments from 'first' to the top into 'args' and fill 'c'
+** (zeroed by the caller) for a call of 'fn' on 'self'; raises when an
+** argument cannot be copied. */
+static void preparecall(lua_State *L, atl_Call *c, atl_Buffer *args, int fn,
+                        int kind, void *self, int first) {
   char *err = NULL;
-  int st, n, nres = 0;
-  int top = lua_gettop(L);
-  memset(&c, 0, sizeof c);
-  memset(&args, 0, sizeof args);
-  n = top - first + 1;
+  int n = lua_gettop(L) - first + 1;
   if (n < 0) n = 0;
   if (n > 0) {
     /* paths name each argument: 'args[2].conn', 'args[1].x' */
-    st = atl_codec_encode(L, first, n, n == 1 ? "args[1]" : "args", 0, &args,
-                          &err);
-    if (st != ATL_OK) return atl_raise_owned_where(L, err);
+    int st = atl_codec_encode(L, first, n, n == 1 ? "args[1]" : "args", 0,
+                              args, &err);
+    if (st != ATL_OK) atl_raise_owned_where(L, err);
   }
-  c.host = atl_statedata(L)->host;
-  c.fn = fn;
-  c.kind = kind;
-  c.self = self;
-  c.args = args.data;
-  c.argslen = args.len;
-  c.argsbuf = &args;
-  c.nargs = n;
-  c.where = "";
-  st = atl_host.call(&c);
-  atl_buffer_free(&args);  /* empty if the host moved it out */
+  c->host = atl_statedata(L)->host;
+  c->fn = fn;
+  c->kind = kind;
+  c->self = self;
+  c->args = args->data;
+  c->argslen = args->len;
+  c->argsbuf = args;
+  c->nargs = n;
+  c->where = "";
+}
+
+/* Push the results of finished call 'c' (whose callback returned 'st') and
+** return their count, or raise its error; frees what 'c' holds. */
+static int finishcall(lua_State *L, atl_Call *c, int st) {
+  char *err = NULL;
+  int nres = 0;
   if (st == ATL_EXIT) {
-    atl_buffer_free(&c.result);
-    free(c.error);
-    atl_statedata(L)->exitcode = c.exitcode;
+    atl_buffer_free(&c->result);
+    free(c->error);
+    atl_statedata(L)->exitcode = c->exitcode;
     lua_pushlightuserdata(L, &atl_exit_sentinel);
     return lua_error(L);
   }
   if (st != ATL_OK) {
-    atl_buffer_free(&c.result);
-    if (c.error == NULL) return luaL_error(L, "host call failed");
-    if (c.error_raw) return atl_raise_owned(L, c.error);
+    atl_buffer_free(&c->result);
+    if (c->error == NULL) return luaL_error(L, "host call failed");
+    if (c->error_raw) return atl_raise_owned(L, c->error);
     luaL_where(L, 1);
-    lua_pushstring(L, c.error);
-    free(c.error);
+    lua_pushstring(L, c->error);
+    free(c->error);
     lua_concat(L, 2);
     return lua_error(L);
   }
-  free(c.error);
-  if (c.result.len > 0) {
-    st = atl_codec_decode(L, &c.result, 0, &nres, &err);
-    atl_buffer_free(&c.result);
+  free(c->error);
+  if (c->result.len > 0) {
+    st = atl_codec_decode(L, &c->result, 0, &nres, &err);
+    atl_buffer_free(&c->result);
     if (st != ATL_OK) return atl_raise_owned_where(L, err);
   }
   return nres;
 }
 
+int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
+  atl_Call c;
+  atl_Buffer args;
+  int st;
+  memset(&c, 0, sizeof c);
+  memset(&args, 0, sizeof args);
+  preparecall(L, &c, &args, fn, kind, self, first);
+  st = atl_host.call(&c);
+  atl_buffer_free(&args);  /* empty if the host moved it out */
+  return finishcall(L, &c, st);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Host yields: the calls that async code makes without blocking
+** ======================================================================= */
+
+char atl_async_tag;     /* first value of a host yield */
+char atl_async_cancel;  /* resume value: the pending call was cancelled */
+
+int atl_async_ishostyield(lua_State *L, int n) {
+  return n == 2 && lua_touserdata(L, -2) == (void *)&atl_async_tag;
+}
+
+int atl_async_mustyield(lua_State *L, const char *what) {
+  atl_StateData *d = atl_statedata(L);
+  if (d->async_depth <= 0) return 0;
+  if (d->nonpass > 0 || !lua_isyieldable(L))
+    return luaL_error(L, "%s cannot yield to the aloop here: it is called "
+                      "inside a C function that cannot yield (a 'table.sort' "
+                      "comparator, a metamethod called from C such as "
+                      "'__tostring', '__gc', or 'lock:with'); call it "
+                      "outside that function", what);
+  return 1;
+}
+
+int atl_host_yield(lua_State *L, int fn, int kind, void *self, int first,
+                   lua_KContext ctx, lua_KFunction k) {
+  atl_PendingCall *p = (atl_PendingCall *)calloc(1, sizeof *p);
+  if (p == NULL) return luaL_error(L, "not enough memory");
+  {
+    char *err = NULL;
+    int n = lua_gettop(L) - first + 1;
+    if (n < 0) n = 0;
+    if (n > 0 && atl_codec_encode(L, first, n, n == 1 ? "args[1]" : "args",
+                                  0, &p->args, &err) != ATL_OK) {
+      free(p);  /* an argument that cannot be copied: nothing to wait for */
+      return atl_raise_owned_where(L, err);
+    }
+    p->call.host = atl_statedata(L)->host;
+    p->call.fn = fn;
+    p->call.kind = kind;
+    p->call.self = self;
+    p->call.args = p->args.data;
+    p->call.argslen = p->args.len;
+    p->call.argsbuf = &p->args;
+    p->call.nargs = n;
+    p->call.where = "";
+  }
+  lua_pushlightuserdata(L, &atl_async_tag);
+  lua_pushlightuserdata(L, p);
+  return lua_yieldk(L, 2, ctx, k);
+}
+
+int atl_host_resumed(lua_State *L) {
+  /* only C code makes light userdata: Lua code that resumes a waiting
+  ** coroutine by hand cannot pass anything taken for a call */
+  void *v = lua_islightuserdata(L, -1) ? lua_touserdata(L, -1) : NULL;
+  atl_PendingCall *p;
+  atl_Call c;
+  int st;
+  lua_pop(L, 1);  /* a light userdata (or what someone resumed us with) */
+  if (v == (void *)&atl_async_cancel) {
+    atl_exec_pushcancel(L);
+    return lua_error(L);
+  }
+  if (v == NULL)
+    return luaL_error(L, "a coroutine waiting for the aloop was resumed by "
+                      "something else");
+  p = (atl_PendingCall *)v;
+  c = p->call;
+  st = p->status;
+  atl_buffer_free(&p->args);
+  free(p);
+  return finishcall(L, &c, st);
+}
+
+void atl_async_call_free(atl_PendingCall *p) {
+  if (p == NULL) return;
+  atl_buffer_free(&p->args);
+  atl_buffer_free(&p->call.result);
+  free(p->call.error);
+  free(p);
+}
 /* }====================================================================== */

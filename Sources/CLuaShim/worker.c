@@ -143,6 +143,24 @@ static int callonerror(lua_State *L, int msgh) {
   return 1;
 }
 
+int atl_worker_pushcall(lua_State *L, const atl_Buffer *item,
+                        long long taskid) {
+  int nargs = 0, envup = 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
+  if (item != NULL) {
+    nargs = atl_codec_decode_raw(L, item, 0, &envup);
+    if (nargs != 1) luaL_error(L, "a queue item buffer holds %d values", nargs);
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
+  lua_pushinteger(L, (lua_Integer)taskid);
+  lua_setfield(L, -2, "_task_id");
+  return nargs + 1;
+}
+
+int atl_worker_handleerror(lua_State *L, int msgh) {
+  return callonerror(L, msgh);
+}
+
 static int run_p(lua_State *L) {
   RunParams *p = (RunParams *)lua_touserdata(L, 1);
   int msgh, nargs = 0, st, envup = 0;

@@ -12,8 +12,8 @@ final class ConditionLock<Value> {
     // allocations rather than as stored properties of this class.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
-    // protected by `mutex`
-    private var storage: Value
+    // protected by `mutex` (which is why the dynamic exclusivity check, a cost on every access, is off)
+    @exclusivity(unchecked) private var storage: Value
 
     init(_ value: Value) {
         self.storage = value

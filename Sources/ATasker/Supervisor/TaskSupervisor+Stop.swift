@@ -5,7 +5,8 @@ extension TaskSupervisor {
     /// Stops the supervisor, blocking the calling thread while it waits.
     ///
     /// The supervisor's workers are stopped first, without waiting (see ``stopWorkers(wait:drain:)``):
-    /// their running executions finish as the other running tasks do.
+    /// their running executions finish as the other running tasks do. Its aloops are stopped too (see
+    /// ``Aloop/stop(wait:cancelTasks:)``), and waited for within `wait` after the pool's work.
     ///
     /// From this call on, a submitted task is returned already `failed` with
     /// ``TaskError/Code/supervisorStopped``. With `cancelTasks`, queued and delayed tasks are
@@ -33,6 +34,9 @@ extension TaskSupervisor {
     func stopBlocking(wait: StopWait, cancelTasks: Bool) -> [SupervisorTask] {
         let deadline = wait.deadline(from: Monotonic.now())
         self.stopWorkers(wait: .none)
+        // Aloops are asked now and waited for after the pool: their work may wait for pool tasks. Their work
+        // under way is running work (it finishes, and is cancelled at the deadline), not a queued task.
+        self.stopAloops(until: nil, cancelTasks: false, waiting: false)
         var effects = SupervisorStateMachine.Effects()
         let waiter = Waiter()
         let mustWait = self.state.withLock { state -> Bool in
@@ -48,6 +52,10 @@ extension TaskSupervisor {
         processPool?.supervisorStopping(cancelTasks: cancelTasks)
         if mustWait {
             _ = waiter.wait(until: deadline)
+        }
+        if case .none = wait {
+        } else {
+            self.stopAloops(until: deadline, cancelTasks: false, waiting: true)
         }
         var finished = SupervisorStateMachine.Effects()
         let running = self.state.withLock { state -> [SupervisorTask] in

@@ -33,6 +33,9 @@ public final class TaskSupervisor: Sendable {
     /// The supervisor's workers, by name.
     let workerRegistry = WorkerRegistry()
 
+    /// The supervisor's aloops (see ``createAloop(named:start:isDefault:)``).
+    let aloopRegistry = AloopRegistry()
+
     /// The process pool, once set or first used (see ``setProcessPool(_:)``).
     let processPoolSlot = Mutex<ProcessPool?>(nil)
 

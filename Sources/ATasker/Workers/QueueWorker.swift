@@ -34,19 +34,25 @@ public final class QueueWorker<Item: Sendable>: Worker {
     /// urgent or newer item is next as soon as it arrives, and a full queue gains room per item.
     private let usesBatches: Bool
 
+    // The items are kept as `any Sendable`: the queue's own code then makes no call into generic code, which
+    // looks up type metadata at run time, a cost per item when items run one at a time (on an aloop). Each item
+    // is cast back to `Item` when it runs.
     // protected by `core`
-    private var items: WorkerItemQueue<Item>
+    @exclusivity(unchecked) private var items: WorkerItemQueue<any Sendable>
     // protected by `core`: the items left at a draining stop, run before the stop finishes
-    private var leftovers: WorkerItemQueue<Item>
+    @exclusivity(unchecked) private var leftovers: WorkerItemQueue<any Sendable>
     // protected by `core`
-    private var blockedPutters = 0
+    @exclusivity(unchecked) private var blockedPutters = 0
+    // protected by `core`: the number of `items`, kept apart so that the hot check "anything queued?" makes no
+    // call into generic code (each such call looks up type metadata at run time, a cost per item on an aloop)
+    @exclusivity(unchecked) private var itemCount = 0
 
     // owned by the slot: the items taken by the running task
-    private var batch = Deque<Item>()
+    @exclusivity(unchecked) private var batch = Deque<any Sendable>()
     // owned by the slot
-    private var single: Item?
+    @exclusivity(unchecked) private var single: (any Sendable)?
     // owned by the slot: a putter waits for the room that the taken item made
-    private var wakePutter = false
+    @exclusivity(unchecked) private var wakePutter = false
 
     /// Items of the running batch not started yet (written by the slot's task, read by anyone).
     private let batchRemaining = Atomic<Int>(0)
@@ -118,11 +124,21 @@ public final class QueueWorker<Item: Sendable>: Worker {
         self.put(item, priority: priority, blocking: false)
     }
 
-    private func put(_ item: Item, priority: Int, blocking: Bool) -> Bool {
+    /// Puts an item into the queue even when it is full, from any thread; never waits (an aloop's thread must
+    /// not block on a queue whose worker may need that thread to make room).
+    ///
+    /// - Parameters:
+    ///   - item: The item.
+    ///   - priority: The item's priority in a ``QueueOrder/priority`` queue. Default: `0`.
+    package func putWithoutWaiting(_ item: Item, priority: Int = 0) {
+        _ = self.put(item, priority: priority, blocking: false, force: true)
+    }
+
+    private func put(_ item: Item, priority: Int, blocking: Bool, force: Bool = false) -> Bool {
         var effects = WorkerStateMachine.Effects()
         let core = self.core
         core.lock()
-        if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !core.lockedValue.isCurrentThread {
+        if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !force, !core.lockedValue.isCurrentThread {
             guard blocking else {
                 core.unlock()
                 return false
@@ -134,6 +150,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.blockedPutters -= 1
         }
         self.items.append(item, priority: priority)
+        self.itemCount += 1
         self.wakeLocked(&effects)
         core.unlock()
         if effects.submit != nil {
@@ -168,17 +185,20 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.single = item
             return .execute
         }
-        if self.usesBatches {
-            guard !self.items.isEmpty else {
-                return .idle(deadline: nil)
-            }
+        guard self.itemCount > 0 else {
+            return .idle(deadline: nil)
+        }
+        // On an aloop, one item per execution: each may suspend, and the aloop's other jobs get their turn.
+        if self.usesBatches && self.aloopBinding.withLock({ $0.bound == nil }) {
             self.items.takeAll(into: &self.batch)
+            self.itemCount = 0
             self.batchRemaining.store(self.batch.count, ordering: .relaxed)
             return .execute
         }
         guard let item = self.items.popNext() else {
             return .idle(deadline: nil)
         }
+        self.itemCount -= 1
         self.single = item
         self.wakePutter = self.blockedPutters > 0
         return .execute
@@ -191,7 +211,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
         }
         if let item = self.single {
             self.single = nil
-            return self.invoke { try self.executor(item, self) }
+            return self.invoke { try self.executor(item as! Item, self) }
         }
         while let item = self.batch.popFirst() {
             if self.dropBatch.load(ordering: .relaxed) {
@@ -200,7 +220,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
                 return true
             }
             self.batchRemaining.store(self.batch.count, ordering: .relaxed)
-            if !self.invoke({ try self.executor(item, self) }) {
+            if !self.invoke({ try self.executor(item as! Item, self) }) {
                 // The executor stopped the worker: the rest of the batch is left at the stop, so dropped.
                 self.batch.removeAll(keepingCapacity: true)
                 self.batchRemaining.store(0, ordering: .relaxed)
@@ -214,12 +234,14 @@ public final class QueueWorker<Item: Sendable>: Worker {
         if drain {
             // The items left run first; items put from now on stay for the next start.
             swap(&self.items, &self.leftovers)
+            self.itemCount = self.items.count
             return
         }
         self.dropBatch.store(true, ordering: .relaxed)
         self.leftovers.removeAll()
         if !wasDraining {
             self.items.removeAll()
+            self.itemCount = 0
         }
     }
 }

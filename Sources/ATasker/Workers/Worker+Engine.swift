@@ -93,6 +93,7 @@ extension Worker {
         }
         self.core.unlock()
         if finish.releaseActivity {
+            self.leaveAloop()
             self.supervisor.releaseActivity()
         }
         for waiter in finish.waiters {
@@ -107,6 +108,10 @@ extension Worker {
 
     /// Submits the pool task that will hold the worker's slot.
     func submitTask(_ submission: WorkerStateMachine.Submission) {
+        if let aloop = self.aloopBinding.withLock({ $0.bound }) {
+            self.submitAloopTask(submission, on: aloop)
+            return
+        }
         let token = submission.token
         let task = self.supervisor.submit(priority: submission.priority, name: submission.name) { [self] _ in
             self.runTask(token: token)
@@ -165,26 +170,45 @@ extension Worker {
                 self.requestStopLocked(drain: false, effects: &effects)
             }
         }
+        self.driveSlot(token: token, effects: &effects, aloop: self.aloopBinding.withLock { $0.bound })
+    }
+
+    /// The loop of the slot's task, entered with `core` locked: executions while the kind has work, then either
+    /// give the slot up (running) or finish the stop (stopping). Returns with `core` unlocked and the effects
+    /// performed.
+    ///
+    /// On an aloop the task returns after each execution and goes on in a job of its own, so that the other jobs
+    /// of the aloop get their turn; and an execution that suspends itself keeps the slot until
+    /// ``resumeExecution(token:_:)`` ends it.
+    func driveSlot(token: Int, effects: inout WorkerStateMachine.Effects, aloop: Aloop?) {
+        let core = self.core
+        var step: Step
+        if self.stepTaken {
+            self.stepTaken = false
+            step = .execute
+        } else {
+            step = self.nextStepLocked()
+        }
         while true {
-            let step: Step
-            switch core.lockedValue.lifecycle {
-            case .running:
-                step = self.kindNextStep(now: Monotonic.now(), draining: false)
-            case .stopping(let drain):
-                step = drain ? self.kindNextStep(now: Monotonic.now(), draining: true) : .idle(deadline: nil)
-            case .stopped:
-                preconditionFailure("\(core.lockedValue.name): a task runs while the worker is stopped")
-            }
             switch step {
             case .execute:
                 core.lockedValue.isExecuting = true
                 core.unlock()
                 let goOn = self.kindExecute()
+                if self.executionSuspended {
+                    self.perform(effects)
+                    return
+                }
                 core.lock()
-                core.lockedValue.isExecuting = false
-                self.kindExecutionEnded(now: Monotonic.now())
-                if !goOn {
-                    self.requestStopLocked(drain: false, effects: &effects)
+                self.endExecutionLocked(goOn: goOn, effects: &effects)
+                step = self.nextStepLocked()
+                if let aloop, case .execute = step {
+                    // The next execution is taken: it runs in a job of its own, after the aloop's other jobs.
+                    self.stepTaken = true
+                    core.unlock()
+                    self.perform(effects)
+                    self.yieldSlot(token: token, on: aloop)
+                    return
                 }
             case .idle(let deadline):
                 if core.lockedValue.lifecycle == .running {
@@ -196,6 +220,20 @@ extension Worker {
                 self.perform(effects)
                 return
             }
+        }
+    }
+
+    /// What the slot's task does next, with `core` locked (an execution is taken, if due).
+    func nextStepLocked() -> Step {
+        // Only an interval worker reads the clock in its kind hooks: the others are spared a call per step.
+        let now = self.kind == .interval ? Monotonic.now() : 0
+        switch self.core.lockedValue.lifecycle {
+        case .running:
+            return self.kindNextStep(now: now, draining: false)
+        case .stopping(let drain):
+            return drain ? self.kindNextStep(now: now, draining: true) : .idle(deadline: nil)
+        case .stopped:
+            preconditionFailure("\(self.core.lockedValue.name): a task runs while the worker is stopped")
         }
     }
 
@@ -226,9 +264,21 @@ extension Worker {
             self.report(error, during: nil)
             goOn = true
         }
+        if self.executionSuspended {
+            return true  // counted when it ends
+        }
         // Only the slot's task writes the counter, so a plain load and store is enough.
         self.executionCount.store(self.executionCount.load(ordering: .relaxed) + 1, ordering: .relaxed)
         return goOn
+    }
+
+    /// An execution has ended, with `core` locked: the kind's bookkeeping, and a stop if the executor said so.
+    func endExecutionLocked(goOn: Bool, effects: inout WorkerStateMachine.Effects) {
+        self.core.lockedValue.isExecuting = false
+        self.kindExecutionEnded(now: self.kind == .interval ? Monotonic.now() : 0)
+        if !goOn {
+            self.requestStopLocked(drain: false, effects: &effects)
+        }
     }
 
     /// Counts an error and hands it to `onError`, or logs it.
@@ -248,14 +298,13 @@ extension Worker {
     func perform(_ effects: WorkerStateMachine.Effects) {
         if effects.retainActivity {
             self.supervisor.retainActivity()
+            self.joinAloop()
         }
         if let id = effects.cancelTimer {
-            self.supervisor.timers.cancel(id)
+            self.cancelTimer(id)
         }
         if let timer = effects.armTimer {
-            self.supervisor.timers.schedule(timer.id, at: timer.deadline) { [self] in
-                self.timerFired(timer.id)
-            }
+            self.armTimer(timer.id, at: timer.deadline)
         }
         if effects.wakePutters {
             self.core.broadcast()

@@ -137,6 +137,19 @@ public class Worker: CustomStringConvertible {
     /// Skipped ticks (written by an interval worker under `core`).
     let skippedCount = Atomic<Int>(0)
 
+    /// The aloop of a worker whose executions run there (see ``bind(to:)``).
+    let aloopBinding = Mutex(AloopBinding())
+
+    /// The running execution suspended itself: it waits on the worker's aloop, and ends later through a
+    /// ``WorkerResumption``.
+    // owned by the slot
+    @exclusivity(unchecked) var executionSuspended = false
+
+    /// An execution was taken before the slot's task gave the aloop's other jobs their turn: it runs first when
+    /// the task goes on.
+    // owned by the slot
+    @exclusivity(unchecked) var stepTaken = false
+
     init(kind: Kind, supervisor: TaskSupervisor, name: String?, priority: TaskPriority, hooks: Hooks) throws {
         let (id, chosen) = try supervisor.workerRegistry.reserve(name)
         self.supervisor = supervisor
@@ -290,7 +303,8 @@ public class Worker: CustomStringConvertible {
         if case .none = wait {
             mayWait = false
         }
-        if mayWait && !effects.finalize && !self.core.lockedValue.isCurrentThread {
+        // A worker on an aloop is never waited for from that aloop's thread: its executions need the thread.
+        if mayWait && !effects.finalize && !self.core.lockedValue.isCurrentThread && !self.isOnOwnAloopThread {
             let candidate = Waiter()
             if self.core.lockedValue.addStopWaiter(candidate) {
                 waiter = candidate

@@ -187,6 +187,14 @@ struct WorkerStateMachine: Sendable {
         return true
     }
 
+    /// Whether the task for `token` holds the slot (it runs, or its execution waits on an aloop).
+    func holdsSlot(token: Int) -> Bool {
+        if case .running(token, _) = self.slot {
+            return true
+        }
+        return false
+    }
+
     /// Whether the task must run `onStart` first; marks it as being run.
     mutating func takeStartHook() -> Bool {
         guard self.startHook == .pending else {

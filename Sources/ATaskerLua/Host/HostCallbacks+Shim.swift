@@ -107,6 +107,7 @@ extension HostCore {
             case .none:
                 return ATL_OK
             case .values(let values):
+                if values.isEmpty { return ATL_OK }  // no results: nothing to encode
                 let encoded = try EncodedValues(values)
                 return encoded.append(to: &call.pointee.result) ? ATL_OK : fail(call, "not enough memory")
             case .encoded(let encoded):
@@ -251,6 +252,8 @@ extension HostCore {
             return .values(try self.workerCall(fn, worker, WorkerCallArguments(call: call)))
         case Int(ATL_FN_LOCKER_NEW)...Int(ATL_FN_LOCK_NEWINDEX):
             return .values(try self.lockerCall(fn, object as? LuaLocker, self.arguments(call)))
+        case ATLAsyncFunction.first...ATLAsyncFunction.last:
+            return try self.asyncCall(fn, object, WorkerCallArguments(call: call))
         case Int(ATL_FN_TOSTRING):
             return .values([.string(LuaString(describe(object)))])
         default:
@@ -298,6 +301,6 @@ private func describe(_ object: AnyObject?) -> String {
         return
             "atasker.Worker '\(info.name)' (\(info.kind == .background ? "plain" : info.kind.rawValue), \(info.state.rawValue))"
     default:
-        return "atasker handle"
+        return describeAsync(object) ?? "atasker handle"
     }
 }

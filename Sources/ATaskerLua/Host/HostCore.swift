@@ -20,10 +20,10 @@ final class HostCore: Sendable {
     /// This host runs in a process-pool child: shared tables and the log work through the parent, and what lives
     /// in the parent (supervisor, workers, locks, tasks) is refused.
     let isChild: Bool
+    /// Async code: the never-yielding watchdog of each aloop, and its limits.
+    let asyncState = HostAsyncState()
     /// Whether this host has set up the process pool for its children (hello, service).
     let processPoolReady = Mutex(false)
-    /// Encoded executors by their bytes: the workers made from one function share one copy (see ``interned(_:)``).
-    let internedValues = Mutex(InternedValues())
 
     struct Settings: Sendable {
         var packagePath: String?
@@ -46,14 +46,6 @@ final class HostCore: Sendable {
     }
 
     var currentLogger: Logger { self.logger.withLock { $0 } }
-
-    /// `values`, or an earlier buffer with the same bytes that is still in use: ten thousand workers made from one
-    /// function keep one copy of its bytecode. Buffers that name host objects are never shared.
-    func interned(_ values: EncodedValues) -> EncodedValues {
-        guard values.handleObjects.isEmpty else { return values }
-        let key = values.withBytes { Array($0) }
-        return self.internedValues.withLock { $0.intern(values, key: key) }
-    }
 
     func makeFunctionID() -> UInt64 {
         self.nextFunctionID.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -161,7 +153,8 @@ final class HostCore: Sendable {
     /// Cancels every Lua execution of this host that runs now; returns how many were asked.
     func cancelRunning() -> Int {
         let running = LuaState.runningExecutions(host: self)
-        return running.filter { LuaState.requestExecution($0.id, cancel: true, traceback: false) == .sent }.count
+        let sent = running.filter { LuaState.requestExecution($0.id, cancel: true, traceback: false) == .sent }
+        return sent.count + self.cancelWaitingAsync()
     }
 
     /// The Lua executions of this host that run now, each as `worker 'w' at file:line` (the place last known).
@@ -273,26 +266,4 @@ final class PoolStates {
 
     /// Whether the calling thread keeps Lua states (a pool thread that has run Lua code).
     static var isPoolThread: Bool { pthread_getspecific(self.key) != nil }
-}
-
-/// The table behind ``HostCore/interned(_:)``: weak references, so a buffer goes when its last worker does; entries
-/// of buffers that went are dropped whenever the table has doubled since the last sweep.
-struct InternedValues: ~Copyable {
-    private final class Weak {
-        weak var values: EncodedValues?
-        init(_ values: EncodedValues) { self.values = values }
-    }
-
-    private var table: [[UInt8]: Weak] = [:]
-    private var sweepAt = 64
-
-    mutating func intern(_ values: EncodedValues, key: [UInt8]) -> EncodedValues {
-        if let existing = self.table[key]?.values { return existing }
-        self.table[key] = Weak(values)
-        if self.table.count >= self.sweepAt {
-            self.table = self.table.filter { $0.value.values != nil }
-            self.sweepAt = max(64, self.table.count * 2)
-        }
-        return values
-    }
 }

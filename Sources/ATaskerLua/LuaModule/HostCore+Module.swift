@@ -14,11 +14,7 @@ extension HostCore {
         }
         let opts = args.count > 1 ? (args[1].tableValue ?? LuaTable()) : LuaTable()
         let inProcess = opts["mp"].boolValue
-        if !opts["loop"].isNil {
-            throw CallError(
-                message: "background_task: loop= needs async loops, which this version does not have yet; "
-                    + "drop loop to run the task in the thread pool")
-        }
+        let aloop = try self.taskAloop(opts)
         let priority = try taskPriority(opts["priority"], function: "background_task")
         var delay: Double? = nil
         if !opts["delay"].isNil {
@@ -74,7 +70,7 @@ extension HostCore {
         let starter = TaskFunction(
             id: self.makeFunctionID(), function: encoded, priority: priority,
             delay: delay, name: name, callback: callback, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
-            inProcess: inProcess, processTimeout: processTimeout)
+            inProcess: inProcess, processTimeout: processTimeout, aloop: aloop)
         return .handle(LuaHandle(object: starter, kind: Int32(ATLKind.spawner)))
     }
 
@@ -82,6 +78,10 @@ extension HostCore {
     func spawn(_ function: TaskFunction, arguments: EncodedValues?) -> SupervisorTask {
         if function.inProcess {
             return self.spawnProcess(function, arguments: arguments)
+        }
+        if let aloop = function.aloop {
+            return self.spawnAloopTask(
+                function.function, arguments: arguments, on: aloop, name: function.name, callback: function.callback)
         }
         return self.supervisor.submit(priority: function.priority, delay: function.delay, name: function.name) {
             [self] task in
@@ -91,6 +91,19 @@ extension HostCore {
 
     /// `atasker.wait_completed(task | {tasks}, timeout)`.
     func waitCompleted(_ args: [LuaValue]) throws -> CallResults {
+        let (tasks, single, timeout) = try self.waitArguments(args)
+        let deadline = timeout.map { Monotonic.now() + $0 }
+        for task in tasks {
+            let remaining = deadline.map { max(0, $0 - Monotonic.now()) }
+            if !task.wait(timeout: remaining) {
+                throw Self.waitTimedOut(timeout ?? 0, task)
+            }
+        }
+        return try self.waitResults(tasks, single: single)
+    }
+
+    /// The tasks of `wait_completed(task | {tasks}, timeout)`, whether it got one task, and the timeout.
+    func waitArguments(_ args: [LuaValue]) throws -> (tasks: [SupervisorTask], single: Bool, timeout: Double?) {
         let tasks: [SupervisorTask]
         let single: Bool
         switch args.first ?? .nil {
@@ -112,16 +125,19 @@ extension HostCore {
         default:
             throw CallError(message: "bad argument #1 to 'wait_completed' (atasker.Task or table of tasks expected)")
         }
-        let timeout = args.count > 1 ? args[1].doubleValue : nil
-        let deadline = timeout.map { Monotonic.now() + $0 }
-        for task in tasks {
-            let remaining = deadline.map { max(0, $0 - Monotonic.now()) }
-            if !task.wait(timeout: remaining) {
-                throw CallError(
-                    message: "wait_completed: timed out after \(formatSeconds(timeout ?? 0)) s "
-                        + "(task \(task.id) is \(task.status.rawValue))")
-            }
-        }
+        return (tasks, single, args.count > 1 ? args[1].doubleValue : nil)
+    }
+
+    /// The error of a `wait_completed` whose timeout passed before `task` finished.
+    static func waitTimedOut(_ timeout: Double, _ task: SupervisorTask) -> CallError {
+        CallError(
+            message: "wait_completed: timed out after \(formatSeconds(timeout)) s "
+                + "(task \(task.id) is \(task.status.rawValue))")
+    }
+
+    /// The results of `wait_completed` once every task has finished: one, or a list; the first failed task's
+    /// error (in list order) is raised.
+    func waitResults(_ tasks: [SupervisorTask], single: Bool) throws -> CallResults {
         var results: [EncodedValues] = []
         for task in tasks {
             switch task.status {
@@ -230,6 +246,7 @@ extension HostCore {
             guard let function else { return .nil }
             return try function.function.decode().first ?? .nil
         case "id": return .string(LuaString(self.supervisor.info().id))
+        case "aloop_block_warning", "aloop_block_cancel": return self.asyncSetting(key)
         default: return .nil
         }
     }
@@ -272,10 +289,13 @@ extension HostCore {
                 critical = { [self] task in self.submitCallback(f, for: task) }
             }
             self.supervisor.setTimeoutHandlers(warning: warning, critical: critical)
+        case "aloop_block_warning", "aloop_block_cancel":
+            try self.setAsyncSetting(key, value)
         default:
             throw CallError(
                 message: "cannot set supervisor field '\(key)' (settable: poll_delay, timeout_warning, "
-                    + "timeout_critical, timeout_warning_func, timeout_critical_func)")
+                    + "timeout_critical, timeout_warning_func, timeout_critical_func, aloop_block_warning, "
+                    + "aloop_block_cancel)")
         }
     }
 

@@ -32,17 +32,13 @@ extension HostCore {
         if !opts["process_result"].isNil && !inProcess {
             throw CallError(message: "\(label): process_result is for mp=true workers (their executor runs in a child)")
         }
-        if opts["async"].boolValue || !opts["loop"].isNil || kindHint == "async" {
-            throw CallError(
-                message: "\(label): async workers need async loops, which this version does not have yet; "
-                    + "drop async/loop to run the executor on a pool thread")
-        }
+        let asyncRunner = try self.asyncRunner(opts, kindHint: kindHint, label: label)
         let priority = try taskPriority(opts["priority"], function: label)
         let queue = opts["q"].isNil ? opts["queue"] : opts["q"]
         let event = opts["e"].boolValue || opts["event"].boolValue
         let timed = !opts["interval"].isNil || !opts["delay"].isNil || !opts["delay_before"].isNil
         let kind: String
-        switch kindHint {
+        switch kindHint == "async" ? nil : kindHint {
         case .some(let hint):
             kind = hint
         case .none:
@@ -85,7 +81,8 @@ extension HostCore {
         if cancelOnTimeout && runTimeout == nil {
             throw CallError(message: "\(label): cancel_on_timeout needs run_timeout")
         }
-        let executor = self.interned(parts[1])
+        // Workers made from the same function share one copy of its bytes.
+        let executor = self.asyncState.functions.share(parts[1])
         var process: LuaWorker.Execution.InProcess? = nil
         if inProcess {
             if runTimeout != nil {
@@ -115,7 +112,7 @@ extension HostCore {
         }
         let execution = LuaWorker.Execution(
             core: self, function: executor, onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
-            process: process)
+            process: process, async: asyncRunner)
         let hooks = Worker.Hooks(
             onStart: { worker in try execution.open(worker) },
             onStop: { worker in execution.close(worker) },
@@ -184,7 +181,8 @@ extension HostCore {
             return []
         case ATLFunction.workerStop:
             let opts = try call.decoded().first?.tableValue ?? LuaTable()
-            let wait = try stopWait(opts["wait"])
+            // From an aloop's thread a stop never waits: what it would wait for may need that thread.
+            let wait = Aloop.current == nil ? try stopWait(opts["wait"]) : StopWait.none
             let stopped = worker.stop(wait: wait, drain: opts["drain"].boolValue)
             if !stopped, case .seconds = wait {
                 // The execution did not return by the deadline: cancel it (see "Cancelling running Lua code").
@@ -209,7 +207,12 @@ extension HostCore {
                 }
                 priority = Int(truncatingIfNeeded: p)
             }
-            queue.put(item, priority: priority)
+            if Aloop.current != nil {
+                // A full queue never blocks an aloop's thread: the item is added anyway.
+                queue.putWithoutWaiting(item, priority: priority)
+            } else {
+                queue.put(item, priority: priority)
+            }
             return []
         case ATLFunction.workerTrigger:
             let force = try call.decoded().first?.tableValue?["force"].boolValue ?? false
@@ -264,6 +267,9 @@ extension LuaWorker {
         ])
         self.execution.keywords.withLock { $0 = keywords }
         do {
+            if let async = self.execution.async, self.worker.isStopped {
+                try self.worker.bind(to: try async.aloop(override: overrides["_loop"]))
+            }
             if let interval = self.worker as? IntervalWorker {
                 func seconds(_ key: String) throws -> Double? {
                     let v = overrides[LuaValue.string(LuaString(key))]

@@ -34,6 +34,8 @@ final class LuaWorker: Sendable {
         let cancelOnTimeout: Bool
         /// `mp = true`: the executor runs in a process-pool child.
         let process: InProcess?
+        /// `async = true`: the executions are coroutines resumed by an aloop.
+        let async: AsyncWorkerRunner?
 
         /// How an `mp = true` worker runs: its executor in a child, `process_result(result, kw)` (if any) in the
         /// worker's own state.
@@ -46,7 +48,7 @@ final class LuaWorker: Sendable {
 
         init(
             core: HostCore, function: EncodedValues, onError: EncodedValues?, runTimeout: Double? = nil,
-            cancelOnTimeout: Bool = false, process: InProcess? = nil
+            cancelOnTimeout: Bool = false, process: InProcess? = nil, async: AsyncWorkerRunner? = nil
         ) {
             self.core = core
             self.function = function
@@ -54,6 +56,7 @@ final class LuaWorker: Sendable {
             self.runTimeout = runTimeout
             self.cancelOnTimeout = cancelOnTimeout
             self.process = process
+            self.async = async
         }
 
         /// `onStart`: the worker's own state, with the executor and `kw` decoded into it.
@@ -66,6 +69,7 @@ final class LuaWorker: Sendable {
                 // An mp worker's state runs process_result as its executor (`process_result(result, kw)`).
                 let local = self.process.map { $0.processResult ?? self.function } ?? self.function
                 try state.setUpWorker(function: local, keywords: keywords, onError: self.onError)
+                try self.async?.opened(worker, state: state)
             } catch {
                 state.close()
                 throw LuaError(code: error.code, fullMessage: "worker '\(worker.name)': \(error.fullMessage)")
@@ -75,6 +79,7 @@ final class LuaWorker: Sendable {
 
         /// `onStop`: closes the state.
         func close(_ worker: Worker) {
+            self.async?.closing()
             self.state.take()?.close()
         }
 
@@ -82,6 +87,9 @@ final class LuaWorker: Sendable {
         func run(_ worker: Worker, item: EncodedValues?) throws -> Bool {
             guard let state = self.state.get() else { return false }
             let taskID = self.executions.wrappingAdd(1, ordering: .relaxed).newValue
+            if let async = self.async {
+                return try async.run(worker, state: state, item: item, taskID: taskID)
+            }
             if let process = self.process {
                 return try self.runInProcess(process, worker, state: state, item: item, taskID: taskID)
             }
@@ -161,6 +169,9 @@ final class LuaWorker: Sendable {
         /// - Returns: Whether the worker is stopped.
         @discardableResult
         func cancelAtDeadline(_ worker: Worker, grace: Double = 1) -> Bool {
+            if let async = self.async {
+                return async.cancelAtDeadline(worker, grace: grace)
+            }
             worker.stop(wait: .none, drain: false)
             let id = self.current.load(ordering: .acquiring)
             guard id != 0, LuaState.requestExecution(id, cancel: true, traceback: false) == .sent else {

@@ -21,12 +21,15 @@ final class TaskFunction: Sendable {
     let processTimeout: Double?
     /// What a child gets once before its first run of this function.
     let definition: ProcessDefinition
+    /// `loop=`: each run is a task of this aloop (a coroutine), not a pool task.
+    let aloop: Aloop?
 
     init(
         id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
         callback: TaskFunction?, runTimeout: Double? = nil, cancelOnTimeout: Bool = false, inProcess: Bool = false,
-        processTimeout: Double? = nil
+        processTimeout: Double? = nil, aloop: Aloop? = nil
     ) {
+        self.aloop = aloop
         self.inProcess = inProcess
         self.processTimeout = processTimeout
         self.definition = ProcessDefinition(key: id, payload: inProcess ? ChildWire.transfer(function) : [])

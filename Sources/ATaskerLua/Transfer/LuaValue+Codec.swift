@@ -26,7 +26,7 @@ enum CodecTag {
     /// The deepest nesting of tables and functions, as `ATL_CODEC_MAXDEPTH`.
     static let maxDepth = 100
     /// Handle kinds are 1...7 (`ATL_H_MAX`).
-    static let maxHandleKind: UInt8 = 7
+    static let maxHandleKind: UInt8 = 10  // ATL_H_MAX of the shim
 }
 
 extension LuaValue {

@@ -95,7 +95,10 @@ int atl_codec_probe(lua_State *L, const atl_Buffer *b, int flags,
 #define ATL_H_HOSTFN     5   /* a function registered by the embedding app */
 #define ATL_H_WORKER     6
 #define ATL_H_LOCK       7
-#define ATL_H_MAX        7
+#define ATL_H_ALOOP      8   /* an aloop */
+#define ATL_H_JOBSCHED   9   /* an async job scheduler */
+#define ATL_H_JOB        10  /* an async job */
+#define ATL_H_MAX        10
 
 /* Function ids: what a call from Lua asks the host to do. */
 enum {
@@ -139,6 +142,25 @@ enum {
   ATL_FN_LOCK_CRITICAL,         /* () runs the critical handler */
   ATL_FN_LOCK_INDEX,            /* (key) -> value */
   ATL_FN_LOCK_NEWINDEX,         /* (key, value) */
+  ATL_FN_SUP_CREATE_ALOOP,      /* self = supervisor; (name, {opts}) -> aloop */
+  ATL_FN_SUP_GET_ALOOP,         /* ([name]) -> aloop | nil */
+  ATL_FN_SUP_SET_DEFAULT_ALOOP, /* (name | aloop) */
+  ATL_FN_SUP_START_ALOOP,       /* (name) */
+  ATL_FN_SUP_STOP_ALOOP,        /* (name, {wait=, cancel_tasks=}) -> boolean */
+  ATL_FN_ALOOP_BACKGROUND_TASK, /* self = aloop; (fn, ...) -> task */
+  ATL_FN_ALOOP_RUN,             /* (fn, ...) -> result (waits) */
+  ATL_FN_ALOOP_START,           /* () */
+  ATL_FN_ALOOP_STOP,            /* ({wait=, cancel_tasks=}) -> boolean */
+  ATL_FN_ALOOP_IS_ACTIVE,       /* () -> boolean */
+  ATL_FN_ALOOP_INDEX,           /* (key) -> value */
+  ATL_FN_SUP_CREATE_SCHEDULER,  /* self = supervisor; (name, {opts}) */
+  ATL_FN_SUP_CREATE_ASYNC_JOB,  /* ({target=, interval=, ...}) -> job */
+  ATL_FN_SUP_CANCEL_ASYNC_JOB,  /* ({job=, scheduler=}) */
+  ATL_FN_SCHED_CREATE_JOB,      /* self = scheduler; ({...}) -> job */
+  ATL_FN_SCHED_CANCEL_JOB,      /* (job) */
+  ATL_FN_SCHED_INDEX,           /* (key) -> value */
+  ATL_FN_JOB_CANCEL,            /* self = job; () */
+  ATL_FN_JOB_INDEX,             /* (key) -> value */
   ATL_FN_MAX
 };
 
@@ -323,5 +345,71 @@ int atl_exec_cancel_pending(void);
 ** signal of a request for execution 'id' (a late signal). Returns 1 when
 ** sent. */
 int atl_exec_signal_late(uint64_t running, uint64_t id, int what);
+
+/* ========================================================================
+** Async executions (async.c): coroutines that an aloop resumes. A state
+** keeps them by reference. A step starts one (a worker's execution or a
+** task) or resumes it, and tells how it ended: returned, failed, or
+** suspended with the host call that it waits for ('atasker.sleep',
+** 'atasker.wait_completed', ...), which the host then does without
+** blocking; the next step gives the finished call back. Every step runs
+** as an execution of 'atl_exec_next' (announce it first), so a canceller
+** or a watchdog reaches code that does not yield.
+** ======================================================================== */
+
+#define ATL_YIELD 1   /* the coroutine is suspended */
+
+/* A host call that a suspended coroutine waits for: 'call' as for
+** 'atl_HostCallbacks.call' (the host may move 'args' out through
+** 'call.argsbuf'), and once it is done, 'status' as the callback would
+** return it, with 'call.result' or 'call.error' (or 'call.exitcode'). */
+typedef struct atl_PendingCall {
+  atl_Call call;
+  atl_Buffer args;
+  int status;
+} atl_PendingCall;
+
+/* What a step ended with. */
+typedef struct atl_AsyncStep {
+  int status;             /* ATL_OK (returned), ATL_YIELD, ATL_ERRRUN,
+                             ATL_ERRMEM, ATL_ERRCANCEL or ATL_EXIT */
+  atl_PendingCall *call;  /* ATL_YIELD: the call it waits for (the host
+                             owns it until it gives it back); NULL for a
+                             plain 'coroutine.yield()': resume it soon */
+  int stop;               /* a worker's executor returned false */
+  int handled;            /* a worker's error went to its 'on_error' */
+  atl_Buffer result;      /* a task's first result (zeroed by the caller) */
+  char *err;              /* the error, with the coroutine's traceback */
+  int exitcode;           /* with ATL_EXIT */
+} atl_AsyncStep;
+
+/* [-0, +0, -] A new coroutine of 'L'; '*ref' receives its reference. */
+int atl_async_new(lua_State *L, int *ref, char **err);
+/* [-0, +0, -] Drop coroutine 'ref'. */
+void atl_async_free(lua_State *L, int ref);
+/* [-0, +0, -] A full garbage collection of 'L' (after a worker's setup,
+** so that the garbage of decoding is not kept for the worker's life). */
+void atl_async_collect(lua_State *L);
+/* [-0, +0, -] Free a pending call whose coroutine will not be resumed. */
+void atl_async_call_free(atl_PendingCall *call);
+
+/* [-0, +0, -] Start an execution of the worker set up in 'L'
+** ('atl_worker_setup') in coroutine 'ref': 'fn(kw)' or 'fn(item, kw)'. An
+** error goes to 'on_error' as 'atl_worker_run' does; the coroutine is
+** then ready for the next execution. Returns 'out->status'. */
+int atl_async_begin_worker(lua_State *L, int ref, const atl_Buffer *item,
+                           long long taskid, atl_AsyncStep *out);
+/* [-0, +0, -] Start a task in coroutine 'ref': the function encoded in
+** 'fn', with a fresh '_ENV' whose '__index' is the state's globals, called
+** with the values of 'args' (or none). Its first result goes to
+** 'out->result'. Returns 'out->status'. */
+int atl_async_begin_task(lua_State *L, int ref, const atl_Buffer *fn,
+                         const atl_Buffer *args, atl_AsyncStep *out);
+/* [-0, +0, -] Resume suspended coroutine 'ref' ('isworker': it runs a
+** worker's execution) with 'call', the finished call it waited for (NULL
+** after a plain yield); with 'cancel', the execution fails with the cancel
+** error instead, where it waits (and 'call' is freed). */
+int atl_async_resume(lua_State *L, int ref, int isworker,
+                     atl_PendingCall *call, int cancel, atl_AsyncStep *out);
 
 #endif

@@ -1,0 +1,332 @@
+/*
+** async.c: coroutines that an aloop resumes (async workers and aloop
+** tasks). A state keeps its coroutines in a registry table, by reference.
+** A step starts or resumes one of them with 'lua_resume', entered from C
+** (never from Swift), and returns how it ended: returned, failed, or
+** suspended, with the host call that it waits for. Host calls that would
+** block yield with a tag (trampoline.c) and our 'coroutine.resume' and
+** 'coroutine.wrap' pass such yields up (hook.c), so that a yield deep in
+** the user's own coroutines still reaches the aloop. Preparing a step and
+** reading its results run in protected mode; the resume itself is
+** protected by Lua.
+*/
+#define atl_async_c
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim_private.h"
+
+static const char cos_key = 'a';    /* registry: ref -> coroutine */
+static const char envmt_key = 'e';  /* registry: {__index = _G} */
+
+enum { BEGIN_WORKER, BEGIN_TASK, RESUME };
+
+typedef struct StepParams {
+  int mode;
+  int ref;
+  const atl_Buffer *item;      /* BEGIN_WORKER */
+  long long taskid;
+  const atl_Buffer *fn;        /* BEGIN_TASK */
+  const atl_Buffer *args;
+  atl_PendingCall *call;       /* RESUME: the finished call, or NULL */
+  int cancel;                  /* RESUME: cancel instead */
+  lua_State *co;               /* set by 'prepare_p' */
+  int narg;
+  int resumed;                 /* 'lua_resume' was called */
+  int rst, nres;               /* what 'lua_resume' returned */
+  int cancelled;               /* the execution was being cancelled */
+  atl_AsyncStep *out;
+} StepParams;
+
+/* [-0, +1, m] Push the table of coroutines, creating it once. */
+static void pushcos(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cos_key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cos_key);
+}
+
+/* {======================================================================
+** Coroutines by reference
+** ======================================================================= */
+
+typedef struct RefParams {
+  int ref;
+} RefParams;
+
+static int new_p(lua_State *L) {
+  RefParams *p = (RefParams *)lua_touserdata(L, 1);
+  pushcos(L);
+  lua_newthread(L);
+  p->ref = luaL_ref(L, -2);
+  return 0;
+}
+
+int atl_async_new(lua_State *L, int *ref, char **err) {
+  RefParams p;
+  int st;
+  p.ref = LUA_NOREF;
+  st = atl_protect(L, new_p, &p, ATL_ERRMEM, err);
+  *ref = p.ref;
+  return st;
+}
+
+static int free_p(lua_State *L) {
+  RefParams *p = (RefParams *)lua_touserdata(L, 1);
+  pushcos(L);
+  luaL_unref(L, -1, p->ref);
+  return 0;
+}
+
+void atl_async_free(lua_State *L, int ref) {
+  RefParams p;
+  char *err = NULL;
+  p.ref = ref;
+  atl_protect(L, free_p, &p, ATL_ERRMEM, &err);
+  free(err);
+}
+
+static int collect_p(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+  return 0;
+}
+
+void atl_async_collect(lua_State *L) {
+  char *err = NULL;
+  atl_protect(L, collect_p, NULL, ATL_ERRMEM, &err);
+  free(err);
+}
+
+/* }====================================================================== */
+
+
+/* {======================================================================
+** Steps
+** ======================================================================= */
+
+/* [-0, +0, e] Give the function below 'n' values on the top a fresh
+** '_ENV' (the upvalue 'envup' of function 'envfn' at 'idx'), whose
+** '__index' is the state's globals, as a pool task gets. */
+static void freshenv(lua_State *L, int idx, int envup) {
+  lua_createtable(L, 0, 0);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &envmt_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &envmt_key);
+  }
+  lua_setmetatable(L, -2);
+  lua_setupvalue(L, idx, envup);
+}
+
+/* Push what the coroutine starts or goes on with onto 'L', then move it to
+** the coroutine: its function and arguments, or the finished call. */
+static int prepare_p(lua_State *L) {
+  StepParams *p = (StepParams *)lua_touserdata(L, 1);
+  int base, envup = 0, n;
+  pushcos(L);
+  if (lua_rawgeti(L, -1, p->ref) != LUA_TTHREAD)
+    return luaL_error(L, "async coroutine %d is gone", p->ref);
+  p->co = lua_tothread(L, -1);  /* anchored in the table of coroutines */
+  lua_settop(L, 1);
+  base = lua_gettop(L);
+  switch (p->mode) {
+    case BEGIN_WORKER:
+      p->narg = atl_worker_pushcall(L, p->item, p->taskid);
+      break;
+    case BEGIN_TASK:
+      n = atl_codec_decode_raw(L, p->fn, ATL_CODEC_JOINENV, &envup);
+      if (envup > 0) {
+        freshenv(L, base + 2, envup);
+        lua_pop(L, 1);  /* the function that owns the joined '_ENV' */
+        n--;
+      }
+      if (n != 1 || lua_type(L, base + 1) != LUA_TFUNCTION)
+        return luaL_error(L, "async task buffer holds no function");
+      p->narg = 0;
+      if (p->args != NULL && p->args->len > 0)
+        p->narg = atl_codec_decode_raw(L, p->args, 0, &envup);
+      break;
+    default:
+      if (p->cancel) lua_pushlightuserdata(L, &atl_async_cancel);
+      else if (p->call != NULL) lua_pushlightuserdata(L, p->call);
+      p->narg = lua_gettop(L) - base;
+      break;
+  }
+  n = lua_gettop(L) - base;
+  if (!lua_checkstack(p->co, n + LUA_MINSTACK))
+    return luaL_error(L, "not enough memory");
+  if (p->mode != RESUME) lua_settop(p->co, 0);  /* a finished coroutine */
+  lua_xmove(L, p->co, n);
+  return 0;
+}
+
+/* The error of the coroutine, with its traceback (taken from the
+** coroutine's stack, which a failed resume leaves as it was), on the top
+** of 'L'. A non-string error becomes a readable message. */
+static void pusherror(lua_State *L, lua_State *co) {
+  const char *msg;
+  lua_xmove(co, L, 1);
+  msg = lua_tostring(L, -1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, -1));
+  }
+  luaL_traceback(L, co, msg, 0);
+}
+
+/* Read what the resume ended with. */
+static int finish_p(lua_State *L) {
+  StepParams *p = (StepParams *)lua_touserdata(L, 1);
+  atl_AsyncStep *out = p->out;
+  lua_State *co = p->co;
+  if (p->rst == LUA_YIELD) {
+    out->status = ATL_YIELD;
+    if (atl_async_ishostyield(co, p->nres))
+      out->call = (atl_PendingCall *)lua_touserdata(co, -1);
+    lua_pop(co, p->nres);  /* a plain yield's values are dropped */
+    return 0;
+  }
+  if (p->rst == LUA_OK) {
+    out->status = ATL_OK;
+    if (p->taskid < 0) {  /* a task: its first result */
+      if (p->nres > 0) {
+        lua_xmove(co, L, 1);  /* the first result */
+        lua_settop(co, 0);
+        atl_codec_encode_raw(L, lua_gettop(L), 1, "result", 0, &out->result);
+      }
+    }
+    else {
+      out->stop = p->nres > 0 && lua_isboolean(co, -p->nres) &&
+                  !lua_toboolean(co, -p->nres);
+    }
+    lua_settop(co, 0);
+    return 0;
+  }
+  /* an error: the coroutine is dead; reset it for the next execution */
+  if (atl_isexit(co, -1)) {
+    out->status = ATL_EXIT;
+    lua_resetthread(co);
+    return 0;
+  }
+  pusherror(L, co);
+  lua_resetthread(co);
+  lua_settop(co, 0);
+  if (p->rst == LUA_ERRMEM) out->status = ATL_ERRMEM;
+  else if (p->cancelled) out->status = ATL_ERRCANCEL;
+  else {
+    out->status = ATL_ERRRUN;
+    if (p->taskid >= 0) {  /* a worker: its on_error, if any */
+      int msgh;
+      lua_pushcfunction(L, atl_msghandler);
+      msgh = lua_gettop(L);
+      lua_insert(L, -2);  /* msgh, error */
+      if (atl_worker_handleerror(L, msgh)) {
+        out->status = ATL_OK;
+        out->handled = 1;
+        return 0;
+      }
+    }
+  }
+  out->err = atl_strdup_top(L, -1);
+  return 0;
+}
+
+/* One step, in protected mode: prepare, resume (as an execution that a
+** canceller can reach: nothing between 'atl_exec_begin' and
+** 'atl_exec_end' can raise), and read the outcome. */
+static int step_p(lua_State *L) {
+  StepParams *p = (StepParams *)lua_touserdata(L, 1);
+  atl_StateData *d = atl_statedata(L);
+  atl_ExecFrame frame;
+  prepare_p(L);
+  lua_settop(L, 1);
+  d->async_depth++;
+  atl_exec_begin(p->co, &frame);
+  if (p->cancel) atl_exec_cancel_now(p->co);
+  p->rst = lua_resume(p->co, L, p->narg, &p->nres);
+  p->cancelled = atl_exec_cancelling();
+  atl_exec_end(p->co, &frame);
+  d->async_depth--;
+  p->resumed = 1;
+  return finish_p(L);
+}
+
+static int step(lua_State *L, StepParams *p) {
+  atl_StateData *d = atl_statedata(L);
+  atl_AsyncStep *out = p->out;
+  char *err = NULL;
+  int st;
+  out->status = ATL_OK;
+  out->call = NULL;
+  out->stop = 0;
+  out->handled = 0;
+  out->err = NULL;
+  out->exitcode = 0;
+  st = atl_protect(L, step_p, p, ATL_ERRRUN, &err);
+  if (st != ATL_OK) {  /* preparing failed, or memory ran out reading */
+    free(out->err);
+    atl_buffer_free(&out->result);
+    if (out->status == ATL_YIELD && out->call != NULL) {
+      atl_async_call_free(out->call);
+      out->call = NULL;
+    }
+    if (p->resumed && p->rst != LUA_OK)
+      lua_resetthread(p->co);  /* not read: close it, ready for the next */
+    out->status = st;
+    out->err = err;
+  }
+  if (out->status == ATL_EXIT) out->exitcode = d->exitcode;
+  return out->status;
+}
+
+int atl_async_begin_worker(lua_State *L, int ref, const atl_Buffer *item,
+                           long long taskid, atl_AsyncStep *out) {
+  StepParams p;
+  memset(&p, 0, sizeof p);
+  p.mode = BEGIN_WORKER;
+  p.ref = ref;
+  p.item = item;
+  p.taskid = taskid < 0 ? 0 : taskid;
+  p.out = out;
+  return step(L, &p);
+}
+
+int atl_async_begin_task(lua_State *L, int ref, const atl_Buffer *fn,
+                         const atl_Buffer *args, atl_AsyncStep *out) {
+  StepParams p;
+  memset(&p, 0, sizeof p);
+  p.mode = BEGIN_TASK;
+  p.ref = ref;
+  p.fn = fn;
+  p.args = args;
+  p.taskid = -1;
+  p.out = out;
+  return step(L, &p);
+}
+
+int atl_async_resume(lua_State *L, int ref, int isworker,
+                     atl_PendingCall *call, int cancel, atl_AsyncStep *out) {
+  StepParams p;
+  memset(&p, 0, sizeof p);
+  p.mode = RESUME;
+  p.ref = ref;
+  p.call = call;
+  p.cancel = cancel;
+  p.taskid = isworker ? 0 : -1;
+  p.out = out;
+  if (cancel && call != NULL) {  /* the call is not delivered */
+    atl_async_call_free(call);
+    p.call = NULL;
+  }
+  return step(L, &p);
+}
+
+/* }====================================================================== */
