@@ -18,7 +18,6 @@
 #include "shim_private.h"
 
 static const char cos_key = 'a';    /* registry: ref -> coroutine */
-static const char envmt_key = 'e';  /* registry: {__index = _G} */
 
 enum { BEGIN_WORKER, BEGIN_TASK, RESUME };
 
@@ -110,16 +109,7 @@ void atl_async_collect(lua_State *L) {
 ** '_ENV' (the upvalue 'envup' of function 'envfn' at 'idx'), whose
 ** '__index' is the state's globals, as a pool task gets. */
 static void freshenv(lua_State *L, int idx, int envup) {
-  lua_createtable(L, 0, 0);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &envmt_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushglobaltable(L);
-    lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &envmt_key);
-  }
-  lua_setmetatable(L, -2);
+  atl_push_freshenv(L);
   lua_setupvalue(L, idx, envup);
 }
 

@@ -85,6 +85,10 @@ void atl_codec_forget_names(lua_State *L);
 int atl_codec_decode_raw(lua_State *L, const atl_Buffer *b, int flags,
                          int *envup);
 
+/* [-0, +1, m] Push a fresh table for a task's '_ENV': empty, with the
+** state's one metatable '{__index = _G}' (task.c). */
+void atl_push_freshenv(lua_State *L);
+
 /* [-0, +0, -] Run 'f' with 'ud' (a light userdata, its only argument) in
 ** protected mode: ATL_OK, or ATL_ERRMEM / 'failstatus' with '*err' set to a
 ** malloc'd copy of the error. */

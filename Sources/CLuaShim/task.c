@@ -114,15 +114,7 @@ static void getentry(lua_State *L, TaskParams *p) {
 }
 
 /* [-0, +0, e] Give the entry on the top a fresh '_ENV'. */
-static void freshenv(lua_State *L) {
-  int envup;
-  if (lua_rawgeti(L, -1, E_ENVFN) != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_rawgeti(L, -2, E_ENVUP);
-  envup = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
+void atl_push_freshenv(lua_State *L) {
   lua_createtable(L, 0, 0);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &envmt_key) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -133,6 +125,18 @@ static void freshenv(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &envmt_key);
   }
   lua_setmetatable(L, -2);
+}
+
+static void freshenv(lua_State *L) {
+  int envup;
+  if (lua_rawgeti(L, -1, E_ENVFN) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_rawgeti(L, -2, E_ENVUP);
+  envup = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  atl_push_freshenv(L);
   lua_setupvalue(L, -2, envup);
   lua_pop(L, 1);  /* the env function */
 }
