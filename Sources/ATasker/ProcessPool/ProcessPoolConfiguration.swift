@@ -101,15 +101,8 @@ public struct ProcessPoolConfiguration: Sendable {
 
     /// How many children may be busy while a task of `priorityClass` starts (`Int.max`: no limit).
     func busyLimit(for priorityClass: PriorityClass) -> Int {
-        if self.poolSize == 0 {
-            return Int.max
-        }
-        switch priorityClass {
-        case .critical: return Int.max
-        case .high: return self.poolSize + self.reserveNormal + self.reserveHigh
-        case .normal: return self.poolSize + self.reserveNormal
-        case .low: return self.poolSize
-        }
+        priorityClass.busyLimit(
+            poolSize: self.poolSize, reserveNormal: self.reserveNormal, reserveHigh: self.reserveHigh)
     }
 
     /// The most idle children kept warm: N + both reserves (`Int.max` when the pool size is unlimited).

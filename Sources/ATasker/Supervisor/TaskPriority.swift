@@ -77,6 +77,22 @@ enum PriorityClass: Int, Sendable, CaseIterable {
         }
     }
 
+    /// How many may be busy (threads running tasks, or children running calls) while a task of this class
+    /// starts, under the rule of reserves: LOW up to N, NORMAL up to N + reserveNormal, HIGH up to N + both
+    /// reserves, CRITICAL always (`Int.max`, as for a pool size of 0, unlimited).
+    @inline(__always)
+    func busyLimit(poolSize: Int, reserveNormal: Int, reserveHigh: Int) -> Int {
+        if poolSize == 0 {
+            return Int.max
+        }
+        switch self {
+        case .critical: return Int.max
+        case .high: return poolSize + reserveNormal + reserveHigh
+        case .normal: return poolSize + reserveNormal
+        case .low: return poolSize
+        }
+    }
+
     /// The named priority that stands for this class (used as a key in ``TaskSupervisor/Info``).
     var representative: TaskPriority {
         switch self {

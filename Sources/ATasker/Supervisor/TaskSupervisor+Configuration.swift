@@ -100,15 +100,8 @@ extension TaskSupervisor {
         /// How many tasks may run while a task of `priorityClass` starts (`Int.max`: no limit).
         @inline(__always)
         func runningLimit(for priorityClass: PriorityClass) -> Int {
-            if self.poolSize == 0 {
-                return Int.max
-            }
-            switch priorityClass {
-            case .critical: return Int.max
-            case .high: return self.poolSize + self.reserveNormal + self.reserveHigh
-            case .normal: return self.poolSize + self.reserveNormal
-            case .low: return self.poolSize
-            }
+            priorityClass.busyLimit(
+                poolSize: self.poolSize, reserveNormal: self.reserveNormal, reserveHigh: self.reserveHigh)
         }
     }
 }

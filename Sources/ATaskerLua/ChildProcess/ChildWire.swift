@@ -32,11 +32,11 @@ enum ChildWire {
     static func transfer(_ values: EncodedValues) -> [UInt8] {
         var out: [UInt8] = []
         let descriptors = values.handleObjects.map(describe)
-        putVarint(&out, UInt64(descriptors.count))
+        appendVarint(UInt64(descriptors.count), to: &out)
         for descriptor in descriptors {
             out.append(UInt8(truncatingIfNeeded: descriptor.kind))
             let label = Array(descriptor.label.utf8)
-            putVarint(&out, UInt64(label.count))
+            appendVarint(UInt64(label.count), to: &out)
             out += label
         }
         values.withBytes { out += $0 }
@@ -132,16 +132,6 @@ enum ChildWire {
     }
 
     // MARK: - Bytes
-
-    static func putVarint(_ out: inout [UInt8], _ value: UInt64) {
-        var n = value
-        repeat {
-            var byte = UInt8(n & 0x7F)
-            n >>= 7
-            if n != 0 { byte |= 0x80 }
-            out.append(byte)
-        } while n != 0
-    }
 
     static func putU64(_ out: inout [UInt8], _ value: UInt64) {
         for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }

@@ -55,19 +55,19 @@ public final class LuaHost: Sendable {
     }
 
     /// Creates a host that runs its tasks on `supervisor` and logs through `logger`.
-    public init(supervisor: TaskSupervisor, logger: Logger, configuration: Configuration = Configuration()) {
-        self.core = HostCore(supervisor: supervisor, logger: logger, exitHandler: configuration.exitHandler)
-        self.core.settings.withLock {
-            $0.packagePath = configuration.packagePath
-            $0.packageCPath = configuration.packageCPath
-        }
-        self.main = Mutex(MainState())
+    public convenience init(supervisor: TaskSupervisor, logger: Logger, configuration: Configuration = Configuration())
+    {
+        self.init(supervisor: supervisor, logger: logger, configuration: configuration, isChild: false)
     }
 
     /// The host of a process-pool child.
-    init(childOf supervisor: TaskSupervisor, logger: Logger, configuration: Configuration) {
+    convenience init(childOf supervisor: TaskSupervisor, logger: Logger, configuration: Configuration) {
+        self.init(supervisor: supervisor, logger: logger, configuration: configuration, isChild: true)
+    }
+
+    private init(supervisor: TaskSupervisor, logger: Logger, configuration: Configuration, isChild: Bool) {
         self.core = HostCore(
-            supervisor: supervisor, logger: logger, exitHandler: configuration.exitHandler, isChild: true)
+            supervisor: supervisor, logger: logger, exitHandler: configuration.exitHandler, isChild: isChild)
         self.core.settings.withLock {
             $0.packagePath = configuration.packagePath
             $0.packageCPath = configuration.packageCPath

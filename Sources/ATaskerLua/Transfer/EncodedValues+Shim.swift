@@ -141,13 +141,7 @@ final class EncodedValues {
         -> Bool
     {
         var header: [UInt8] = [0x41, 0x4C, 1]
-        var n = UInt64(valueCount)
-        repeat {
-            var byte = UInt8(n & 0x7F)
-            n >>= 7
-            if n != 0 { byte |= 0x80 }
-            header.append(byte)
-        } while n != 0
+        appendVarint(UInt64(valueCount), to: &header)
         guard header.withUnsafeBytes({ atl_buffer_append(out, $0.baseAddress, $0.count) }) == ATL_OK else {
             return false
         }

@@ -108,18 +108,23 @@ private func hostObject(_ pointer: UnsafeRawPointer) -> any AnyObject & Sendable
     return unsafeBitCast(object, to: (any AnyObject & Sendable).self)
 }
 
+/// Appends `v` as the codec's varint (unsigned LEB128).
+func appendVarint(_ v: UInt64, to bytes: inout [UInt8]) {
+    var v = v
+    while v >= 0x80 {
+        bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+        v >>= 7
+    }
+    bytes.append(UInt8(v))
+}
+
 private struct ValueEncoder {
     var bytes: [UInt8] = []
     var handles: [AnyObject] = []
     var depth = 0
 
     mutating func varint(_ v: UInt64) {
-        var v = v
-        while v >= 0x80 {
-            self.bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        self.bytes.append(UInt8(v))
+        appendVarint(v, to: &self.bytes)
     }
 
     mutating func u64(_ v: UInt64) {
