@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -123,3 +124,7 @@ void atp_child_signals(void) {
 int atp_cld_exited(void) { return CLD_EXITED; }
 int atp_cld_killed(void) { return CLD_KILLED; }
 int atp_cld_dumped(void) { return CLD_DUMPED; }
+
+int atp_set_timer_slack(unsigned long nanoseconds) {
+  return prctl(PR_SET_TIMERSLACK, nanoseconds, 0UL, 0UL, 0UL) == 0 ? 0 : errno;
+}

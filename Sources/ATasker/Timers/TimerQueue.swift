@@ -137,7 +137,7 @@ public final class TimerQueue: Sendable {
             return (wake, startThread)
         }
         if startThread {
-            let started = PoolThread.spawn(name: self.threadName) { [self] in
+            let started = PoolThread.spawn(name: self.threadName, keepsTime: true) { [self] in
                 self.threadMain()
             }
             precondition(started, "cannot start the timer thread")

@@ -3,7 +3,8 @@
 ** and that Swift's Glibc module cannot import: posix_spawn set up in one
 ** call (close-from, default signals, a signal mask), pidfd_open and
 ** pidfd_send_signal (raw system calls), waitid on a pidfd, eventfd, the
-** signal abbreviations of glibc, and CRC-32C for the frame checksums.
+** signal abbreviations of glibc, CRC-32C for the frame checksums, and the
+** timer slack of a thread (prctl, which is variadic).
 **
 ** Every function returns a status and never touches errno of its caller
 ** beyond what the underlying call does; none keeps global state except the
@@ -62,6 +63,14 @@ char **atp_environ(void);
 
 /* Ignores SIGINT, then unblocks every signal (the start of a pool child). */
 void atp_child_signals(void);
+
+/*
+** Sets the calling thread's timer slack to 'nanoseconds' (PR_SET_TIMERSLACK).
+** Linux lets a timed wait end up to the slack late (50 us by default), to
+** batch wake-ups; the threads that keep schedules ask for 1 ns. Returns 0 or
+** an errno value.
+*/
+int atp_set_timer_slack(unsigned long nanoseconds);
 
 /* The value of the constants that Swift sees as macros it cannot import. */
 int atp_cld_exited(void);
