@@ -153,13 +153,30 @@ public final class IntervalWorker: Worker {
         name: String? = nil,
         priority: TaskPriority? = nil
     ) throws -> Bool {
+        try self.start(
+            interval: interval, delay: delay, delayBefore: delayBefore, name: name, priority: priority,
+            calledAt: nil)
+    }
+
+    /// ``start(interval:delay:delayBefore:name:priority:)`` for a caller that did work of its own before
+    /// (decoding a script's arguments): the schedule counts from `calledAt`, a ``Monotonic/now()`` taken
+    /// when the caller's start began, so that this work does not shift every tick.
+    @discardableResult
+    package func start(
+        interval: Double?,
+        delay: Double?,
+        delayBefore: Double?,
+        name: String?,
+        priority: TaskPriority?,
+        calledAt: Double?
+    ) throws -> Bool {
         let checked = try Schedule.validated(
             interval: interval,
             delay: delay,
             delayBefore: delayBefore,
             worker: "\"\(self.name)\""
         )
-        return try self.start(name: name, priority: priority) {
+        return try self.start(name: name, priority: priority, calledAt: calledAt) {
             if let interval = checked.interval {
                 self.schedule.interval = interval
                 self.schedule.delay = nil

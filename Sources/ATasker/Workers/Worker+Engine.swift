@@ -5,8 +5,11 @@ extension Worker {
     // MARK: - Starting
 
     /// Starts the worker; `configure` applies a kind's start overrides, with `core` locked, when the
-    /// worker is not running.
-    func start(name: String?, priority: TaskPriority?, configure: (() -> Void)?) throws -> Bool {
+    /// worker is not running. `calledAt` is when the caller's start call began (its schedule counts from
+    /// then); `nil` for now.
+    func start(
+        name: String?, priority: TaskPriority?, calledAt: Double? = nil, configure: (() -> Void)?
+    ) throws -> Bool {
         guard !self.supervisor.isStopped else {
             throw WorkerError(
                 .supervisorStopped,
@@ -32,7 +35,8 @@ extension Worker {
         }
         switch self.core.lockedValue.start(self, effects: &effects) {
         case .started:
-            self.kindDidStart(now: Monotonic.now(), effects: &effects)
+            let now = Monotonic.now()
+            self.kindDidStart(now: calledAt.map { min($0, now) } ?? now, effects: &effects)
             return true
         case .restartPending:
             return true

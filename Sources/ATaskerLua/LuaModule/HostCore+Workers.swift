@@ -251,6 +251,8 @@ extension LuaWorker {
     /// `w:start(args)`: the executor's `kw` is a copy of `args` with `o`, `_worker` and `_name`; `_name`,
     /// `_priority`, `_interval`, `_delay` and `_delay_before` override the worker's own.
     func start(_ args: EncodedValues?) throws {
+        // An interval worker's ticks count from here, not from the end of the decoding below.
+        let calledAt = Monotonic.now()
         var overrides = LuaTable()
         if let args, let table = try? args.decode().first?.tableValue {
             overrides = table
@@ -281,7 +283,8 @@ extension LuaWorker {
                 }
                 try interval.start(
                     interval: try seconds("_interval"), delay: try seconds("_delay"),
-                    delayBefore: try seconds("_delay_before"), name: name, priority: priority)
+                    delayBefore: try seconds("_delay_before"), name: name, priority: priority,
+                    calledAt: calledAt)
             } else {
                 try self.worker.start(name: name, priority: priority)
             }

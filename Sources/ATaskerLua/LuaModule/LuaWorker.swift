@@ -25,6 +25,9 @@ final class LuaWorker: Sendable {
         /// `o`, copied when the worker was created.
         let object = Mutex<EncodedValues?>(nil)
         let state = StateBox()
+        /// `worker 'name'`, the executions' label for reports and cancels: made at each start, not at each
+        /// execution.
+        let label = Mutex<String>("worker")
         let executions = Atomic<Int>(0)
         /// The id of the execution that runs now (see ``HostCore/execute(_:_:)``), or 0.
         let current = Atomic<UInt64>(0)
@@ -74,6 +77,7 @@ final class LuaWorker: Sendable {
                 state.close()
                 throw LuaError(code: error.code, fullMessage: "worker '\(worker.name)': \(error.fullMessage)")
             }
+            self.label.withLock { $0 = "worker '\(worker.name)'" }
             self.state.set(state)
         }
 
@@ -93,7 +97,7 @@ final class LuaWorker: Sendable {
             if let process = self.process {
                 return try self.runInProcess(process, worker, state: state, item: item, taskID: taskID)
             }
-            let label = "worker '\(worker.name)'"
+            let label = self.label.withLock { $0 }
             let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
                 self.current.store(id, ordering: .releasing)
                 defer { self.current.store(0, ordering: .releasing) }
