@@ -263,6 +263,12 @@ public final class IntervalWorker: Worker {
         }
     }
 
+    override var kindDeadlineAfterDue: Double? {
+        // Only the interval mode knows it: a delay counts from the end of the execution. The tick that
+        // is due now (index `nextTick`, the first one at `origin`) is taken by the coming execution.
+        self.schedule.interval.map { self.origin + Double(self.nextTick + 1) * $0 }
+    }
+
     override func kindStopRequested(drain: Bool, wasDraining: Bool) {
         self.triggered = false
     }

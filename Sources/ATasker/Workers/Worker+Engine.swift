@@ -56,11 +56,19 @@ extension Worker {
     }
 
     /// The worker's timer fired (on the supervisor's timer thread): submit a task unless one is there.
+    ///
+    /// An interval worker's next tick is armed here, on the timer thread that is awake anyway: armed by
+    /// the execution's end, it would wake the timer thread, asleep by then with nothing to wait for, once
+    /// more per tick. An execution that ends in time finds its timer armed for the same deadline and keeps
+    /// it; one that overran re-arms it.
     func timerFired(_ id: TimerID) {
         var effects = WorkerStateMachine.Effects()
         self.core.lock()
         if self.core.lockedValue.timerFired(id) {
             self.wakeLocked(&effects)
+            if effects.submit != nil, self.boundAloop == nil, let next = self.kindDeadlineAfterDue {
+                self.core.lockedValue.arm(next, effects: &effects)
+            }
         }
         self.core.unlock()
         self.perform(effects)

@@ -360,6 +360,12 @@ public class Worker: CustomStringConvertible {
     /// An execution has ended at `now`. Runs with `core` locked.
     func kindExecutionEnded(now: Double) {}
 
+    /// When the execution after the one that is due now will be due, if the kind knows it before that
+    /// one runs (an interval worker's next tick). Runs with `core` locked.
+    var kindDeadlineAfterDue: Double? {
+        nil
+    }
+
     /// A stop was requested: drop the work left, or set it aside to run first when `drain` is set.
     /// `wasDraining` tells that a draining stop has become a dropping one (then only the work set
     /// aside is dropped: what arrived since the first request is kept for the next start). Runs with
