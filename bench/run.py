@@ -259,8 +259,9 @@ def queue_rows(m, cfg, lua, py, swift):
     ]
 
 
-def interval_rows(m, cfg, lua, py):
-    """Interval accuracy (one worker at 10 ms; many at 100 ms) and scale (at 1 s)."""
+def interval_rows(m, cfg, lua, py, timer_floor):
+    """Interval accuracy (one worker at 10 ms; many at 100 ms) and scale (at 1 s),
+    with the machine's timer floor (bench/c/timer_floor.c) measured in the same run."""
     limit = cfg["limit"]
     # (workers, interval, hold): each is one run of each side (they are long), at
     # atasker's default poll_delay (its interval loop does not use poll_delay)
@@ -284,7 +285,17 @@ def interval_rows(m, cfg, lua, py):
         )
     default = "poll_delay=0.1 (default)"
     less = ["less", "more"]
-    rows = []
+    ticks = int(round(cfg["accuracy_hold"] / 0.01))
+    if timer_floor:
+        floor = m("timer floor", lambda: results([timer_floor, str(ticks), "0.01"], limit))
+    else:
+        floor = RunFailed("bench/c/timer_floor.c was not built (scripts/bench builds it)")
+    fname = (f"Timer floor of this machine: a bare pthread_cond_timedwait every 10 ms,"
+             f" timer slack 1 ns, {ticks:,} ticks")
+    rows = [row(f"{fname}: lateness {p}", "µs", "lower", pick(floor, key), None,
+                "— (no peer)", "(figure)", lambda o, r: True,
+                note="the least lateness a scheduler built on timed waits gets here")
+            for p, key in (("p50", "p50_us"), ("p99", "p99_us"))]
     for case, title in (("accuracy", "Interval accuracy, 1 worker at 10 ms for {h:g} s"),
                         ("many", "Interval accuracy, {w:,} workers at 100 ms, starts"
                                  " spread over it, {h:g} s")):
@@ -304,8 +315,7 @@ def interval_rows(m, cfg, lua, py):
             r("skipped ticks", "skipped", "ticks", "0", lambda o, r: o == 0),
             r("drift at the end", "drift_us", "µs", "< 1 ms (no drift)",
               lambda o, r: o < 1000,
-              note="lateness of the tick at the end of the hold"
-                   + (", the largest of the workers" if w > 1 else "")),
+              note="median lateness of the ticks in the last second of the hold"),
         ]
     ours, peer = measured["scale"]
     w, iv, hold = cases["scale"]
@@ -541,7 +551,8 @@ GROUPS = {
     "startup": lambda m, cfg, lua, py, args: startup_rows(m, cfg, lua, py),
     "queue": lambda m, cfg, lua, py, args: queue_rows(m, cfg, lua, py,
                                                       args.swift_queue),
-    "interval": lambda m, cfg, lua, py, args: interval_rows(m, cfg, lua, py),
+    "interval": lambda m, cfg, lua, py, args: interval_rows(m, cfg, lua, py,
+                                                            args.timer_floor),
     "startstop": lambda m, cfg, lua, py, args: startstop_rows(m, cfg, lua, py),
     "async": lambda m, cfg, lua, py, args: async_rows(m, cfg, lua, py),
     "mp": lambda m, cfg, lua, py, args: mp_rows(m, cfg, lua, py),
@@ -562,6 +573,9 @@ def main():
     parser.add_argument("--table", help="the markdown table (default:"
                         " bench/README-table.md)")
     parser.add_argument("--limit", type=float, help="time limit of each run, s")
+    parser.add_argument("--timer-floor", default="",
+                        help="timer_floor executable (bench/c/timer_floor.c, built by"
+                             " scripts/bench); empty: the floor rows fail")
     parser.add_argument("--swift-queue", default="",
                         help="bench-queue executable (bench/swift, built by scripts/bench"
                              " in .build/bench-swift); empty: that row fails")

@@ -1,7 +1,7 @@
 -- Interval workers: schedule accuracy, and the cost of many of them.
 -- Usage: atasker-lua bench/lua/interval.lua WORKERS INTERVAL HOLD
 -- Starts WORKERS interval workers at INTERVAL seconds, their start times spread evenly
--- over one interval, and holds them for HOLD seconds after the last start.
+-- over one interval, and holds them for HOLD seconds.
 --
 -- Each execution takes atasker.monotonic() first and compares it with its ideal time
 -- t0 + k * interval, where t0 is taken just before w:start() and k is the tick's index
@@ -9,12 +9,20 @@
 -- worker's Lua state: it is counted apart, as first_*). The lateness goes into a
 -- histogram in atasker.shared (1 µs buckets below 1 ms, 10 µs to 10 ms, 1 ms above), so a
 -- worker keeps no samples in its own state and its memory is the worker's alone.
--- At the end of the hold the main state reads the executions of every worker, the RSS
--- and thread count (/proc/self/status) and the process CPU time (os.clock()).
--- Prints RESULT lines: p50_us p99_us max_us (ticks k >= 1), first_max_us, skipped,
--- drift_us (the lateness of each worker's tick at the end of the hold; the largest),
--- execs_per_s and nominal_per_s over the hold, cpu_us_per_exec, cpu_pct, threads,
--- rss_before_kb, rss_after_kb, kb_per_worker ((after - before) / WORKERS), start_s.
+-- The hold begins one interval after the first start and once every worker has run its
+-- first execution (as in async_interval.lua): with many workers the pool is still busy
+-- opening states for a while after the last start. The main state copies the histogram
+-- at the start of the hold, one second (or one interval, if longer) before its end and at
+-- its end: the percentiles are over the ticks of the hold, the drift over those of its
+-- last second.
+-- At the end of the hold the main state also reads the executions of every worker, the
+-- RSS and thread count (/proc/self/status) and the process CPU time (os.clock()).
+-- Prints RESULT lines: p50_us p99_us max_us (ticks of the hold; the lower edge of the
+-- bucket), first_max_us, first_mean_us, startup_max_us (ticks k >= 1 before the hold),
+-- skipped, drift_us (the median lateness of the ticks in the last second of the hold)
+-- and drift_max_us, execs_per_s and nominal_per_s over the
+-- hold, cpu_us_per_exec, cpu_pct, threads, rss_before_kb, rss_after_kb, kb_per_worker
+-- ((after - before) / WORKERS), start_s, wait_s (from the last start to the hold).
 local atasker = require "atasker"
 
 local nworkers = math.tointeger(tonumber(arg[1] or "1"))
@@ -27,11 +35,6 @@ local function status()
   f:close()
   return tonumber(text:match("VmRSS:%s*(%d+)")), tonumber(text:match("Threads:%s*(%d+)"))
 end
-
--- ticks per worker: through the hold, plus a margin so that every worker still runs
--- when the hold ends
-local last_tick = math.floor(hold / interval + 0.5) + 1
-local margin = math.max(2, math.ceil(0.2 / interval))
 
 local function bucket(us)
   if us < 1000 then return math.floor(us) end
@@ -47,7 +50,6 @@ local function raise_max(stats, key, value)
   end
 end
 
-local mine = {max = 0}  -- an upvalue: each start of a worker gets its own copy
 local function tick(kw)
   local now = atasker.monotonic()
   local w = kw._worker
@@ -57,18 +59,10 @@ local function tick(kw)
   if k == 0 then
     stats:incr("first_sum", late)
     raise_max(stats, "first_max", late)
+    stats:incr("first_done")
     return
   end
   stats:incr(bucket(math.max(late, 0)))
-  if late > mine.max then mine.max = late end
-  if k == kw.last_tick then
-    -- the tick at the end of the hold: its lateness is this worker's drift
-    raise_max(stats, "drift", late)
-    raise_max(stats, "max", mine.max)
-  elseif k >= kw.last_tick + kw.margin then
-    raise_max(stats, "max", mine.max)
-    return false
-  end
 end
 
 local stats = atasker.shared("interval-bench")
@@ -89,7 +83,7 @@ for i = 1, nworkers do
     atasker.sleep(at - now)
   end
   local t0 = atasker.monotonic()
-  workers[i]:start{t0 = t0, interval = interval, last_tick = last_tick, margin = margin}
+  workers[i]:start{t0 = t0, interval = interval}
 end
 local started = atasker.monotonic()
 
@@ -101,23 +95,48 @@ local function executions()
   return sum
 end
 
--- the hold: from one interval after the first start to HOLD seconds later
-local t1 = base + interval
-if t1 > atasker.monotonic() then atasker.sleep(t1 - atasker.monotonic()) end
-t1 = atasker.monotonic()
+-- a copy of the histogram: {bucket = count}
+local function snapshot()
+  local copy = {}
+  for _, key in ipairs(stats:keys()) do
+    if math.type(key) == "integer" then copy[key] = stats:get(key) end
+  end
+  return copy
+end
+
+local function sleep_until(t)
+  local now = atasker.monotonic()
+  if t > now then atasker.sleep(t - now) end
+end
+
+-- the hold: from one interval after the first start, once every worker has run once,
+-- to HOLD seconds later
+local deadline = atasker.monotonic() + 60 + nworkers * 0.001
+while (stats:get("first_done") or 0) < nworkers do
+  if atasker.monotonic() > deadline then error("the workers did not all run once") end
+  atasker.sleep(0.01)
+end
+sleep_until(base + interval)
+local t1 = atasker.monotonic()
+local before = snapshot()
 local cpu1, ex1 = os.clock(), executions()
 local t2 = t1 + hold
-atasker.sleep(t2 - atasker.monotonic())
+sleep_until(t2 - math.max(interval, 1))
+local last = snapshot()
+sleep_until(t2)
 t2 = atasker.monotonic()
+local after = snapshot()
 local cpu2, ex2 = os.clock(), executions()
 local rss_after, threads = status()
 
--- wait for the workers to stop themselves (margin ticks after the hold)
-local deadline = atasker.monotonic() + (margin + 2) * interval + 30
+for i = 1, nworkers do
+  workers[i]:stop()
+end
+deadline = atasker.monotonic() + 60
 for i = 1, nworkers do
   while not workers[i]:is_stopped() do
     if atasker.monotonic() > deadline then error("workers did not stop") end
-    atasker.sleep(math.min(0.05, interval))
+    atasker.sleep(0.01)
   end
 end
 
@@ -126,33 +145,50 @@ for i = 1, nworkers do
   skipped = skipped + workers[i].skipped
 end
 
--- percentiles from the histogram: the bucket's lower bound, nearest rank
-local keys, total = {}, 0
-for _, key in ipairs(stats:keys()) do
-  if math.type(key) == "integer" then
-    keys[#keys + 1] = key
-    total = total + stats:get(key)
+-- the histogram of the ticks between two copies, as sorted buckets and counts
+local function between(from, to)
+  local keys, counts, total = {}, {}, 0
+  for key, count in pairs(to) do
+    local n = count - (from[key] or 0)
+    if n > 0 then
+      keys[#keys + 1] = key
+      counts[key] = n
+      total = total + n
+    end
   end
+  table.sort(keys)
+  return {keys = keys, counts = counts, total = total}
 end
-table.sort(keys)
-local function percentile(p)
-  local rank, seen = math.max(1, math.ceil(p / 100 * total)), 0
-  for _, key in ipairs(keys) do
-    seen = seen + stats:get(key)
+
+-- nearest-rank percentile: the bucket's lower bound
+local function percentile(h, p)
+  if h.total == 0 then return 0 / 0 end
+  local rank, seen = math.max(1, math.ceil(p / 100 * h.total)), 0
+  for _, key in ipairs(h.keys) do
+    seen = seen + h.counts[key]
     if seen >= rank then return key end
   end
 end
 
+local function largest(h)
+  return h.keys[#h.keys] or 0 / 0
+end
+
+local held = between(before, after)
+local ending = between(last, after)
+local startup = between({}, before)
 local elapsed = t2 - t1
 print(string.format("RESULT workers %d", nworkers))
-print(string.format("RESULT samples %d", total))
-print(string.format("RESULT p50_us %.1f", percentile(50)))
-print(string.format("RESULT p99_us %.1f", percentile(99)))
-print(string.format("RESULT max_us %.1f", stats:get("max")))
+print(string.format("RESULT samples %d", held.total))
+print(string.format("RESULT p50_us %.1f", percentile(held, 50)))
+print(string.format("RESULT p99_us %.1f", percentile(held, 99)))
+print(string.format("RESULT max_us %.1f", largest(held)))
 print(string.format("RESULT first_max_us %.1f", stats:get("first_max")))
 print(string.format("RESULT first_mean_us %.1f", stats:get("first_sum") / nworkers))
+print(string.format("RESULT startup_max_us %.1f", startup.total > 0 and largest(startup) or 0))
 print(string.format("RESULT skipped %d", skipped))
-print(string.format("RESULT drift_us %.1f", stats:get("drift")))
+print(string.format("RESULT drift_us %.1f", percentile(ending, 50)))
+print(string.format("RESULT drift_max_us %.1f", largest(ending)))
 print(string.format("RESULT execs_per_s %.1f", (ex2 - ex1) / elapsed))
 print(string.format("RESULT nominal_per_s %.1f", nworkers / interval))
 print(string.format("RESULT cpu_us_per_exec %.2f", (cpu2 - cpu1) / (ex2 - ex1) * 1e6))
@@ -162,3 +198,4 @@ print(string.format("RESULT rss_before_kb %d", rss_before))
 print(string.format("RESULT rss_after_kb %d", rss_after))
 print(string.format("RESULT kb_per_worker %.2f", (rss_after - rss_before) / nworkers))
 print(string.format("RESULT start_s %.3f", started - base))
+print(string.format("RESULT wait_s %.3f", t1 - started))
