@@ -225,17 +225,18 @@ extension HostCore {
                         + "interval workers can be triggered")
             }
         default:
+            // Each field alone: the counters are atomics that an executor may read at every run
+            // (`kw._worker.executions`), with no lock and no copy of the worker's whole state.
             let key = try call.decoded().first?.stringValue ?? ""
-            let info = worker.info()
             switch key {
-            case "name": return [.string(LuaString(info.name))]
-            case "kind": return [.string(LuaString(info.kind == .background ? "plain" : info.kind.rawValue))]
-            case "state": return [.string(LuaString(info.state.rawValue))]
-            case "priority": return [.integer(Int64(info.priority.rawValue))]
-            case "executions": return [.integer(Int64(info.executions))]
-            case "errors": return [.integer(Int64(info.errors))]
-            case "skipped": return [.integer(Int64(info.skipped))]
-            case "queue_depth": return [.integer(Int64(info.queueDepth))]
+            case "name": return [.string(LuaString(worker.name))]
+            case "kind": return [.string(LuaString(worker.kind == .background ? "plain" : worker.kind.rawValue))]
+            case "state": return [.string(LuaString(worker.info().state.rawValue))]
+            case "priority": return [.integer(Int64(worker.priority.rawValue))]
+            case "executions": return [.integer(Int64(worker.executions))]
+            case "errors": return [.integer(Int64(worker.errors))]
+            case "skipped": return [.integer(Int64(worker.skippedTicks))]
+            case "queue_depth": return [.integer(Int64(worker.queueDepth))]
             default: return [.nil]
             }
         }
