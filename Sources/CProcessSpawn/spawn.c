@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -127,4 +128,25 @@ int atp_cld_dumped(void) { return CLD_DUMPED; }
 
 int atp_set_timer_slack(unsigned long nanoseconds) {
   return prctl(PR_SET_TIMERSLACK, nanoseconds, 0UL, 0UL, 0UL) == 0 ? 0 : errno;
+}
+
+int atp_alarm_create(void) {
+  return timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+}
+
+int atp_alarm_set(int fd, long seconds, long nanoseconds) {
+  struct itimerspec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.it_value.tv_sec = seconds;
+  spec.it_value.tv_nsec = nanoseconds;
+  return timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL) == 0 ? 0 : errno;
+}
+
+int atp_alarm_wait(int fd) {
+  uint64_t expirations;
+  for (;;) {
+    ssize_t n = read(fd, &expirations, sizeof expirations);
+    if (n == (ssize_t)sizeof expirations) return 0;
+    if (n < 0 && errno != EINTR) return errno;
+  }
 }

@@ -200,6 +200,69 @@ struct SchedulingTests {
         supervisor.finish()
     }
 
+    @Test("a pool thread that serves the timers is interrupted for a task at once")
+    func leaderInterrupted() throws {
+        // One thread: between the worker's ticks it serves the timers, with the next tick 30 s away.
+        let supervisor = TaskSupervisor(
+            configuration: .init(poolSize: 1, reserveNormal: 0, reserveHigh: 0, minSize: 1, maxSize: 1)
+        )
+        supervisor.start()
+        let log = EventLog()
+        let worker = try IntervalWorker(supervisor: supervisor, name: "slow-ticks", interval: 30) { _ in
+            log.append("tick")
+            return true
+        }
+        try worker.start()
+        #expect(log.wait(for: "tick"))
+        for round in 0..<20 {
+            sleep(seconds: 0.005)
+            let submitted = Monotonic.now()
+            let task = supervisor.submit { _ in Monotonic.now() }
+            #expect(task.wait(timeout: 30))
+            let started = try #require(task.result as? Double)
+            #expect(started - submitted < 5, "round \(round): the task waited for the timers")
+        }
+        #expect(supervisor.info().threadsCount == 1)
+        worker.stop(wait: .seconds(30))
+        supervisor.finish()
+    }
+
+    @Test("timers fire on time while every pool thread is busy")
+    func timersWhilePoolBusy() throws {
+        let supervisor = TaskSupervisor(
+            configuration: .init(poolSize: 1, reserveNormal: 0, reserveHigh: 0, minSize: 1, maxSize: 1)
+        )
+        supervisor.start()
+        let log = EventLog()
+        let worker = try IntervalWorker(supervisor: supervisor, name: "busy-ticks", interval: 0.02) { _ in
+            log.append("tick")
+            return true
+        }
+        try worker.start()
+        #expect(log.wait(timeout: 30) { $0.count >= 3 })
+        // The only thread runs a long task: the worker's ticks wait for it (its executions are pool
+        // tasks), but a timer still fires, on the timer queue's own thread.
+        let gate = Gate()
+        let blocker = supervisor.submit { _ in
+            log.append("blocker")
+            gate.wait()
+            return nil
+        }
+        #expect(log.wait(for: "blocker"))
+        let armed = Monotonic.now()
+        supervisor.timers.schedule(after: 0.05) { log.append("timer") }
+        #expect(log.wait(for: "timer"))
+        #expect(Monotonic.now() - armed < 10)
+        let ticks = log.count(of: "tick")
+        sleep(seconds: 0.1)
+        #expect(log.count(of: "tick") == ticks)
+        gate.open()
+        #expect(blocker.wait(timeout: 30))
+        #expect(log.wait(timeout: 30) { $0.filter { $0 == "tick" }.count >= ticks + 2 })
+        worker.stop(wait: .seconds(30))
+        supervisor.finish()
+    }
+
     static func currentThreadName() -> String {
         var buffer = [UInt8](repeating: 0, count: 64)
         let descriptor = open("/proc/thread-self/comm", O_RDONLY)

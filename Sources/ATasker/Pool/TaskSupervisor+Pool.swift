@@ -44,6 +44,40 @@ extension TaskSupervisor {
                     lock.wait()
                     event = .woke(timedOut: false)
                 }
+            case .lead(let timeout):
+                // This thread serves the timers: it sleeps until the earliest deadline, runs the due
+                // timers, and then (as a woken idle thread) the tasks they submitted, on this thread.
+                lock.unlock()
+                self.perform(effects)
+                SupervisorTask.wake(finished)
+                finished = []
+                var served = self.timers.serve(until: timeout.map { Monotonic.now() + $0 })
+                // With timers close together this thread stays the server: it fires them, and the tasks
+                // they submit go to other threads.
+                while case .fired(let due, staying: true) = served {
+                    for fire in due {
+                        fire()
+                    }
+                    served = self.timers.serve(until: timeout.map { Monotonic.now() + $0 })
+                }
+                lock.lock()
+                var available = true
+                var timedOut = false
+                switch served {
+                case .fired: break
+                case .interrupted: break
+                case .idleTimeout: timedOut = true
+                case .unavailable: available = false
+                }
+                lock.lockedValue.leaderReturned(timersAvailable: available)
+                if case .fired(let due, _) = served {
+                    lock.unlock()
+                    for fire in due {
+                        fire()
+                    }
+                    lock.lock()
+                }
+                event = .woke(timedOut: timedOut)
             case .exit:
                 lock.unlock()
                 self.perform(effects)
@@ -132,6 +166,9 @@ extension TaskSupervisor {
         }
         for continuation in effects.continuations {
             continuation.resume()
+        }
+        if effects.interruptLeader {
+            self.timers.interruptServer()
         }
         if effects.shutdownTimers {
             self.timers.shutdown()

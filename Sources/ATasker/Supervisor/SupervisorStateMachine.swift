@@ -9,8 +9,13 @@ import DequeModule
 /// Thread accounting, all under the lock:
 /// - `threads` counts live pool threads, including `spawning` ones that have not taken the lock yet;
 /// - `idleThreads` counts threads blocked on the condition variable;
-/// - `wakeupsPending` counts signals sent to idle threads that no thread has consumed yet, so that
-///   a burst of submissions wakes one idle thread per task and never signals a thread twice;
+/// - `leader` is the one idle thread that serves the supervisor's timers instead (it waits in
+///   `TimerQueue.serve(until:)` for the earliest deadline, then runs the due timers and the tasks they
+///   submit itself); it is not counted in `idleThreads`, and a submission that finds no idle thread
+///   interrupts it rather than create a thread;
+/// - `wakeupsPending` counts signals sent to idle threads (and interrupts of the leader) that no
+///   thread has consumed yet, so that a burst of submissions wakes one idle thread per task and never
+///   signals a thread twice;
 /// - `running` counts tasks that have started and not yet been counted as done.
 ///
 /// Admission is decided under the lock, against `running`, in two places: ``dispatch(_:)`` admits
@@ -47,7 +52,19 @@ struct SupervisorStateMachine: Sendable {
         case run(TaskQueue.Entry)
         /// Wait on the condition variable, for at most this many seconds (`nil`: no limit).
         case wait(timeout: Double?)
+        /// Serve the timers (`TimerQueue.serve(until:)`) for at most this many seconds, then call
+        /// ``leaderReturned(timersAvailable:)``.
+        case lead(timeout: Double?)
         case exit
+    }
+
+    /// The pool thread that serves the timers, if any.
+    enum Leader {
+        case none
+        /// It waits for the earliest timer.
+        case waiting
+        /// It was interrupted to take a task (counted in `wakeupsPending`).
+        case interrupted
     }
 
     /// A delayed task whose timer must be scheduled.
@@ -79,12 +96,14 @@ struct SupervisorStateMachine: Sendable {
         var waiters: [Waiter] = []
         var continuations: [CheckedContinuation<Void, Never>] = []
         var shutdownTimers = false
+        /// Make the leader return from serving the timers (`TimerQueue.interruptServer()`).
+        var interruptLeader = false
 
         var isEmpty: Bool {
             self.signals == 0 && !self.broadcast && self.spawnNumbers.isEmpty && self.delayTimers.isEmpty
                 && self.latencyTimer == nil && self.cancelTimers.isEmpty && self.canceled.isEmpty
                 && self.reports.isEmpty && self.waiters.isEmpty && self.continuations.isEmpty
-                && !self.shutdownTimers
+                && !self.shutdownTimers && !self.interruptLeader
         }
     }
 
@@ -108,6 +127,9 @@ struct SupervisorStateMachine: Sendable {
     private(set) var running = 0
     private(set) var threads = 0
     private(set) var idleThreads = 0
+    private(set) var leader = Leader.none
+    /// The timers can be served by pool threads (until their queue reports that it was shut down).
+    private var timersServed = true
     private var wakeupsPending = 0
     private var spawning = 0
     /// Cancelled tasks whose handlers run outside the lock; they keep the supervisor busy meanwhile.
@@ -217,9 +239,38 @@ struct SupervisorStateMachine: Sendable {
             self.dispatch(&effects)
             return .exit
         }
-        self.idleThreads += 1
         let timeout = self.threads > self.configuration.minSize ? self.configuration.idleThreadTimeout : nil
+        if self.leader == .none && self.timersServed {
+            self.leader = .waiting
+            return .lead(timeout: timeout)
+        }
+        self.idleThreads += 1
         return .wait(timeout: timeout)
+    }
+
+    /// The leader came back from serving the timers: it now counts as an idle thread that was woken,
+    /// so that the tasks its timers submit wait for it in `ready` (no other thread is signalled for
+    /// them), and it goes on with `.woke`. `timersAvailable` is `false` if the timer queue was shut
+    /// down: then no thread leads again.
+    mutating func leaderReturned(timersAvailable: Bool) {
+        if self.leader == .waiting {
+            self.wakeupsPending += 1
+        }
+        self.leader = .none
+        self.idleThreads += 1
+        if !timersAvailable {
+            self.timersServed = false
+        }
+    }
+
+    /// Interrupts the waiting leader (it takes a ready task, or looks again).
+    private mutating func interruptLeader(_ effects: inout Effects) {
+        guard self.leader == .waiting else {
+            return
+        }
+        self.leader = .interrupted
+        self.wakeupsPending += 1
+        effects.interruptLeader = true
     }
 
     /// Admits the most urgent waiting tasks for which a thread is available: an idle or starting
@@ -237,7 +288,8 @@ struct SupervisorStateMachine: Sendable {
         let configuration = self.configuration
         while !self.queue.isEmpty {
             let running = self.running
-            let unassigned = self.idleThreads + self.spawning - self.ready.count
+            let leaderFree = self.leader == .waiting ? 1 : 0
+            let unassigned = self.idleThreads + leaderFree + self.spawning - self.ready.count
             let threadRoom = self.maxThreads - self.threads
             var spawn = false
             let entry = self.queue.removeFirst { priorityClass in
@@ -264,7 +316,8 @@ struct SupervisorStateMachine: Sendable {
         self.wakeForReady(&effects, limit: self.wakeupsPending == 0 ? 1 : 0)
     }
 
-    /// Signals up to `limit` idle threads when more tasks are `ready` than threads are on their way.
+    /// Signals up to `limit` idle threads when more tasks are `ready` than threads are on their way;
+    /// when no idle thread is left, interrupts the leader.
     private mutating func wakeForReady(_ effects: inout Effects, limit: Int) {
         var signals = 0
         while signals < limit && self.ready.count > self.wakeupsPending + self.spawning
@@ -274,6 +327,9 @@ struct SupervisorStateMachine: Sendable {
             signals += 1
         }
         effects.signals += signals
+        if signals < limit && self.ready.count > self.wakeupsPending + self.spawning {
+            self.interruptLeader(&effects)
+        }
     }
 
     private mutating func addThread(_ effects: inout Effects) {
@@ -418,6 +474,7 @@ struct SupervisorStateMachine: Sendable {
             first = true
             self.lifecycle = .stopping
             effects.broadcast = true
+            self.interruptLeader(&effects)
             effects.waiters += self.stopRequestWaiters
             effects.continuations += self.stopRequestContinuations
             self.stopRequestWaiters = []
@@ -571,6 +628,7 @@ struct SupervisorStateMachine: Sendable {
         if self.idleThreads > 0 {
             effects.broadcast = true
         }
+        self.interruptLeader(&effects)
     }
 
     /// Changes the start-latency thresholds and re-arms the latency timer.

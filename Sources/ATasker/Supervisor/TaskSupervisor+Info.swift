@@ -77,7 +77,7 @@ extension TaskSupervisor {
                 queuedCount: state.queue.count,
                 delayedCount: state.delayedCount,
                 threadsCount: state.threads,
-                idleThreadsCount: state.idleThreads,
+                idleThreadsCount: state.idleThreads + (state.leader == .none ? 0 : 1),
                 tasks: state.registry.count,
                 activity: state.activity,
                 timeoutWarning: configuration.timeoutWarning,

@@ -1,11 +1,22 @@
+import CProcessSpawn
+import Glibc
 import HeapModule
 
-/// Runs short callbacks at deadlines of the monotonic clock, on one dedicated thread.
+/// Runs short callbacks at deadlines of the monotonic clock.
 ///
-/// The queue keeps a min-heap of deadlines. Its thread sleeps with `pthread_cond_timedwait` (on a
-/// condition variable whose clock is `CLOCK_MONOTONIC`) until the earliest deadline, or until a
-/// timer with an earlier deadline is scheduled. Nothing polls. The thread starts with the first
-/// ``schedule(at:_:)``.
+/// The queue keeps a min-heap of deadlines, served by one of two kinds of thread:
+/// - **a server**: a thread of a ``TaskSupervisor``'s pool that has nothing to run calls
+///   `serve(until:)` and sleeps until the earliest deadline (or until a timer with an earlier one is
+///   scheduled). When timers are due, it takes them and returns to run them, and then the tasks they
+///   submitted: a worker's tick wakes one thread, the one that runs it, and not a timer thread that
+///   then wakes a pool thread. At most one server waits at a time.
+/// - **the queue's own thread**, for when no server waits (every pool thread busy, or a queue with
+///   no pool). It sleeps on a `timerfd` alarm armed for the earliest deadline only while no server
+///   waits: arming and disarming the alarm is a system call that wakes nobody, so a server that
+///   leaves to run a tick and comes back before the next deadline costs this thread nothing, and a
+///   server that is still busy at the next deadline is replaced by it then.
+///
+/// Nothing polls. The thread starts with the first ``schedule(at:_:)``.
 ///
 /// ```swift
 /// let timers = TimerQueue()
@@ -14,8 +25,9 @@ import HeapModule
 /// timers.shutdown()
 /// ```
 ///
-/// - Important: Callbacks run on the timer thread, one after another. Keep them short (hand real work
-///   to a ``TaskSupervisor``), or every later timer fires late.
+/// - Important: Callbacks run on the serving thread, one after another. Keep them short (hand real
+///   work to a ``TaskSupervisor``), or every later timer fires late.
+
 public final class TimerQueue: Sendable {
     struct Entry: Comparable, Sendable {
         let deadline: Double
@@ -36,23 +48,64 @@ public final class TimerQueue: Sendable {
         var callbacks: [UInt64: @Sendable () -> Void] = [:]
         var threadStarted = false
         var isShutdown = false
-        // The deadline the thread sleeps until (`.infinity` for an untimed wait), `nil` while awake.
-        var sleepingUntil: Double?
+        /// The deadline the alarm is armed for; `nil` while disarmed. Armed only while no server serves.
+        var alarm: Double?
+        /// Whether a server serves, and how.
+        var server = Server.none
+        /// The deadline the server sleeps until (`.infinity` for an untimed wait).
+        var serverSleepingUntil = Double.infinity
+        /// `interruptServer()` asked the waiting server to return.
+        var serverInterrupted = false
+    }
+
+    /// A server's part.
+    enum Server: Sendable {
+        case none
+        /// It waits in `serve(until:)`.
+        case waiting
+        /// It runs the timers that `serve(until:)` returned with `staying: true`, and comes back.
+        case firing
+    }
+
+    /// When the next timer is this close (seconds), a server that returns with due timers stays the
+    /// server: it runs them and serves again, and the tasks they submit go to other threads. With
+    /// timers further apart it leaves to run those tasks itself, and the alarm stands in meanwhile.
+    static let stayWindow = 0.001
+
+    /// How a call to `serve(until:)` ended.
+    enum Served {
+        /// These timers were due: the caller runs them, in order, now. With `staying`, the caller is
+        /// still the server and must call `serve(until:)` again once they have run.
+        case fired([@Sendable () -> Void], staying: Bool)
+        /// `interruptServer()` was called.
+        case interrupted
+        /// The caller's idle deadline passed with no timer due.
+        case idleTimeout
+        /// The queue was shut down, or another server waits.
+        case unavailable
     }
 
     private let state = ConditionLock(State())
     private let threadName: String
+    /// The `timerfd` that the queue's own thread sleeps on.
+    private let alarmDescriptor: Int32
 
     /// Creates a timer queue. Its thread is started by the first ``schedule(at:_:)``.
     ///
     /// - Parameter name: The name of the timer thread (Linux keeps 15 bytes).
     public init(name: String = "atasker-timer") {
         self.threadName = name
+        self.alarmDescriptor = atp_alarm_create()
+        precondition(self.alarmDescriptor >= 0, "cannot create the timer thread's timerfd: errno \(errno)")
     }
 
-    /// Schedules `fire` to run on the timer thread at a monotonic deadline.
+    deinit {
+        close(self.alarmDescriptor)
+    }
+
+    /// Schedules `fire` to run at a monotonic deadline.
     ///
-    /// A deadline in the past fires as soon as the thread gets to it. Timers with equal deadlines fire
+    /// A deadline in the past fires as soon as a thread gets to it. Timers with equal deadlines fire
     /// in the order they were scheduled. After ``shutdown()`` the timer is accepted but never fires.
     ///
     /// - Parameters:
@@ -66,7 +119,7 @@ public final class TimerQueue: Sendable {
         return id
     }
 
-    /// Schedules `fire` to run on the timer thread after a number of seconds.
+    /// Schedules `fire` to run after a number of seconds.
     ///
     /// - Parameters:
     ///   - seconds: The delay from now, in seconds.
@@ -97,18 +150,22 @@ public final class TimerQueue: Sendable {
         }
     }
 
-    /// Stops the timer thread. Timers that have not fired never will.
+    /// Stops the timers. Timers that have not fired never will; a waiting server returns.
     ///
     /// The call does not wait for the thread to end (so a timer callback may call it too); a callback
     /// that is running finishes.
     public func shutdown() {
-        let wake = self.state.withLock { state in
+        let wakeServer = self.state.withLock { state in
             state.isShutdown = true
             state.callbacks.removeAll()
             state.heap = Heap()
-            return state.sleepingUntil != nil
+            if state.threadStarted {
+                // An alarm in the past fires at once: the thread sees the shutdown and ends.
+                self.setAlarm(1e-9, &state)
+            }
+            return state.server == .waiting
         }
-        if wake {
+        if wakeServer {
             self.state.broadcast()
         }
     }
@@ -125,7 +182,7 @@ public final class TimerQueue: Sendable {
     /// before this call does not prevent the timer: callers must check, when it fires, that it is
     /// still wanted.
     func schedule(_ id: TimerID, at deadline: Double, _ fire: @escaping @Sendable () -> Void) {
-        let (wake, startThread) = self.state.withLock { state -> (Bool, Bool) in
+        let (wakeServer, startThread) = self.state.withLock { state -> (Bool, Bool) in
             guard !state.isShutdown else {
                 return (false, false)
             }
@@ -133,53 +190,183 @@ public final class TimerQueue: Sendable {
             state.callbacks[id.rawValue] = fire
             let startThread = !state.threadStarted
             state.threadStarted = true
-            let wake = state.sleepingUntil.map { deadline < $0 } ?? false
-            return (wake, startThread)
+            switch state.server {
+            case .waiting:
+                return (deadline < state.serverSleepingUntil, startThread)
+            case .firing:
+                // The server looks at the heap when it comes back.
+                return (false, startThread)
+            case .none:
+                if state.alarm.map({ deadline < $0 }) ?? true {
+                    self.setAlarm(deadline, &state)
+                }
+                return (false, startThread)
+            }
         }
         if startThread {
             let started = PoolThread.spawn(name: self.threadName, keepsTime: true) { [self] in
                 self.threadMain()
             }
             precondition(started, "cannot start the timer thread")
-        } else if wake {
+        }
+        if wakeServer {
             self.state.signal()
         }
     }
 
-    private func threadMain() {
+    // MARK: - Internal: a pool thread serves the timers
+
+    /// Waits, on the calling thread, for the earliest timer, and returns the timers that are due then
+    /// for the caller to run; or returns at `idleDeadline` (a ``Monotonic/now()`` time, `nil` for
+    /// none) with no timer due, or when ``interruptServer()`` is called.
+    ///
+    /// While the caller waits, the queue's own thread stays asleep (its alarm disarmed); when the
+    /// caller returns, the alarm is armed again for the earliest timer left, so that the timers do not
+    /// depend on when the caller comes back; except when it returns with `staying: true` (the next
+    /// timer is near): then it runs the due timers as the server and calls this method again.
+    func serve(until idleDeadline: Double?) -> Served {
         let lock = self.state
         lock.lock()
-        while !lock.lockedValue.isShutdown {
-            let now = Monotonic.now()
-            var due: [@Sendable () -> Void] = []
-            while let top = lock.lockedValue.heap.min, top.deadline <= now {
-                lock.lockedValue.heap.removeMin()
-                if let fire = lock.lockedValue.callbacks.removeValue(forKey: top.id) {
-                    due.append(fire)
-                }
+        defer { lock.unlock() }
+        guard !lock.lockedValue.isShutdown else {
+            return .unavailable
+        }
+        guard lock.lockedValue.server != .waiting else {
+            // Only one thread serves at a time (the supervisor has one leader): look again.
+            return .interrupted
+        }
+        lock.lockedValue.server = .waiting
+        if lock.lockedValue.alarm != nil {
+            self.setAlarm(nil, &lock.lockedValue)
+        }
+        while true {
+            if lock.lockedValue.isShutdown {
+                lock.lockedValue.server = .none
+                return .unavailable
             }
+            if lock.lockedValue.serverInterrupted {
+                lock.lockedValue.serverInterrupted = false
+                self.leaveServing(&lock.lockedValue)
+                return .interrupted
+            }
+            let now = Monotonic.now()
+            let due = Self.takeDue(now: now, &lock.lockedValue)
             if !due.isEmpty {
+                Self.dropCancelledTop(&lock.lockedValue)
+                if let next = lock.lockedValue.heap.min?.deadline, next - now < Self.stayWindow {
+                    lock.lockedValue.server = .firing
+                    return .fired(due, staying: true)
+                }
+                self.leaveServing(&lock.lockedValue)
+                return .fired(due, staying: false)
+            }
+            let next = lock.lockedValue.heap.min?.deadline ?? .infinity
+            let until = min(next, idleDeadline ?? .infinity)
+            lock.lockedValue.serverSleepingUntil = until
+            if until == .infinity {
+                lock.wait()
+            } else if !lock.wait(until: until), let idleDeadline, until == idleDeadline,
+                next > Monotonic.now()
+            {
+                lock.lockedValue.serverSleepingUntil = .infinity
+                self.leaveServing(&lock.lockedValue)
+                return .idleTimeout
+            }
+            lock.lockedValue.serverSleepingUntil = .infinity
+        }
+    }
+
+    /// Makes the waiting server return from `serve(until:)` with `.interrupted`; if none waits yet, the
+    /// next call to `serve(until:)` returns so at once (the supervisor may interrupt its leader before
+    /// that thread has begun to wait, and that interrupt must not be lost).
+    func interruptServer() {
+        let wake = self.state.withLock { state in
+            state.serverInterrupted = true
+            return state.server == .waiting
+        }
+        if wake {
+            self.state.broadcast()
+        }
+    }
+
+    // MARK: - Private
+
+    /// The server leaves: the queue's own thread takes over, its alarm armed for the earliest timer.
+    private func leaveServing(_ state: inout State) {
+        state.server = .none
+        Self.dropCancelledTop(&state)
+        if let top = state.heap.min {
+            self.setAlarm(top.deadline, &state)
+        }
+    }
+
+    /// Arms the alarm for `deadline`, or disarms it for `nil`. Called with the lock held, so that
+    /// `state.alarm` is what the kernel has.
+    private func setAlarm(_ deadline: Double?, _ state: inout State) {
+        guard state.alarm != deadline else {
+            return
+        }
+        state.alarm = deadline
+        var seconds = 0
+        var nanoseconds = 0
+        if let deadline {
+            let spec = Monotonic.absoluteTime(at: max(deadline, 1e-9))
+            seconds = spec.tv_sec
+            nanoseconds = spec.tv_nsec
+        }
+        let status = atp_alarm_set(self.alarmDescriptor, seconds, nanoseconds)
+        precondition(status == 0, "cannot arm the timer thread's timerfd: errno \(status)")
+    }
+
+    /// Removes the timers due at `now` from the heap and returns their callbacks, in deadline order.
+    private static func takeDue(now: Double, _ state: inout State) -> [@Sendable () -> Void] {
+        var due: [@Sendable () -> Void] = []
+        while let top = state.heap.min, top.deadline <= now {
+            state.heap.removeMin()
+            if let fire = state.callbacks.removeValue(forKey: top.id) {
+                due.append(fire)
+            }
+        }
+        return due
+    }
+
+    /// Drops cancelled entries from the top, so that nobody wakes up for them.
+    private static func dropCancelledTop(_ state: inout State) {
+        while let top = state.heap.min, state.callbacks[top.id] == nil {
+            state.heap.removeMin()
+        }
+    }
+
+    /// The queue's own thread: sleeps on the alarm, and runs the timers that are due when it fires,
+    /// unless a server waits (then the alarm was stale).
+    private func threadMain() {
+        let lock = self.state
+        while true {
+            let status = atp_alarm_wait(self.alarmDescriptor)
+            precondition(status == 0, "cannot read the timer thread's timerfd: errno \(status)")
+            lock.lock()
+            lock.lockedValue.alarm = nil
+            while !lock.lockedValue.isShutdown && lock.lockedValue.server == .none {
+                let due = Self.takeDue(now: Monotonic.now(), &lock.lockedValue)
+                if due.isEmpty {
+                    Self.dropCancelledTop(&lock.lockedValue)
+                    if let top = lock.lockedValue.heap.min {
+                        self.setAlarm(top.deadline, &lock.lockedValue)
+                    }
+                    break
+                }
                 lock.unlock()
                 for fire in due {
                     fire()
                 }
                 lock.lock()
-                continue
             }
-            // Drop cancelled entries from the top so that we do not wake up for them.
-            while let top = lock.lockedValue.heap.min, lock.lockedValue.callbacks[top.id] == nil {
-                lock.lockedValue.heap.removeMin()
+            if lock.lockedValue.isShutdown {
+                lock.lockedValue.threadStarted = false
+                lock.unlock()
+                return
             }
-            if let top = lock.lockedValue.heap.min {
-                lock.lockedValue.sleepingUntil = top.deadline
-                _ = lock.wait(until: top.deadline)
-            } else {
-                lock.lockedValue.sleepingUntil = .infinity
-                lock.wait()
-            }
-            lock.lockedValue.sleepingUntil = nil
+            lock.unlock()
         }
-        lock.lockedValue.threadStarted = false
-        lock.unlock()
     }
 }

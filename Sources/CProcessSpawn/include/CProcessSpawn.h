@@ -4,7 +4,8 @@
 ** call (close-from, default signals, a signal mask), pidfd_open and
 ** pidfd_send_signal (raw system calls), waitid on a pidfd, eventfd, the
 ** signal abbreviations of glibc, CRC-32C for the frame checksums, and the
-** timer slack of a thread (prctl, which is variadic).
+** timer slack of a thread (prctl, which is variadic), and the timerfd alarm of
+** the timer thread.
 **
 ** Every function returns a status and never touches errno of its caller
 ** beyond what the underlying call does; none keeps global state except the
@@ -71,6 +72,18 @@ void atp_child_signals(void);
 ** an errno value.
 */
 int atp_set_timer_slack(unsigned long nanoseconds);
+
+/*
+** The alarm of a timer thread: a timerfd on CLOCK_MONOTONIC, close-on-exec.
+** Returns the descriptor, or -1 (errno set). 'atp_alarm_set' arms it for an
+** absolute CLOCK_MONOTONIC time (a time in the past fires at once), or
+** disarms it when 'seconds' and 'nanoseconds' are both 0; it never wakes a
+** thread by itself. 'atp_alarm_wait' blocks until the alarm fires (restarting
+** after a signal). Both return 0 or an errno value.
+*/
+int atp_alarm_create(void);
+int atp_alarm_set(int fd, long seconds, long nanoseconds);
+int atp_alarm_wait(int fd);
 
 /* The value of the constants that Swift sees as macros it cannot import. */
 int atp_cld_exited(void);
