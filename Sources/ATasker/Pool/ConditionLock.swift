@@ -2,8 +2,8 @@ import Glibc
 
 /// A pthread mutex paired with a condition variable (on `CLOCK_MONOTONIC`) that protects one value.
 ///
-/// Pool threads and the timer thread block on this type: `Synchronization.Mutex` cannot be waited on,
-/// so where a thread must sleep until the protected state changes we use the pthread pair directly
+/// Pool threads (also while they serve the timers) block on this type: `Synchronization.Mutex` cannot
+/// be waited on, so where a thread must sleep until the protected state changes we use the pthread pair directly
 /// (as `NIOThreadPoolWorkAvailable` does). Callers either use ``withLock(_:)`` or, in the hot loops,
 /// ``lock()`` / ``lockedValue`` / ``unlock()`` so that one acquisition covers "finish a task, take the
 /// next one, or wait".

@@ -107,7 +107,7 @@ extension TaskSupervisor {
             status: error == nil ? .completed : .failed, result: result, error: error, at: Monotonic.now())
     }
 
-    /// A delayed task's timer fired (on the timer thread).
+    /// A delayed task's timer fired (on the thread that serves the timers).
     func delayElapsed(_ entry: TaskQueue.Entry) {
         var effects = SupervisorStateMachine.Effects()
         let now = Monotonic.now()
@@ -124,7 +124,8 @@ extension TaskSupervisor {
             self.state.broadcast()
         }
         for number in effects.spawnNumbers {
-            let started = PoolThread.spawn(name: "atasker-pool-\(number)") { [self] in
+            // Pool threads keep time too: the one that serves the timers sleeps until the next deadline.
+            let started = PoolThread.spawn(name: "atasker-pool-\(number)", keepsTime: true) { [self] in
                 self.poolThreadMain()
             }
             if !started {

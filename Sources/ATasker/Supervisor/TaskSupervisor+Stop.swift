@@ -12,7 +12,7 @@ extension TaskSupervisor {
     /// ``TaskError/Code/supervisorStopped``. With `cancelTasks`, queued and delayed tasks are
     /// cancelled; otherwise they still run (delayed ones when their delay elapses). Running tasks are
     /// never interrupted. The call then waits, up to `wait`, until nothing is queued, delayed or
-    /// running. Pool threads exit when the queue is empty; the timer thread ends when all work has.
+    /// running. Pool threads exit when the queue is empty; the timers stop when all work has.
     ///
     /// Process tasks (``submitProcess(_:priority:timeout:name:transform:)``) are handled the same way.
     /// After the wait, the process pool's children are asked to stop, are killed with `SIGKILL` after

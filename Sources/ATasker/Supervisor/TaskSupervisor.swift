@@ -241,8 +241,9 @@ public final class TaskSupervisor: Sendable {
     /// Sets the handlers called when a task's start latency passes ``Configuration/timeoutWarning``
     /// or ``Configuration/timeoutCritical``.
     ///
-    /// Each handler is called at most once per task, outside any lock: on the timer thread for a
-    /// task still waiting, or on the pool thread that starts a late task.
+    /// Each handler is called at most once per task, outside any lock: on the thread that serves the
+    /// timers (an idle pool thread, or the timer queue's own thread) for a task still waiting, or on the
+    /// pool thread that starts a late task.
     ///
     /// - Parameters:
     ///   - warning: Called with a task late by more than the warning threshold; `nil` for none.

@@ -155,7 +155,7 @@ extension Worker {
 
     // MARK: - Timers and registration
 
-    /// Arms the worker's timer: on its aloop, or on the supervisor's timer thread.
+    /// Arms the worker's timer: on its aloop, or on the supervisor's timers.
     func armTimer(_ id: TimerID, at deadline: Double) {
         if let aloop = self.boundAloop {
             aloop.schedule(id, at: deadline, run: { [self] in self.timerFired(id) }, lost: nil)

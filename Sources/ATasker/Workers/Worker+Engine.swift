@@ -55,12 +55,13 @@ extension Worker {
         }
     }
 
-    /// The worker's timer fired (on the supervisor's timer thread): submit a task unless one is there.
+    /// The worker's timer fired (on the thread that serves the supervisor's timers): submit a task unless
+    /// one is there.
     ///
-    /// An interval worker's next tick is armed here, on the timer thread that is awake anyway: armed by
-    /// the execution's end, it would wake the timer thread, asleep by then with nothing to wait for, once
-    /// more per tick. An execution that ends in time finds its timer armed for the same deadline and keeps
-    /// it; one that overran re-arms it.
+    /// An interval worker's next tick is armed here, while the timers are being served: armed by the
+    /// execution's end, it would wake the timer queue's thread, asleep by then with nothing to wait for,
+    /// once more per tick. An execution that ends in time finds its timer armed for the same deadline and
+    /// keeps it; one that overran re-arms it.
     func timerFired(_ id: TimerID) {
         var effects = WorkerStateMachine.Effects()
         self.core.lock()
