@@ -11,8 +11,10 @@ import Synchronization
 /// - **`delay`**: each execution starts `delay + delayBefore` seconds after the previous one ended.
 /// - neither: executions follow each other, `delayBefore` apart.
 ///
-/// `delayBefore` also delays the first execution after a start. Waiting uses the supervisor's timer
-/// thread: no pool thread is held between executions, and nothing polls.
+/// `delayBefore` also delays the first execution after a start. Waiting uses the supervisor's
+/// timers: no pool thread is held between executions, and nothing polls (an idle pool thread sleeps
+/// until the next deadline of all timers and runs the tick that comes due itself). The schedule
+/// counts from the moment `start` was called.
 ///
 /// ```swift
 /// let sampler = try IntervalWorker(supervisor: supervisor, name: "sampler", interval: 0.1) { _ in
