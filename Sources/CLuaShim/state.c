@@ -25,7 +25,7 @@ atl_StateData *atl_statedata(lua_State *L) {
 
 static int isours(const atl_Small *sm, const void *p) {
   int i;
-  for (i = 0; i < sm->npages; i++) {
+  for (i = sm->npages - 1; i >= 0; i--) {  /* young objects die first */
     const char *page = sm->pages[i];
     if ((const char *)p >= page && (const char *)p < page + ATL_SMALL_PAGE)
       return 1;
