@@ -413,10 +413,13 @@ int atl_open_atasker(lua_State *L) {
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
-  /* "atasker.extra" can be required by name too (values copied by name) */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, atl_open_extra);
-  lua_setfield(L, -2, "atasker.extra");
-  lua_pop(L, 1);
+  /* "atasker.extra" can be required by name too (values copied by name);
+  ** other states put it in 'package.preload' when 'package' loads */
+  if (d->is_main) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, atl_open_extra);
+    lua_setfield(L, -2, "atasker.extra");
+    lua_pop(L, 1);
+  }
   return 1;
 }
