@@ -65,7 +65,6 @@ static void buildkw(lua_State *L, const atl_Buffer *b) {
 
 static int setup_p(lua_State *L) {
   SetupParams *p = (SetupParams *)lua_touserdata(L, 1);
-  lua_gc(L, LUA_GCINC, ATL_WORKER_GCPAUSE, 0, 0);
   decodeto(L, p->fn, LUA_TFUNCTION, &fn_key, "executor");
   buildkw(L, p->kw);
   lua_pushnil(L);
@@ -81,6 +80,9 @@ static int setup_p(lua_State *L) {
     if (n == 2) lua_rawsetp(L, LUA_REGISTRYINDEX, &extra_key);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &onerror_key);
   }
+  /* only now: while the heap grows from nothing to the state's size, a
+  ** short pause would run a cycle for every fifth of growth */
+  lua_gc(L, LUA_GCINC, ATL_WORKER_GCPAUSE, 0, 0);
   return 0;
 }
 
