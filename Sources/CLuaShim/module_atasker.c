@@ -296,10 +296,21 @@ static const char *const levels[] = {
 
 /* {======================================================================
 ** Fields made on first use. A worker state that only calls
-** 'atasker.shared' should not pay for the supervisor's handle, the
-** logging table, the constructors and 'g': the module's metatable makes
-** them when they are first read.
+** 'atasker.shared' should not pay for the other functions, the
+** supervisor's handle, the logging table, the constructors and 'g': the
+** module's metatable makes them when they are first read. The main state
+** has 'funcs' and the constants from the start.
 ** ======================================================================= */
+
+static const struct {
+  const char *name;
+  lua_Integer value;
+} priorities[] = {
+  {"TASK_CRITICAL", 0}, {"TASK_HIGH", 50}, {"TASK_NORMAL", 100},
+  {"TASK_LOW", 200}, {NULL, 0}
+};
+
+#define ATL_VERSION "atasker-lua 0.1.0"
 
 static const char *const ctors[][2] = {
   {"background_worker", NULL}, {"BackgroundWorker", "plain"},
@@ -311,6 +322,26 @@ static const char *const ctors[][2] = {
 /* Push the value of lazy field 'k' of the module at 'm'; 0 if none. */
 static int makefield(lua_State *L, int m, const char *k) {
   int i;
+  for (i = 0; funcs[i].name != NULL; i++) {
+    if (strcmp(k, funcs[i].name) == 0) {
+      lua_pushcfunction(L, funcs[i].func);
+      return 1;
+    }
+  }
+  for (i = 0; priorities[i].name != NULL; i++) {
+    if (strcmp(k, priorities[i].name) == 0) {
+      lua_pushinteger(L, priorities[i].value);
+      return 1;
+    }
+  }
+  if (strcmp(k, "is_main") == 0) {
+    lua_pushboolean(L, atl_statedata(L)->is_main);
+    return 1;
+  }
+  if (strcmp(k, "_VERSION") == 0) {
+    lua_pushliteral(L, ATL_VERSION);
+    return 1;
+  }
   if (strcmp(k, "supervisor") == 0) {
     atl_StateData *d = atl_statedata(L);
     if (d->supervisor == NULL) return 0;
@@ -365,27 +396,30 @@ static int module_index(lua_State *L) {
 
 int atl_open_atasker(lua_State *L) {
   atl_StateData *d = atl_statedata(L);
-  luaL_newlib(L, funcs);
-  lua_pushinteger(L, 0);
-  lua_setfield(L, -2, "TASK_CRITICAL");
-  lua_pushinteger(L, 50);
-  lua_setfield(L, -2, "TASK_HIGH");
-  lua_pushinteger(L, 100);
-  lua_setfield(L, -2, "TASK_NORMAL");
-  lua_pushinteger(L, 200);
-  lua_setfield(L, -2, "TASK_LOW");
-  lua_pushboolean(L, d->is_main);
-  lua_setfield(L, -2, "is_main");
-  lua_pushliteral(L, "atasker-lua 0.1.0");
-  lua_setfield(L, -2, "_VERSION");
+  int i;
+  if (d->is_main) {
+    luaL_newlib(L, funcs);
+    for (i = 0; priorities[i].name != NULL; i++) {
+      lua_pushinteger(L, priorities[i].value);
+      lua_setfield(L, -2, priorities[i].name);
+    }
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "is_main");
+    lua_pushliteral(L, ATL_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+  }
+  else lua_newtable(L);  /* every field is made on first use */
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, -2);
-  /* "atasker.extra" can be required by name too (values copied by name) */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, atl_open_extra);
-  lua_setfield(L, -2, "atasker.extra");
-  lua_pop(L, 1);
+  /* "atasker.extra" can be required by name too (values copied by name);
+  ** other states put it in 'package.preload' when 'package' loads */
+  if (d->is_main) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, atl_open_extra);
+    lua_setfield(L, -2, "atasker.extra");
+    lua_pop(L, 1);
+  }
   return 1;
 }

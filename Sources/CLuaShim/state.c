@@ -25,7 +25,7 @@ atl_StateData *atl_statedata(lua_State *L) {
 
 static int isours(const atl_Small *sm, const void *p) {
   int i;
-  for (i = 0; i < sm->npages; i++) {
+  for (i = sm->npages - 1; i >= 0; i--) {  /* young objects die first */
     const char *page = sm->pages[i];
     if ((const char *)p >= page && (const char *)p < page + ATL_SMALL_PAGE)
       return 1;
@@ -231,7 +231,7 @@ static const luaL_Reg lazylibs[] = {
 };
 
 /* 'package', with the host's folders in front of its paths, and the lazy
-** libraries in 'package.preload' (for 'require'). */
+** libraries and "atasker.extra" in 'package.preload' (for 'require'). */
 static int open_package(lua_State *L) {
   atl_StateData *d = atl_statedata(L);
   const luaL_Reg *lib;
@@ -243,6 +243,8 @@ static int open_package(lua_State *L) {
     lua_pushcfunction(L, lib->func);
     lua_setfield(L, -2, lib->name);
   }
+  lua_pushcfunction(L, atl_open_extra);
+  lua_setfield(L, -2, "atasker.extra");
   lua_pop(L, 1);
   return 1;
 }

@@ -84,24 +84,34 @@ static int handle_method(lua_State *L) {
   return atl_host_call(L, fn, kind, h->obj, 2);
 }
 
-/* '__index': methods first (upvalue 1), then the host (upvalue 2: the id
-** of the host's index function, 0 for none). */
-static void pushmethods(lua_State *L, int kind);
+/* '__index': methods first (upvalue 1: the methods made so far, or false),
+** then the host (upvalue 2: the id of the host's index function, 0 for
+** none). */
+static int pushmethod(lua_State *L, int kind, const char *name);
 
 static int handle_index(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
   lua_settop(L, 2);
   if (lua_type(L, 2) == LUA_TSTRING) {
-    if (!lua_istable(L, lua_upvalueindex(1)) && h != NULL) {
-      /* the methods are made on first use: a state that only passes a
-      ** handle along does not pay for them */
-      pushmethods(L, h->kind);
-      lua_replace(L, lua_upvalueindex(1));
+    if (lua_istable(L, lua_upvalueindex(1))) {
+      lua_pushvalue(L, 2);
+      if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+      lua_pop(L, 1);
     }
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    lua_pop(L, 1);
+    /* each method is made when it is first read, and kept, so that it
+    ** stays the same function: a state that reads only properties of a
+    ** handle, or calls one of its methods, does not pay for the others */
+    if (h != NULL && pushmethod(L, h->kind, lua_tostring(L, 2))) {
+      if (!lua_istable(L, lua_upvalueindex(1))) {
+        lua_newtable(L);
+        lua_replace(L, lua_upvalueindex(1));
+      }
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, lua_upvalueindex(1));
+      return 1;
+    }
   }
   if (fn == 0 || h == NULL || h->obj == NULL) return 0;
   return atl_host_call(L, fn, h->kind, h->obj, 2);
@@ -308,31 +318,44 @@ static const KindDef kinds[ATL_H_MAX + 1] = {
   {job_methods, ATL_FN_JOB_INDEX, 0, 0},
 };
 
-/* [-0, +1, m] Push a new table of the methods of handles of 'kind'. */
-static void pushmethods(lua_State *L, int kind) {
+/* Methods of some kinds that are C functions of their own. */
+typedef struct CMethodDef {
+  int kind;
+  const char *name;
+  lua_CFunction f;
+} CMethodDef;
+
+static const CMethodDef c_methods[] = {
+  {ATL_H_LOCK, "call", lock_call},
+  {ATL_H_LOCK, "with", lock_with},
+  {ATL_H_LOCK, "wrap", lock_wrap},
+  {ATL_H_ALOOP, "background_task", aloop_background_task},
+  {ATL_H_ALOOP, "run", aloop_run},
+  {0, NULL, NULL}
+};
+
+/* [-0, +(0|1), m] Push a new function for method 'name' of handles of
+** 'kind' and return 1, or push nothing and return 0 when there is no such
+** method. */
+static int pushmethod(lua_State *L, int kind, const char *name) {
   const KindDef *k = &kinds[kind >= 1 && kind <= ATL_H_MAX ? kind : 0];
   const MethodDef *m;
-  lua_newtable(L);
+  const CMethodDef *c;
   for (m = k->methods; m->name != NULL; m++) {
-    lua_pushinteger(L, m->fn);
-    lua_pushinteger(L, kind);
-    lua_pushcclosure(L, handle_method, 2);
-    lua_setfield(L, -2, m->name);
+    if (strcmp(m->name, name) == 0) {
+      lua_pushinteger(L, m->fn);
+      lua_pushinteger(L, kind);
+      lua_pushcclosure(L, handle_method, 2);
+      return 1;
+    }
   }
-  if (kind == ATL_H_LOCK) {
-    lua_pushcfunction(L, lock_call);
-    lua_setfield(L, -2, "call");
-    lua_pushcfunction(L, lock_with);
-    lua_setfield(L, -2, "with");
-    lua_pushcfunction(L, lock_wrap);
-    lua_setfield(L, -2, "wrap");
+  for (c = c_methods; c->name != NULL; c++) {
+    if (c->kind == kind && strcmp(c->name, name) == 0) {
+      lua_pushcfunction(L, c->f);
+      return 1;
+    }
   }
-  if (kind == ATL_H_ALOOP) {
-    lua_pushcfunction(L, aloop_background_task);
-    lua_setfield(L, -2, "background_task");
-    lua_pushcfunction(L, aloop_run);
-    lua_setfield(L, -2, "run");
-  }
+  return 0;
 }
 
 /* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
@@ -348,7 +371,7 @@ static void pushmetatable(lua_State *L, int kind) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, handle_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_pushboolean(L, 0);  /* the methods, made on first use */
+  lua_pushboolean(L, 0);  /* the methods, made one by one on first use */
   lua_pushinteger(L, k->index);
   lua_pushcclosure(L, handle_index, 2);
   lua_setfield(L, -2, "__index");
