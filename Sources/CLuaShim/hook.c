@@ -394,17 +394,31 @@ int atl_exec_cancel_pending(void) {
   return s->cancelling || (atomic_load(&s->pending) & ATL_EXEC_CANCEL);
 }
 
-void atl_exec_setplace(lua_State *L, int idx) {
-  Slot *s = myslot;
+int atl_funcplace(lua_State *L, int idx, char *buf, size_t size) {
   lua_Debug ar;
-  if (s == NULL || atomic_load(&s->id) == 0) return;
   lua_pushvalue(L, idx);
   if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0) {
-    pthread_mutex_lock(&s->lock);
-    snprintf(s->where, sizeof s->where, "%s:%d", ar.short_src,
-             ar.linedefined);
-    pthread_mutex_unlock(&s->lock);
+    snprintf(buf, size, "%s:%d", ar.short_src, ar.linedefined);
+    return 1;
   }
+  snprintf(buf, size, "?");
+  return 0;
+}
+
+void atl_exec_setplace(lua_State *L, int idx) {
+  Slot *s = myslot;
+  char place[WHEREMAX];
+  if (s == NULL || atomic_load(&s->id) == 0) return;
+  if (atl_funcplace(L, idx, place, sizeof place)) atl_exec_setplacestr(place);
+}
+
+void atl_exec_setplacestr(const char *place) {
+  Slot *s = myslot;
+  if (s == NULL || atomic_load(&s->id) == 0 || strcmp(place, "?") == 0)
+    return;
+  pthread_mutex_lock(&s->lock);
+  snprintf(s->where, sizeof s->where, "%s", place);
+  pthread_mutex_unlock(&s->lock);
 }
 
 /* Send the request to the slot's thread. Call with 'reglock' held. */

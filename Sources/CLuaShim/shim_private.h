@@ -189,6 +189,13 @@ int atl_exec_cancelling(void);
 /* [-0, +0, m] The place of the function at 'idx' ('file:line' where it
 ** is defined) is the place known of the execution until a hook runs. */
 void atl_exec_setplace(lua_State *L, int idx);
+/* [-0, +0, -] The same with the place already made ('file:line', as
+** 'atl_funcplace' makes it): a worker runs one function, whose place it
+** makes once. */
+void atl_exec_setplacestr(const char *place);
+/* [-0, +0, -] Writes 'file:line' of the function at 'idx' into 'buf';
+** returns 0 (and writes "?") for a function without a Lua definition. */
+int atl_funcplace(lua_State *L, int idx, char *buf, size_t size);
 /* [-0, +0, e] Replace 'coroutine.resume' and 'coroutine.wrap' by versions
 ** that keep the running coroutine known to the signal handler, and pass
 ** host yields up to the aloop. */

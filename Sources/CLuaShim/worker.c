@@ -12,6 +12,7 @@
 #include "shim_private.h"
 
 static const char fn_key = 'f';       /* registry: the executor */
+static const char place_key = 'l';    /* registry: its 'file:line' */
 static const char kw_key = 'k';       /* registry: the kw table */
 static const char onerror_key = 'o';  /* registry: on_error, or absent */
 static const char extra_key = 'x';    /* registry: on_error_kwargs, or nil */
@@ -66,6 +67,14 @@ static void buildkw(lua_State *L, const atl_Buffer *b) {
 static int setup_p(lua_State *L) {
   SetupParams *p = (SetupParams *)lua_touserdata(L, 1);
   decodeto(L, p->fn, LUA_TFUNCTION, &fn_key, "executor");
+  {  /* the place, made once: an execution only copies it */
+    char place[256];  /* hook.c keeps up to 256 bytes */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
+    atl_funcplace(L, -1, place, sizeof place);
+    lua_pop(L, 1);
+    lua_pushstring(L, place);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &place_key);
+  }
   buildkw(L, p->kw);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &onerror_key);
@@ -179,8 +188,10 @@ static int run_p(lua_State *L) {
   int msgh, nargs = 0, st, envup = 0;
   lua_pushcfunction(L, atl_msghandler);
   msgh = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
+  atl_exec_setplacestr(lua_tostring(L, -1));
+  lua_pop(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
-  atl_exec_setplace(L, -1);
   if (p->item != NULL) {
     nargs = atl_codec_decode_raw(L, p->item, 0, &envup);
     if (nargs != 1) luaL_error(L, "a queue item buffer holds %d values", nargs);
