@@ -168,7 +168,7 @@ public final class Aloop: Sendable, CustomStringConvertible {
         guard spawn else {
             return
         }
-        let started = PoolThread.spawn(name: "aloop-\(self.name)", keepsTime: true) { [self] in
+        let started = PoolThread.spawn(name: "aloop-\(self.name)") { [self] in
             self.threadMain()
         }
         if !started {
