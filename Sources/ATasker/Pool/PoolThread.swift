@@ -23,7 +23,7 @@ enum PoolThread {
     /// - Parameters:
     ///   - name: The thread's name.
     ///   - keepsTime: The thread sleeps until deadlines that must be met closely (a pool thread that
-    ///     serves the timers, a timer thread, an aloop): its timed waits get a timer slack of 1 ns instead of Linux's default 50 µs, by which
+    ///     serves the timers, a timer thread): its timed waits get a timer slack of 1 ns instead of Linux's default 50 µs, by which
     ///     the kernel may otherwise end each of them late to batch wake-ups.
     ///   - body: What the thread runs.
     /// - Returns: `false` if the thread could not be created (`pthread_create` failed).
