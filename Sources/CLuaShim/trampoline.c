@@ -84,9 +84,9 @@ static int handle_method(lua_State *L) {
   return atl_host_call(L, fn, kind, h->obj, 2);
 }
 
-/* '__index': methods first (upvalue 1: the methods made so far, or false),
-** then the host (upvalue 2: the id of the host's index function, 0 for
-** none). */
+/* '__index': methods first (upvalue 1: the methods made so far, and false
+** for names known not to be methods; or false before the first), then the
+** host (upvalue 2: the id of the host's index function, 0 for none). */
 static int pushmethod(lua_State *L, int kind, const char *name);
 
 static int handle_index(lua_State *L) {
@@ -94,23 +94,30 @@ static int handle_index(lua_State *L) {
   atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
   lua_settop(L, 2);
   if (lua_type(L, 2) == LUA_TSTRING) {
+    int known = LUA_TNIL;
     if (lua_istable(L, lua_upvalueindex(1))) {
       lua_pushvalue(L, 2);
-      if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+      known = lua_rawget(L, lua_upvalueindex(1));
+      if (known != LUA_TNIL && known != LUA_TBOOLEAN) return 1;
       lua_pop(L, 1);
     }
     /* each method is made when it is first read, and kept, so that it
     ** stays the same function: a state that reads only properties of a
-    ** handle, or calls one of its methods, does not pay for the others */
-    if (h != NULL && pushmethod(L, h->kind, lua_tostring(L, 2))) {
+    ** handle, or calls one of its methods, does not pay for the others;
+    ** a property's name is remembered as not a method, so that reading it
+    ** at every run ('kw._worker.executions') goes straight to the host */
+    if (known == LUA_TNIL && h != NULL) {
+      int found = pushmethod(L, h->kind, lua_tostring(L, 2));
+      if (!found && fn == 0) return 0;  /* no properties: nothing to remember */
       if (!lua_istable(L, lua_upvalueindex(1))) {
         lua_newtable(L);
         lua_replace(L, lua_upvalueindex(1));
       }
       lua_pushvalue(L, 2);
-      lua_pushvalue(L, -2);
+      if (found) lua_pushvalue(L, -2);
+      else lua_pushboolean(L, 0);
       lua_rawset(L, lua_upvalueindex(1));
-      return 1;
+      if (found) return 1;
     }
   }
   if (fn == 0 || h == NULL || h->obj == NULL) return 0;
