@@ -200,19 +200,27 @@ struct SchedulingTests {
         supervisor.finish()
     }
 
-    @Test("a pool thread that serves the timers is interrupted for a task at once")
-    func leaderInterrupted() throws {
-        // One thread: between the worker's ticks it serves the timers, with the next tick 30 s away.
+    /// A started supervisor with one pool thread, and a started interval worker on it that logs "tick".
+    private static func oneThread(ticking interval: Double, into log: EventLog) throws -> (
+        supervisor: TaskSupervisor, worker: IntervalWorker
+    ) {
         let supervisor = TaskSupervisor(
             configuration: .init(poolSize: 1, reserveNormal: 0, reserveHigh: 0, minSize: 1, maxSize: 1)
         )
         supervisor.start()
-        let log = EventLog()
-        let worker = try IntervalWorker(supervisor: supervisor, name: "slow-ticks", interval: 30) { _ in
+        let worker = try IntervalWorker(supervisor: supervisor, name: "ticks", interval: interval) { _ in
             log.append("tick")
             return true
         }
         try worker.start()
+        return (supervisor, worker)
+    }
+
+    @Test("a pool thread that serves the timers is interrupted for a task at once")
+    func leaderInterrupted() throws {
+        // One thread: between the worker's ticks it serves the timers, with the next tick 30 s away.
+        let log = EventLog()
+        let (supervisor, worker) = try Self.oneThread(ticking: 30, into: log)
         #expect(log.wait(for: "tick"))
         for round in 0..<20 {
             sleep(seconds: 0.005)
@@ -229,16 +237,8 @@ struct SchedulingTests {
 
     @Test("timers fire on time while every pool thread is busy")
     func timersWhilePoolBusy() throws {
-        let supervisor = TaskSupervisor(
-            configuration: .init(poolSize: 1, reserveNormal: 0, reserveHigh: 0, minSize: 1, maxSize: 1)
-        )
-        supervisor.start()
         let log = EventLog()
-        let worker = try IntervalWorker(supervisor: supervisor, name: "busy-ticks", interval: 0.02) { _ in
-            log.append("tick")
-            return true
-        }
-        try worker.start()
+        let (supervisor, worker) = try Self.oneThread(ticking: 0.02, into: log)
         #expect(log.wait(timeout: 30) { $0.count >= 3 })
         // The only thread runs a long task: the worker's ticks wait for it (its executions are pool
         // tasks), but a timer still fires, on the timer queue's own thread.

@@ -37,6 +37,14 @@ struct TimerQueueTests {
         #expect(!log.all.contains("far"))
     }
 
+    /// Runs `body` on a thread of its own 30 ms from now (while the test's thread serves the timers).
+    private static func later(_ body: @escaping @Sendable () -> Void) -> Bool {
+        PoolThread.spawn(name: "test-later") {
+            sleep(seconds: 0.03)
+            body()
+        }
+    }
+
     @Test("a server gets the due timers to run itself; when none serves, the alarm fires them")
     func serving() throws {
         let timers = TimerQueue(name: "test-serve")
@@ -62,11 +70,7 @@ struct TimerQueueTests {
         // A timer scheduled while a server waits for a later one wakes that server.
         timers.schedule(after: 30) { log.append("far") }
         let near = Monotonic.now()
-        let helper = PoolThread.spawn(name: "test-schedule") {
-            sleep(seconds: 0.03)
-            timers.schedule(after: 0.01) { log.append("near") }
-        }
-        #expect(helper)
+        #expect(Self.later { timers.schedule(after: 0.01) { log.append("near") } })
         guard case .fired(let nearDue, _) = timers.serve(until: near + 20) else {
             Issue.record("the server did not return with the near timer")
             return
@@ -96,21 +100,13 @@ struct TimerQueueTests {
         #expect(Monotonic.now() - idle >= 0.029)
 
         // Interrupted while it waits, from another thread.
-        let interrupter = PoolThread.spawn(name: "test-interrupt") {
-            sleep(seconds: 0.03)
-            timers.interruptServer()
-        }
-        #expect(interrupter)
+        #expect(Self.later { timers.interruptServer() })
         guard case .interrupted = timers.serve(until: nil) else {
             Issue.record("serve did not return when interrupted")
             return
         }
 
-        let stopper = PoolThread.spawn(name: "test-shutdown") {
-            sleep(seconds: 0.03)
-            timers.shutdown()
-        }
-        #expect(stopper)
+        #expect(Self.later { timers.shutdown() })
         guard case .unavailable = timers.serve(until: nil) else {
             Issue.record("serve did not return at the shutdown")
             return
