@@ -294,6 +294,11 @@ public final class TimerQueue: Sendable {
     /// The server leaves: the queue's own thread takes over, its alarm armed for the earliest timer.
     private func leaveServing(_ state: inout State) {
         state.server = .none
+        self.armForEarliest(&state)
+    }
+
+    /// Arms the alarm for the earliest live timer, if any (dropping cancelled ones from the top).
+    private func armForEarliest(_ state: inout State) {
         Self.dropCancelledTop(&state)
         if let top = state.heap.min {
             self.setAlarm(top.deadline, &state)
@@ -349,10 +354,7 @@ public final class TimerQueue: Sendable {
             while !lock.lockedValue.isShutdown && lock.lockedValue.server == .none {
                 let due = Self.takeDue(now: Monotonic.now(), &lock.lockedValue)
                 if due.isEmpty {
-                    Self.dropCancelledTop(&lock.lockedValue)
-                    if let top = lock.lockedValue.heap.min {
-                        self.setAlarm(top.deadline, &lock.lockedValue)
-                    }
+                    self.armForEarliest(&lock.lockedValue)
                     break
                 }
                 lock.unlock()
