@@ -17,6 +17,21 @@ struct CompletionOrderTests {
         supervisor.finish()
     }
 
+    @Test("a waiter that comes after the task ended, before the supervisor's count, still waits for it")
+    func lateWaiterWaitsForTheCount() throws {
+        let supervisor = TaskSupervisor.started(poolSize: 2)
+        for _ in 0..<2_000 {
+            let task = supervisor.submit { _ in 1 }
+            // The status is final as soon as the body returned, before the pool thread has taken the
+            // supervisor's lock to count the task as done: a wait that begins in between must not return
+            // before that.
+            while !task.isFinished {}
+            #expect(task.wait(timeout: 30))
+            #expect(supervisor.task(id: task.id) == nil)
+        }
+        supervisor.finish()
+    }
+
     @Test("onFinish handlers run before a waiter wakes")
     func handlersBeforeWaiters() throws {
         let supervisor = TaskSupervisor.started(poolSize: 2)

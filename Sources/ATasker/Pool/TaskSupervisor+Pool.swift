@@ -9,8 +9,9 @@ extension TaskSupervisor {
     func poolThreadMain() {
         let lock = self.state
         var event = SupervisorStateMachine.ThreadEvent.spawned
-        // Waiters of the task that this thread finished last: woken once the supervisor no longer counts it.
-        var finished: [SupervisorTask.Observer] = []
+        // The task that this thread finished last, and its waiters: released (the waiters woken) once the
+        // supervisor no longer counts it.
+        var finished: (task: SupervisorTask, waiters: [SupervisorTask.Observer])?
         lock.lock()
         while true {
             var effects = SupervisorStateMachine.Effects()
@@ -21,18 +22,24 @@ extension TaskSupervisor {
                 if !effects.isEmpty {
                     self.perform(effects)
                 }
-                SupervisorTask.wake(finished)
-                finished = self.execute(entry)
+                finished.map { $0.task.release($0.waiters) }
+                finished = (entry.task, self.execute(entry))
                 event = .finished(entry.task)
                 lock.lock()
             case .wait(let timeout):
-                if !effects.isEmpty || !finished.isEmpty {
+                if let last = finished, last.waiters.isEmpty {
+                    // Nobody waited for it: mark it released here, without letting go of the lock (a
+                    // waiter that came meanwhile is woken by it, after the supervisor's count).
+                    last.task.release([])
+                    finished = nil
+                }
+                if !effects.isEmpty || finished != nil {
                     // We are already counted as idle, and a submitter may have signalled us while the
                     // lock was released: look again as if woken, so that no wake-up is lost.
                     lock.unlock()
                     self.perform(effects)
-                    SupervisorTask.wake(finished)
-                    finished = []
+                    finished.map { $0.task.release($0.waiters) }
+                    finished = nil
                     lock.lock()
                     event = .woke(timedOut: false)
                     continue
@@ -49,8 +56,8 @@ extension TaskSupervisor {
                 // timers, and then (as a woken idle thread) the tasks they submitted, on this thread.
                 lock.unlock()
                 self.perform(effects)
-                SupervisorTask.wake(finished)
-                finished = []
+                finished.map { $0.task.release($0.waiters) }
+                finished = nil
                 var served = self.timers.serve(until: timeout.map { Monotonic.now() + $0 })
                 // With timers close together this thread stays the server: it fires them, and the tasks
                 // they submit go to other threads.
@@ -81,7 +88,7 @@ extension TaskSupervisor {
             case .exit:
                 lock.unlock()
                 self.perform(effects)
-                SupervisorTask.wake(finished)
+                finished.map { $0.task.release($0.waiters) }
                 return
             }
         }

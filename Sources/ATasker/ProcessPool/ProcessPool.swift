@@ -237,6 +237,6 @@ final class ProcessPool: Sendable {
         }
         let observers = task.finishRunningHandlers(status: status, result: result, error: error, at: Monotonic.now())
         self.supervisor?.processTaskFinished(task)
-        SupervisorTask.wake(observers)
+        task.release(observers)
     }
 }

@@ -43,6 +43,10 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
     /// What a finished task produced, and who waits for it.
     struct Outcome: Sendable {
         var isFinished = false
+        /// The supervisor no longer counts the task (``release(_:)``): a waiter may return at once. A
+        /// waiter that comes between the end of the task and this waits for it, so that a woken waiter
+        /// never sees the task still counted.
+        var isReleased = false
         var result: (any Sendable)?
         var error: (any Error)?
         var observers: [Observer] = []
@@ -123,7 +127,7 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
     public func wait(timeout: Double?) -> Bool {
         let deadline = timeout.map { Monotonic.now() + max(0, $0) }
         let waiter: Waiter? = self.outcome.withLock { outcome in
-            if outcome.isFinished {
+            if outcome.isReleased {
                 return nil
             }
             let waiter = Waiter()
@@ -150,12 +154,12 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
 
     /// Suspends until the task finishes, without blocking a thread.
     public func wait() async {
-        if self.outcome.withLock({ $0.isFinished }) {
+        if self.outcome.withLock({ $0.isReleased }) {
             return
         }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let finished = self.outcome.withLock { outcome in
-                if outcome.isFinished {
+                if outcome.isReleased {
                     return true
                 }
                 outcome.observers.append(.continuation(continuation))
@@ -278,7 +282,7 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
 
     /// Records the outcome, sets the final status, then notifies the observers (outside the lock).
     func finish(status: TaskStatus, result: (any Sendable)?, error: (any Error)?, at time: Double) {
-        Self.wake(self.finishRunningHandlers(status: status, result: result, error: error, at: time))
+        self.release(self.finishRunningHandlers(status: status, result: result, error: error, at: time))
     }
 
     /// Records the outcome and sets the final status, runs the ``onFinish(_:)`` handlers, and returns the waiters
@@ -311,8 +315,21 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
         return waiters
     }
 
-    /// Wakes waiters returned by ``finishRunningHandlers(status:result:error:at:)``.
-    static func wake(_ observers: [Observer]) {
+    /// The supervisor no longer counts the finished task: wakes the waiters returned by
+    /// ``finishRunningHandlers(status:result:error:at:)`` and those that came since.
+    func release(_ observers: [Observer]) {
+        let late = self.outcome.withLock { outcome -> [Observer] in
+            outcome.isReleased = true
+            let late = outcome.observers
+            outcome.observers = []
+            return late
+        }
+        Self.wake(observers)
+        Self.wake(late)
+    }
+
+    /// Wakes waiters.
+    private static func wake(_ observers: [Observer]) {
         for observer in observers {
             switch observer {
             case .handler(let body):
