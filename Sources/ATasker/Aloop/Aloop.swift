@@ -1,6 +1,5 @@
 import DequeModule
 import Glibc
-import HeapModule
 import Logging
 import Synchronization
 
@@ -49,18 +48,6 @@ public final class Aloop: Sendable, CustomStringConvertible {
         let lost: (@Sendable () -> Void)?
     }
 
-    struct TimerEntry: Comparable, Sendable {
-        let deadline: Double
-        let id: UInt64
-
-        static func < (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
-            if lhs.deadline != rhs.deadline {
-                return lhs.deadline < rhs.deadline
-            }
-            return lhs.id < rhs.id
-        }
-    }
-
     enum Lifecycle: Sendable, Equatable {
         /// Not started, or stopped: the aloop takes no jobs.
         case stopped
@@ -76,9 +63,7 @@ public final class Aloop: Sendable, CustomStringConvertible {
         var threadAlive = false
         var thread: pthread_t?
         var jobs = Deque<Job>()
-        // Cancelled timers stay in the heap until they reach its top; `timerJobs` says which are live.
-        var timers = Heap<TimerEntry>()
-        var timerJobs: [UInt64: Job] = [:]
+        var timers = TimerHeap<Job>()
         /// The deadline the thread sleeps until (`.infinity` for an untimed wait), `nil` while it runs.
         var sleepingUntil: Double?
         /// Work that keeps a stopping aloop alive (see ``AloopWork``).
@@ -284,14 +269,7 @@ public final class Aloop: Sendable, CustomStringConvertible {
     @discardableResult
     public func cancel(_ id: TimerID) -> Bool {
         self.core.withLock { state in
-            guard state.timerJobs.removeValue(forKey: id.rawValue) != nil else {
-                return false
-            }
-            if state.timers.count > 64 && state.timers.count > 2 * state.timerJobs.count {
-                let live = state.timers.unordered.filter { state.timerJobs[$0.id] != nil }
-                state.timers = Heap(live)
-            }
-            return true
+            state.timers.cancel(id.rawValue) != nil
         }
     }
 
@@ -377,8 +355,7 @@ public final class Aloop: Sendable, CustomStringConvertible {
             core.unlock()
             return false
         }
-        core.lockedValue.timers.insert(TimerEntry(deadline: deadline, id: id.rawValue))
-        core.lockedValue.timerJobs[id.rawValue] = Job(run: run, lost: lost)
+        core.lockedValue.timers.insert(id.rawValue, at: deadline, Job(run: run, lost: lost))
         let wake = core.lockedValue.sleepingUntil.map { deadline < $0 } ?? false
         core.unlock()
         if wake {
@@ -494,14 +471,8 @@ public final class Aloop: Sendable, CustomStringConvertible {
         core.lock()
         core.lockedValue.thread = pthread_self()
         while true {
-            if !core.lockedValue.timers.isEmpty {
-                let now = Monotonic.now()
-                while let top = core.lockedValue.timers.min, top.deadline <= now {
-                    core.lockedValue.timers.removeMin()
-                    if let job = core.lockedValue.timerJobs.removeValue(forKey: top.id) {
-                        core.lockedValue.jobs.append(job)
-                    }
-                }
+            if core.lockedValue.timers.count > 0 {
+                core.lockedValue.jobs.append(contentsOf: core.lockedValue.timers.takeDue(now: Monotonic.now()))
             }
             if !core.lockedValue.jobs.isEmpty {
                 // Take the whole queue: jobs scheduled while these run wait for the next round, after the timers
@@ -518,21 +489,16 @@ public final class Aloop: Sendable, CustomStringConvertible {
             if core.lockedValue.lifecycle == .stopping && core.lockedValue.works.isEmpty {
                 break
             }
-            while let top = core.lockedValue.timers.min, core.lockedValue.timerJobs[top.id] == nil {
-                core.lockedValue.timers.removeMin()
-            }
-            if let top = core.lockedValue.timers.min {
-                core.lockedValue.sleepingUntil = top.deadline
-                _ = core.wait(until: top.deadline)
+            if let earliest = core.lockedValue.timers.earliest() {
+                core.lockedValue.sleepingUntil = earliest
+                _ = core.wait(until: earliest)
             } else {
                 core.lockedValue.sleepingUntil = .infinity
                 core.wait()
             }
             core.lockedValue.sleepingUntil = nil
         }
-        let lost = Array(core.lockedValue.timerJobs.values) + Array(core.lockedValue.jobs)
-        core.lockedValue.timerJobs.removeAll()
-        core.lockedValue.timers = Heap()
+        let lost = core.lockedValue.timers.removeAll() + Array(core.lockedValue.jobs)
         core.lockedValue.jobs.removeAll()
         core.lockedValue.lifecycle = .stopped
         core.lockedValue.threadAlive = false

@@ -1,10 +1,9 @@
 import CProcessSpawn
 import Glibc
-import HeapModule
 
 /// Runs short callbacks at deadlines of the monotonic clock.
 ///
-/// The queue keeps a min-heap of deadlines, served by one of two kinds of thread:
+/// The queue keeps its timers in a min-heap of deadlines, served by one of two kinds of thread:
 /// - **a server**: a thread of a ``TaskSupervisor``'s pool that has nothing to run calls
 ///   `serve(until:)` and sleeps until the earliest deadline (or until a timer with an earlier one is
 ///   scheduled). When timers are due, it takes them and returns to run them, and then the tasks they
@@ -29,23 +28,8 @@ import HeapModule
 ///   work to a ``TaskSupervisor``), or every later timer fires late.
 
 public final class TimerQueue: Sendable {
-    struct Entry: Comparable, Sendable {
-        let deadline: Double
-        let id: UInt64
-
-        static func < (lhs: Entry, rhs: Entry) -> Bool {
-            if lhs.deadline != rhs.deadline {
-                return lhs.deadline < rhs.deadline
-            }
-            return lhs.id < rhs.id
-        }
-    }
-
     struct State: Sendable {
-        // Cancelled timers stay in the heap until they reach its top (or a rebuild); `callbacks`
-        // says which ones are live.
-        var heap = Heap<Entry>()
-        var callbacks: [UInt64: @Sendable () -> Void] = [:]
+        var timers = TimerHeap<@Sendable () -> Void>()
         var threadStarted = false
         var isShutdown = false
         /// The deadline the alarm is armed for; `nil` while disarmed. Armed only while no server serves.
@@ -138,15 +122,7 @@ public final class TimerQueue: Sendable {
     @discardableResult
     public func cancel(_ id: TimerID) -> Bool {
         self.state.withLock { state in
-            guard state.callbacks.removeValue(forKey: id.rawValue) != nil else {
-                return false
-            }
-            // Rebuild the heap when cancelled entries dominate it, so that it cannot grow without bound.
-            if state.heap.count > 64 && state.heap.count > 2 * state.callbacks.count {
-                let live = state.heap.unordered.filter { state.callbacks[$0.id] != nil }
-                state.heap = Heap(live)
-            }
-            return true
+            state.timers.cancel(id.rawValue) != nil
         }
     }
 
@@ -157,8 +133,7 @@ public final class TimerQueue: Sendable {
     public func shutdown() {
         let wakeServer = self.state.withLock { state in
             state.isShutdown = true
-            state.callbacks.removeAll()
-            state.heap = Heap()
+            _ = state.timers.removeAll()
             if state.threadStarted {
                 // An alarm in the past fires at once: the thread sees the shutdown and ends.
                 self.setAlarm(1e-9, &state)
@@ -172,7 +147,7 @@ public final class TimerQueue: Sendable {
 
     /// The number of timers that are scheduled and have not fired or been cancelled.
     public var count: Int {
-        self.state.withLock { $0.callbacks.count }
+        self.state.withLock { $0.timers.count }
     }
 
     // MARK: - Internal: scheduling in two steps
@@ -186,8 +161,7 @@ public final class TimerQueue: Sendable {
             guard !state.isShutdown else {
                 return (false, false)
             }
-            state.heap.insert(Entry(deadline: deadline, id: id.rawValue))
-            state.callbacks[id.rawValue] = fire
+            state.timers.insert(id.rawValue, at: deadline, fire)
             let startThread = !state.threadStarted
             state.threadStarted = true
             switch state.server {
@@ -250,17 +224,16 @@ public final class TimerQueue: Sendable {
                 return .interrupted
             }
             let now = Monotonic.now()
-            let due = Self.takeDue(now: now, &lock.lockedValue)
+            let due = lock.lockedValue.timers.takeDue(now: now)
             if !due.isEmpty {
-                Self.dropCancelledTop(&lock.lockedValue)
-                if let next = lock.lockedValue.heap.min?.deadline, next - now < Self.stayWindow {
+                if let next = lock.lockedValue.timers.earliest(), next - now < Self.stayWindow {
                     lock.lockedValue.server = .firing
                     return .fired(due, staying: true)
                 }
                 self.leaveServing(&lock.lockedValue)
                 return .fired(due, staying: false)
             }
-            let next = lock.lockedValue.heap.min?.deadline ?? .infinity
+            let next = lock.lockedValue.timers.earliest() ?? .infinity
             let until = min(next, idleDeadline ?? .infinity)
             lock.lockedValue.serverSleepingUntil = until
             if until == .infinity {
@@ -297,11 +270,10 @@ public final class TimerQueue: Sendable {
         self.armForEarliest(&state)
     }
 
-    /// Arms the alarm for the earliest live timer, if any (dropping cancelled ones from the top).
+    /// Arms the alarm for the earliest live timer, if any.
     private func armForEarliest(_ state: inout State) {
-        Self.dropCancelledTop(&state)
-        if let top = state.heap.min {
-            self.setAlarm(top.deadline, &state)
+        if let earliest = state.timers.earliest() {
+            self.setAlarm(earliest, &state)
         }
     }
 
@@ -323,25 +295,6 @@ public final class TimerQueue: Sendable {
         precondition(status == 0, "cannot arm the timer thread's timerfd: errno \(status)")
     }
 
-    /// Removes the timers due at `now` from the heap and returns their callbacks, in deadline order.
-    private static func takeDue(now: Double, _ state: inout State) -> [@Sendable () -> Void] {
-        var due: [@Sendable () -> Void] = []
-        while let top = state.heap.min, top.deadline <= now {
-            state.heap.removeMin()
-            if let fire = state.callbacks.removeValue(forKey: top.id) {
-                due.append(fire)
-            }
-        }
-        return due
-    }
-
-    /// Drops cancelled entries from the top, so that nobody wakes up for them.
-    private static func dropCancelledTop(_ state: inout State) {
-        while let top = state.heap.min, state.callbacks[top.id] == nil {
-            state.heap.removeMin()
-        }
-    }
-
     /// The queue's own thread: sleeps on the alarm, and runs the timers that are due when it fires,
     /// unless a server waits (then the alarm was stale).
     private func threadMain() {
@@ -352,7 +305,7 @@ public final class TimerQueue: Sendable {
             lock.lock()
             lock.lockedValue.alarm = nil
             while !lock.lockedValue.isShutdown && lock.lockedValue.server == .none {
-                let due = Self.takeDue(now: Monotonic.now(), &lock.lockedValue)
+                let due = lock.lockedValue.timers.takeDue(now: Monotonic.now())
                 if due.isEmpty {
                     self.armForEarliest(&lock.lockedValue)
                     break
