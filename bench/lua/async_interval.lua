@@ -41,7 +41,14 @@ local function tick(kw)
   local now = atasker.monotonic()
   local st = state
   local k = (now - kw.t0) // kw.interval
-  if st.runs > 0 and k <= st.k then k = st.k + 1 end
+  if st.runs > 0 and k <= st.k then
+    -- the clock says this is the tick of the run before: that run (or this one) started more
+    -- than an interval after its tick came due, and was taken for the next tick. This run is
+    -- the next tick's, unless that tick is still to come: then both are the same tick's (an
+    -- index in the future would make every later run of the worker early)
+    k = st.k + 1
+    if kw.t0 + k * kw.interval > now then k = st.k end
+  end
   local ideal = kw.t0 + k * kw.interval
   local inhold = ideal >= kw.h0 and ideal < kw.h1
   if st.runs > 0 and inhold and k > st.k + 1 then st.skipped = st.skipped + k - st.k - 1 end
@@ -55,6 +62,7 @@ local function tick(kw)
       st.hist = hist
     end
     local us = (now - ideal) * 1e6
+    if us < 0 then us = 0 end   -- not before its tick, but for rounding
     local b
     if us < 750 then b = us // 25 + 1 elseif us < 1000 then b = 31 else b = 32 end
     hist[b] = hist[b] + 1
