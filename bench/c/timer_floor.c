@@ -6,7 +6,10 @@
 ** timed waits can reach here, the yardstick of the interval rows.
 **
 ** Usage: timer_floor TICKS INTERVAL
-** Prints RESULT lines: p50_us p99_us max_us (nearest rank over TICKS ticks).
+** Prints RESULT lines: p50_us p99_us max_us (nearest rank over TICKS ticks), and
+** cpu_us_per_tick: the process's CPU time over the ticks / TICKS, what one wake-up
+** from a timed wait costs here (the least CPU a tick of a scheduler that wakes up
+** for every tick can take).
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +20,12 @@
 static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double cpu(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
@@ -31,7 +40,7 @@ int main(int argc, char **argv) {
   pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
   pthread_condattr_t attributes;
   pthread_cond_t cond;
-  double *late, start;
+  double *late, start, cpu_start, cpu_used;
   int i;
   if (ticks < 1 || !(interval > 0)) {
     fprintf(stderr, "usage: timer_floor TICKS INTERVAL\n");
@@ -45,6 +54,7 @@ int main(int argc, char **argv) {
   pthread_cond_init(&cond, &attributes);
   pthread_mutex_lock(&mutex);
   start = now() + interval;
+  cpu_start = cpu();
   for (i = 0; i < ticks; i++) {
     double deadline = start + i * interval;
     struct timespec at;
@@ -54,11 +64,13 @@ int main(int argc, char **argv) {
       pthread_cond_timedwait(&cond, &mutex, &at);
     late[i] = (now() - deadline) * 1e6;
   }
+  cpu_used = cpu() - cpu_start;
   pthread_mutex_unlock(&mutex);
   qsort(late, (size_t)ticks, sizeof *late, compare);
   printf("RESULT p50_us %.1f\n", late[(ticks + 1) / 2 - 1]);
   printf("RESULT p99_us %.1f\n", late[(ticks * 99 + 99) / 100 - 1]);
   printf("RESULT max_us %.1f\n", late[ticks - 1]);
+  printf("RESULT cpu_us_per_tick %.2f\n", cpu_used / ticks * 1e6);
   free(late);
   return 0;
 }
