@@ -1077,6 +1077,72 @@ void atl_codec_encode_raw (lua_State *L, int first, int n, const char *what,
 
 
 /*
+** Encode the 'n' values from 'first' into 'out' when every one of them is
+** nil, a boolean, a number or a string: the same bytes as
+** 'atl_codec_encode_raw', without a protected call, since nothing here can
+** raise (no table walk, no name cache, no allocation by Lua). Returns
+** ATL_OK; ATL_ERRCODEC, having written nothing, when some value is of
+** another type (the caller then encodes them all the usual way); or
+** ATL_ERRMEM (the caller frees 'out').
+*/
+int atl_codec_encode_plain (lua_State *L, int first, int n,
+                            atl_Buffer *out) {
+  unsigned char b[3 + MAXVARINT];
+  int i;
+  for (i = 0; i < n; i++) {
+    int t = lua_type(L, first + i);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER
+        && t != LUA_TSTRING)
+      return ATL_ERRCODEC;
+  }
+  b[0] = 'A';
+  b[1] = 'L';
+  b[2] = VERSION;
+  if (atl_buffer_append(out, b, 3 + (size_t)putvarint(b + 3, (uint64_t)n))
+      != ATL_OK)
+    return ATL_ERRMEM;
+  for (i = 0; i < n; i++) {
+    int idx = first + i;
+    size_t len, l = 0;
+    const char *s = NULL;
+    switch (lua_type(L, idx)) {
+      case LUA_TNIL:
+        b[0] = T_NIL;
+        len = 1;
+        break;
+      case LUA_TBOOLEAN:
+        b[0] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+        len = 1;
+        break;
+      case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+          b[0] = T_INT;
+          put64(b + 1, (uint64_t)lua_tointeger(L, idx));
+        }
+        else {
+          lua_Number d = lua_tonumber(L, idx);
+          uint64_t bits;
+          memcpy(&bits, &d, 8);
+          b[0] = T_FLOAT;
+          put64(b + 1, bits);
+        }
+        len = 9;
+        break;
+      default:  /* a string: 'lua_tolstring' converts nothing here */
+        s = lua_tolstring(L, idx, &l);
+        b[0] = T_STRING;
+        len = 1 + (size_t)putvarint(b + 1, l);
+        break;
+    }
+    if (atl_buffer_append(out, b, len) != ATL_OK
+        || (s != NULL && atl_buffer_append(out, s, l) != ATL_OK))
+      return ATL_ERRMEM;
+  }
+  return ATL_OK;
+}
+
+
+/*
 ** {======================================================================
 ** Decoding
 ** =======================================================================
@@ -1468,6 +1534,58 @@ static void dec_value (Dec *d) {
     default:
       d->p--;
       corrupted(d, (tag == T_END) ? "unexpected end of table" : "unknown tag");
+  }
+}
+
+
+/*
+** Read 'b' into 'v' when it holds exactly one value that is nil, a boolean,
+** a number or a string of at most ATL_CODEC_PLAINSTR bytes, and no host
+** object; returns 1 then, else 0. Touches no Lua state: the caller may let
+** go of 'b' before it pushes 'v' (pushing a string can raise).
+*/
+int atl_codec_peek_plain (const atl_Buffer *b, atl_PlainValue *v) {
+  const unsigned char *p = b->data, *end = b->data + b->len;
+  size_t l;
+  if (b->len < 5 || b->nhandles != 0 || p[0] != 'A' || p[1] != 'L'
+      || p[2] != VERSION || p[3] != 1)
+    return 0;
+  p += 4;
+  v->type = *p++;
+  switch (v->type) {
+    case T_NIL: case T_FALSE: case T_TRUE:
+      return p == end;
+    case T_INT: case T_FLOAT:
+      if (end - p != 8) return 0;
+      v->bits = get64(p);
+      return 1;
+    case T_STRING:
+      if (p == end || (*p & 0x80) != 0) return 0;  /* one-byte length */
+      l = *p++;
+      if (l > ATL_CODEC_PLAINSTR || (size_t)(end - p) != l) return 0;
+      memcpy(v->s, p, l);
+      v->len = l;
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+
+/* [-0, +1, m] Push the value that 'atl_codec_peek_plain' read. */
+void atl_codec_push_plain (lua_State *L, const atl_PlainValue *v) {
+  switch (v->type) {
+    case T_NIL: lua_pushnil(L); break;
+    case T_FALSE: lua_pushboolean(L, 0); break;
+    case T_TRUE: lua_pushboolean(L, 1); break;
+    case T_INT: lua_pushinteger(L, (lua_Integer)v->bits); break;
+    case T_FLOAT: {
+      lua_Number d;
+      memcpy(&d, &v->bits, 8);
+      lua_pushnumber(L, d);
+      break;
+    }
+    default: lua_pushlstring(L, v->s, v->len); break;
   }
 }
 

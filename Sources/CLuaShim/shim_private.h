@@ -40,6 +40,11 @@ typedef struct atl_Small {
   int npages;
 } atl_Small;
 
+/* Host calls keep this many emptied buffers (arguments and results) per
+** state, of at most ATL_SPAREMAX bytes each. */
+#define ATL_NSPARE   2
+#define ATL_SPAREMAX 1024
+
 /* Per-state data, kept in the state's extra space (a pointer to it). */
 typedef struct atl_StateData {
   atl_Small small;
@@ -55,6 +60,9 @@ typedef struct atl_StateData {
                            state (async.c): blocking calls yield instead */
   int nonpass;          /* coroutines resumed now from a place that cannot
                            yield: a host yield cannot reach the aloop */
+  atl_Buffer spare[ATL_NSPARE];  /* empty buffers kept for the next host
+                           calls, so that a call mallocs none (trampoline.c) */
+  int nspare;
   char *package_path;   /* prepended to 'package.path' when it loads */
   char *package_cpath;
 } atl_StateData;
@@ -65,6 +73,9 @@ typedef struct atl_StateData {
 int atl_state_loadlazy(lua_State *L, const char *name);
 
 atl_StateData *atl_statedata(lua_State *L);
+
+/* [-0, +0, -] Free the spare buffers of a state that is closing. */
+void atl_host_freespare(atl_StateData *d);
 
 /* [-0, +1, m] Push a new handle for 'obj' of 'kind'; retains 'obj'. */
 void atl_handle_push(lua_State *L, void *obj, int kind);
@@ -77,6 +88,27 @@ const char *atl_handle_tname(int kind);
 ** naming the path on failure ('out' is then freed by the caller). */
 void atl_codec_encode_raw(lua_State *L, int first, int n, const char *what,
                           int flags, atl_Buffer *out);
+/* [-0, +0, -] Encode the 'n' values from 'first' into 'out' without a
+** protected call when all are nil, booleans, numbers or strings: ATL_OK,
+** ATL_ERRCODEC (some value is not: nothing written) or ATL_ERRMEM. */
+int atl_codec_encode_plain(lua_State *L, int first, int n, atl_Buffer *out);
+
+/* One plain value read from a buffer ('atl_codec_peek_plain'). */
+#define ATL_CODEC_PLAINSTR 48
+typedef struct atl_PlainValue {
+  int type;                      /* the codec's tag */
+  uint64_t bits;                 /* an integer, or a float's bits */
+  size_t len;
+  char s[ATL_CODEC_PLAINSTR];    /* a string's bytes */
+} atl_PlainValue;
+
+/* [-0, +0, -] Whether 'b' holds one plain value (nil, boolean, number, or
+** a string of at most ATL_CODEC_PLAINSTR bytes) and no host object; if so
+** it is read into 'v'. */
+int atl_codec_peek_plain(const atl_Buffer *b, atl_PlainValue *v);
+/* [-0, +1, m] Push the value that 'atl_codec_peek_plain' read. */
+void atl_codec_push_plain(lua_State *L, const atl_PlainValue *v);
+
 /* [-0, +0, m] Drop the state's cache of values that travel by name: a
 ** module table got a new field. */
 void atl_codec_forget_names(lua_State *L);

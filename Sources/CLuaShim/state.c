@@ -380,6 +380,7 @@ void atl_state_close(lua_State *L) {
   if (L == NULL) return;
   d = atl_statedata(L);
   lua_close(L);
+  atl_host_freespare(d);
   freepages(&d->small);
   free(d->package_path);
   free(d->package_cpath);

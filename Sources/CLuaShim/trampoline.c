@@ -84,28 +84,36 @@ static int handle_method(lua_State *L) {
   return atl_host_call(L, fn, kind, h->obj, 2);
 }
 
-/* '__index': methods first (upvalue 1: the methods made so far, and false
-** for names known not to be methods; or false before the first), then the
-** host (upvalue 2: the id of the host's index function, 0 for none). */
+/* '__index': methods first (upvalue 1: the methods made so far, the ids
+** of the properties that the shim knows, and false for other names known
+** not to be methods; or false before the first), then the host (upvalue 2:
+** the id of the host's index function, 0 for none). */
 static int pushmethod(lua_State *L, int kind, const char *name);
+static int propertyid(int kind, const char *name);
+static int host_call_field(lua_State *L, int fn, int kind, void *self,
+                           int first, int field);
 
 static int handle_index(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = (atl_Handle *)lua_touserdata(L, 1);
+  int field = 0;
   lua_settop(L, 2);
   if (lua_type(L, 2) == LUA_TSTRING) {
     int known = LUA_TNIL;
     if (lua_istable(L, lua_upvalueindex(1))) {
       lua_pushvalue(L, 2);
       known = lua_rawget(L, lua_upvalueindex(1));
-      if (known != LUA_TNIL && known != LUA_TBOOLEAN) return 1;
+      if (known == LUA_TNUMBER) field = (int)lua_tointeger(L, -1);
+      else if (known != LUA_TNIL && known != LUA_TBOOLEAN) return 1;
       lua_pop(L, 1);
     }
     /* each method is made when it is first read, and kept, so that it
     ** stays the same function: a state that reads only properties of a
     ** handle, or calls one of its methods, does not pay for the others;
-    ** a property's name is remembered as not a method, so that reading it
-    ** at every run ('kw._worker.executions') goes straight to the host */
+    ** a property's name is remembered as not a method (with its id when
+    ** the shim knows it, so that the host need not compare names), so that
+    ** reading it at every run ('kw._worker.executions') goes straight to
+    ** the host */
     if (known == LUA_TNIL && h != NULL) {
       int found = pushmethod(L, h->kind, lua_tostring(L, 2));
       if (!found && fn == 0) return 0;  /* no properties: nothing to remember */
@@ -113,15 +121,17 @@ static int handle_index(lua_State *L) {
         lua_newtable(L);
         lua_replace(L, lua_upvalueindex(1));
       }
+      if (!found) field = propertyid(h->kind, lua_tostring(L, 2));
       lua_pushvalue(L, 2);
       if (found) lua_pushvalue(L, -2);
+      else if (field != 0) lua_pushinteger(L, field);
       else lua_pushboolean(L, 0);
       lua_rawset(L, lua_upvalueindex(1));
       if (found) return 1;
     }
   }
   if (fn == 0 || h == NULL || h->obj == NULL) return 0;
-  return atl_host_call(L, fn, h->kind, h->obj, 2);
+  return host_call_field(L, fn, h->kind, h->obj, 2, field);
 }
 
 static int handle_newindex(lua_State *L) {
@@ -214,6 +224,29 @@ static const MethodDef lock_methods[] = {
 };
 
 static const MethodDef no_methods[] = {{NULL, 0}};
+
+/* Properties that the shim knows by name (see 'atl_Call.field'). */
+static const MethodDef worker_props[] = {
+  {"name", ATL_P_WORKER_NAME},
+  {"kind", ATL_P_WORKER_KIND},
+  {"state", ATL_P_WORKER_STATE},
+  {"priority", ATL_P_WORKER_PRIORITY},
+  {"executions", ATL_P_WORKER_EXECUTIONS},
+  {"errors", ATL_P_WORKER_ERRORS},
+  {"skipped", ATL_P_WORKER_SKIPPED},
+  {"queue_depth", ATL_P_WORKER_QUEUE_DEPTH},
+  {NULL, 0}
+};
+
+/* The id of property 'name' of handles of 'kind', or 0 when the shim does
+** not know it (the host then looks the name up itself). */
+static int propertyid(int kind, const char *name) {
+  const MethodDef *p;
+  if (kind != ATL_H_WORKER) return 0;
+  for (p = worker_props; p->name != NULL; p++)
+    if (strcmp(p->name, name) == 0) return p->fn;
+  return 0;
+}
 
 /*
 ** 'lock:call(raise, fn, ...)': runs 'fn(...)' holding the lock and returns
@@ -438,6 +471,38 @@ char *atl_strdup_top(lua_State *L, int idx) {
   return strdup(s);
 }
 
+/*
+** Spare buffers: a host call takes its argument and result buffers from
+** the state's spares and gives them back emptied, so that the common call
+** mallocs no buffer. A buffer that the host moved out (a task's arguments)
+** is simply not given back; a call made while another is decoding its
+** results (a finalizer) finds fewer spares and mallocs its own.
+*/
+static void takebuffer(atl_StateData *d, atl_Buffer *b) {
+  if (d->nspare > 0) *b = d->spare[--d->nspare];
+}
+
+/* Empty 'b' (releasing its host objects) and keep it as a spare when
+** there is room and it is not large; else free it. 'b' ends zeroed. */
+static void givebuffer(atl_StateData *d, atl_Buffer *b) {
+  size_t i;
+  if (b->data == NULL || d->nspare >= ATL_NSPARE || b->cap > ATL_SPAREMAX) {
+    atl_buffer_free(b);
+    return;
+  }
+  for (i = 0; i < b->nhandles && atl_host.release != NULL; i++)
+    atl_host.release(b->handles[i]);
+  b->nhandles = 0;
+  b->len = 0;
+  d->spare[d->nspare++] = *b;
+  memset(b, 0, sizeof *b);
+}
+
+void atl_host_freespare(atl_StateData *d) {
+  while (d->nspare > 0)
+    atl_buffer_free(&d->spare[--d->nspare]);
+}
+
 /* Encode the arguments from 'first' to the top into 'args' and fill 'c'
 ** (zeroed by the caller) for a call of 'fn' on 'self'; raises when an
 ** argument cannot be copied. */
@@ -447,10 +512,20 @@ static void preparecall(lua_State *L, atl_Call *c, atl_Buffer *args, int fn,
   int n = lua_gettop(L) - first + 1;
   if (n < 0) n = 0;
   if (n > 0) {
-    /* paths name each argument: 'args[2].conn', 'args[1].x' */
-    int st = atl_codec_encode(L, first, n, n == 1 ? "args[1]" : "args", 0,
-                              args, &err);
-    if (st != ATL_OK) atl_raise_owned_where(L, err);
+    /* plain arguments (the common call: a key, a number) need no protected
+    ** call; paths name each other argument: 'args[2].conn', 'args[1].x' */
+    int st;
+    takebuffer(atl_statedata(L), args);
+    st = atl_codec_encode_plain(L, first, n, args);
+    if (st == ATL_ERRMEM) {
+      atl_buffer_free(args);
+      luaL_error(L, "not enough memory");
+    }
+    else if (st != ATL_OK) {
+      st = atl_codec_encode(L, first, n, n == 1 ? "args[1]" : "args", 0,
+                            args, &err);
+      if (st != ATL_OK) atl_raise_owned_where(L, err);
+    }
   }
   c->host = atl_statedata(L)->host;
   c->fn = fn;
@@ -476,7 +551,7 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
     return lua_error(L);
   }
   if (st != ATL_OK) {
-    atl_buffer_free(&c->result);
+    givebuffer(atl_statedata(L), &c->result);
     if (c->error == NULL) return luaL_error(L, "host call failed");
     if (c->error_raw) return atl_raise_owned(L, c->error);
     luaL_where(L, 1);
@@ -487,23 +562,39 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
   }
   free(c->error);
   if (c->result.len > 0) {
+    atl_PlainValue v;
+    if (atl_codec_peek_plain(&c->result, &v) && lua_checkstack(L, 1)) {
+      /* one plain value (the common result) needs no protected call; the
+      ** buffer goes back first, since pushing a string can raise */
+      givebuffer(atl_statedata(L), &c->result);
+      atl_codec_push_plain(L, &v);
+      return 1;
+    }
     st = atl_codec_decode(L, &c->result, 0, &nres, &err);
-    atl_buffer_free(&c->result);
+    givebuffer(atl_statedata(L), &c->result);
     if (st != ATL_OK) return atl_raise_owned_where(L, err);
   }
+  else givebuffer(atl_statedata(L), &c->result);
   return nres;
 }
 
-int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
+static int host_call_field(lua_State *L, int fn, int kind, void *self,
+                           int first, int field) {
   atl_Call c;
   atl_Buffer args;
   int st;
   memset(&c, 0, sizeof c);
   memset(&args, 0, sizeof args);
   preparecall(L, &c, &args, fn, kind, self, first);
+  c.field = field;
+  takebuffer(atl_statedata(L), &c.result);
   st = atl_host.call(&c);
-  atl_buffer_free(&args);  /* empty if the host moved it out */
+  givebuffer(atl_statedata(L), &args);  /* empty if the host moved it out */
   return finishcall(L, &c, st);
+}
+
+int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
+  return host_call_field(L, fn, kind, self, first, 0);
 }
 
 /* }====================================================================== */

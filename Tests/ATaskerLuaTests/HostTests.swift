@@ -225,4 +225,52 @@ struct HostWorkerTests {
         #expect(values.first == .integer(5050))
         #expect(values.count == 2)
     }
+
+    @Test("shared-table calls and worker properties: values, keys and errors, on the short path and the long one")
+    func commonHostCalls() throws {
+        let f = HostFixture()
+        defer { f.finish() }
+        let long = String(repeating: "k", count: 200)
+        let values = try f.host.run(
+            string: """
+                local s = atasker.shared("calls")
+                local function err(f, ...)
+                  local ok, e = pcall(f, ...)
+                  assert(not ok)
+                  return e
+                end
+                s:set(2, "two")
+                s:set("\(long)", "long key")
+                s:set("v", string.rep("x", 100))
+                s:set(true, 1.5)
+                assert(s:get(2.0) == "two" and s:get("\(long)") == "long key" and #s:get("v") == 100)
+                assert(s:get(true) == 1.5 and math.type(s:get(true)) == "float" and s:get("none") == nil)
+                assert(s:incr("n") == 1 and s:incr("n", 2) == 3 and math.type(s:get("n")) == "integer")
+                assert(s:incr("n", 0.5) == 3.5 and s:incr(math.maxinteger, 1) == 1)
+                s:set("n", nil)
+                assert(s:get("n") == nil)
+                s:set("t", {1, x = "y"})
+                assert(s:get("t").x == "y")
+                local w = atasker.background_worker{name = "props", q = true, fn = function() end}
+                s:set("w", w)
+                assert(s:get("w") == w or tostring(s:get("w")) == tostring(w))
+                s:set("word", "abc")
+                return err(s.get, s, {}), err(s.set, s, 0/0, 1), err(s.incr, s, "word"), err(s.incr, s, 1, "x"),
+                  w.name, w.kind, w.state, w.priority, w.executions, w.errors, w.skipped, w.queue_depth, w.nothing,
+                  w[1], tostring(w), tostring(s), w:is_stopped(), w:is_active()
+                """)
+        #expect(values.count == 18)
+        #expect(values[0].stringValue == "bad argument #1 to 'get' (string, number or boolean key expected)")
+        #expect(values[1].stringValue?.hasSuffix("shared:set: key must not be NaN") == true)
+        #expect(
+            values[2].stringValue?.hasSuffix("shared:incr: value of \"word\" and increment must be numbers") == true)
+        #expect(values[3].stringValue?.hasSuffix("shared:incr: value of 1 and increment must be numbers") == true)
+        #expect(values[4] == "props" && values[5] == "queue" && values[6] == "stopped")
+        #expect(values[7] == .integer(Int64(TaskPriority.normal.rawValue)))
+        #expect(values[8] == 0 && values[9] == 0 && values[10] == 0 && values[11] == 0)
+        #expect(values[12] == .nil && values[13] == .nil)
+        #expect(values[14] == "atasker.Worker 'props' (queue, stopped)")
+        #expect(values[15] == "atasker.Shared 'calls'")
+        #expect(values[16] == .boolean(true) && values[17] == .boolean(false))
+    }
 }

@@ -61,6 +61,12 @@ final class PendingCall {
                 return
             }
             pointer.pointee.status = ATL_OK
+        case .value(let value):
+            guard (try? CallResultWriter.write(value, into: &call.pointee.result)) == true else {
+                self.fail("not enough memory")
+                return
+            }
+            pointer.pointee.status = ATL_OK
         case .encoded(let encoded):
             pointer.pointee.status = encoded.append(to: &call.pointee.result) ? ATL_OK : ATL_ERRMEM
         case .concatenated(let parts):

@@ -37,6 +37,33 @@ enum ATLFunction {
     static let lockNewIndex = Int(ATL_FN_LOCK_NEWINDEX)
 }
 
+/// Properties of a worker handle that the shim knows by name and passes as `atl_Call.field`.
+enum ATLWorkerProperty {
+    static let name = Int(ATL_P_WORKER_NAME)
+    static let kind = Int(ATL_P_WORKER_KIND)
+    static let state = Int(ATL_P_WORKER_STATE)
+    static let priority = Int(ATL_P_WORKER_PRIORITY)
+    static let executions = Int(ATL_P_WORKER_EXECUTIONS)
+    static let errors = Int(ATL_P_WORKER_ERRORS)
+    static let skipped = Int(ATL_P_WORKER_SKIPPED)
+    static let queueDepth = Int(ATL_P_WORKER_QUEUE_DEPTH)
+
+    /// The id of property `key`, or nil when a worker has no such property (reading it gives nil).
+    static func id(_ key: String) -> Int? {
+        switch key {
+        case "name": return self.name
+        case "kind": return self.kind
+        case "state": return self.state
+        case "priority": return self.priority
+        case "executions": return self.executions
+        case "errors": return self.errors
+        case "skipped": return self.skipped
+        case "queue_depth": return self.queueDepth
+        default: return nil
+        }
+    }
+}
+
 /// The arguments of a worker method, read as the method needs them: decoded, split, or taken whole.
 struct WorkerCallArguments {
     let call: UnsafeMutablePointer<atl_Call>
@@ -102,10 +129,13 @@ extension HostCore {
     /// through it.
     func handle(_ call: UnsafeMutablePointer<atl_Call>) -> Int32 {
         do {
-            let results = try self.dispatch(call)
+            let results = try self.fastDispatch(call) ?? self.dispatch(call)
             switch results {
             case .none:
                 return ATL_OK
+            case .value(let value):
+                return try CallResultWriter.write(value, into: &call.pointee.result)
+                    ? ATL_OK : fail(call, "not enough memory")
             case .values(let values):
                 if values.isEmpty { return ATL_OK }  // no results: nothing to encode
                 let encoded = try EncodedValues(values)
@@ -132,6 +162,8 @@ extension HostCore {
 
     enum CallResults {
         case none
+        /// One value: a plain one is written straight into the call's result buffer.
+        case value(LuaValue)
         case values([LuaValue])
         case encoded(EncodedValues)
         case concatenated([EncodedValues])

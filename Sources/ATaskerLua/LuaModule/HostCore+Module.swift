@@ -161,48 +161,17 @@ extension HostCore {
     // MARK: - Shared tables
 
     func sharedCall(_ fn: Int, _ table: SharedTable, _ args: [LuaValue]) throws -> [LuaValue] {
-        func key(_ method: String) throws -> LuaValue {
-            let k = args.first ?? .nil
-            switch k {
-            case .string, .integer, .boolean: return k
-            case .number(let d):
-                if let i = Int64(exactly: d) { return .integer(i) }
-                guard d.isFinite else { throw CallError(message: "shared:\(method): key must not be NaN") }
-                return k
-            default:
-                throw CallError(message: "bad argument #1 to '\(method)' (string, number or boolean key expected)")
-            }
-        }
         switch fn {
         case Int(ATLFunction.sharedGet):
-            let k = try key("get")
-            return [table.values.withLock { $0[k] } ?? .nil]
+            return [table.get(try sharedKey(args.first ?? .nil, "get"))]
         case Int(ATLFunction.sharedSet):
-            let k = try key("set")
-            let v = args.count > 1 ? args[1] : .nil
-            table.values.withLock { $0[k] = v.isNil ? nil : v }
+            table.set(try sharedKey(args.first ?? .nil, "set"), args.count > 1 ? args[1] : .nil)
             return []
         case Int(ATLFunction.sharedIncr):
-            let k = try key("incr")
-            let by = args.count > 1 && !args[1].isNil ? args[1] : .integer(1)
-            return [
-                try table.values.withLock { values -> LuaValue in
-                    let current = values[k] ?? .integer(0)
-                    let next: LuaValue
-                    switch (current, by) {
-                    case (.integer(let a), .integer(let b)): next = .integer(a &+ b)
-                    default:
-                        guard let a = current.doubleValue, let b = by.doubleValue else {
-                            throw CallError(message: "shared:incr: value of \(k) and increment must be numbers")
-                        }
-                        next = .number(a + b)
-                    }
-                    values[k] = next
-                    return next
-                }
-            ]
+            let k = try sharedKey(args.first ?? .nil, "incr")
+            return [try table.increment(k, by: args.count > 1 ? args[1] : .nil)]
         case Int(ATLFunction.sharedCas):
-            let k = try key("cas")
+            let k = try sharedKey(args.first ?? .nil, "cas")
             let old = args.count > 1 ? args[1] : .nil
             let new = args.count > 2 ? args[2] : .nil
             return [
@@ -385,6 +354,59 @@ extension HostCore {
             spawnThread { _ = supervisor.stop(wait: wait, cancelTasks: cancel) }
         } else {
             _ = self.supervisor.stop(wait: wait, cancelTasks: cancel)
+        }
+    }
+}
+
+/// The key `k` of a call of shared-table method `method`: a string, a boolean, or a number (an integral float
+/// becomes an integer, as in Lua).
+/// - Throws: ``CallError`` for a NaN or a key of another type.
+func sharedKey(_ k: LuaValue, _ method: String) throws -> LuaValue {
+    switch k {
+    case .string, .integer, .boolean: return k
+    case .number(let d):
+        if let i = Int64(exactly: d) { return .integer(i) }
+        guard d.isFinite else { throw CallError(message: "shared:\(method): key must not be NaN") }
+        return k
+    default:
+        throw CallError(message: "bad argument #1 to '\(method)' (string, number or boolean key expected)")
+    }
+}
+
+extension SharedTable {
+    /// `s:get(k)`: the value at key `k` (a key made by ``sharedKey(_:_:)``), nil when absent.
+    func get(_ k: LuaValue) -> LuaValue {
+        self.values.withLock { $0[k] } ?? .nil
+    }
+
+    /// `s:set(k, v)`: a nil `v` removes the key.
+    func set(_ k: LuaValue, _ v: LuaValue) {
+        self.values.withLock { $0[k] = v.isNil ? nil : v }
+    }
+
+    /// `s:incr(k, by)`: adds `by` (1 when nil) to the value at `k` (0 when absent) and returns the sum; two
+    /// integers add with wrap-around, other numbers as floats. The key is hashed once.
+    /// - Throws: ``CallError`` when the value or the increment is not a number.
+    func increment(_ k: LuaValue, by: LuaValue) throws -> LuaValue {
+        let by = by.isNil ? .integer(1) : by
+        return try self.values.withLock { values -> LuaValue in
+            let index = values.index(forKey: k)
+            let current = index.map { values.values[$0] } ?? .integer(0)
+            let next: LuaValue
+            switch (current, by) {
+            case (.integer(let a), .integer(let b)): next = .integer(a &+ b)
+            default:
+                guard let a = current.doubleValue, let b = by.doubleValue else {
+                    throw CallError(message: "shared:incr: value of \(k) and increment must be numbers")
+                }
+                next = .number(a + b)
+            }
+            if let index {
+                values.values[index] = next
+            } else {
+                values[k] = next
+            }
+            return next
         }
     }
 }

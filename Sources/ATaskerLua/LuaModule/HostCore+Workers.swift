@@ -225,20 +225,26 @@ extension HostCore {
                         + "interval workers can be triggered")
             }
         default:
-            // Each field alone: the counters are atomics that an executor may read at every run
-            // (`kw._worker.executions`), with no lock and no copy of the worker's whole state.
             let key = try call.decoded().first?.stringValue ?? ""
-            switch key {
-            case "name": return [.string(LuaString(worker.name))]
-            case "kind": return [.string(LuaString(worker.kind == .background ? "plain" : worker.kind.rawValue))]
-            case "state": return [.string(LuaString(worker.info().state.rawValue))]
-            case "priority": return [.integer(Int64(worker.priority.rawValue))]
-            case "executions": return [.integer(Int64(worker.executions))]
-            case "errors": return [.integer(Int64(worker.errors))]
-            case "skipped": return [.integer(Int64(worker.skippedTicks))]
-            case "queue_depth": return [.integer(Int64(worker.queueDepth))]
-            default: return [.nil]
-            }
+            return [ATLWorkerProperty.id(key).map { Self.workerProperty(worker, $0) } ?? .nil]
+        }
+    }
+
+    /// Property `id` (one of ``ATLWorkerProperty``) of a worker handle.
+    static func workerProperty(_ worker: Worker, _ id: Int) -> LuaValue {
+        // Each field alone: the counters are atomics that an executor may read at every run
+        // (`kw._worker.executions`), with no lock and no copy of the worker's whole state.
+        switch id {
+        case ATLWorkerProperty.name: return .string(LuaString(worker.name))
+        case ATLWorkerProperty.kind:
+            return .string(LuaString(worker.kind == .background ? "plain" : worker.kind.rawValue))
+        case ATLWorkerProperty.state: return .string(LuaString(worker.info().state.rawValue))
+        case ATLWorkerProperty.priority: return .integer(Int64(worker.priority.rawValue))
+        case ATLWorkerProperty.executions: return .integer(Int64(worker.executions))
+        case ATLWorkerProperty.errors: return .integer(Int64(worker.errors))
+        case ATLWorkerProperty.skipped: return .integer(Int64(worker.skippedTicks))
+        case ATLWorkerProperty.queueDepth: return .integer(Int64(worker.queueDepth))
+        default: return .nil
         }
     }
 }

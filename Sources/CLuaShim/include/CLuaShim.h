@@ -164,6 +164,19 @@ enum {
   ATL_FN_MAX
 };
 
+/* Properties of worker handles that the shim knows by name: the field
+** 'atl_Call.field' of an ATL_FN_WORKER_INDEX call. */
+enum {
+  ATL_P_WORKER_NAME = 1,
+  ATL_P_WORKER_KIND,
+  ATL_P_WORKER_STATE,
+  ATL_P_WORKER_PRIORITY,
+  ATL_P_WORKER_EXECUTIONS,
+  ATL_P_WORKER_ERRORS,
+  ATL_P_WORKER_SKIPPED,
+  ATL_P_WORKER_QUEUE_DEPTH
+};
+
 /* One call from Lua into the host. The trampoline fills the first part;
 ** the host's callback fills 'result' or 'error'. */
 typedef struct atl_Call {
@@ -176,6 +189,9 @@ typedef struct atl_Call {
   atl_Buffer *argsbuf;        /* the buffer behind 'args': the host may move
                                  it out (copy the struct, then zero it) */
   int nargs;                  /* number of encoded arguments */
+  int field;                  /* an '__index' call for a property that the
+                                 shim knows (ATL_P_*; the name is still the
+                                 argument), or 0 */
   const char *where;          /* 'file:line:' of the Lua caller, or "" */
   atl_Buffer result;          /* encoded results, decoded by the trampoline */
   char *error;                /* malloc'd message: raised in the caller */

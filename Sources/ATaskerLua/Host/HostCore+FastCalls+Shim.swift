@@ -1,0 +1,166 @@
+import ATasker
+internal import CLuaShim
+
+/// The common calls from Lua, answered without the general path's arrays: the arguments are read straight from the
+/// call's buffer, and the one result is written straight into its result buffer (see ``CallResultWriter``).
+///
+/// A loop that reads `kw._worker.executions` or calls `s:incr(k)` pays for one call at every iteration, so these
+/// calls skip what the others pay for: decoding the arguments into `[LuaValue]`, a results array, and an
+/// ``EncodedValues`` between the results and the buffer. They share their logic with ``HostCore/dispatch``
+/// (``sharedKey(_:_:)``, ``SharedTable``'s methods, ``HostCore/workerProperty(_:_:)``), so their results and errors
+/// are the same.
+extension HostCore {
+    /// Answers `call` when it is a common call whose arguments are plain, or returns nil to leave it, untouched, to
+    /// ``dispatch``: another call, a process-pool child (which sends shared-table calls to its parent and refuses
+    /// workers), an object of another type (a handle refused in a child), or an argument that is a table, a function
+    /// or a handle.
+    func fastDispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults? {
+        guard !self.isChild, let pointer = call.pointee.`self` else { return nil }
+        let fn = Int(call.pointee.fn)
+        switch fn {
+        case Int(ATL_FN_SHARED_GET), Int(ATL_FN_SHARED_SET), Int(ATL_FN_SHARED_INCR):
+            guard let table = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? SharedTable,
+                let args = PlainArguments(call)
+            else { return nil }
+            switch fn {
+            case Int(ATL_FN_SHARED_GET):
+                return .value(table.get(try sharedKey(args[0], "get")))
+            case Int(ATL_FN_SHARED_SET):
+                table.set(try sharedKey(args[0], "set"), args[1])
+                return CallResults.none
+            default:
+                return .value(try table.increment(try sharedKey(args[0], "incr"), by: args[1]))
+            }
+        case Int(ATL_FN_WORKER_INDEX) where call.pointee.field != 0:
+            guard let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker else {
+                return nil
+            }
+            return .value(Self.workerProperty(lw.worker, Int(call.pointee.field)))
+        case Int(ATL_FN_WORKER_IS_ACTIVE), Int(ATL_FN_WORKER_IS_STARTED), Int(ATL_FN_WORKER_IS_STOPPED):
+            guard let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker else {
+                return nil
+            }
+            switch fn {
+            case Int(ATL_FN_WORKER_IS_ACTIVE): return .value(.boolean(lw.worker.isActive))
+            case Int(ATL_FN_WORKER_IS_STARTED): return .value(.boolean(lw.worker.isStarted))
+            default: return .value(.boolean(lw.worker.isStopped))
+            }
+        default:
+            return nil
+        }
+    }
+}
+
+/// The arguments of a call when there are at most three and all are plain (nil, booleans, numbers, strings shorter
+/// than 128 bytes), read from the call's buffer without an array. The buffer is left as it is.
+struct PlainArguments {
+    private var values: (LuaValue, LuaValue, LuaValue) = (.nil, .nil, .nil)
+    /// The number of arguments.
+    private(set) var count = 0
+
+    /// The arguments of `call`, or nil when they are not all plain, there are more than three, or the buffer is not
+    /// what the shim writes (the general decoder then reports it).
+    init?(_ call: UnsafeMutablePointer<atl_Call>) {
+        let length = call.pointee.argslen
+        guard length > 0 else { return }
+        guard let start = call.pointee.args else { return nil }
+        let bytes = UnsafeRawBufferPointer(start: start, count: length)
+        guard length >= 4, bytes[0] == 0x41, bytes[1] == 0x4C, bytes[2] == CodecTag.version, bytes[3] <= 3 else {
+            return nil
+        }
+        var pos = 4
+        for i in 0..<Int(bytes[3]) {
+            guard pos < length else { return nil }
+            let tag = bytes[pos]
+            pos += 1
+            let value: LuaValue
+            switch tag {
+            case CodecTag.nil: value = .nil
+            case CodecTag.false: value = .boolean(false)
+            case CodecTag.true: value = .boolean(true)
+            case CodecTag.integer, CodecTag.float:
+                guard length - pos >= 8 else { return nil }
+                let bits = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt64.self))
+                pos += 8
+                value = tag == CodecTag.integer ? .integer(Int64(bitPattern: bits)) : .number(Double(bitPattern: bits))
+            case CodecTag.string:
+                // A one-byte length: the strings that a key or a short value needs.
+                guard pos < length, bytes[pos] < 0x80, length - pos - 1 >= Int(bytes[pos]) else { return nil }
+                let l = Int(bytes[pos])
+                pos += 1
+                value = .string(LuaString(bytes: Array(UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + l)]))))
+                pos += l
+            default:
+                return nil
+            }
+            switch i {
+            case 0: self.values.0 = value
+            case 1: self.values.1 = value
+            default: self.values.2 = value
+            }
+        }
+        guard pos == length else { return nil }
+        self.count = Int(bytes[3])
+    }
+
+    /// Argument `i` (from 0), nil beyond the last.
+    subscript(i: Int) -> LuaValue {
+        switch i {
+        case 0: return self.values.0
+        case 1: return self.values.1
+        case 2: return self.values.2
+        default: return .nil
+        }
+    }
+}
+
+/// Writes the one result of a call into its result buffer, in the codec's format (see `codec.c`).
+enum CallResultWriter {
+    /// Appends `value` to `out` as a buffer of one value: a plain value (nil, a boolean, a number, a string) straight,
+    /// any other through ``EncodedValues``. Returns false when memory ran out.
+    /// - Throws: ``LuaValueCodecError`` for a value that cannot be encoded.
+    static func write(_ value: LuaValue, into out: UnsafeMutablePointer<atl_Buffer>) throws -> Bool {
+        switch value {
+        case .table, .function, .handle:
+            return try EncodedValues([value]).append(to: out)
+        default:
+            break
+        }
+        // The header, the tag and a number or a string's length: at most 4 + 1 + 10 bytes.
+        var scratch: (UInt64, UInt64) = (0, 0)
+        return withUnsafeMutableBytes(of: &scratch) { raw -> Bool in
+            raw[0] = 0x41
+            raw[1] = 0x4C
+            raw[2] = CodecTag.version
+            raw[3] = 1
+            var n = 5
+            switch value {
+            case .boolean(let b):
+                raw[4] = b ? CodecTag.true : CodecTag.false
+            case .integer(let i):
+                raw[4] = CodecTag.integer
+                raw.storeBytes(of: UInt64(bitPattern: i).littleEndian, toByteOffset: 5, as: UInt64.self)
+                n = 13
+            case .number(let d):
+                raw[4] = CodecTag.float
+                raw.storeBytes(of: d.bitPattern.littleEndian, toByteOffset: 5, as: UInt64.self)
+                n = 13
+            case .string(let s):
+                raw[4] = CodecTag.string
+                var length = UInt64(s.bytes.count)
+                while length >= 0x80 {
+                    raw[n] = UInt8(truncatingIfNeeded: length) | 0x80
+                    length >>= 7
+                    n += 1
+                }
+                raw[n] = UInt8(length)
+                n += 1
+                guard atl_buffer_append(out, raw.baseAddress, n) == ATL_OK else { return false }
+                return s.bytes.withUnsafeBytes { atl_buffer_append(out, $0.baseAddress, $0.count) == ATL_OK }
+            default:
+                raw[4] = CodecTag.nil
+            }
+            return atl_buffer_append(out, raw.baseAddress, n) == ATL_OK
+        }
+    }
+}
