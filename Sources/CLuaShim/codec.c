@@ -1572,7 +1572,9 @@ int atl_codec_peek_plain (const atl_Buffer *b, atl_PlainValue *v) {
 }
 
 
-/* [-0, +1, m] Push the value that 'atl_codec_peek_plain' read. */
+/* [-0, +1, m] Push the value that 'atl_codec_peek_plain' read. Only a
+** string allocates: a memory error then raises in the Lua function that
+** pushes it (the trampoline), as any push there would. */
 void atl_codec_push_plain (lua_State *L, const atl_PlainValue *v) {
   switch (v->type) {
     case T_NIL: lua_pushnil(L); break;

@@ -6,14 +6,14 @@ internal import CLuaShim
 ///
 /// A loop that reads `kw._worker.executions` or calls `s:incr(k)` pays for one call at every iteration, so these
 /// calls skip what the others pay for: decoding the arguments into `[LuaValue]`, a results array, and an
-/// ``EncodedValues`` between the results and the buffer. They share their logic with ``HostCore/dispatch``
+/// ``EncodedValues`` between the results and the buffer. They share their logic with `dispatch`
 /// (``sharedKey(_:_:)``, ``SharedTable``'s methods, ``HostCore/workerProperty(_:_:)``), so their results and errors
 /// are the same.
 extension HostCore {
     /// Answers `call` when it is a common call whose arguments are plain, or returns nil to leave it, untouched, to
-    /// ``dispatch``: another call, a process-pool child (which sends shared-table calls to its parent and refuses
-    /// workers), an object of another type (a handle refused in a child), or an argument that is a table, a function
-    /// or a handle.
+    /// `dispatch`: another call, a process-pool child (which sends shared-table calls to its parent and refuses
+    /// workers), an object of another type (a handle refused in a child), or arguments that ``PlainArguments`` does
+    /// not read (a table, a function, a handle, a long string, more than three).
     func fastDispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults? {
         guard !self.isChild, let pointer = call.pointee.`self` else { return nil }
         let fn = Int(call.pointee.fn)
