@@ -45,6 +45,33 @@ struct TimerQueueTests {
         }
     }
 
+    @Test("a server that sleeps long, and so wakes up early, fires each timer at or after its deadline")
+    func earlyWake() throws {
+        let timers = TimerQueue(name: "test-early")
+        let start = Monotonic.now()
+        // Each deadline is further than `longSleep` from the one before: the server sleeps until just before
+        // it, then the rest of the way.
+        let deadlines = (1...5).map { start + Double($0) * (TimerQueue.longSleep + 0.003) }
+        let firedAt = Mutex<[Double]>([])
+        for deadline in deadlines {
+            timers.schedule(at: deadline) { firedAt.withLock { $0.append(Monotonic.now()) } }
+        }
+        for _ in deadlines {
+            guard case .fired(let due, _) = timers.serve(until: start + 30) else {
+                Issue.record("the server did not return with a due timer")
+                return
+            }
+            due.forEach { $0() }
+        }
+        let fired = firedAt.withLock { $0 }
+        #expect(fired.count == deadlines.count)
+        for (time, deadline) in zip(fired, deadlines) {
+            #expect(time >= deadline)
+            #expect(time - deadline < 5)
+        }
+        timers.shutdown()
+    }
+
     @Test("a server gets the due timers to run itself; when none serves, the alarm fires them")
     func serving() throws {
         let timers = TimerQueue(name: "test-serve")
