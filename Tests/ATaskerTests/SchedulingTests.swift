@@ -263,6 +263,40 @@ struct SchedulingTests {
         supervisor.finish()
     }
 
+    @Test("a burst of submissions wakes one idle thread; a submission on its own wakes its own")
+    func wakeUpsOfBurstsAndSingleSubmissions() {
+        var machine = SupervisorStateMachine(configuration: .init(poolSize: 8, minSize: 4))
+        var effects = SupervisorStateMachine.Effects()
+        let started = machine.start(&effects)
+        #expect(started && effects.spawnNumbers.count == 4)
+        // The four threads start: the first serves the timers (the leader), the others wait.
+        var steps: [SupervisorStateMachine.ThreadStep] = []
+        for _ in 0..<4 {
+            var spawned = SupervisorStateMachine.Effects()
+            steps.append(machine.threadStep(.spawned, effects: &spawned))
+        }
+        #expect(steps.filter { if case .wait = $0 { true } else { false } }.count == 3)
+        #expect(machine.idleThreads == 3)
+
+        func submit(at now: Double) -> Int {
+            let task = SupervisorTask(priority: .normal, name: nil, supervisor: nil, status: .queued, queuedAt: now)
+            var effects = SupervisorStateMachine.Effects()
+            let accepted = machine.submit(
+                TaskQueue.Entry(task: task) { _ in nil }, delay: nil, now: now, effects: &effects)
+            #expect(accepted)
+            return effects.signals
+        }
+        // A burst: the first submission wakes a thread; the next ones, microseconds later, leave their tasks
+        // to it (it wakes more when it comes).
+        let start = 1000.0
+        let burst = [submit(at: start), submit(at: start + 0.000_003), submit(at: start + 0.000_006)]
+        #expect(burst == [1, 0, 0])
+        // A submission long after the one before, while that thread has still not come, wakes another one
+        // rather than wait behind it.
+        let alone = submit(at: start + 0.001)
+        #expect(alone == 1)
+    }
+
     static func currentThreadName() -> String {
         var buffer = [UInt8](repeating: 0, count: 64)
         let descriptor = open("/proc/thread-self/comm", O_RDONLY)

@@ -131,6 +131,8 @@ struct SupervisorStateMachine: Sendable {
     /// The timers can be served by pool threads (until their queue reports that it was shut down).
     private var timersServed = true
     private var wakeupsPending = 0
+    /// The time of the last submission (a ``Monotonic/now()`` time).
+    private var lastSubmissionAt = -Double.infinity
     private var spawning = 0
     /// Cancelled tasks whose handlers run outside the lock; they keep the supervisor busy meanwhile.
     private var finishing = 0
@@ -278,10 +280,14 @@ struct SupervisorStateMachine: Sendable {
     /// new thread even beyond it).
     ///
     /// Wake-ups are batched: a submission signals an idle thread only when no signal is already on its
-    /// way. Tasks admitted meanwhile wait in `ready` for the woken thread, which wakes more threads if
-    /// more than it can take are ready (see ``wakeForReady(_:limit:)``). So a burst of submissions
-    /// costs the submitter one `futex` wake, not one per task.
-    mutating func dispatch(_ effects: inout Effects) {
+    /// way, unless it comes more than ``burstGap`` after the submission before it (`now` is its time;
+    /// `nil` for other callers). Tasks admitted meanwhile wait in `ready` for the woken thread, which
+    /// wakes more threads if more than it can take are ready (see ``wakeForReady(_:limit:)``). So a
+    /// burst of submissions costs the submitter one `futex` wake, not one per task; and a submission
+    /// on its own (the tick of an interval worker, fired by the thread that serves the timers a while
+    /// after the one before) does not wait for a thread that is still waking up for an earlier task,
+    /// to run that task first and only then wake another one: it wakes its own.
+    mutating func dispatch(_ effects: inout Effects, now: Double? = nil) {
         guard self.isDispatching else {
             return
         }
@@ -313,8 +319,18 @@ struct SupervisorStateMachine: Sendable {
                 self.addThread(&effects)
             }
         }
-        self.wakeForReady(&effects, limit: self.wakeupsPending == 0 ? 1 : 0)
+        var alone = false
+        if let now {
+            alone = now - self.lastSubmissionAt > Self.burstGap
+            self.lastSubmissionAt = max(self.lastSubmissionAt, now)
+        }
+        self.wakeForReady(&effects, limit: self.wakeupsPending == 0 || alone ? 1 : 0)
     }
+
+    /// Submissions closer together than this (seconds) are a burst. A loop submits a task every few
+    /// µs; a thread needs ~25 µs to wake up on the benchmarks' machine when its CPU was busy a moment
+    /// ago, and ~100 µs when that CPU had gone idle.
+    static let burstGap = 0.00005
 
     /// Signals up to `limit` idle threads when more tasks are `ready` than threads are on their way;
     /// when no idle thread is left, interrupts the leader.
@@ -356,9 +372,9 @@ struct SupervisorStateMachine: Sendable {
     // MARK: - Tasks
 
     /// Accepts a task, or refuses it (returns `false`) after a stop.
-    mutating func submit(_ entry: TaskQueue.Entry, delay: (id: TimerID, deadline: Double)?, effects: inout Effects)
-        -> Bool
-    {
+    mutating func submit(
+        _ entry: TaskQueue.Entry, delay: (id: TimerID, deadline: Double)?, now: Double, effects: inout Effects
+    ) -> Bool {
         guard !self.isStopRequested else {
             return false
         }
@@ -369,7 +385,7 @@ struct SupervisorStateMachine: Sendable {
             return true
         }
         self.queue.append(entry)
-        self.dispatch(&effects)
+        self.dispatch(&effects, now: now)
         if self.latencyTimer == nil {
             self.armLatencyTimer(&effects)
         }

@@ -120,7 +120,7 @@ public final class TaskSupervisor: Sendable {
         let timer = isDelayed ? (id: TimerID.next(), deadline: now + (delay ?? 0)) : nil
         var effects = SupervisorStateMachine.Effects()
         self.state.lock()
-        let accepted = self.state.lockedValue.submit(entry, delay: timer, effects: &effects)
+        let accepted = self.state.lockedValue.submit(entry, delay: timer, now: now, effects: &effects)
         self.state.unlock()
         if !accepted {
             task.finish(
