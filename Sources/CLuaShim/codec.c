@@ -965,18 +965,23 @@ static void enc_userdata (Enc *e, int idx) {
 }
 
 
-/* Encode the value at absolute index 'idx'. */
-static void enc_value (Enc *e, int idx) {
-  lua_State *L = e->L;
+/*
+** Write the encoding of the nil, boolean, number or string at 'idx' into
+** 'b' (at least SCALARMAX bytes) and return its length; a string's bytes
+** follow it ('*s', '*l' are set to them, and stay NULL / 0 otherwise).
+** Raises nothing: 'lua_tolstring' converts nothing for a string.
+*/
+#define SCALARMAX (1 + MAXVARINT > 9 ? 1 + MAXVARINT : 9)
+
+static size_t enc_scalar (lua_State *L, int idx, unsigned char *b,
+                          const char **s, size_t *l) {
+  *s = NULL;
+  *l = 0;
   switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-      putbyte(e, T_NIL);
-      break;
     case LUA_TBOOLEAN:
-      putbyte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
-      break;
-    case LUA_TNUMBER: {
-      unsigned char b[9];
+      b[0] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+      return 1;
+    case LUA_TNUMBER:
       if (lua_isinteger(L, idx)) {
         b[0] = T_INT;
         put64(b + 1, (uint64_t)lua_tointeger(L, idx));
@@ -988,16 +993,28 @@ static void enc_value (Enc *e, int idx) {
         b[0] = T_FLOAT;
         put64(b + 1, bits);
       }
-      put(e, b, 9);
-      break;
-    }
-    case LUA_TSTRING: {
-      unsigned char b[1 + MAXVARINT];
-      size_t l;
-      const char *s = lua_tolstring(L, idx, &l);
+      return 9;
+    case LUA_TSTRING:
+      *s = lua_tolstring(L, idx, l);
       b[0] = T_STRING;
-      put(e, b, 1 + (size_t)putvarint(b + 1, l));
-      put(e, s, l);
+      return 1 + (size_t)putvarint(b + 1, *l);
+    default:
+      b[0] = T_NIL;
+      return 1;
+  }
+}
+
+
+/* Encode the value at absolute index 'idx'. */
+static void enc_value (Enc *e, int idx) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: case LUA_TBOOLEAN: case LUA_TNUMBER: case LUA_TSTRING: {
+      unsigned char b[SCALARMAX];
+      const char *s;
+      size_t l;
+      put(e, b, enc_scalar(L, idx, b, &s, &l));
+      if (s != NULL) put(e, s, l);
       break;
     }
     case LUA_TTABLE:
@@ -1087,7 +1104,7 @@ void atl_codec_encode_raw (lua_State *L, int first, int n, const char *what,
 */
 int atl_codec_encode_plain (lua_State *L, int first, int n,
                             atl_Buffer *out) {
-  unsigned char b[3 + MAXVARINT];
+  unsigned char b[3 + MAXVARINT > SCALARMAX ? 3 + MAXVARINT : SCALARMAX];
   int i;
   for (i = 0; i < n; i++) {
     int t = lua_type(L, first + i);
@@ -1102,38 +1119,9 @@ int atl_codec_encode_plain (lua_State *L, int first, int n,
       != ATL_OK)
     return ATL_ERRMEM;
   for (i = 0; i < n; i++) {
-    int idx = first + i;
-    size_t len, l = 0;
-    const char *s = NULL;
-    switch (lua_type(L, idx)) {
-      case LUA_TNIL:
-        b[0] = T_NIL;
-        len = 1;
-        break;
-      case LUA_TBOOLEAN:
-        b[0] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
-        len = 1;
-        break;
-      case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-          b[0] = T_INT;
-          put64(b + 1, (uint64_t)lua_tointeger(L, idx));
-        }
-        else {
-          lua_Number d = lua_tonumber(L, idx);
-          uint64_t bits;
-          memcpy(&bits, &d, 8);
-          b[0] = T_FLOAT;
-          put64(b + 1, bits);
-        }
-        len = 9;
-        break;
-      default:  /* a string: 'lua_tolstring' converts nothing here */
-        s = lua_tolstring(L, idx, &l);
-        b[0] = T_STRING;
-        len = 1 + (size_t)putvarint(b + 1, l);
-        break;
-    }
+    const char *s;
+    size_t l;
+    size_t len = enc_scalar(L, first + i, b, &s, &l);
     if (atl_buffer_append(out, b, len) != ATL_OK
         || (s != NULL && atl_buffer_append(out, s, l) != ATL_OK))
       return ATL_ERRMEM;
