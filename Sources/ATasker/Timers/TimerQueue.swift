@@ -6,7 +6,8 @@ import Glibc
 /// The queue keeps its timers in a min-heap of deadlines, served by one of two kinds of thread:
 /// - **a server**: a thread of a ``TaskSupervisor``'s pool that has nothing to run calls
 ///   `serve(until:)` and sleeps until the earliest deadline (or until a timer with an earlier one is
-///   scheduled). When timers are due, it takes them and returns to run them, and then the tasks they
+///   scheduled); in two steps when the deadline is far, since a long sleep ends late (see
+///   `longSleep`). When timers are due, it takes them and returns to run them, and then the tasks they
 ///   submitted: a worker's tick wakes one thread, the one that runs it, and not a timer thread that
 ///   then wakes a pool thread. At most one server waits at a time.
 /// - **the queue's own thread**, for when no server waits (every pool thread busy, or a queue with
