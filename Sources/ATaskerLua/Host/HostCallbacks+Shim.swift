@@ -37,7 +37,8 @@ enum ATLFunction {
     static let lockNewIndex = Int(ATL_FN_LOCK_NEWINDEX)
 }
 
-/// Properties of a worker handle that the shim knows by name and passes as `atl_Call.field`.
+/// Properties of a worker handle, as the shim passes them in `atl_Call.field`: the shim's table of their names
+/// (`worker_props` in `trampoline.c`) is the only one, and a name not in it reads as nil.
 enum ATLWorkerProperty {
     static let name = Int(ATL_P_WORKER_NAME)
     static let kind = Int(ATL_P_WORKER_KIND)
@@ -47,26 +48,17 @@ enum ATLWorkerProperty {
     static let errors = Int(ATL_P_WORKER_ERRORS)
     static let skipped = Int(ATL_P_WORKER_SKIPPED)
     static let queueDepth = Int(ATL_P_WORKER_QUEUE_DEPTH)
-
-    /// The id of property `key`, or nil when a worker has no such property (reading it gives nil).
-    static func id(_ key: String) -> Int? {
-        switch key {
-        case "name": return self.name
-        case "kind": return self.kind
-        case "state": return self.state
-        case "priority": return self.priority
-        case "executions": return self.executions
-        case "errors": return self.errors
-        case "skipped": return self.skipped
-        case "queue_depth": return self.queueDepth
-        default: return nil
-        }
-    }
 }
 
 /// The arguments of a worker method, read as the method needs them: decoded, split, or taken whole.
 struct WorkerCallArguments {
     let call: UnsafeMutablePointer<atl_Call>
+
+    /// The property that an `__index` call reads (one of ``ATLWorkerProperty``), or 0 for a name the shim does not
+    /// know.
+    var property: Int {
+        Int(self.call.pointee.field)
+    }
 
     /// The whole arguments buffer, moved out of the call (no copy), or nil when there are none.
     func takeAll() -> EncodedValues? {

@@ -31,7 +31,7 @@ extension HostCore {
             default:
                 return .value(try table.increment(try sharedKey(args[0], "incr"), by: args[1]))
             }
-        case Int(ATL_FN_WORKER_INDEX) where call.pointee.field != 0:
+        case Int(ATL_FN_WORKER_INDEX):
             guard let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker else {
                 return nil
             }

@@ -225,12 +225,12 @@ extension HostCore {
                         + "interval workers can be triggered")
             }
         default:
-            let key = try call.decoded().first?.stringValue ?? ""
-            return [ATLWorkerProperty.id(key).map { Self.workerProperty(worker, $0) } ?? .nil]
+            return [Self.workerProperty(worker, call.property)]
         }
     }
 
-    /// Property `id` (one of ``ATLWorkerProperty``) of a worker handle.
+    /// Property `id` (one of ``ATLWorkerProperty``) of a worker handle; nil for another id (0: a name that the
+    /// shim does not know).
     static func workerProperty(_ worker: Worker, _ id: Int) -> LuaValue {
         // Each field alone: the counters are atomics that an executor may read at every run
         // (`kw._worker.executions`), with no lock and no copy of the worker's whole state.
