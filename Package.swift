@@ -30,16 +30,14 @@ let package = Package(
             pkgConfig: "lua5.4",
             providers: [.apt(["liblua5.4-dev"])]
         ),
+        // No unsafeFlags in any target: SwiftPM refuses a dependency that has them. The C targets are built -O2 by
+        // the release configuration (`swift build -c release`), which is what scripts/run and scripts/bench use.
         .target(
             name: "CLuaShim",
-            dependencies: ["CLua"],
-            cSettings: [.unsafeFlags(["-O2"])]
+            dependencies: ["CLua"]
         ),
         // The Linux calls of the process pool that Swift's Glibc module cannot import.
-        .target(
-            name: "CProcessSpawn",
-            cSettings: [.unsafeFlags(["-O2"])]
-        ),
+        .target(name: "CProcessSpawn"),
         .target(
             name: "ATasker",
             dependencies: [
