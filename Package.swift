@@ -30,7 +30,7 @@ let package = Package(
             pkgConfig: "lua5.4",
             providers: [.apt(["liblua5.4-dev"])]
         ),
-        // No unsafeFlags in any target: SwiftPM refuses a dependency that has them. The C targets are built -O2 by
+        // No unsafe build flags in any target: SwiftPM refuses a dependency that has them. The C targets are built -O2 by
         // the release configuration (`swift build -c release`), which is what scripts/run and scripts/bench use.
         .target(
             name: "CLuaShim",
