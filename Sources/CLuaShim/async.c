@@ -188,7 +188,8 @@ static int finish_p(lua_State *L) {
     out->status = ATL_OK;
     if (p->taskid < 0) {  /* a task: its first result */
       if (p->nres > 0) {
-        lua_xmove(co, L, 1);  /* the first result */
+        lua_settop(co, lua_gettop(co) - p->nres + 1);  /* the first result on top */
+        lua_xmove(co, L, 1);
         lua_settop(co, 0);
         atl_codec_encode_raw(L, lua_gettop(L), 1, "result", 0, &out->result);
       }

@@ -426,10 +426,41 @@ static void pushmetatable(lua_State *L, int kind) {
   }
 }
 
+/* The registry key of a state's handles by host object. */
+static const char handlecache = 'h';
+
+/* [-0, +1, m] Push the state's table of handles by host object, creating it once. Its values are weak: it keeps
+** no handle alive, and Lua removes an entry before its handle's '__gc' releases the object, so an entry always
+** names an object that its handle still retains. */
+static void pushhandlecache(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &handlecache) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &handlecache);
+}
+
+/* One host object has one handle per state while that handle lives, so handles compare with '==' and serve as
+** table keys: 's:get_task(id) == t', 'tasks[t] = true'. */
 void atl_handle_push(lua_State *L, void *obj, int kind) {
   atl_Handle *h;
   if (kind < 1 || kind > ATL_H_MAX)
     luaL_error(L, "unknown handle kind %d", kind);
+  luaL_checkstack(L, 4, "pushing a handle");
+  pushhandlecache(L);
+  if (lua_rawgetp(L, -1, obj) == LUA_TUSERDATA) {
+    h = (atl_Handle *)lua_touserdata(L, -1);
+    if (h->obj == obj && h->kind == kind) {
+      lua_remove(L, -2);  /* the cache */
+      return;
+    }
+  }
+  lua_pop(L, 1);
   h = (atl_Handle *)lua_newuserdatauv(L, sizeof(atl_Handle), 0);
   h->obj = NULL;
   h->kind = kind;
@@ -437,6 +468,9 @@ void atl_handle_push(lua_State *L, void *obj, int kind) {
   lua_setmetatable(L, -2);
   atl_host.retain(obj);  /* only once the userdata exists: '__gc' releases */
   h->obj = obj;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, obj);
+  lua_remove(L, -2);  /* the cache */
 }
 
 /* }====================================================================== */

@@ -68,6 +68,8 @@ public final class Aloop: Sendable, CustomStringConvertible {
         var sleepingUntil: Double?
         /// Work that keeps a stopping aloop alive (see ``AloopWork``).
         var works: [ObjectIdentifier: any AloopWork] = [:]
+        /// Tasks made by ``makeTask(name:)`` and not finished yet, queued or running.
+        var openTasks = 0
         /// A cancel of all work was asked during this stop: work registered from now on is cancelled at once.
         var cancelRequested = false
         var stopWaiters: [Waiter] = []
@@ -115,9 +117,12 @@ public final class Aloop: Sendable, CustomStringConvertible {
         return Unmanaged<Aloop>.fromOpaque(pointer).takeUnretainedValue()
     }
 
-    /// Work registered on the aloop now: its workers that run, and async executions and tasks that wait.
+    /// Work on the aloop now: its tasks that have not finished (from their submission on, so a task queued a
+    /// moment ago counts), its workers that run, and their async executions that wait.
     public var pendingWork: Int {
-        self.core.withLock { $0.works.count }
+        self.core.withLock { state in
+            state.openTasks + state.works.values.count { !$0.isAloopTask }
+        }
     }
 
     /// Jobs the aloop has run since it was created.
@@ -436,6 +441,7 @@ public final class Aloop: Sendable, CustomStringConvertible {
         let now = Monotonic.now()
         let task = SupervisorTask(priority: .normal, name: name, supervisor: nil, status: .started, queuedAt: now)
         task.setTimeStarted(now)
+        self.core.withLock { $0.openTasks += 1 }
         self.supervisor?.retainActivity()
         return task
     }
@@ -446,6 +452,7 @@ public final class Aloop: Sendable, CustomStringConvertible {
             return
         }
         task.finish(status: error == nil ? .completed : .failed, result: result, error: error, at: Monotonic.now())
+        self.core.withLock { $0.openTasks -= 1 }
         self.supervisor?.releaseActivity()
     }
 
@@ -524,6 +531,14 @@ package protocol AloopWork: AnyObject, Sendable {
     func aloopStopping()
     /// The aloop cancels its work: an execution that waits fails with a cancel error. Called from any thread.
     func aloopCancel()
+    /// Whether this work is the waiting execution of a task that ``Aloop/makeTask(name:)`` made, which
+    /// ``Aloop/pendingWork`` counts as a task already.
+    var isAloopTask: Bool { get }
+}
+
+extension AloopWork {
+    /// Not a task's execution.
+    package var isAloopTask: Bool { false }
 }
 
 /// A weak reference to a supervisor, set once.

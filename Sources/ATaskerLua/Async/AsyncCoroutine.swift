@@ -45,6 +45,9 @@ final class AsyncCoroutine: AloopWork {
     @exclusivity(unchecked) private var afterWait: ((SupervisorTask?) -> Void)?
     @exclusivity(unchecked) private var isRegistered = false
 
+    /// A task's execution counts in ``Aloop/pendingWork`` as its task.
+    var isAloopTask: Bool { !self.isWorker }
+
     init(core: HostCore, aloop: Aloop, state: LuaState, ref: Int32, label: String, isWorker: Bool) {
         self.core = core
         self.aloop = aloop
