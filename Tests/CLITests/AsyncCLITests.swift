@@ -21,8 +21,8 @@ struct AsyncCLITests {
         #expect(
             run.stderr.contains("worker 'spinner' has not yielded for 0.2"), "\(run.stderr)")
         #expect(run.stderr.contains("holds aloop 'default'"))
-        #expect(run.stderr.contains("stack traceback:\n\tTests/Fixtures/async_block.lua:19: in local 'busy'"))
-        #expect(run.stderr.contains("worker 'spinner' cancelled at Tests/Fixtures/async_block.lua:19"))
+        #expect(run.stderr.contains("stack traceback:\n\tTests/Fixtures/async_block.lua:26: in local 'busy'"))
+        #expect(run.stderr.contains("worker 'spinner' cancelled at Tests/Fixtures/async_block.lua:26"))
     }
 
     @Test("SIGINT: async code that waits is cancelled at the stop deadline, and the program dies by SIGINT")

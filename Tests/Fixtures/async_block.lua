@@ -8,26 +8,37 @@ local s = atasker.supervisor
 s.aloop_block_warning = 0.2
 s.aloop_block_cancel = 0.6
 
+local ticks = atasker.shared("block")
 local ticker = atasker.background_worker{async = true, interval = 0.01, name = "ticker",
   fn = function(kw) atasker.shared("block"):incr("ticks") end}
 ticker:start()
-atasker.sleep(0.1)
+-- waits for what it checks, 10 s at most (a bound for a busy machine)
+local function eventually(fn)
+  local deadline = atasker.monotonic() + 10
+  while not fn() and atasker.monotonic() < deadline do atasker.sleep(0.005) end
+  return fn()
+end
+local ticked = eventually(function() return (ticks:get("ticks") or 0) >= 5 end)
 
 local spinner = atasker.background_worker{async = true, e = true, name = "spinner", fn = function(kw)
   local function busy()
     local x = 0
     while true do x = x + 1 end
   end
+  atasker.shared("block"):set("spinning", atasker.monotonic())
   busy()
 end}
 spinner:start()
 spinner:trigger()
-atasker.sleep(0.3)   -- the spinner holds the aloop: the ticker is held back
-local before = atasker.shared("block"):get("ticks")
-atasker.sleep(0.6)   -- cancelled at 0.6 s: the ticker runs again
-local after = atasker.shared("block"):get("ticks")
-print("ticks before", before >= 5 and before <= 25 and "ok" or before)
-print("ticks after", after - before >= 10 and "ok" or (after - before))
+eventually(function() return ticks:get("spinning") end)
+-- the spinner holds the aloop thread from now until it is cancelled at 0.6 s: the ticker is held back
+local before = ticks:get("ticks")
+atasker.sleep(0.3)
+local held = ticks:get("ticks") == before or atasker.monotonic() - ticks:get("spinning") >= 0.55
+print("ticks before", ticked and held and "ok" or before)
+-- cancelled: the ticker runs again
+local again = eventually(function() return ticks:get("ticks") >= before + 10 end)
+print("ticks after", again and "ok" or (ticks:get("ticks") - before))
 ticker:stop()
 spinner:stop()
 print("errors", spinner.errors)

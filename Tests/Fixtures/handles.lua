@@ -3,17 +3,20 @@
 local atasker = require "atasker"
 local s = atasker.supervisor
 
-local t = atasker.background_task(function() atasker.sleep(0.05) return 1 end)()
+local release = atasker.shared("release")
+local t = atasker.background_task(function()
+  while not atasker.shared("release"):get("task") do atasker.sleep(0.005) end
+end)()
 print("task ==", s:get_task(t.id) == t)
 local seen = {[t] = "key"}
 print("task as key", seen[s:get_task(t.id)])
+release:set("task", true)
 
 local a = s:create_aloop("A")
 print("aloop ==", s:get_aloop("A") == a, s:get_aloop("A") ~= s:create_aloop("B"))
 
-local release = atasker.shared("release")
 local at = a:background_task(function()
-  while not release:get("go") do atasker.sleep(0.01) end
+  while not atasker.shared("release"):get("go") do atasker.sleep(0.005) end
   return 6 * 7, "extra"
 end)
 print("pending at submission", a.pending)

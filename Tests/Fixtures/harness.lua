@@ -12,6 +12,16 @@ function M.test(name, fn)
   end
 end
 
+-- Waits until fn() is true, checking every 5 ms, for at most 10 s (a bound that holds on a busy machine), then
+-- raises naming what it waited for. Tests wait for what they check, never for a time.
+function M.eventually(fn, what)
+  local deadline = atasker.monotonic() + 10
+  while not fn() do
+    if atasker.monotonic() > deadline then error("timed out waiting for " .. what, 2) end
+    atasker.sleep(0.005)
+  end
+end
+
 function M.done()
   print(string.format("lua: %d passed, %d failed", M.passed, M.failed))
   if M.failed > 0 then os.exit(1) end

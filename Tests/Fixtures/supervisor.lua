@@ -19,10 +19,15 @@ test("timeout warning fires once per task, with its callback in a pool state", f
   s.timeout_critical_func = function(task)
     atasker.shared("warnings"):incr("critical")
   end
-  local hold = atasker.background_task(function(t) atasker.sleep(t) end,
-                                       {priority = atasker.TASK_LOW})
-  local blocker = hold(0.3)
-  local late = hold(0)
+  -- the blocker holds the one thread until the late task's critical warning came (10 s at most)
+  local hold = atasker.background_task(function(wait)
+    local deadline = atasker.monotonic() + 10
+    while wait and not atasker.shared("warnings"):get("critical") and atasker.monotonic() < deadline do
+      atasker.sleep(0.005)
+    end
+  end, {priority = atasker.TASK_LOW})
+  local blocker = hold(true)
+  local late = hold(false)
   atasker.wait_completed({blocker, late})
   local w = atasker.shared("warnings")
   -- the handlers run as critical tasks: wait for them through a marker task
@@ -38,11 +43,14 @@ end)
 
 test("resizing while tasks wait admits them at once", function()
   s:set_thread_pool{pool_size = 1, reserve_normal = 0, reserve_high = 0}
-  local hold = atasker.background_task(function(t) atasker.sleep(t); return atasker.monotonic() end,
-                                       {priority = atasker.TASK_LOW})
-  local a = hold(0.3)
-  local b = hold(0)
-  atasker.sleep(0.05)
+  -- a holds the one thread until the gate opens
+  local hold = atasker.background_task(function(wait)
+    while wait and not atasker.shared("gate"):get("open") do atasker.sleep(0.005) end
+    return atasker.monotonic()
+  end, {priority = atasker.TASK_LOW})
+  local a = hold(true)
+  local b = hold(false)
+  h.eventually(function() return a.status == "started" end, "the first task to start")
   assert(b.status == "queued", b.status)
   local info = s:info()
   assert(info.thread_pool_size == 1)
@@ -51,6 +59,7 @@ test("resizing while tasks wait admits them at once", function()
   assert(s:get_task(b.id) ~= nil)
   s:set_thread_pool{pool_size = 4}
   local started = atasker.wait_completed(b)
+  atasker.shared("gate"):set("open", true)
   assert(started < atasker.wait_completed(a), "b waited for a")
   s:set_thread_pool{pool_size = 10, reserve_normal = 5, reserve_high = 5}
 end)

@@ -7,9 +7,8 @@
 local atasker = require "atasker"
 local h = require "harness"
 local test = h.test
+local eventually = h.eventually
 local result = atasker.shared("result")
-
-local function wait() atasker.sleep(0.1) end
 
 test("background_worker", function()
   local t = atasker.background_worker(function(kw)
@@ -17,7 +16,7 @@ test("background_worker", function()
     atasker.sleep(0.001)
   end)
   t:start()
-  wait()
+  eventually(function() return result:get("background_worker") end, "an execution")
   t:stop()
   assert(result:get("background_worker") > 0)
   assert(t:is_stopped() and not t:is_active())
@@ -27,11 +26,13 @@ test("background_interval_worker", function()
   local t = atasker.background_worker{interval = 0.02, fn = function(kw)
     atasker.shared("result"):incr("interval")
   end}
+  local t0 = atasker.monotonic()
   t:start()
-  wait()
+  eventually(function() return (result:get("interval") or 0) > 3 end, "4 executions")
   t:stop()
-  local n = result:get("interval")
-  assert(n < 10 and n > 3, "executions: " .. n)
+  -- the schedule is start + k * interval and overruns skip: never more runs than ticks so far
+  local n, ticks = result:get("interval"), (atasker.monotonic() - t0) / 0.02 + 1
+  assert(n > 3 and n <= ticks + 1, "executions: " .. n .. " in " .. ticks .. " ticks")
 end)
 
 test("background_queue_worker", function()
@@ -52,9 +53,10 @@ test("background_event_worker", function()
   end}
   t:start()
   t:trigger()
-  wait()
-  t:trigger()
-  wait()
+  eventually(function() return result:get("event") == 1 end, "the first execution")
+  -- force: a trigger while that execution still ends would be dropped
+  t:trigger{force = true}
+  eventually(function() return result:get("event") == 2 end, "the second execution")
   t:stop()
   assert(result:get("event") == 2, tostring(result:get("event")))
 end)
@@ -81,7 +83,7 @@ test("kw: start args, o, _name, _worker; return false stops", function()
       return false
     end}
   w:start{x = 42}
-  atasker.sleep(0.2)  -- it stops itself by returning false
+  eventually(function() return w:is_stopped() end, "the worker to stop itself by returning false")
   local s = atasker.shared("kw")
   assert(s:get("x") == 42 and s:get("label") == "obj" and s:get("name") == "kwtest")
   assert(s:get("has_worker") == true and s:get("main") == false)
@@ -94,7 +96,7 @@ test("start overrides: _name and _interval", function()
     atasker.shared("over"):set("name", kw._name)
   end}
   w:start{_name = "renamed", _interval = 0.01}
-  atasker.sleep(0.1)
+  eventually(function() return (atasker.shared("over"):get("n") or 0) >= 3 end, "3 executions")
   w:stop()
   assert(w.name == "renamed")
   assert(atasker.shared("over"):get("name") == "renamed")
@@ -107,8 +109,7 @@ test("stop from inside the worker", function()
     kw._worker:stop()
   end}
   w:start()
-  atasker.sleep(0.1)
-  assert(w:is_stopped())
+  eventually(function() return w:is_stopped() end, "the worker to stop")
   assert(atasker.shared("inside"):get("n") == 1)
 end)
 
@@ -121,7 +122,8 @@ test("executions never overlap", function()
     s:incr("runs")
   end}
   w:start()
-  atasker.sleep(0.2)
+  eventually(function() return (atasker.shared("overlap"):get("runs") or 0) >= 3 and w.skipped > 0 end,
+             "3 runs and a skipped tick")
   w:stop()
   assert(atasker.shared("overlap"):get("runs") >= 3)
   assert(w.errors == 0)
@@ -141,7 +143,8 @@ test("errors call on_error with kw, error and traceback; the worker goes on", fu
     end,
     on_error_kwargs = {extra = "E"}}
   w:start{x = 7}
-  atasker.sleep(0.15)
+  eventually(function() return (atasker.shared("errs"):get("n") or 0) > 3 and w.errors == 2 end,
+             "4 runs, 2 errors")
   w:stop()
   local s = atasker.shared("errs")
   assert(s:get("n") > 3, "the worker went on")
@@ -191,7 +194,7 @@ test("items put before start wait; stop drops the rest unless drain", function()
   for i = 1, 20 do w:put(i) end
   assert(w.queue_depth == 20)
   w:start()
-  atasker.sleep(0.05)
+  eventually(function() return atasker.shared("drop"):get("n") end, "the first item")
   w:stop()
   local n = atasker.shared("drop"):get("n")
   assert(n < 20, "ran " .. n)
