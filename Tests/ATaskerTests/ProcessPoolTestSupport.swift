@@ -114,13 +114,13 @@ extension TaskSupervisor {
     func finishProcessPool() {
         let pids = self.processChildPIDs
         let left = self.stop(wait: .seconds(30))
-        precondition(left.isEmpty, "tasks still running at the end of a test: \(left)")
-        precondition(self.info().tasks == 0, "tasks left at the end of a test")
+        #expect(left.isEmpty, "tasks still running at the end of a test: \(left)")
+        #expect(self.info().tasks == 0, "tasks left at the end of a test")
         let info = self.info().processPool
-        precondition(
+        #expect(
             info?.children.isEmpty ?? true, "pool children left at the end of a test: \(String(describing: info))")
         for pid in pids where pid > 0 {
-            precondition(!ProcessSystem.isUnreapedChild(pid), "pool child \(pid) left unreaped")
+            #expect(!ProcessSystem.isUnreapedChild(pid), "pool child \(pid) left unreaped")
         }
     }
 }

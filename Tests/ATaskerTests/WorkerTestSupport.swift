@@ -1,4 +1,5 @@
 import Synchronization
+import Testing
 
 @testable import ATasker
 
@@ -55,11 +56,11 @@ extension Worker {
 extension TaskSupervisor {
     /// The leak check of worker tests: every worker is stopped, then the supervisor finishes.
     func finishWorkers() {
-        precondition(self.stopWorkers(wait: .seconds(30)), "workers still running at the end of a test")
+        #expect(self.stopWorkers(wait: .seconds(30)), "workers still running at the end of a test")
         for worker in self.workers {
-            precondition(worker.isStopped, "\(worker) still running at the end of a test")
+            #expect(worker.isStopped, "\(worker) still running at the end of a test")
         }
-        precondition(self.info().activity == 0, "activity retained at the end of a test")
+        #expect(self.info().activity == 0, "activity retained at the end of a test")
         self.finish()
     }
 }
