@@ -102,6 +102,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The public API as an embedding app sees it: no @testable import.
+        .testTarget(
+            name: "EmbeddingTests",
+            dependencies: [
+                "ATasker", "ATaskerLua",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "CLITests",
             dependencies: [],

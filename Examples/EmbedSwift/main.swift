@@ -14,9 +14,9 @@ import ATaskerLua
 import Logging
 
 /// The Swift functions that Lua code may call, registered in the parent and in every child of the process pool.
-func registerFunctions(_ host: LuaHost) {
+func registerFunctions(_ host: LuaHost) throws {
     let prices: [String: Double] = ["apple": 1.25, "pear": 2.5]
-    host.register("fetch_price") { args in
+    try host.register("fetch_price") { args in
         guard let name = args.first?.stringValue, let price = prices[name] else {
             throw LuaError(code: .runtime, fullMessage: "no price for \(args.first ?? .nil)")
         }
@@ -35,7 +35,7 @@ struct EmbedSwift {
         supervisor.start()
 
         let host = LuaHost(supervisor: supervisor, logger: logger)
-        registerFunctions(host)
+        try registerFunctions(host)
 
         let results = try host.run(
             string: """

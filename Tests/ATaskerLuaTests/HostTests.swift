@@ -64,7 +64,7 @@ struct HostTests {
         let f = HostFixture()
         defer { f.finish() }
         let calls = Atomic<Int>(0)
-        f.host.register("add") { args in
+        try f.host.register("add") { args in
             calls.add(1, ordering: .relaxed)
             return .integer((args[0].intValue ?? 0) + (args[1].intValue ?? 0))
         }
@@ -89,8 +89,8 @@ struct HostTests {
         }
         let f = HostFixture()
         defer { f.finish() }
-        f.host.register("fails") { _ in throw Failure() }
-        f.host.register("luaFails") { _ in throw LuaError(code: .runtime, fullMessage: "exactly this") }
+        try f.host.register("fails") { _ in throw Failure() }
+        try f.host.register("luaFails") { _ in throw LuaError(code: .runtime, fullMessage: "exactly this") }
         let values = try f.host.run(
             string: """
                 local host = require "host"

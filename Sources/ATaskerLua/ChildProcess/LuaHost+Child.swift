@@ -13,7 +13,7 @@ extension LuaHost {
     /// @main struct App {
     ///     static func main() {
     ///         LuaHost.runChildIfNeeded { host in
-    ///             host.register("greet") { args in .string("hello, \(args.first?.stringValue ?? "you")") }
+    ///             try host.register("greet") { args in .string("hello, \(args.first?.stringValue ?? "you")") }
     ///         }
     ///         // ... the app as usual
     ///     }
@@ -22,10 +22,11 @@ extension LuaHost {
     ///
     /// In a child, this never returns: the child runs the calls that its parent sends, one at a time, in one Lua
     /// state, and ends when the parent stops it or goes away. `register` gets the child's host before any Lua code
-    /// runs: register there the functions of module `host` that mp code calls (the same ones as in the parent).
+    /// runs: register there the functions of module `host` that mp code calls (the same ones as in the parent); an
+    /// error it throws ends the child, and the task that needed it fails.
     /// The child's output goes to the parent's stdout and stderr; `atasker.log` and `atasker.shared` work through
     /// the parent; workers, locks, tasks and the supervisor are refused with an error that says so.
-    public static func runChildIfNeeded(register: ((LuaHost) -> Void)? = nil) {
+    public static func runChildIfNeeded(register: ((LuaHost) throws -> Void)? = nil) {
         guard ProcessChild.isChild else { return }
         ProcessChild.runIfChild { hello in
             let settings = (try? ChildWire.readPlain(hello))?.first?.tableValue ?? LuaTable()
@@ -36,7 +37,7 @@ extension LuaHost {
                 configuration: Configuration(
                     packagePath: settings["path"].stringValue, packageCPath: settings["cpath"].stringValue,
                     exitHandler: { _ in }))
-            register?(host)
+            try register?(host)
             return try ChildRunner(core: host.core)
         }
     }

@@ -9,7 +9,7 @@ import Synchronization
 /// let supervisor = TaskSupervisor(logger: logger)
 /// supervisor.start()
 /// let host = LuaHost(supervisor: supervisor, logger: logger)
-/// host.register("greet") { args in .string("hello, \(args.first?.stringValue ?? "you")") }
+/// try host.register("greet") { args in .string("hello, \(args.first?.stringValue ?? "you")") }
 /// try host.run(string: """
 ///     local host = require "host"
 ///     local t = atasker.background_task(function(n) return host.greet(n) end)("Lua")
@@ -85,12 +85,22 @@ public final class LuaHost: Sendable {
     /// - Parameters:
     ///   - name: The function's name in module `host`.
     ///   - body: The function; it runs on the thread of the calling state.
-    /// - Important: Register before the first script runs; later registrations reach no state and are refused.
-    public func register(_ name: String, _ body: @escaping @Sendable ([LuaValue]) throws -> LuaValue) {
-        self.core.settings.withLock { settings in
-            precondition(!settings.frozen, "LuaHost.register(\"\(name)\") after a state was opened")
+    /// - Throws: ``LuaHostError`` with ``LuaHostError/Code/registeredTooLate`` once a script has run (or a task or
+    ///   worker opened a state): register every function first, since a later one would reach no state.
+    public func register(
+        _ name: String, _ body: @escaping @Sendable ([LuaValue]) throws -> LuaValue
+    ) throws(LuaHostError) {
+        let registered = self.core.settings.withLock { settings -> Bool in
+            guard !settings.frozen else { return false }
             settings.hostFunctions.removeAll { $0.name == name }
             settings.hostFunctions.append(HostFunction(name: name, body: body))
+            return true
+        }
+        guard registered else {
+            throw LuaHostError(
+                code: .registeredTooLate,
+                message: "LuaHost.register(\"\(name)\"): a Lua state is open already; register every function "
+                    + "before the first script runs")
         }
     }
 
@@ -202,11 +212,22 @@ public final class LuaHost: Sendable {
     public func result(of task: SupervisorTask) async throws -> LuaValue {
         await task.wait()
         if let error = task.error { throw error }
-        guard let encoded = task.result as? EncodedValues else { return .nil }
+        guard let result = task.result else { return .nil }  // a Lua function that returned nothing
+        guard let encoded = result as? EncodedValues else {
+            throw LuaHostError(
+                code: .notALuaTask,
+                message: "task \(task.id) was not run by Lua: its result is a Swift \(type(of: result)); read it "
+                    + "with `task.result` or `await task.value(as:)`")
+        }
         return try encoded.decode().first ?? .nil
     }
 
-    /// Closes the main state. Pool states close when their threads end.
+    /// A host dropped without ``close()`` closes its main state here.
+    deinit {
+        self.close()
+    }
+
+    /// Closes the main state. Pool states close when their threads end. Closing twice does nothing.
     public func close() {
         self.main.withLock { main in
             main.closed = true
