@@ -17,6 +17,7 @@ struct Program {
         if let v = self.command.reserveHigh { configuration.reserveHigh = v }
         if let v = self.command.minSize { configuration.minSize = v }
         if let v = self.command.maxSize { configuration.maxSize = v }
+        configuration.stopTimeout = .seconds(self.command.stopTimeout)
         let supervisor = TaskSupervisor(configuration: configuration, logger: logger)
         let control = ProgramControl()
         let host = LuaHost(
@@ -35,7 +36,7 @@ struct Program {
                 }
             }
         } cancel: {
-            _ = Self.cancelRunning(host: host, supervisor: supervisor, logger: logger, when: "on the second signal")
+            Self.cancelOnSecondSignal(supervisor: supervisor, logger: logger)
         }
 
         do {
@@ -56,26 +57,17 @@ struct Program {
         }
     }
 
-    /// Stops the supervisor (cancelling what still runs at the stop deadline) and returns the exit status, or dies
-    /// by the signal that ended the program. `closeHost`: close the main state (not while the script runs).
+    /// Stops the supervisor by the library's stop policy (``TaskSupervisor/shutdown(timeout:cancelTasks:)``: what
+    /// still runs at the `--stop-timeout` deadline is cancelled, what cannot be is named) and returns the exit
+    /// status, or dies by the signal that ended the program. `closeHost`: close the main state (not while the
+    /// script runs).
     private func end(
         _ event: ProgramEvent, host: LuaHost, supervisor: TaskSupervisor, logger: Logger, closeHost: Bool
     ) -> Int32 {
         if case .signal = event {
             logger.info("stopping: running work may take up to \(self.command.stopTimeout) s")
         }
-        var left = supervisor.stop(wait: .seconds(self.command.stopTimeout), cancelTasks: event != .idle)
-        if !left.isEmpty {
-            left = Self.cancelRunning(
-                host: host, supervisor: supervisor, logger: logger,
-                when: "at the stop deadline (--stop-timeout \(self.command.stopTimeout) s)")
-        }
-        for task in left {
-            let name = task.name.map { " (\($0))" } ?? ""
-            logger.warning(
-                "task \(task.id)\(name) still runs at the stop deadline (--stop-timeout \(self.command.stopTimeout) s); it is left behind as the program ends"
-            )
-        }
+        let left = supervisor.shutdown(cancelTasks: event != .idle)
         if left.isEmpty && closeHost {
             host.close()
         }
@@ -92,26 +84,20 @@ struct Program {
 }
 
 extension Program {
-    /// How long cancelled Lua code may take to get back to the host before the program ends without it.
-    static let cancelGrace = 0.5
-
-    /// Cancels the Lua code that still runs (see DESIGN.md, "Cancelling running Lua code"), waits up to
-    /// ``cancelGrace`` for it to end, and names what cannot be reached: code inside one long C call or a `__gc`
-    /// finalizer, left behind as the program ends. Returns the tasks still running.
-    static func cancelRunning(
-        host: LuaHost, supervisor: TaskSupervisor, logger: Logger, when: String
-    ) -> [SupervisorTask] {
-        let count = host.cancelRunningCode()
+    /// On the second signal: cancels the Lua code that still runs (see DESIGN.md, "Cancelling running Lua code"),
+    /// waits up to ``TaskSupervisor/cancelGrace`` for it to end, and names what cannot be reached: code inside one
+    /// long C call or a `__gc` finalizer, left behind as the program ends.
+    static func cancelOnSecondSignal(supervisor: TaskSupervisor, logger: Logger) {
+        let count = supervisor.cancelRunningCode()
         if count > 0 {
-            logger.warning("cancelling the Lua code that still runs \(when) (\(count) executions)")
+            logger.warning("cancelling the Lua code that still runs on the second signal (\(count) executions)")
         }
-        let left = supervisor.stop(wait: .seconds(count > 0 ? self.cancelGrace : 0), cancelTasks: true)
-        for place in host.runningCode() {
+        _ = supervisor.stop(wait: .seconds(count > 0 ? 0.5 : 0), cancelTasks: true)  // 0.5: the cancel grace
+        for place in supervisor.runningCode() {
             logger.warning(
                 "\(place) is stuck in one long C call or a __gc finalizer, where it cannot be cancelled; it is left behind as the program ends"
             )
         }
-        return left
     }
 }
 

@@ -451,8 +451,9 @@ public final class Aloop: Sendable, CustomStringConvertible {
         guard !task.isFinished else {
             return
         }
-        task.finish(status: error == nil ? .completed : .failed, result: result, error: error, at: Monotonic.now())
+        // Before the finish wakes the task's waiters, so that one of them reads `pending` without this task.
         self.core.withLock { $0.openTasks -= 1 }
+        task.finish(status: error == nil ? .completed : .failed, result: result, error: error, at: Monotonic.now())
         self.supervisor?.releaseActivity()
     }
 

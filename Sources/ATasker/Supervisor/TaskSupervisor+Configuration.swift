@@ -47,6 +47,11 @@ extension TaskSupervisor {
         /// This is a timed wait on a condition variable, not polling: the thread wakes once, at the end.
         public var idleThreadTimeout: Double
 
+        /// How long ``TaskSupervisor/shutdown(timeout:cancelTasks:)`` — and so a ``TaskSupervisor/run()`` service
+        /// at graceful shutdown — lets running work finish before it cancels the code that still runs. Default:
+        /// 10 seconds.
+        public var stopTimeout: Duration
+
         /// Creates a configuration.
         ///
         /// - Parameters:
@@ -59,6 +64,7 @@ extension TaskSupervisor {
         ///   - timeoutCritical: Start latency that logs a critical message, in seconds. Default: 10.
         ///   - pollDelay: atasker's polling delay, kept for compatibility. Default: 0.1.
         ///   - idleThreadTimeout: How long an extra idle thread lives, in seconds. Default: 30.
+        ///   - stopTimeout: How long a shutdown lets running work finish before it cancels it. Default: 10 s.
         public init(
             poolSize: Int = Configuration.defaultPoolSize,
             reserveNormal: Int = 5,
@@ -68,7 +74,8 @@ extension TaskSupervisor {
             timeoutWarning: Double = 5,
             timeoutCritical: Double = 10,
             pollDelay: Double = 0.1,
-            idleThreadTimeout: Double = 30
+            idleThreadTimeout: Double = 30,
+            stopTimeout: Duration = .seconds(10)
         ) {
             self.poolSize = max(0, poolSize)
             self.reserveNormal = max(0, reserveNormal)
@@ -79,6 +86,7 @@ extension TaskSupervisor {
             self.timeoutCritical = timeoutCritical
             self.pollDelay = pollDelay
             self.idleThreadTimeout = idleThreadTimeout
+            self.stopTimeout = max(.zero, stopTimeout)
         }
 
         /// 5 × the number of online processors (`sysconf(_SC_NPROCESSORS_ONLN)`), as in atasker.

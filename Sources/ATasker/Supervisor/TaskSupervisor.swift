@@ -39,6 +39,9 @@ public final class TaskSupervisor: Sendable {
     /// The process pool, once set or first used (see ``setProcessPool(_:)``).
     let processPoolSlot = Mutex<ProcessPool?>(nil)
 
+    /// What cancels running code that a pool thread cannot interrupt by itself (a Lua host registers one).
+    let codeCancellers = Mutex<[WeakCodeCanceller]>([])
+
     // Start-latency thresholds as `Double` bit patterns (`.infinity` when off), read lock-free by
     // every starting task; the state machine keeps the authoritative values.
     private let warningBits: Atomic<UInt64>

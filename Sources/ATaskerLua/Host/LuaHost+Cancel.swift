@@ -1,3 +1,5 @@
+import ATasker
+
 /// Cancelling the Lua code of a host that still runs when a program stops.
 extension LuaHost {
     /// Cancels every Lua execution of this host that runs now on a pool thread.
@@ -20,4 +22,9 @@ extension LuaHost {
     public func runningCode() -> [String] {
         self.core.runningReports()
     }
+}
+
+extension HostCore: CodeCanceller {
+    func cancelRunningCode() -> Int { self.cancelRunning() }
+    func runningCode() -> [String] { self.runningReports() }
 }

@@ -73,6 +73,7 @@ public final class LuaHost: Sendable {
             $0.packageCPath = configuration.packageCPath
         }
         self.main = Mutex(MainState())
+        supervisor.addCodeCanceller(self.core)
     }
 
     /// The supervisor that runs this host's tasks.

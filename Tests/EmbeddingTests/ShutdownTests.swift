@@ -1,0 +1,71 @@
+// Bounded shutdown the service-lifecycle way, through the public API only.
+import ATasker
+import ATaskerLua
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@Suite("Embedding: a ServiceGroup's shutdown ends Lua code that never returns")
+struct ShutdownTests {
+    /// A host whose supervisor lets running work finish for `stopTimeout`, with a worker that never returns
+    /// started by a script; returns once the worker runs.
+    static func hostWithRunaway(stopTimeout: Duration) throws -> (LuaHost, TaskSupervisor) {
+        var logger = Logger(label: "embedding-test")
+        logger.logLevel = .critical
+        let supervisor = TaskSupervisor(
+            configuration: .init(poolSize: 2, stopTimeout: stopTimeout), logger: logger)
+        let host = LuaHost(supervisor: supervisor, logger: logger)
+        supervisor.start()
+        try host.run(
+            string: """
+                local w = atasker.background_worker{name = "spinner", fn = function()
+                  atasker.shared("spin"):set("in", true)
+                  while true do end
+                end}
+                w:start()
+                while not atasker.shared("spin"):get("in") do atasker.sleep(0.005) end
+                """)
+        return (host, supervisor)
+    }
+
+    @Test("graceful shutdown: the running worker gets stopTimeout, then is cancelled, and run() returns")
+    func gracefulShutdownCancels() async throws {
+        let (host, supervisor) = try Self.hostWithRunaway(stopTimeout: .milliseconds(200))
+        var logger = Logger(label: "embedding-test")
+        logger.logLevel = .critical
+        let group = ServiceGroup(services: [host], logger: logger)
+        let clock = ContinuousClock()
+        let started = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        // the deadline is 0.2 s and the cancel grace 0.5 s: a bound that holds on a busy machine
+        #expect(clock.now - started < .seconds(20))
+        #expect(supervisor.info().tasks == 0)
+        #expect(supervisor.workers.allSatisfy { $0.isStopped })
+    }
+
+    @Test("a cancelled service cancels the running Lua code at once, whatever the stop timeout")
+    func cancellationCancelsAtOnce() async throws {
+        let (_, supervisor) = try Self.hostWithRunaway(stopTimeout: .seconds(3600))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let service = Task { try await supervisor.run() }
+        service.cancel()
+        try await service.value
+        #expect(clock.now - started < .seconds(60))
+        #expect(supervisor.info().tasks == 0)
+    }
+
+    @Test("shutdown(timeout:) returns what still runs after the cancel: nothing, for Lua code")
+    func shutdownReturnsNothingLeft() async throws {
+        let (host, supervisor) = try Self.hostWithRunaway(stopTimeout: .seconds(3600))
+        defer { host.close() }
+        let left = await supervisor.shutdown(timeout: .milliseconds(100))
+        #expect(left.isEmpty)
+        #expect(supervisor.runningCode().isEmpty)
+    }
+}
