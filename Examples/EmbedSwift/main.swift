@@ -37,7 +37,7 @@ struct EmbedSwift {
         let host = LuaHost(supervisor: supervisor, logger: logger)
         try registerFunctions(host)
 
-        let results = try host.run(
+        let results = try await host.run(
             string: """
                 local host = require "host"
                 local fetch = atasker.background_task(function(name)
@@ -51,7 +51,7 @@ struct EmbedSwift {
                 """, name: "=embedded")
         print("Lua total: \(results.first?.doubleValue ?? 0)")
 
-        let child = try host.run(
+        let child = try await host.run(
             string: """
                 local host = require "host"
                 local t = atasker.background_task(function(name)

@@ -11,7 +11,7 @@ struct AsyncHostTests {
     func awaitLuaTask() async throws {
         let f = HostFixture()
         defer { f.finish() }
-        let values = try f.host.run(
+        let values = try await f.host.run(
             string: """
                 local a = atasker.supervisor:create_aloop("swift")
                 return a:background_task(function(x)
@@ -25,7 +25,7 @@ struct AsyncHostTests {
         }
         let result = try await f.host.result(of: task)
         #expect(result.tableValue?["answer"] == .integer(42))
-        let failing = try f.host.run(
+        let failing = try await f.host.run(
             string: "return atasker.supervisor:get_aloop('swift'):background_task(function() error('no') end)")
         guard case .handle(let failed) = failing.first, let failedTask = failed.object as? SupervisorTask else {
             Issue.record("no task came back")
@@ -38,7 +38,7 @@ struct AsyncHostTests {
     func swiftClosureOnLuaAloop() async throws {
         let f = HostFixture()
         defer { f.finish() }
-        try f.host.run(
+        try await f.host.run(
             string: """
                 atasker.supervisor:create_aloop("mixed", {default = true})
                 local w = atasker.background_worker{async = true, interval = 0.005, name = "lua-ticker",
@@ -49,9 +49,9 @@ struct AsyncHostTests {
         let onLoop = try await aloop.run { aloop.isCurrent }
         #expect(onLoop)
         try await Task.sleep(for: .milliseconds(100))
-        let ticks = try f.host.run(string: "return atasker.shared('mixed'):get('ticks')")
+        let ticks = try await f.host.run(string: "return atasker.shared('mixed'):get('ticks')")
         #expect((ticks.first?.intValue ?? 0) > 5)
-        try f.host.run(string: "atasker.supervisor:stop_aloop('mixed')")
+        try await f.host.run(string: "atasker.supervisor:stop_aloop('mixed')")
         #expect(aloop.isStopped)
         #expect(f.supervisor.worker(named: "lua-ticker")?.isStopped ?? true)
     }

@@ -131,9 +131,9 @@ struct HostTests {
     func awaitFromSwift() async throws {
         let f = HostFixture()
         defer { f.finish() }
-        _ = try f.host.run(
+        _ = try await f.host.run(
             string: "SLOW = atasker.background_task(function(x) atasker.sleep(0.05); return x * 2 end)")
-        let values = try f.host.run(string: "return SLOW(21).id")
+        let values = try await f.host.run(string: "return SLOW(21).id")
         let id = Int(try #require(values.first?.intValue))
         let task = try #require(f.supervisor.task(id: id))
         #expect(try await f.host.result(of: task) == .integer(42))

@@ -37,7 +37,7 @@ struct HostMisuseTests {
         defer { _ = supervisor.stop(wait: .seconds(10), cancelTasks: true) }
         let host = LuaHost(supervisor: supervisor, logger: Self.quietLogger())
         defer { host.close() }
-        let values = try host.run(string: "return atasker.background_task(function(x) return x * 2 end)(21), 5")
+        let values = try await host.run(string: "return atasker.background_task(function(x) return x * 2 end)(21), 5")
         let task = try #require(values.first?.task)
         #expect(values.last?.task == nil)
         #expect(try await host.result(of: task) == .integer(42))

@@ -5,7 +5,7 @@ import Glibc
 ///
 /// The pool creates its own pthreads (not Foundation `Thread`, not Dispatch) so that the program
 /// stays small and each thread has a name visible in `top -H`, `gdb` and `/proc/PID/task/*/comm`.
-enum PoolThread {
+package enum PoolThread {
     fileprivate final class Start: Sendable {
         let name: String
         let keepsTime: Bool
@@ -27,7 +27,7 @@ enum PoolThread {
     ///     the kernel may otherwise end each of them late to batch wake-ups.
     ///   - body: What the thread runs.
     /// - Returns: `false` if the thread could not be created (`pthread_create` failed).
-    static func spawn(name: String, keepsTime: Bool = false, _ body: @escaping @Sendable () -> Void) -> Bool {
+    package static func spawn(name: String, keepsTime: Bool = false, _ body: @escaping @Sendable () -> Void) -> Bool {
         let start = Unmanaged.passRetained(Start(name: name, keepsTime: keepsTime, body: body)).toOpaque()
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
