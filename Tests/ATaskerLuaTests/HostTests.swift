@@ -131,11 +131,18 @@ struct HostTests {
     func awaitFromSwift() async throws {
         let f = HostFixture()
         defer { f.finish() }
+        // The task waits for a gate, so that it still runs when Swift looks it up, however slow the machine.
         _ = try await f.host.run(
-            string: "SLOW = atasker.background_task(function(x) atasker.sleep(0.05); return x * 2 end)")
+            string: """
+                SLOW = atasker.background_task(function(x)
+                  while not atasker.shared("gate"):get("open") do atasker.sleep(0.005) end
+                  return x * 2
+                end)
+                """)
         let values = try await f.host.run(string: "return SLOW(21).id")
         let id = Int(try #require(values.first?.intValue))
         let task = try #require(f.supervisor.task(id: id))
+        _ = try await f.host.run(string: "atasker.shared('gate'):set('open', true)")
         #expect(try await f.host.result(of: task) == .integer(42))
     }
 

@@ -42,8 +42,9 @@ struct ShutdownTests {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
-        // the deadline is 0.2 s and the cancel grace 0.5 s: a bound that holds on a busy machine
-        #expect(clock.now - started < .seconds(20))
+        // the deadline is 0.2 s and the cancel grace 0.5 s; the bound is for a busy machine, where the tests that
+        // run beside this one may hold the threads of Swift concurrency for a while
+        #expect(clock.now - started < .seconds(120))
         #expect(supervisor.info().tasks == 0)
         #expect(supervisor.workers.allSatisfy { $0.isStopped })
     }
@@ -56,7 +57,7 @@ struct ShutdownTests {
         let service = Task { try await supervisor.run() }
         service.cancel()
         try await service.value
-        #expect(clock.now - started < .seconds(60))
+        #expect(clock.now - started < .seconds(120))
         #expect(supervisor.info().tasks == 0)
     }
 

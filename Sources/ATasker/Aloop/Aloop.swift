@@ -439,7 +439,9 @@ public final class Aloop: Sendable, CustomStringConvertible {
             return nil
         }
         let now = Monotonic.now()
-        let task = SupervisorTask(priority: .normal, name: name, supervisor: nil, status: .started, queuedAt: now)
+        let task = SupervisorTask(
+            priority: .normal, name: name, supervisor: nil, status: .started, queuedAt: now,
+            metrics: self.supervisor?.metrics.tasks(.aloop, .normal))
         task.setTimeStarted(now)
         self.core.withLock { $0.openTasks += 1 }
         self.supervisor?.retainActivity()
@@ -460,7 +462,9 @@ public final class Aloop: Sendable, CustomStringConvertible {
     /// A task that failed at once because the aloop takes no new work.
     package func failedTask(name: String?) -> SupervisorTask {
         let now = Monotonic.now()
-        let task = SupervisorTask(priority: .normal, name: name, supervisor: nil, status: .queued, queuedAt: now)
+        let task = SupervisorTask(
+            priority: .normal, name: name, supervisor: nil, status: .queued, queuedAt: now,
+            metrics: self.supervisor?.metrics.tasks(.aloop, .normal))
         task.finish(status: .failed, result: nil, error: self.notRunningError(), at: now)
         return task
     }

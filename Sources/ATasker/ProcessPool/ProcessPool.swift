@@ -145,6 +145,7 @@ final class ProcessPool: Sendable {
     }
 
     func childDied(_ serial: Int, ending: ProcessPoolStateMachine.Ending) {
+        self.supervisor?.metrics.childExited()
         self.update { $0.childDied(serial, ending: ending, now: $1, effects: &$2) }
     }
 
@@ -171,6 +172,7 @@ final class ProcessPool: Sendable {
             connection.wake()
         }
         for connection in effects.spawns {
+            self.supervisor?.metrics.childSpawned()
             let started = PoolThread.spawn(name: "atasker-mp-\(connection.serial)") { [self] in
                 connection.run(pool: self)
             }

@@ -68,7 +68,9 @@ extension TaskSupervisor {
         transform: (@Sendable (ProcessReply) throws -> (any Sendable)?)? = nil
     ) -> SupervisorTask {
         let now = Monotonic.now()
-        let task = SupervisorTask(priority: priority, name: name, supervisor: self, status: .queued, queuedAt: now)
+        let task = SupervisorTask(
+            priority: priority, name: name, supervisor: self, status: .queued, queuedAt: now,
+            metrics: self.metrics.tasks(.process, priority))
         guard self.state.withLock({ $0.submitProcessTask(task) }) else {
             task.finish(status: .failed, result: nil, error: ProcessPoolError.stopped, at: now)
             return task

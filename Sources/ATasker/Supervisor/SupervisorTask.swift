@@ -29,6 +29,9 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
     /// The supervisor the task belongs to, for ``cancel()``.
     let supervisor: TaskSupervisor?
 
+    /// The metrics that the task's start and end update.
+    let metrics: TaskMetrics?
+
     private let statusCode: Atomic<UInt8>
     // Times are `Double` bit patterns; `unsetTime` stands for "not yet".
     private let queuedAt: Atomic<UInt64>
@@ -59,11 +62,16 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
         case waiter(Waiter)
     }
 
-    init(priority: TaskPriority, name: String?, supervisor: TaskSupervisor?, status: TaskStatus, queuedAt: Double?) {
+    init(
+        priority: TaskPriority, name: String?, supervisor: TaskSupervisor?, status: TaskStatus, queuedAt: Double?,
+        metrics: TaskMetrics? = nil
+    ) {
         self.id = nextTaskID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.priority = priority
         self.name = name
         self.supervisor = supervisor
+        self.metrics = metrics
+        metrics?.taskSubmitted()
         self.statusCode = Atomic(status.code)
         self.queuedAt = Atomic(queuedAt.map(\.bitPattern) ?? Self.unsetTime)
         self.startedAt = Atomic(Self.unsetTime)
@@ -278,6 +286,10 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
 
     func setTimeStarted(_ time: Double) {
         self.startedAt.store(time.bitPattern, ordering: .releasing)
+        if let metrics = self.metrics {
+            let queued = self.queuedAt.load(ordering: .acquiring)
+            metrics.taskStarted(queuedAt: queued == Self.unsetTime ? nil : Double(bitPattern: queued), at: time)
+        }
     }
 
     /// Records the outcome, sets the final status, then notifies the observers (outside the lock).
@@ -303,6 +315,11 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
             let observers = outcome.observers
             outcome.observers = []
             return observers
+        }
+        if let metrics = self.metrics {
+            let started = self.startedAt.load(ordering: .acquiring)
+            metrics.taskFinished(
+                status, startedAt: started == Self.unsetTime ? nil : Double(bitPattern: started), at: time)
         }
         var waiters: [Observer] = []
         for observer in observers {

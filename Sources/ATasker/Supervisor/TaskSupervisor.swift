@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Logging
 import Synchronization
 
@@ -42,6 +43,9 @@ public final class TaskSupervisor: Sendable {
     /// What cancels running code that a pool thread cannot interrupt by itself (a Lua host registers one).
     let codeCancellers = Mutex<[WeakCodeCanceller]>([])
 
+    /// The swift-metrics instruments of this supervisor's tasks and process pool.
+    package let metrics: SupervisorMetrics
+
     // Start-latency thresholds as `Double` bit patterns (`.infinity` when off), read lock-free by
     // every starting task; the state machine keeps the authoritative values.
     private let warningBits: Atomic<UInt64>
@@ -52,8 +56,14 @@ public final class TaskSupervisor: Sendable {
     /// - Parameters:
     ///   - configuration: Pool sizes and timeouts.
     ///   - logger: Where latency warnings and pool problems are logged.
-    public init(configuration: Configuration = .init(), logger: Logger = Logger(label: "atasker")) {
+    ///   - metricsFactory: Where the supervisor's swift-metrics instruments report (the README's "Metrics" lists
+    ///     them). Default: the factory that `MetricsSystem.bootstrap` installed, or none.
+    public init(
+        configuration: Configuration = .init(), logger: Logger = Logger(label: "atasker"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.logger = logger
+        self.metrics = SupervisorMetrics(factory: metricsFactory)
         self.state = ConditionLock(SupervisorStateMachine(configuration: configuration))
         self.timers = TimerQueue(name: "atasker-timer")
         self.warningBits = Atomic(Self.thresholdBits(configuration.timeoutWarning))
@@ -117,7 +127,8 @@ public final class TaskSupervisor: Sendable {
             name: name,
             supervisor: self,
             status: isDelayed ? .delayed : .queued,
-            queuedAt: isDelayed ? nil : now
+            queuedAt: isDelayed ? nil : now,
+            metrics: self.metrics.tasks(.thread, priority)
         )
         let entry = TaskQueue.Entry(task: task, body: body)
         let timer = isDelayed ? (id: TimerID.next(), deadline: now + (delay ?? 0)) : nil

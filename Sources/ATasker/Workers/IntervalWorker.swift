@@ -258,6 +258,7 @@ public final class IntervalWorker: Worker {
             let first = Int(((now - self.origin) / interval).rounded(.up))
             if first > self.nextTick {
                 self.skippedCount.wrappingAdd(first - self.nextTick, ordering: .relaxed)
+                self.metrics.ticksSkipped(first - self.nextTick)
                 self.nextTick = first
             }
         } else {
@@ -296,6 +297,7 @@ public final class IntervalWorker: Worker {
         let last = max(self.nextTick, Int(((now - self.origin) / interval).rounded(.down)))
         if last > self.nextTick {
             self.skippedCount.wrappingAdd(last - self.nextTick, ordering: .relaxed)
+            self.metrics.ticksSkipped(last - self.nextTick)
         }
         self.nextTick = last + 1
     }

@@ -185,6 +185,8 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.single = item
             return .execute
         }
+        // sampled once per wake-up (a batch), not per put
+        self.metrics.queueDepthSampled(self.itemCount)
         guard self.itemCount > 0 else {
             return .idle(deadline: nil)
         }

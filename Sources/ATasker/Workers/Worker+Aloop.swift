@@ -78,6 +78,7 @@ extension Worker {
             goOn = true
         }
         self.executionCount.store(self.executionCount.load(ordering: .relaxed) + 1, ordering: .relaxed)
+        self.metrics.executionEnded()
         var effects = WorkerStateMachine.Effects()
         self.core.lock()
         guard self.core.lockedValue.holdsSlot(token: token) else {

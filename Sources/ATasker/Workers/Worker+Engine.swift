@@ -282,6 +282,7 @@ extension Worker {
         }
         // Only the slot's task writes the counter, so a plain load and store is enough.
         self.executionCount.store(self.executionCount.load(ordering: .relaxed) + 1, ordering: .relaxed)
+        self.metrics.executionEnded()
         return goOn
     }
 
@@ -297,6 +298,7 @@ extension Worker {
     /// Counts an error and hands it to `onError`, or logs it.
     func report(_ error: any Error, during phase: String?) {
         self.errorCount.wrappingAdd(1, ordering: .relaxed)
+        self.metrics.executionFailed()
         if let onError = self.hooks.onError {
             onError(self, error)
             return

@@ -150,6 +150,9 @@ public class Worker: CustomStringConvertible {
     // owned by the slot
     @exclusivity(unchecked) var stepTaken = false
 
+    /// The worker's swift-metrics instruments, under the name it was made with.
+    let metrics: WorkerMetrics
+
     init(kind: Kind, supervisor: TaskSupervisor, name: String?, priority: TaskPriority, hooks: Hooks) throws {
         let (id, chosen) = try supervisor.workerRegistry.reserve(name)
         self.supervisor = supervisor
@@ -157,6 +160,7 @@ public class Worker: CustomStringConvertible {
         self.hooks = hooks
         self.registrationID = id
         self.core = ConditionLock(WorkerStateMachine(name: chosen, priority: priority))
+        self.metrics = WorkerMetrics(worker: chosen, factory: supervisor.metrics.factory)
         supervisor.workerRegistry.attach(self, id: id, name: chosen)
     }
 

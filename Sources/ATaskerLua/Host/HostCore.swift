@@ -65,7 +65,8 @@ final class HostCore: Sendable {
             packagePath: settings.packagePath,
             packageCPath: settings.packageCPath,
             hostFunctions: settings.hostFunctions.map { ($0.name, $0) },
-            allocationLimit: allocationLimit
+            allocationLimit: allocationLimit,
+            metrics: self.supervisor.metrics
         )
         return try LuaState(options: options)
     }

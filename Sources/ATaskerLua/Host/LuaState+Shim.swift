@@ -1,3 +1,4 @@
+import ATasker
 internal import CLuaShim
 import Glibc
 
@@ -14,6 +15,8 @@ enum LuaOutcome {
 final class LuaState {
     let pointer: OpaquePointer
     private(set) var isClosed = false
+    /// Where the state counts itself while it is open (`atasker_lua_states`).
+    private let metrics: SupervisorMetrics?
 
     struct Options {
         var host: UnsafeMutableRawPointer? = nil
@@ -24,6 +27,7 @@ final class LuaState {
         var packageCPath: String? = nil
         var hostFunctions: [(String, AnyObject)] = []
         var allocationLimit: Int = 0
+        var metrics: SupervisorMetrics? = nil
     }
 
     init(options: Options) throws(LuaError) {
@@ -58,6 +62,8 @@ final class LuaState {
             throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "cannot create a Lua state")
         }
         self.pointer = state
+        self.metrics = options.metrics
+        self.metrics?.luaStateOpened()
     }
 
     deinit {
@@ -69,6 +75,7 @@ final class LuaState {
         guard !self.isClosed else { return }
         self.isClosed = true
         atl_state_close(self.pointer)
+        self.metrics?.luaStateClosed()
     }
 
     var allocationCount: Int { Int(atl_state_alloc_count(self.pointer)) }
