@@ -65,7 +65,15 @@ typedef struct atl_StateData {
   int nspare;
   char *package_path;   /* prepended to 'package.path' when it loads */
   char *package_cpath;
+  int allow_bytecode;   /* user code may load binary chunks (loadtext.c) */
 } atl_StateData;
+
+/* [-0, +0, e] Make 'load', 'loadfile' and 'dofile' load text only, unless
+** the state allows bytecode (loadtext.c). */
+void atl_loadtext_base(lua_State *L);
+/* [-0, +0, e] Make the searcher of Lua files in the 'package' table at
+** 'pkg' load text only, unless the state allows bytecode. */
+void atl_loadtext_package(lua_State *L, int pkg);
 
 /* [-0, +(0|1), e] Load lazy library 'name' of a worker or pool state (a
 ** standard library, 'package' or 'atasker'), once, and push it; returns 0

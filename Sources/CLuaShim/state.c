@@ -236,6 +236,7 @@ static int open_package(lua_State *L) {
   atl_StateData *d = atl_statedata(L);
   const luaL_Reg *lib;
   luaopen_package(L);
+  atl_loadtext_package(L, -1);
   prependpath(L, "path", d->package_path);
   prependpath(L, "cpath", d->package_cpath);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
@@ -278,6 +279,7 @@ static int lazy_global(lua_State *L) {
 static void openlazy(lua_State *L) {
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
   lua_pop(L, 1);
+  atl_loadtext_base(L);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
   lua_pop(L, 1);
   lua_pushglobaltable(L);
@@ -296,6 +298,10 @@ static int open_p(lua_State *L) {
   int i;
   if (o->is_main) {
     luaL_openlibs(L);
+    atl_loadtext_base(L);
+    lua_getglobal(L, LUA_LOADLIBNAME);
+    atl_loadtext_package(L, -1);
+    lua_pop(L, 1);
     atl_open_coroutine(L);
     lua_getglobal(L, "os");
     lua_pushcfunction(L, l_exit);
@@ -349,6 +355,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   d->is_main = opts->is_main;
   d->is_child = opts->is_child;
   d->alloc_limit = opts->alloc_limit;
+  d->allow_bytecode = opts->allow_bytecode;
   L = lua_newstate(l_alloc, d);
   if (L == NULL) {
     freepages(&d->small);

@@ -39,6 +39,12 @@ struct ATaskerLuaCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds that running work may take to finish once a stop is asked.")
     var stopTimeout: Double = 10
 
+    @Flag(
+        name: .long,
+        help:
+            "Let Lua code load binary chunks (trusted bytecode only: Lua 5.4 does not verify it). (default: text only)")
+    var allowBytecode = false
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 

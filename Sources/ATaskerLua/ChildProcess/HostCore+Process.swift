@@ -46,6 +46,7 @@ extension HostCore {
         var hello = LuaTable()
         if let path = settings.packagePath { hello["path"] = .string(LuaString(path)) }
         if let cpath = settings.packageCPath { hello["cpath"] = .string(LuaString(cpath)) }
+        if settings.allowsBytecode { hello["bytecode"] = .boolean(true) }
         hello["debug"] = .boolean(self.currentLogger.logLevel <= .debug)
         configuration.hello = ChildWire.plain([.table(hello)])
         configuration.service = { [weak self] payload, isNotify in

@@ -36,7 +36,7 @@ extension LuaHost {
                 childOf: TaskSupervisor(logger: logger), logger: logger,
                 configuration: Configuration(
                     packagePath: settings["path"].stringValue, packageCPath: settings["cpath"].stringValue,
-                    exitHandler: { _ in }))
+                    exitHandler: { _ in }, allowsBytecode: settings["bytecode"].boolValue))
             try register?(host)
             return try ChildRunner(core: host.core)
         }

@@ -28,6 +28,7 @@ final class HostCore: Sendable {
     struct Settings: Sendable {
         var packagePath: String?
         var packageCPath: String?
+        var allowsBytecode = false
         var hostFunctions: [HostFunction] = []
         var frozen = false
     }
@@ -66,6 +67,7 @@ final class HostCore: Sendable {
             packageCPath: settings.packageCPath,
             hostFunctions: settings.hostFunctions.map { ($0.name, $0) },
             allocationLimit: allocationLimit,
+            allowsBytecode: settings.allowsBytecode,
             metrics: self.supervisor.metrics
         )
         return try LuaState(options: options)

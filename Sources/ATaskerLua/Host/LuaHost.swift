@@ -34,15 +34,20 @@ public final class LuaHost: Sendable {
         /// Called when Lua code calls `os.exit(code)`; `nil` (the default) makes `os.exit` raise an error, so that
         /// a script cannot end an embedding app.
         public var exitHandler: (@Sendable (Int32) -> Void)?
+        /// Whether Lua code may load binary chunks (`load` of a `string.dump`, `require` or `dofile` of a compiled
+        /// file). Default `false`: every state loads source text only, since Lua 5.4 does not verify bytecode and a
+        /// corrupted chunk can crash the process. Allow it only for bytecode you trust.
+        public var allowsBytecode: Bool
 
         /// Creates a configuration.
         public init(
             packagePath: String? = nil, packageCPath: String? = nil,
-            exitHandler: (@Sendable (Int32) -> Void)? = nil
+            exitHandler: (@Sendable (Int32) -> Void)? = nil, allowsBytecode: Bool = false
         ) {
             self.packagePath = packagePath
             self.packageCPath = packageCPath
             self.exitHandler = exitHandler
+            self.allowsBytecode = allowsBytecode
         }
     }
 
@@ -71,6 +76,7 @@ public final class LuaHost: Sendable {
         self.core.settings.withLock {
             $0.packagePath = configuration.packagePath
             $0.packageCPath = configuration.packageCPath
+            $0.allowsBytecode = configuration.allowsBytecode
         }
         self.main = Mutex(MainState())
         supervisor.addCodeCanceller(self.core)

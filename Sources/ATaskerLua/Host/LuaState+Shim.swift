@@ -27,6 +27,7 @@ final class LuaState {
         var packageCPath: String? = nil
         var hostFunctions: [(String, AnyObject)] = []
         var allocationLimit: Int = 0
+        var allowsBytecode = false
         var metrics: SupervisorMetrics? = nil
     }
 
@@ -53,6 +54,7 @@ final class LuaState {
                         o.hostfn_objs = objectsPtr.baseAddress
                         o.nhostfn = Int32(options.hostFunctions.count)
                         o.alloc_limit = options.allocationLimit
+                        o.allow_bytecode = options.allowsBytecode ? 1 : 0
                         return atl_state_open(&o, &err)
                     }
                 }

@@ -232,6 +232,8 @@ typedef struct atl_StateOptions {
   int nhostfn;
   long alloc_limit;           /* fail the Nth allocation and all later ones
                                  (tests); 0: never */
+  int allow_bytecode;         /* user code may load binary chunks; 0: text
+                                 only (loadtext.c) */
 } atl_StateOptions;
 
 /* [-0, +0, -] A new state with the standard libraries, the 'atasker' module
