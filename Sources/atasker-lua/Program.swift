@@ -10,6 +10,7 @@ struct Program {
 
     /// Runs the script and waits for the end; returns the exit status (or never returns, when a signal ends it).
     func run() -> Int32 {
+        FatalSignals.install(label: "atasker-lua")
         let logger = Logger(label: "atasker-lua")
         var configuration = TaskSupervisor.Configuration()
         if let v = self.command.poolSize { configuration.poolSize = v }

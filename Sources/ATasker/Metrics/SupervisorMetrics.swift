@@ -1,4 +1,4 @@
-public import CoreMetrics
+package import CoreMetrics
 import Synchronization
 
 /// The swift-metrics instruments of one supervisor, made once when it is created (from the factory that

@@ -19,4 +19,15 @@ public struct ProcessCall: Sendable {
         self.definitions = definitions
         self.payload = payload
     }
+
+    /// The most bytes that one call may take on the wire, its definitions included: 256 MiB, the protocol's frame
+    /// limit. ``TaskSupervisor/submitProcess(_:priority:timeout:name:transform:)`` fails a larger call with
+    /// ``ProcessPoolError/callTooLarge(bytes:limit:)``.
+    public static let maximumSize = ProcessFrame.maximumLength
+
+    /// The bytes the call takes on the wire when all its definitions go with it.
+    public var size: Int {
+        // the frame's type, the call id and the definition count; per definition its key and length
+        13 + self.definitions.reduce(0) { $0 + 12 + $1.payload.count } + self.payload.count
+    }
 }

@@ -48,6 +48,7 @@ public enum ProcessChild {
         // SIGINT was blocked by the spawn so that a Ctrl-C sent to the whole process group before this point
         // stays pending; now it is ignored, and every signal is unblocked.
         atp_child_signals()
+        FatalSignals.install(label: "atasker pool child")
         Self.startWatcher(descriptor)
         let channel = ProcessChildChannel(descriptor: descriptor)
         guard let first = channel.next() else {

@@ -30,6 +30,9 @@ public enum ProcessPoolError: Error, Sendable, CustomStringConvertible {
     case stopped
     /// The child's handler answered ``ProcessReply/failure(_:)`` and the task had no transform.
     case remoteFailure([UInt8])
+    /// The call takes more bytes than one frame of the protocol holds (``ProcessCall/maximumSize``); it was not
+    /// sent.
+    case callTooLarge(bytes: Int, limit: Int)
 
     /// A message for people: the pid, the cause and what happens next.
     public var description: String {
@@ -55,6 +58,9 @@ public enum ProcessPoolError: Error, Sendable, CustomStringConvertible {
             return "the process pool was stopped before the task ran"
         case .remoteFailure(let bytes):
             return "the call failed in the pool child: \(Self.text(bytes))"
+        case .callTooLarge(let bytes, let limit):
+            return
+                "the call takes \(Self.mebibytes(bytes)) MiB, over the process pool's limit of \(Self.mebibytes(limit)) MiB per call (arguments and the function's upvalues); pass large data another way, such as a file"
         }
     }
 
@@ -69,6 +75,11 @@ public enum ProcessPoolError: Error, Sendable, CustomStringConvertible {
             return text
         }
         return "\(bytes.count) bytes"
+    }
+
+    /// Whole mebibytes, rounded up.
+    static func mebibytes(_ bytes: Int) -> String {
+        "\((bytes >> 20) + (bytes & ((1 << 20) - 1) == 0 ? 0 : 1))"
     }
 
     /// Seconds without trailing noise: `1.5`, `0.25`, `2`.

@@ -71,6 +71,11 @@ extension TaskSupervisor {
         let task = SupervisorTask(
             priority: priority, name: name, supervisor: self, status: .queued, queuedAt: now,
             metrics: self.metrics.tasks(.process, priority))
+        guard call.size <= ProcessCall.maximumSize else {
+            let error = ProcessPoolError.callTooLarge(bytes: call.size, limit: ProcessCall.maximumSize)
+            task.finish(status: .failed, result: nil, error: error, at: now)
+            return task
+        }
         guard self.state.withLock({ $0.submitProcessTask(task) }) else {
             task.finish(status: .failed, result: nil, error: ProcessPoolError.stopped, at: now)
             return task

@@ -68,6 +68,19 @@ extension HostCore {
     }
 
     /// Submits one run of an mp task function: the function goes to each child once, then only the arguments.
+    /// Refuses, at the call, an mp task whose function (with its upvalues) and arguments would not fit in one
+    /// frame of the pool's protocol.
+    func checkProcessCallSize(_ function: TaskFunction, arguments: EncodedValues?) throws {
+        // the call's header, the definition's, the call payload's function id and transfer header
+        let size = 13 + 12 + function.definition.payload.count + 64 + (arguments?.count ?? 0)
+        guard size <= ProcessCall.maximumSize else {
+            throw CallError(
+                message: "mp task: its arguments and function take \((size + (1 << 20) - 1) >> 20) MiB, over the "
+                    + "process pool's limit of \(ProcessCall.maximumSize >> 20) MiB per call; pass large data "
+                    + "another way, such as a file name")
+        }
+    }
+
     func spawnProcess(_ function: TaskFunction, arguments: EncodedValues?, logFailure: Bool = true) -> SupervisorTask {
         self.ensureProcessPool()
         let call = ProcessCall(

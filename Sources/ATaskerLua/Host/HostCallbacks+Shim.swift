@@ -186,6 +186,9 @@ extension HostCore {
             if let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 {
                 arguments = EncodedValues(taking: &buffer.pointee)
             }
+            if function.inProcess {
+                try self.checkProcessCallSize(function, arguments: arguments)
+            }
             let task = self.spawn(function, arguments: arguments)
             return .values([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
         case Int(ATL_FN_BACKGROUND_TASK):

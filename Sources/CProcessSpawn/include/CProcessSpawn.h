@@ -65,6 +65,13 @@ char **atp_environ(void);
 /* Ignores SIGINT, then unblocks every signal (the start of a pool child). */
 void atp_child_signals(void);
 
+/* Makes SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGQUIT and SIGSYS
+** fatal as in a C program, in place of Swift's backtracer: one line on
+** standard error ('name (pid N): killed by SIGSEGV, sent by pid M'), then
+** death by the signal; unblocks them in the calling thread. 'name' labels
+** the line (copied; NULL keeps the last). Call it before starting threads. */
+void atp_fatal_signals(const char *name);
+
 /*
 ** Sets the calling thread's timer slack to 'nanoseconds' (PR_SET_TIMERSLACK).
 ** Linux lets a timed wait end up to the slack late (50 us by default), to
