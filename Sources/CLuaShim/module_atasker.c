@@ -26,6 +26,33 @@ static int l_background_task(lua_State *L) {
   return atl_host_call(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 1);
 }
 
+static int l_background_worker(lua_State *L);
+
+/*
+** The function that 'background_worker{...}' returns for options without
+** an executor (atasker's decorator with arguments): called with the
+** executor, it makes the worker from a copy of the options plus 'fn'.
+** Upvalue 1 is the kind (as for 'background_worker'), upvalue 2 the
+** options.
+*/
+static int l_worker_decorator(lua_State *L) {
+  if (!lua_isfunction(L, 1))
+    return luaL_error(L, "background_worker{...}(fn): fn must be a function "
+                      "(the worker's executor), got %s", luaL_typename(L, 1));
+  lua_settop(L, 1);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, lua_upvalueindex(2)) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, 2);
+  }
+  lua_pushvalue(L, 1);
+  lua_setfield(L, 2, "fn");
+  lua_replace(L, 1);
+  return l_background_worker(L);  /* same upvalue 1: the kind */
+}
+
 /*
 ** 'background_worker(fn)' and 'background_worker{fn=, ...}'; the named
 ** constructors pass the kind that they stand for as upvalue 1 (nil for
@@ -46,6 +73,13 @@ static int l_background_worker(lua_State *L) {
   if (lua_getfield(L, 1, "fn") == LUA_TNIL) {
     lua_pop(L, 1);
     lua_getfield(L, 1, "run");
+  }
+  if (lua_isnil(L, 2) && lua_isnone(L, lua_upvalueindex(2))) {
+    /* 'background_worker{...}(fn)': the executor comes next */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, l_worker_decorator, 2);
+    return 1;
   }
   name = (lua_getfield(L, 1, "name") == LUA_TSTRING) ?
              lua_tostring(L, -1) : NULL;

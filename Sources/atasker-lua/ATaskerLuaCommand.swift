@@ -21,22 +21,28 @@ struct ATaskerLuaCommand: ParsableCommand {
         version: "atasker-lua 0.1.0 (Lua 5.4)"
     )
 
-    @Option(name: .long, help: "Thread pool size; 0 means unlimited. (default: 5 × the number of cores)")
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: "Thread pool size; 0 means unlimited. (default: 5 × the number of cores)")
     var poolSize: Int?
 
-    @Option(name: .long, help: "Extra threads for NORMAL and more urgent tasks. (default: 5)")
+    @Option(name: .long, parsing: .unconditional, help: "Extra threads for NORMAL and more urgent tasks. (default: 5)")
     var reserveNormal: Int?
 
-    @Option(name: .long, help: "Extra threads for HIGH and CRITICAL tasks. (default: 5)")
+    @Option(name: .long, parsing: .unconditional, help: "Extra threads for HIGH and CRITICAL tasks. (default: 5)")
     var reserveHigh: Int?
 
-    @Option(name: .long, help: "Threads kept ready. (default: 0)")
+    @Option(name: .long, parsing: .unconditional, help: "Threads kept ready. (default: 0)")
     var minSize: Int?
 
-    @Option(name: .long, help: "Most threads (CRITICAL tasks may exceed it). (default: pool size + reserves)")
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: "Most threads (CRITICAL tasks may exceed it). (default: pool size + reserves)")
     var maxSize: Int?
 
-    @Option(name: .long, help: "Seconds that running work may take to finish once a stop is asked.")
+    @Option(
+        name: .long, parsing: .unconditional, help: "Seconds that running work may take to finish once a stop is asked."
+    )
     var stopTimeout: Double = 10
 
     @Flag(
@@ -63,9 +69,13 @@ struct ATaskerLuaCommand: ParsableCommand {
             ("reserve-high", self.reserveHigh), ("min-size", self.minSize), ("max-size", self.maxSize),
         ] {
             if let value, value < 0 { throw ValidationError("--\(name) must be >= 0") }
+            if let value, value > 4096 { throw ValidationError("--\(name) must be <= 4096") }
         }
-        guard self.stopTimeout >= 0, self.stopTimeout.isFinite else {
-            throw ValidationError("--stop-timeout must be a number of seconds >= 0")
+        if let minSize = self.minSize, let maxSize = self.maxSize, minSize > maxSize {
+            throw ValidationError("--min-size (\(minSize)) must not be above --max-size (\(maxSize))")
+        }
+        guard self.stopTimeout >= 0, self.stopTimeout <= 1e9, self.stopTimeout.isFinite else {
+            throw ValidationError("--stop-timeout must be a number of seconds >= 0 and <= 1e9")
         }
     }
 

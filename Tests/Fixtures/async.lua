@@ -351,7 +351,7 @@ test("misuse raises at the call", function()
          "loop must be an aloop")
   raises(function() atasker.background_task(function() end, {loop = "nowhere"}) end,
          "no aloop called 'nowhere'")
-  raises(function() s:create_async_job{target = function() end, interval = 0} end, "interval=")
+  raises(function() s:create_async_job{target = function() end, interval = 0} end, "interval must be")
   raises(function() s:get_aloop("test1"):run(function() return io.stdout end) end,
          "cannot copy")
   raises(function() s.aloop_block_warning = -1 end, "aloop_block_warning must be")

@@ -207,8 +207,9 @@ test("misuse raises at the call", function()
   assert(not ok and err:find("interval must be"), err)
   ok, err = pcall(function() atasker.background_worker{fn = function() end, intervall = 1} end)
   assert(not ok and err:find("unknown option 'intervall'"), err)
-  ok, err = pcall(function() atasker.background_worker{} end)
-  assert(not ok and err:find("must be a function"), err)
+  -- options without fn make atasker's decorator: the executor comes next
+  ok, err = pcall(function() atasker.background_worker{}(42) end)
+  assert(not ok and err:find("fn must be a function"), err)
   local w = atasker.background_worker{fn = function() end, interval = 1}
   ok, err = pcall(function() w:put(1) end)
   assert(not ok and err:find("not a queue worker"), err)

@@ -84,6 +84,7 @@ public enum ProcessPoolError: Error, Sendable, CustomStringConvertible {
 
     /// Seconds without trailing noise: `1.5`, `0.25`, `2`.
     static func format(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds < 1e15 else { return "\(seconds)" }
         let milliseconds = Int((max(0, seconds) * 1000).rounded())
         if milliseconds % 1000 == 0 {
             return "\(milliseconds / 1000)"

@@ -315,6 +315,7 @@ public final class TaskSupervisor: Sendable {
 
     /// Formats seconds with three decimals (`1.234`) without Foundation.
     static func format(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds < 1e15 else { return "\(seconds)" }
         let milliseconds = Int((max(0, seconds) * 1000).rounded())
         let fraction = milliseconds % 1000
         let padding = fraction < 10 ? "00" : (fraction < 100 ? "0" : "")

@@ -47,7 +47,8 @@ public enum Monotonic {
     /// (on a condition variable whose clock is `CLOCK_MONOTONIC`).
     static func absoluteTime(at deadline: Double) -> timespec {
         // Clamp so that an "infinite" deadline does not overflow `time_t`.
-        let clamped = max(0, min(deadline, 1e15))
+        // NaN (which no caller should pass) counts as "now".
+        let clamped = deadline.isNaN ? 0 : max(0, min(deadline, 1e15))
         let seconds = clamped.rounded(.down)
         var nanoseconds = Int(((clamped - seconds) * 1_000_000_000).rounded())
         var wholeSeconds = Int(seconds)

@@ -38,6 +38,9 @@ public final class IntervalWorker: Worker {
     /// A ``trigger()`` asked for an execution.
     private var triggered = false
 
+    /// The shortest interval accepted: one microsecond.
+    public static let minimumInterval: Double = 1e-6
+
     /// An interval worker's timing parameters.
     struct Schedule: Sendable {
         var interval: Double?
@@ -57,10 +60,12 @@ public final class IntervalWorker: Worker {
                     "interval worker \(worker): interval and delay cannot be used together; give one of them"
                 )
             }
-            if let interval, !(interval > 0 && interval.isFinite) {
+            // Tick numbers are `Int`s counted from the start: an interval below a microsecond would make them
+            // overflow (and a machine cannot run that often anyway).
+            if let interval, !(interval >= IntervalWorker.minimumInterval && interval.isFinite) {
                 throw WorkerError(
                     .invalidArgument,
-                    "interval worker \(worker): interval must be a positive number of seconds, got \(interval)"
+                    "interval worker \(worker): interval must be a number of seconds >= 0.000001, got \(interval)"
                 )
             }
             for (label, value) in [("delay", delay), ("delayBefore", delayBefore)] {

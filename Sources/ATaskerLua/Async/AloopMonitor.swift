@@ -168,10 +168,13 @@ extension HostCore {
             .boolean(false) where key == "aloop_block_cancel":
             seconds = .infinity
         default:
-            guard let d = value.doubleValue, d.isFinite, d > 0 else {
+            guard value.doubleValue != nil,
+                let d = try? LuaArguments.seconds(value, "supervisor", key, lower: .positive)
+            else {
                 throw CallError(
-                    message: "\(key) must be a number of seconds > 0"
-                        + (key == "aloop_block_cancel" ? ", or nil / false for never" : ""))
+                    message: "supervisor: \(key) must be a number of seconds > 0 and <= 1e9"
+                        + (key == "aloop_block_cancel" ? ", or nil / false for never" : "")
+                        + " (got \(LuaArguments.describe(value)))")
             }
             seconds = d
         }

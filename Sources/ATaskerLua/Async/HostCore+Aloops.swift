@@ -18,9 +18,10 @@ extension HostCore {
             }
             let opts = args.count > 1 ? (args[1].tableValue ?? LuaTable()) : LuaTable()
             try Self.checkOptions(opts, ["default", "start", "daemon"], "create_aloop")
-            let start = opts["start"].isNil ? true : opts["start"].boolValue
+            let start = try LuaArguments.boolean(opts["start"], "create_aloop", "start") ?? true
+            let isDefault = try LuaArguments.boolean(opts["default"], "create_aloop", "default") ?? false
             let aloop = try Self.aloopCall("create_aloop") {
-                try self.supervisor.createAloop(named: name, start: start, isDefault: opts["default"].boolValue)
+                try self.supervisor.createAloop(named: name, start: start, isDefault: isDefault)
             }
             return .values([Self.aloopHandle(aloop)])
         case ATLAsyncFunction.supGetAloop:
@@ -116,8 +117,10 @@ extension HostCore {
         let opts = options.tableValue ?? LuaTable()
         try Self.checkOptions(opts, ["wait", "cancel_tasks"], "stop_aloop")
         // From an aloop's thread, a stop never waits: the work it would wait for may need that thread.
-        let wait = Aloop.current == nil ? try stopWait(opts["wait"]) : StopWait.none
-        return aloop.stop(wait: wait, cancelTasks: opts["cancel_tasks"].boolValue)
+        let wait = try stopWait(opts["wait"]).unlessOnAloop
+        return aloop.stop(
+            wait: wait,
+            cancelTasks: try LuaArguments.boolean(opts["cancel_tasks"], "stop_aloop", "cancel_tasks") ?? false)
     }
 
     /// Runs `body`, turning an ``AloopError`` into an error raised at the caller's line.
@@ -135,13 +138,7 @@ extension HostCore {
 
     /// Raises for a key of `opts` that is not one of `known`.
     static func checkOptions(_ opts: LuaTable, _ known: Set<String>, _ function: String) throws {
-        for (key, _) in opts.entries {
-            guard let k = key.stringValue, known.contains(k) else {
-                throw CallError(
-                    message: "\(function): unknown option '\(key.stringValue ?? "\(key)")' (expected "
-                        + known.sorted().joined(separator: ", ") + ")")
-            }
-        }
+        try LuaArguments.refuseUnknown(opts, known.sorted(), function)
     }
 
     /// Splits `(fn, ...)` into the function (one encoded value) and its arguments (nil when none).

@@ -24,10 +24,7 @@ extension HostCore {
         do {
             switch call.function {
             case ATLAsyncFunction.sleep:
-                let seconds = try call.arguments().first?.doubleValue ?? 0
-                guard seconds.isFinite, seconds >= 0 else {
-                    throw CallError(message: "bad argument #1 to 'sleep' (a finite number >= 0 expected)")
-                }
+                let seconds = try LuaArguments.seconds(call.arguments().first ?? .nil, "sleep", "argument #1") ?? 0
                 call.completeEmpty()
                 coroutine.wake(after: seconds, id: id)
             case ATLAsyncFunction.waitCompleted:

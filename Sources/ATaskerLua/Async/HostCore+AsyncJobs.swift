@@ -119,16 +119,13 @@ extension HostCore {
         guard case .function(let target) = opts["target"] else {
             throw CallError(message: "create_async_job: target= must be a function")
         }
-        guard let interval = opts["interval"].doubleValue, interval.isFinite, interval > 0 else {
+        guard
+            let interval = try LuaArguments.seconds(
+                opts["interval"], "create_async_job", "interval", lower: .atLeast(LuaArguments.minInterval))
+        else {
             throw CallError(message: "create_async_job: interval= must be a number of seconds > 0")
         }
-        var number: Int? = nil
-        if !opts["number"].isNil {
-            guard let n = opts["number"].intValue, n > 0 else {
-                throw CallError(message: "create_async_job: number= must be an integer > 0")
-            }
-            number = Int(n)
-        }
+        let number = try LuaArguments.integer(opts["number"], "create_async_job", "number", in: 1...Int64.max)
         var arguments: EncodedValues? = nil
         switch opts["args"] {
         case .nil: break
@@ -136,7 +133,7 @@ extension HostCore {
         default: throw CallError(message: "create_async_job: args= must be a list of arguments")
         }
         let name =
-            opts["name"].stringValue
+            try LuaArguments.string(opts["name"], "create_async_job", "name")
             ?? "job-\(self.asyncState.schedulers.withLock { s in defer { s.nextJob += 1 }; return s.nextJob })"
         let job = AsyncJob(
             core: self, aloop: scheduler.aloop, name: name, interval: interval,

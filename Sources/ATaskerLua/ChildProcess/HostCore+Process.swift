@@ -9,18 +9,10 @@ extension HostCore {
         let opts = value.isNil ? LuaTable() : value.tableValue
         guard let opts else { throw CallError(message: "bad argument #1 to 'set_mp_pool' (table expected)") }
         let known = ["pool_size", "reserve_normal", "reserve_high", "stop_timeout"]
-        for (k, _) in opts.entries where !known.contains(k.stringValue ?? "") {
-            throw CallError(
-                message: "set_mp_pool: unknown option '\(k.stringValue ?? "\(k)")' (expected pool_size, "
-                    + "reserve_normal, reserve_high, stop_timeout)")
-        }
+        try LuaArguments.refuseUnknown(opts, known, "set_mp_pool")
         func size(_ name: String) throws -> Int? {
-            let v = opts[LuaValue.string(LuaString(name))]
-            if v.isNil { return nil }
-            guard let i = v.intValue, i >= 0, i <= 4096 else {
-                throw CallError(message: "set_mp_pool: \(name) must be an integer from 0 to 4096")
-            }
-            return Int(i)
+            try LuaArguments.integer(
+                opts[LuaValue.string(LuaString(name))], "set_mp_pool", name, in: 0...Int64(LuaArguments.maxPoolSize))
         }
         var configuration = self.processPoolConfiguration()
         if let n = try size("pool_size") {
@@ -29,10 +21,7 @@ extension HostCore {
         }
         if let n = try size("reserve_normal") { configuration.reserveNormal = n }
         if let n = try size("reserve_high") { configuration.reserveHigh = n }
-        if !opts["stop_timeout"].isNil {
-            guard let t = opts["stop_timeout"].doubleValue, t.isFinite, t >= 0 else {
-                throw CallError(message: "set_mp_pool: stop_timeout must be a number of seconds >= 0")
-            }
+        if let t = try LuaArguments.seconds(opts["stop_timeout"], "set_mp_pool", "stop_timeout") {
             configuration.stopTimeout = t
         }
         self.supervisor.setProcessPool(configuration)

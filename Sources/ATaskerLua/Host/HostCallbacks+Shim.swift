@@ -196,10 +196,7 @@ extension HostCore {
         case Int(ATL_FN_WAIT_COMPLETED):
             return try self.waitCompleted(self.arguments(call))
         case Int(ATL_FN_SLEEP):
-            let seconds = try self.arguments(call).first?.doubleValue ?? 0
-            guard seconds.isFinite, seconds >= 0 else {
-                throw CallError(message: "bad argument #1 to 'sleep' (a finite number >= 0 expected)")
-            }
+            let seconds = try LuaArguments.seconds(self.arguments(call).first ?? .nil, "sleep", "argument #1") ?? 0
             sleepSeconds(seconds)
             return .none
         case Int(ATL_FN_SHARED):
@@ -298,7 +295,9 @@ private func fail(_ call: UnsafeMutablePointer<atl_Call>, _ message: String) -> 
 /// Sleeps the calling thread (`atasker.sleep` outside async code). A cancel of the running execution interrupts
 /// the sleep (its signal ends `nanosleep` with EINTR), so that the hook raises as soon as Lua runs again.
 func sleepSeconds(_ seconds: Double) {
+    // Callers check their argument (``LuaArguments``); the clamp keeps `Int(seconds)` from trapping whatever comes.
     guard seconds > 0 else { return }
+    let seconds = min(seconds, LuaArguments.maxSeconds)
     var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
     var remaining = timespec()
     while nanosleep(&request, &remaining) != 0 && errno == EINTR {

@@ -7,22 +7,22 @@ import Synchronization
 extension HostCore {
     // MARK: - Background tasks
 
+    /// The options of `background_task(fn, opts)`.
+    static let taskOptions = [
+        "name", "priority", "delay", "callback", "mp", "loop", "run_timeout", "cancel_on_timeout", "timeout",
+    ]
+
     /// `atasker.background_task(fn, opts)`: encodes `fn` once and returns the starter.
     func backgroundTask(_ args: [LuaValue]) throws -> LuaValue {
         guard case .function(let function) = args.first ?? .nil else {
             throw CallError(message: "bad argument #1 to 'background_task' (function expected)")
         }
         let opts = args.count > 1 ? (args[1].tableValue ?? LuaTable()) : LuaTable()
-        let inProcess = opts["mp"].boolValue
+        try LuaArguments.refuseUnknown(opts, Self.taskOptions, "background_task")
+        let inProcess = try LuaArguments.boolean(opts["mp"], "background_task", "mp") ?? false
         let aloop = try self.taskAloop(opts)
         let priority = try taskPriority(opts["priority"], function: "background_task")
-        var delay: Double? = nil
-        if !opts["delay"].isNil {
-            guard let d = opts["delay"].doubleValue, d.isFinite, d >= 0 else {
-                throw CallError(message: "background_task: delay must be a number of seconds >= 0")
-            }
-            delay = d
-        }
+        let delay = try LuaArguments.seconds(opts["delay"], "background_task", "delay")
         var callback: TaskFunction? = nil
         switch opts["callback"] {
         case .nil:
@@ -34,15 +34,11 @@ extension HostCore {
         default:
             throw CallError(message: "background_task: callback must be a function")
         }
-        let name = opts["name"].stringValue
-        var runTimeout: Double? = nil
-        if !opts["run_timeout"].isNil {
-            guard let t = opts["run_timeout"].doubleValue, t.isFinite, t > 0 else {
-                throw CallError(message: "background_task: run_timeout must be a number of seconds > 0")
-            }
-            runTimeout = t
-        }
-        let cancelOnTimeout = opts["cancel_on_timeout"].boolValue
+        let name = try LuaArguments.string(opts["name"], "background_task", "name")
+        let runTimeout = try LuaArguments.seconds(
+            opts["run_timeout"], "background_task", "run_timeout", lower: .positive)
+        let cancelOnTimeout =
+            try LuaArguments.boolean(opts["cancel_on_timeout"], "background_task", "cancel_on_timeout") ?? false
         if cancelOnTimeout && runTimeout == nil {
             throw CallError(message: "background_task: cancel_on_timeout needs run_timeout")
         }
@@ -53,10 +49,7 @@ extension HostCore {
                     message: "background_task: timeout= is for mp tasks (the child is killed); use run_timeout= "
                         + "and cancel_on_timeout=true in the thread pool")
             }
-            guard let t = opts["timeout"].doubleValue, t.isFinite, t > 0 else {
-                throw CallError(message: "background_task: timeout must be a number of seconds > 0")
-            }
-            processTimeout = t
+            processTimeout = try LuaArguments.seconds(opts["timeout"], "background_task", "timeout", lower: .positive)
         }
         if inProcess && runTimeout != nil {
             throw CallError(
@@ -125,7 +118,9 @@ extension HostCore {
         default:
             throw CallError(message: "bad argument #1 to 'wait_completed' (atasker.Task or table of tasks expected)")
         }
-        return (tasks, single, args.count > 1 ? args[1].doubleValue : nil)
+        let timeout = try LuaArguments.seconds(
+            args.count > 1 ? args[1] : .nil, "wait_completed", "argument #2 (timeout)")
+        return (tasks, single, timeout)
     }
 
     /// The error of a `wait_completed` whose timeout passed before `task` finished.
@@ -223,12 +218,14 @@ extension HostCore {
     func setSupervisorField(_ key: String, _ value: LuaValue) throws {
         switch key {
         case "poll_delay":
-            guard let d = value.doubleValue, d >= 0 else {
-                throw CallError(message: "poll_delay must be a number >= 0")
+            guard let d = try LuaArguments.seconds(value, "supervisor", "poll_delay") else {
+                throw CallError(message: "supervisor: poll_delay must be a number of seconds >= 0 (got nil)")
             }
             self.supervisor.setPollDelay(d)
         case "timeout_warning", "timeout_critical":
-            guard let d = value.doubleValue, d > 0 else { throw CallError(message: "\(key) must be a number > 0") }
+            guard let d = try LuaArguments.seconds(value, "supervisor", key, lower: .positive) else {
+                throw CallError(message: "supervisor: \(key) must be a number of seconds > 0 and <= 1e9 (got nil)")
+            }
             if key == "timeout_warning" {
                 self.supervisor.setTimeouts(warning: d, critical: nil)
             } else {
@@ -272,26 +269,33 @@ extension HostCore {
         guard let opts = value.tableValue else {
             throw CallError(message: "bad argument #1 to 'set_thread_pool' (table expected)")
         }
-        func size(_ name: String) throws -> Int? {
-            let v = opts[LuaValue.string(LuaString(name))]
-            if v.isNil { return nil }
-            guard let i = v.intValue ?? v.doubleValue.flatMap({ Int64(exactly: $0) }), i >= 0 else {
-                throw CallError(message: "set_thread_pool: \(name) must be an integer >= 0")
-            }
-            return Int(i)
+        try LuaArguments.refuseUnknown(
+            opts, ["pool_size", "reserve_normal", "reserve_high", "min_size", "max_size"], "set_thread_pool")
+        func size(_ name: String, from lowest: Int64 = 0) throws -> Int? {
+            try LuaArguments.integer(
+                opts[LuaValue.string(LuaString(name))], "set_thread_pool", name,
+                in: lowest...Int64(LuaArguments.maxPoolSize))
         }
-        for (k, _) in opts.entries {
-            let name = k.stringValue ?? ""
-            if !["pool_size", "reserve_normal", "reserve_high", "min_size", "max_size"].contains(name) {
-                throw CallError(
-                    message:
-                        "set_thread_pool: unknown option '\(k.stringValue ?? "\(k)")' (expected pool_size, reserve_normal, "
-                        + "reserve_high, min_size, max_size)")
-            }
+        let minSize = try size("min_size")
+        let maxSize = try size("max_size", from: 1)
+        let poolSize = try size("pool_size")
+        let reserveNormal = try size("reserve_normal")
+        let reserveHigh = try size("reserve_high")
+        // The sizes that apply once this call is done: the new ones, or those in place.
+        var after = self.supervisor.configuration
+        after.poolSize = poolSize ?? after.poolSize
+        after.reserveNormal = reserveNormal ?? after.reserveNormal
+        after.reserveHigh = reserveHigh ?? after.reserveHigh
+        after.minSize = minSize ?? after.minSize
+        after.maxSize = maxSize ?? after.maxSize
+        if let limit = after.effectiveMaxSize, after.minSize > limit {
+            throw CallError(
+                message: "set_thread_pool: min_size \(after.minSize) is above max_size \(limit) (the thread limit); "
+                    + "lower min_size or raise max_size")
         }
         self.supervisor.setThreadPool(
-            poolSize: try size("pool_size"), reserveNormal: try size("reserve_normal"),
-            reserveHigh: try size("reserve_high"), minSize: try size("min_size"), maxSize: try size("max_size"))
+            poolSize: poolSize, reserveNormal: reserveNormal, reserveHigh: reserveHigh, minSize: minSize,
+            maxSize: maxSize)
     }
 
     func infoTable() -> LuaValue {
@@ -346,8 +350,9 @@ extension HostCore {
 
     func stopSupervisor(_ value: LuaValue) throws {
         let opts = value.tableValue ?? LuaTable()
+        try LuaArguments.refuseUnknown(opts, ["wait", "stop_schedulers", "cancel_tasks"], "stop")
         let wait = try stopWait(opts["wait"])
-        let cancel = opts["cancel_tasks"].boolValue
+        let cancel = try LuaArguments.boolean(opts["cancel_tasks"], "stop", "cancel_tasks") ?? false
         if PoolStates.isPoolThread {
             // A task that stops the supervisor must not wait for itself: stop from another thread.
             let supervisor = self.supervisor
@@ -394,10 +399,21 @@ extension SharedTable {
             let current = index.map { values.values[$0] } ?? .integer(0)
             let next: LuaValue
             switch (current, by) {
-            case (.integer(let a), .integer(let b)): next = .integer(a &+ b)
+            case (.integer(let a), .integer(let b)):
+                let (sum, overflow) = a.addingReportingOverflow(b)
+                if overflow {
+                    throw CallError(
+                        message: "shared:incr: integer overflow (\(a) + \(b) is out of range \(Int64.min)..."
+                            + "\(Int64.max)); use a float increment for a counter that large")
+                }
+                next = .integer(sum)
             default:
                 guard let a = current.doubleValue, let b = by.doubleValue else {
                     throw CallError(message: "shared:incr: value of \(k) and increment must be numbers")
+                }
+                guard b.isFinite else {
+                    throw CallError(
+                        message: "shared:incr: increment must be a finite number (got \(LuaArguments.describe(by)))")
                 }
                 next = .number(a + b)
             }
@@ -429,13 +445,9 @@ func taskField(_ task: SupervisorTask, _ key: String) -> LuaValue {
     }
 }
 
-/// A Lua priority argument: an integer (`atasker.TASK_*`); default normal.
-func taskPriority(_ value: LuaValue, function: String) throws -> TaskPriority {
-    if value.isNil { return .normal }
-    guard let i = value.intValue ?? value.doubleValue.flatMap({ Int64(exactly: $0) }) else {
-        throw CallError(message: "\(function): priority must be an integer such as atasker.TASK_NORMAL")
-    }
-    return TaskPriority(rawValue: Int(i))
+/// A Lua priority argument: an integer (`atasker.TASK_*`) in ``LuaArguments/priorities``; default normal.
+func taskPriority(_ value: LuaValue, function: String, name: String = "priority") throws -> TaskPriority {
+    try LuaArguments.priority(value, function, name) ?? .normal
 }
 
 /// Lua's `==` for copied values: numbers compare by value whatever their subtype.
@@ -449,9 +461,16 @@ func luaEquals(_ a: LuaValue, _ b: LuaValue) -> Bool {
 }
 
 func formatSeconds(_ s: Double) -> String {
+    guard s.isFinite, abs(s) < 1e15 else { return "\(s)" }
     let ms = Int((s * 1000).rounded())
     let frac = ms % 1000
     return "\(ms / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
+}
+
+extension StopWait {
+    /// This wait, or none on an aloop's thread: a stop from there never waits, since what it would wait for may need
+    /// that thread.
+    var unlessOnAloop: StopWait { Aloop.current == nil ? self : .none }
 }
 
 /// The `wait=` of a `stop{...}`: true or nil waits for ever, false not at all, a number that many seconds.
@@ -460,8 +479,10 @@ func stopWait(_ value: LuaValue) throws -> StopWait {
     case .nil, .boolean(true): return .forever
     case .boolean(false): return StopWait.none
     default:
-        guard let d = value.doubleValue, d >= 0 else {
-            throw CallError(message: "stop: wait must be true, false or a number of seconds")
+        guard value.doubleValue != nil, let d = try? LuaArguments.seconds(value, "stop", "wait") else {
+            throw CallError(
+                message: "stop: wait must be true, false or a number of seconds >= 0 and <= 1e9 (got "
+                    + "\(LuaArguments.describe(value)))")
         }
         return .seconds(d)
     }

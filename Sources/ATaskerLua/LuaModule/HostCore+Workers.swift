@@ -6,7 +6,7 @@ import Synchronization
 extension HostCore {
     /// The options that `background_worker{...}` accepts besides `fn`/`run`, `o`, `on_error`, `on_error_kwargs`.
     static let workerOptions: Set<String> = [
-        "name", "priority", "poll_delay", "interval", "delay", "delay_before", "q", "queue", "e", "event",
+        "name", "priority", "poll_delay", "interval", "i", "delay", "delay_before", "q", "queue", "e", "event",
         "max_queue", "async", "loop", "mp", "process_result", "supervisor", "run_timeout", "cancel_on_timeout",
         "timeout",
     ]
@@ -16,27 +16,38 @@ extension HostCore {
     func backgroundWorker(_ parts: [EncodedValues]) throws -> LuaValue {
         guard parts.count == 6 else { throw CallError(message: "background_worker: bad arguments") }
         let kindHint = try parts[0].decode().first?.stringValue
-        let opts = try parts[5].decode().first?.tableValue ?? LuaTable()
+        var opts = try parts[5].decode().first?.tableValue ?? LuaTable()
         var name = opts["name"].stringValue
         let label = name.map { "background_worker '\($0)'" } ?? "background_worker"
-        for (key, _) in opts.entries {
-            guard let k = key.stringValue, Self.workerOptions.contains(k) else {
-                throw CallError(
-                    message: "\(label): unknown option '\(key.stringValue ?? "\(key)")' (see the README's list of "
-                        + "worker parameters)")
-            }
-        }
-        if !opts["name"].isNil && name == nil { throw CallError(message: "\(label): name must be a string") }
+        try LuaArguments.refuseUnknown(
+            opts, ["fn", "run", "o", "on_error", "on_error_kwargs"] + Self.workerOptions.sorted(), label)
+        name = try LuaArguments.string(opts["name"], label, "name")
         if name?.isEmpty == true { name = nil }
-        let inProcess = opts["mp"].boolValue
+        // `i=` is atasker's short name of `interval=`.
+        if !opts["i"].isNil {
+            guard opts["interval"].isNil else { throw CallError(message: "\(label): give interval= or i=, not both") }
+            opts["interval"] = opts["i"]
+            opts["i"] = .nil
+        }
+        let inProcess = try LuaArguments.boolean(opts["mp"], label, "mp") ?? false
+        _ = try LuaArguments.boolean(opts["async"], label, "async")
+        _ = try LuaArguments.seconds(opts["poll_delay"], label, "poll_delay")
         if !opts["process_result"].isNil && !inProcess {
             throw CallError(message: "\(label): process_result is for mp=true workers (their executor runs in a child)")
         }
         let asyncRunner = try self.asyncRunner(opts, kindHint: kindHint, label: label)
         let priority = try taskPriority(opts["priority"], function: label)
         let queue = opts["q"].isNil ? opts["queue"] : opts["q"]
-        let event = opts["e"].boolValue || opts["event"].boolValue
+        let event =
+            try LuaArguments.boolean(opts["e"], label, "e") ?? LuaArguments.boolean(opts["event"], label, "event")
+            ?? false
         let timed = !opts["interval"].isNil || !opts["delay"].isNil || !opts["delay_before"].isNil
+        let queued = !queue.isNil && queue != .boolean(false)
+        if [queued, event, timed].filter({ $0 }).count > 1 {
+            throw CallError(
+                message: "\(label): q=, e= and interval=/delay=/delay_before= choose different kinds of worker; "
+                    + "give one of them")
+        }
         let kind: String
         switch kindHint == "async" ? nil : kindHint {
         case .some(let hint):
@@ -53,12 +64,9 @@ extension HostCore {
             }
         }
         func seconds(_ key: String) throws -> Double? {
-            let v = opts[LuaValue.string(LuaString(key))]
-            if v.isNil { return nil }
-            guard let d = v.doubleValue, d.isFinite, d >= 0 else {
-                throw CallError(message: "\(label): \(key) must be a number of seconds >= 0")
-            }
-            return d
+            try LuaArguments.seconds(
+                opts[LuaValue.string(LuaString(key))], label, key,
+                lower: key == "interval" ? .atLeast(LuaArguments.minInterval) : .zero)
         }
         let onError: EncodedValues?
         if (try parts[3].decode().first ?? .nil).isNil {
@@ -68,10 +76,7 @@ extension HostCore {
             guard case .function = handler else { throw CallError(message: "\(label): on_error must be a function") }
             onError = try self.concatenated([parts[3], parts[4]])
         }
-        let runTimeout = try seconds("run_timeout")
-        if let runTimeout, runTimeout <= 0 {
-            throw CallError(message: "\(label): run_timeout must be a number of seconds > 0")
-        }
+        let runTimeout = try LuaArguments.seconds(opts["run_timeout"], label, "run_timeout", lower: .positive)
         let cancelOnTimeout: Bool
         switch opts["cancel_on_timeout"] {
         case .nil: cancelOnTimeout = false
@@ -96,13 +101,7 @@ extension HostCore {
             case .function(let f): processResult = try EncodedValues([.function(f)])
             default: throw CallError(message: "\(label): process_result must be a function")
             }
-            var timeout: Double? = nil
-            if !opts["timeout"].isNil {
-                guard let t = opts["timeout"].doubleValue, t.isFinite, t > 0 else {
-                    throw CallError(message: "\(label): timeout must be a number of seconds > 0")
-                }
-                timeout = t
-            }
+            let timeout = try LuaArguments.seconds(opts["timeout"], label, "timeout", lower: .positive)
             let function = TaskFunction(
                 id: self.makeFunctionID(), function: executor, priority: priority, delay: nil, name: name,
                 callback: nil, inProcess: true, processTimeout: timeout)
@@ -143,13 +142,7 @@ extension HostCore {
                 default:
                     throw CallError(message: "\(label): q must be true, \"fifo\", \"priority\" or \"lifo\"")
                 }
-                var maxQueue: Int? = nil
-                if !opts["max_queue"].isNil {
-                    guard let m = opts["max_queue"].intValue, m > 0 else {
-                        throw CallError(message: "\(label): max_queue must be an integer > 0")
-                    }
-                    maxQueue = Int(m)
-                }
+                let maxQueue = try LuaArguments.integer(opts["max_queue"], label, "max_queue", in: 1...Int64.max)
                 worker = try QueueWorker<EncodedValues>(
                     supervisor: self.supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue,
                     hooks: hooks
@@ -174,16 +167,32 @@ extension HostCore {
         let worker = lw.worker
         switch fn {
         case ATLFunction.workerStart, ATLFunction.workerRestart:
+            let method = fn == ATLFunction.workerRestart ? "restart" : "start"
+            let parts = try call.takeAll()?.split() ?? []
+            if parts.count > 1 {
+                throw CallError(
+                    message: "\(method): positional arguments are not passed to the executor; give one table, e.g. "
+                        + "w:\(method){1, 2, key = 'v'} (the executor gets it as kw: kw[1], kw.key)")
+            }
+            let args = try parts.first.flatMap { part -> EncodedValues? in
+                switch part.firstTag {
+                case .none, CodecTag.nil: return nil
+                case CodecTag.table: return part
+                default: throw CallError(message: "\(method): the arguments must be one table (or nothing)")
+                }
+            }
             if fn == ATLFunction.workerRestart {
                 worker.stop(wait: .forever)
             }
-            try lw.start(call.first())
+            try lw.start(args)
             return []
         case ATLFunction.workerStop:
             let opts = try call.decoded().first?.tableValue ?? LuaTable()
+            try LuaArguments.refuseUnknown(opts, ["wait", "drain"], "stop")
+            let drain = try LuaArguments.boolean(opts["drain"], "stop", "drain") ?? false
             // From an aloop's thread a stop never waits: what it would wait for may need that thread.
-            let wait = Aloop.current == nil ? try stopWait(opts["wait"]) : StopWait.none
-            let stopped = worker.stop(wait: wait, drain: opts["drain"].boolValue)
+            let wait = try stopWait(opts["wait"]).unlessOnAloop
+            let stopped = worker.stop(wait: wait, drain: drain)
             if !stopped, case .seconds = wait {
                 // The execution did not return by the deadline: cancel it (see "Cancelling running Lua code").
                 lw.execution.cancelAtDeadline(worker)
@@ -200,12 +209,12 @@ extension HostCore {
             guard let item = call.takeAll() else { throw CallError(message: "put: an item expected") }
             var priority = 0
             if queue.order == .priority {
-                guard let p = try item.decode().first?.tableValue?[1].intValue else {
+                guard let p = try item.decode().first?.tableValue?[1].intValue, Int(exactly: p) != nil else {
                     throw CallError(
                         message: "put: worker '\(worker.name)' has a priority queue: put {priority, value} with an "
                             + "integer priority")
                 }
-                priority = Int(truncatingIfNeeded: p)
+                priority = Int(p)
             }
             if Aloop.current != nil {
                 // A full queue never blocks an aloop's thread: the item is added anyway.
@@ -215,7 +224,9 @@ extension HostCore {
             }
             return []
         case ATLFunction.workerTrigger:
-            let force = try call.decoded().first?.tableValue?["force"].boolValue ?? false
+            let opts = try call.decoded().first?.tableValue ?? LuaTable()
+            try LuaArguments.refuseUnknown(opts, ["force"], "trigger")
+            let force = try LuaArguments.boolean(opts["force"], "trigger", "force") ?? false
             switch worker {
             case let event as EventWorker: return [.boolean(event.trigger(force: force))]
             case let interval as IntervalWorker: return [.boolean(interval.trigger())]
@@ -264,8 +275,16 @@ extension LuaWorker {
         if let args, let table = try? args.decode().first?.tableValue {
             overrides = table
         }
-        let name = overrides["_name"].stringValue
-        let priority = overrides["_priority"].isNil ? nil : try taskPriority(overrides["_priority"], function: "start")
+        // Keys without a leading underscore are the executor's own; those with one are the worker's overrides.
+        let overrideKeys = ["_name", "_priority", "_interval", "_delay", "_delay_before", "_loop"]
+        for (key, _) in overrides.entries {
+            guard let k = key.stringValue, k.hasPrefix("_"), !overrideKeys.contains(k) else { continue }
+            throw CallError(
+                message: "start: unknown option '\(k)' (options are: \(overrideKeys.joined(separator: ", ")); keys "
+                    + "without a leading underscore are the executor's arguments)")
+        }
+        let name = try LuaArguments.string(overrides["_name"], "start", "_name")
+        let priority = try LuaArguments.priority(overrides["_priority"], "start", "_priority")
         let keywordName = name ?? self.worker.name
         let nilValue = try EncodedValues([.nil])
         let object = self.execution.object.withLock { $0 } ?? nilValue
@@ -281,12 +300,9 @@ extension LuaWorker {
             }
             if let interval = self.worker as? IntervalWorker {
                 func seconds(_ key: String) throws -> Double? {
-                    let v = overrides[LuaValue.string(LuaString(key))]
-                    if v.isNil { return nil }
-                    guard let d = v.doubleValue, d.isFinite, d >= 0 else {
-                        throw CallError(message: "start: \(key) must be a number of seconds >= 0")
-                    }
-                    return d
+                    try LuaArguments.seconds(
+                        overrides[LuaValue.string(LuaString(key))], "start", key,
+                        lower: key == "_interval" ? .atLeast(LuaArguments.minInterval) : .zero)
                 }
                 try interval.start(
                     interval: try seconds("_interval"), delay: try seconds("_delay"),

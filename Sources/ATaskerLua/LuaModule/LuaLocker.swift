@@ -60,6 +60,8 @@ final class OwnedLock: @unchecked Sendable {
         let me = pthread_self()
         var deadline = timespec()
         clock_gettime(CLOCK_MONOTONIC, &deadline)
+        // Callers check their argument (``LuaArguments``); the clamp keeps `Int(whole)` from trapping.
+        let timeout = timeout.isNaN ? 0 : min(max(timeout, 0), LuaArguments.maxSeconds)
         let whole = timeout.rounded(.down)
         deadline.tv_sec += Int(whole)
         deadline.tv_nsec += Int((timeout - whole) * 1e9)
@@ -103,20 +105,15 @@ extension HostCore {
         switch fn {
         case ATLFunction.lockerNew:
             let opts = args.first?.tableValue ?? LuaTable()
-            for (key, _) in opts.entries where !["mod", "timeout", "relative"].contains(key.stringValue ?? "") {
-                throw CallError(
-                    message: "Locker: unknown option '\(key.stringValue ?? "\(key)")' (mod, timeout, relative)")
-            }
-            let timeout = opts["timeout"].isNil ? 5 : opts["timeout"].doubleValue
-            guard let timeout, timeout.isFinite, timeout >= 0 else {
-                throw CallError(message: "Locker: timeout must be a number of seconds >= 0")
-            }
-            let relative = opts["relative"].isNil ? true : opts["relative"].boolValue
-            let locker = LuaLocker(mod: opts["mod"].stringValue ?? "main", timeout: timeout, reentrant: relative)
+            try LuaArguments.refuseUnknown(opts, ["mod", "timeout", "relative"], "Locker")
+            let timeout = try LuaArguments.seconds(opts["timeout"], "Locker", "timeout") ?? 5
+            let relative = try LuaArguments.boolean(opts["relative"], "Locker", "relative") ?? true
+            let mod = try LuaArguments.string(opts["mod"], "Locker", "mod") ?? "main"
+            let locker = LuaLocker(mod: mod, timeout: timeout, reentrant: relative)
             return [.handle(LuaHandle(object: locker, kind: Int32(ATLKind.lock)))]
         case ATLFunction.lockAcquire:
             guard let locker else { throw CallError(message: "not a Locker") }
-            let timeout = args.first?.doubleValue
+            let timeout = try LuaArguments.seconds(args.first ?? .nil, "lock:acquire", "argument #1 (timeout)")
             return [.boolean(locker.acquire(timeout: timeout))]
         case ATLFunction.lockRelease:
             guard let locker else { throw CallError(message: "not a Locker") }
