@@ -17,7 +17,11 @@
 **            | NAMED  varint(len) module varint(len) field
 **            | HANDLE kind(1) pointer(8)
 **   upval    = 0x00 value                        (the upvalue's own value)
-**            | 0x01 varint(distance) varint(index)   (shared upvalue)
+**            | 0x01 varint(distance) varint(index)   (shared upvalue of an
+**                                                 earlier function)
+**            | 0x02 varint(distance) varint(index)   (shared upvalue of a
+**                                                 later function, nested in
+**                                                 an earlier upvalue)
 **
 ** Tables and functions get object ids 0, 1, 2, ... in order of first
 ** appearance (a TABLE or FUNCTION tag takes the next id before its contents
@@ -31,9 +35,13 @@
 ** tracebacks keep 'file:line'), guarded by an FNV-1a 64 checksum that is
 ** checked before 'lua_load' (corrupted bytecode can crash Lua 5.4.4). Each
 ** upvalue either carries its value or, when 'lua_upvalueid' shows that it is
-** shared with an upvalue of an earlier function of the same buffer, the
-** distance back to that function's id and the upvalue index; decoding joins
-** them with 'lua_upvaluejoin'. A recursive local function is a REF to
+** shared with an upvalue of a function written before it in the buffer,
+** the distance to that function's id and the upvalue index; decoding joins
+** them with 'lua_upvaluejoin'. That function usually came first (0x01, a
+** distance back), but it may be one nested in an earlier upvalue of this
+** very function, so with a higher id (0x02, a distance forward): a task
+** that calls a local helper, where both use 'x' and the helper is met
+** first. Either way it is decoded completely before the join. A recursive local function is a REF to
 ** itself.
 **
 ** NAMED values are those reachable from 'package.loaded': a module (its
@@ -93,6 +101,7 @@
 
 #define UP_VALUE    0
 #define UP_SHARED   1
+#define UP_SHAREDFWD 2
 
 #define VERSION     1
 #define MAXVARINT   10
@@ -924,9 +933,16 @@ static void enc_function (Enc *e, int idx) {
       lua_pushlightuserdata(L, uid);
       if (lua_rawget(L, e->upids) != LUA_TNIL) {  /* shared? */
         lua_Integer u = lua_tointeger(L, -1);
+        lua_Integer other = u / 256;  /* the function that has it first */
         int n = 0;
-        b[n++] = UP_SHARED;
-        n += putvarint(b + n, (uint64_t)(myid - u / 256));
+        if (other <= myid) {
+          b[n++] = UP_SHARED;
+          n += putvarint(b + n, (uint64_t)(myid - other));
+        }
+        else {  /* nested in an earlier upvalue of this function */
+          b[n++] = UP_SHAREDFWD;
+          n += putvarint(b + n, (uint64_t)(other - myid));
+        }
         n += putvarint(b + n, (uint64_t)(u % 256));
         put(e, b, (size_t)n);
       }
@@ -1324,12 +1340,15 @@ static void dec_upvalue (Dec *d, int f, lua_Integer myid, int i) {
     else
       lua_setupvalue(L, f, i);
   }
-  else if (kind == UP_SHARED) {
+  else if (kind == UP_SHARED || kind == UP_SHAREDFWD) {
     uint64_t dist = getvarint(d, "upvalue reference");
     uint64_t n = getvarint(d, "upvalue index");
     int g;
-    if (dist > (uint64_t)myid)
+    if (kind == UP_SHARED ? dist > (uint64_t)myid
+                          : dist == 0 || dist >= (uint64_t)(d->nextid - myid))
       corrupted(d, "shared upvalue of an unknown function");
+    if (kind == UP_SHAREDFWD)
+      dist = (uint64_t)(-(lua_Integer)dist);  /* the id below is myid + dist */
     lua_rawgeti(L, d->objs, myid - (lua_Integer)dist + 1);
     g = lua_gettop(L);
     if (lua_type(L, g) != LUA_TFUNCTION)

@@ -495,13 +495,16 @@ private struct ValueDecoder {
             switch try self.byte("upvalue") {
             case 0:
                 try self.skip(spanBase: spanBase)
-            case 1:
+            case 1, 2:
+                // 1: a function before this one; 2: one after it, nested in an earlier upvalue of this one
+                let forward = self.base[kindAt] == 2
                 let dist = try self.varint("upvalue reference")
                 let n = try self.varint("upvalue index")
-                guard dist <= UInt64(myID) else {
+                let known = forward ? dist > 0 && dist < UInt64(self.objects.count - myID) : dist <= UInt64(myID)
+                guard known else {
                     throw self.corrupted("shared upvalue of an unknown function", at: kindAt)
                 }
-                let id = myID - Int(dist)
+                let id = forward ? myID + Int(dist) : myID - Int(dist)
                 if id < spanBase {
                     throw LuaValueCodecError(
                         "cannot represent a function that refers to a value outside it as LuaValue (byte \(kindAt))")
