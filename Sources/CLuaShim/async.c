@@ -172,6 +172,19 @@ static void pusherror(lua_State *L, lua_State *co) {
   luaL_traceback(L, co, msg, 0);
 }
 
+/* [-0, +0, m] Close the dead coroutine of 'p' and put a new one in its place
+** for the next execution. An error raised out of a hook (a cancel, or a
+** memory error while taking a traceback) leaves Lua's 'allowhook' of that
+** thread cleared, and nothing sets it again: no hook would ever run in it,
+** so its next execution could never be cancelled nor reported. */
+static void renew(lua_State *L, StepParams *p) {
+  lua_resetthread(p->co);
+  pushcos(L);
+  lua_newthread(L);
+  lua_rawseti(L, -2, p->ref);
+  lua_pop(L, 1);
+}
+
 /* Read what the resume ended with. */
 static int finish_p(lua_State *L) {
   StepParams *p = (StepParams *)lua_touserdata(L, 1);
@@ -201,15 +214,14 @@ static int finish_p(lua_State *L) {
     lua_settop(co, 0);
     return 0;
   }
-  /* an error: the coroutine is dead; reset it for the next execution */
+  /* an error: the coroutine is dead; a new one runs the next execution */
   if (atl_isexit(co, -1)) {
     out->status = ATL_EXIT;
-    lua_resetthread(co);
+    renew(L, p);
     return 0;
   }
   pusherror(L, co);
-  lua_resetthread(co);
-  lua_settop(co, 0);
+  renew(L, p);
   if (p->rst == LUA_ERRMEM) out->status = ATL_ERRMEM;
   else if (p->cancelled) out->status = ATL_ERRCANCEL;
   else {

@@ -279,8 +279,13 @@ int atl_exec_running(void *host, uint64_t *ids, int max) {
   pthread_mutex_lock(&reglock);
   for (s = allslots; s != NULL && n < max; s = s->next) {
     uint64_t id;
-    if (!s->inuse || atomic_load(&s->host) != host) continue;
-    if ((id = atomic_load(&s->id)) != 0) ids[n++] = id;
+    if (!s->inuse) continue;
+    if (atomic_load(&s->host) == host && (id = atomic_load(&s->id)) != 0)
+      ids[n++] = id;
+    /* announced, about to begin: a request waits for it there */
+    if (n < max && atomic_load(&s->nexthost) == host &&
+        (id = atomic_load(&s->nextid)) != 0)
+      ids[n++] = id;
   }
   pthread_mutex_unlock(&reglock);
   return n;
@@ -392,6 +397,11 @@ int atl_exec_cancel_pending(void) {
   Slot *s = myslot;
   if (s == NULL || atomic_load(&s->id) == 0) return 0;
   return s->cancelling || (atomic_load(&s->pending) & ATL_EXEC_CANCEL);
+}
+
+uint64_t atl_exec_current(void) {
+  Slot *s = myslot;
+  return s != NULL ? atomic_load(&s->id) : 0;
 }
 
 int atl_funcplace(lua_State *L, int idx, char *buf, size_t size) {

@@ -22,6 +22,8 @@ final class HostCore: Sendable {
     let isChild: Bool
     /// Async code: the never-yielding watchdog of each aloop, and its limits.
     let asyncState = HostAsyncState()
+    /// Set by `s:stop{cancel_tasks=true}`: an execution that begins from then on is cancelled before it runs.
+    let cancelsNewExecutions = Atomic<Bool>(false)
     /// Whether this host has set up the process pool for its children (hello, service).
     let processPoolReady = Mutex(false)
 
@@ -150,19 +152,26 @@ final class HostCore: Sendable {
         // The shim keeps the running execution of each thread (and its host): no lock shared by all pool threads
         // is taken per execution.
         let id = LuaState.announceExecution(label, host: self)
+        if self.cancelsNewExecutions.load(ordering: .acquiring) {
+            throw LuaError(code: .canceled, fullMessage: "\(label) cancelled before it began: the supervisor stops")
+        }
         return try body(id)
     }
 
-    /// Cancels every Lua execution of this host that runs now; returns how many were asked.
-    func cancelRunning() -> Int {
+    /// Cancels every Lua execution of this host that runs now, but execution `except` (the caller's own); returns
+    /// how many were asked.
+    func cancelRunning(except: UInt64 = 0) -> Int {
         let running = LuaState.runningExecutions(host: self)
-        let sent = running.filter { LuaState.requestExecution($0.id, cancel: true, traceback: false) == .sent }
+        let sent = running.filter {
+            $0.id != except && LuaState.requestExecution($0.id, cancel: true, traceback: false) == .sent
+        }
         return sent.count + self.cancelWaitingAsync()
     }
 
-    /// The Lua executions of this host that run now, each as `worker 'w' at file:line` (the place last known).
-    func runningReports() -> [String] {
-        let running = LuaState.runningExecutions(host: self)
+    /// The Lua executions of this host that run now, but execution `except`, each as `worker 'w' at file:line` (the
+    /// place last known).
+    func runningReports(except: UInt64 = 0) -> [String] {
+        let running = LuaState.runningExecutions(host: self).filter { $0.id != except }
         return running.sorted { $0.id < $1.id }.compactMap { id, label in
             LuaState.reportExecution(id, waiting: 0).map { "\(label) at \($0.place)" }
         }

@@ -277,13 +277,21 @@ extension LuaState {
         atl_exec_next_host(label, Unmanaged.passUnretained(host).toOpaque())
     }
 
-    /// The ids of the executions of `host` that run now, with their names.
+    /// The id of the execution that runs on the calling thread, or 0 (the main state's top level, an app's thread).
+    static var currentExecution: UInt64 { atl_exec_current() }
+
+    /// The ids of the executions of `host` that run now, with their names, and of those announced and about to
+    /// begin (named `""`: a request for one waits for it to begin).
     static func runningExecutions(host: AnyObject) -> [(id: UInt64, label: String)] {
         var ids = [UInt64](repeating: 0, count: 4096)
         let n = Int(atl_exec_running(Unmanaged.passUnretained(host).toOpaque(), &ids, Int32(ids.count)))
         var result: [(id: UInt64, label: String)] = []
         var buffer = [CChar](repeating: 0, count: 256)
-        for id in ids.prefix(n) where atl_exec_label(id, &buffer, buffer.count) != 0 {
+        for id in ids.prefix(n) {
+            guard atl_exec_label(id, &buffer, buffer.count) != 0 else {
+                result.append((id, ""))
+                continue
+            }
             result.append(
                 (id, String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))
         }

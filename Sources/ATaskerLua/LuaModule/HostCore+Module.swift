@@ -348,17 +348,46 @@ extension HostCore {
         return .table(LuaTable(table))
     }
 
+    /// `s:stop{wait=, cancel_tasks=}`. With `cancel_tasks`, tasks not started are canceled and the Lua code that
+    /// runs (tasks, worker executions, async code) is cancelled at once; otherwise, with `wait=seconds`, what still
+    /// runs at the deadline is. Code that called the stop from inside an execution (a worker, a task, a callback,
+    /// async code) is never waited for nor cancelled by it: the stop goes on from a thread of its own.
     func stopSupervisor(_ value: LuaValue) throws {
         let opts = value.tableValue ?? LuaTable()
         try LuaArguments.refuseUnknown(opts, ["wait", "stop_schedulers", "cancel_tasks"], "stop")
         let wait = try stopWait(opts["wait"])
         let cancel = try LuaArguments.boolean(opts["cancel_tasks"], "stop", "cancel_tasks") ?? false
-        if PoolStates.isPoolThread {
-            // A task that stops the supervisor must not wait for itself: stop from another thread.
-            let supervisor = self.supervisor
-            spawnThread { _ = supervisor.stop(wait: wait, cancelTasks: cancel) }
+        let caller = LuaState.currentExecution
+        if caller != 0 || PoolStates.isPoolThread || Aloop.current != nil {
+            // The caller is work of the supervisor: waiting here would wait for itself.
+            spawnThread { [self] in self.stopSupervisor(wait: wait, cancel: cancel, except: caller) }
         } else {
-            _ = self.supervisor.stop(wait: wait, cancelTasks: cancel)
+            self.stopSupervisor(wait: wait, cancel: cancel, except: 0)
+        }
+    }
+
+    /// How long Lua code that a stop cancelled may take to get back to the host before the stop returns without it.
+    static let stopCancelGrace = 1.0
+
+    private func stopSupervisor(wait: StopWait, cancel: Bool, except caller: UInt64) {
+        var cancelled = 0
+        if cancel {
+            // Nothing starts from now on (what begins is cancelled before it runs), then what runs is cancelled.
+            self.cancelsNewExecutions.store(true, ordering: .releasing)
+            _ = self.supervisor.stop(wait: .none, cancelTasks: true)
+            cancelled = self.cancelRunning(except: caller)
+        }
+        var left = self.supervisor.stop(wait: wait, cancelTasks: cancel)
+        if case .none = wait { return }
+        if !left.isEmpty, case .seconds = wait {
+            cancelled += self.cancelRunning(except: caller)
+        }
+        guard cancelled > 0, !left.isEmpty else { return }
+        left = self.supervisor.stop(wait: .seconds(Self.stopCancelGrace), cancelTasks: cancel)
+        guard !left.isEmpty else { return }
+        for place in self.runningReports(except: caller) {
+            self.currentLogger.warning(
+                "stop: \(place) is stuck in one long C call or a __gc finalizer, where it cannot be cancelled")
         }
     }
 }

@@ -333,8 +333,9 @@ uint64_t atl_exec_next(const char *what);
 /* [-0, +0, -] The same, for an execution of host 'host' (found again by
 ** 'atl_exec_running'). */
 uint64_t atl_exec_next_host(const char *what, void *host);
-/* [-0, +0, -] The ids of the executions of 'host' that run now (at most
-** 'max' of them into 'ids'); returns their count. */
+/* [-0, +0, -] The ids of the executions of 'host' that run now, or are
+** announced and about to begin (at most 'max' of them into 'ids'); returns
+** their count. */
 int atl_exec_running(void *host, uint64_t *ids, int max);
 /* [-0, +0, -] The name of running execution 'id' ("worker 'w'") into 'buf';
 ** returns 0 when it does not run. */
@@ -358,6 +359,10 @@ int atl_exec_report(uint64_t id, double seconds, char **place,
 ** asked to cancel: a host call that blocks (a sleep) and sees EINTR may
 ** return early, so that the hook raises as soon as it is back in Lua. */
 int atl_exec_cancel_pending(void);
+
+/* [-0, +0, -] The id of the execution running on the calling thread, or 0
+** when none runs there (the main state's top level, a thread of the app). */
+uint64_t atl_exec_current(void);
 
 /* [-0, +0, -] Tests: send the thread that runs execution 'running' the
 ** signal of a request for execution 'id' (a late signal). Returns 1 when
