@@ -398,6 +398,8 @@ static int pushmethod(lua_State *L, int kind, const char *name) {
   return 0;
 }
 
+static int handle_eq(lua_State *L);
+
 /* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
 static void pushmetatable(lua_State *L, int kind) {
   const KindDef *k = &kinds[kind];
@@ -411,6 +413,8 @@ static void pushmetatable(lua_State *L, int kind) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, handle_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, handle_eq);
+  lua_setfield(L, -2, "__eq");
   lua_pushboolean(L, 0);  /* the methods, made one by one on first use */
   lua_pushinteger(L, k->index);
   lua_pushcclosure(L, handle_index, 2);
@@ -426,41 +430,21 @@ static void pushmetatable(lua_State *L, int kind) {
   }
 }
 
-/* The registry key of a state's handles by host object. */
-static const char handlecache = 'h';
-
-/* [-0, +1, m] Push the state's table of handles by host object, creating it once. Its values are weak: it keeps
-** no handle alive, and Lua removes an entry before its handle's '__gc' releases the object, so an entry always
-** names an object that its handle still retains. */
-static void pushhandlecache(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &handlecache) == LUA_TTABLE)
-    return;
-  lua_pop(L, 1);
-  lua_createtable(L, 0, 8);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &handlecache);
+/* '__eq': two handles are equal when they hold the same host object, so
+** 's:get_task(id) == t' holds for the same task (Lua asks only for two
+** userdata that are not the same one). */
+static int handle_eq(lua_State *L) {
+  atl_Handle *a = atl_handle_test(L, 1);
+  atl_Handle *b = atl_handle_test(L, 2);
+  lua_pushboolean(L, a != NULL && b != NULL && a->obj != NULL &&
+                         a->obj == b->obj && a->kind == b->kind);
+  return 1;
 }
 
-/* One host object has one handle per state while that handle lives, so handles compare with '==' and serve as
-** table keys: 's:get_task(id) == t', 'tasks[t] = true'. */
 void atl_handle_push(lua_State *L, void *obj, int kind) {
   atl_Handle *h;
   if (kind < 1 || kind > ATL_H_MAX)
     luaL_error(L, "unknown handle kind %d", kind);
-  luaL_checkstack(L, 4, "pushing a handle");
-  pushhandlecache(L);
-  if (lua_rawgetp(L, -1, obj) == LUA_TUSERDATA) {
-    h = (atl_Handle *)lua_touserdata(L, -1);
-    if (h->obj == obj && h->kind == kind) {
-      lua_remove(L, -2);  /* the cache */
-      return;
-    }
-  }
-  lua_pop(L, 1);
   h = (atl_Handle *)lua_newuserdatauv(L, sizeof(atl_Handle), 0);
   h->obj = NULL;
   h->kind = kind;
@@ -468,9 +452,6 @@ void atl_handle_push(lua_State *L, void *obj, int kind) {
   lua_setmetatable(L, -2);
   atl_host.retain(obj);  /* only once the userdata exists: '__gc' releases */
   h->obj = obj;
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, -3, obj);
-  lua_remove(L, -2);  /* the cache */
 }
 
 /* }====================================================================== */
