@@ -174,6 +174,40 @@ static int l_exit(lua_State *L) {
   return atl_host_call(L, ATL_FN_EXIT, 0, NULL, 1);
 }
 
+/* 'pcall' and 'xpcall' that let 'os.exit' through: the exit unwinds as an
+** error holding the exit sentinel, and a protected call that caught it
+** raises it again, so 'pcall(os.exit, 3)' ends the program (or the child)
+** as 'os.exit(3)' does. The continuation keeps them yieldable. Upvalue 1 is
+** Lua's own function. */
+static int pcall_cont(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  if (lua_gettop(L) >= 2 && !lua_toboolean(L, 1) && atl_isexit(L, 2)) {
+    lua_pushvalue(L, 2);
+    return lua_error(L);
+  }
+  return lua_gettop(L);
+}
+
+static int l_pcall(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, pcall_cont);
+  return pcall_cont(L, LUA_OK, 0);
+}
+
+static void exit_uncatchable(lua_State *L) {
+  static const char *const names[] = {"pcall", "xpcall"};
+  int i;
+  lua_pushglobaltable(L);
+  for (i = 0; i < 2; i++) {
+    lua_getfield(L, -1, names[i]);
+    lua_pushcclosure(L, l_pcall, 1);
+    lua_setfield(L, -2, names[i]);
+  }
+  lua_pop(L, 1);
+}
+
 /* }====================================================================== */
 
 /* Prepend 'dir' (a ';'-separated template list) to package[field]. */
@@ -280,6 +314,7 @@ static void openlazy(lua_State *L) {
   luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
   lua_pop(L, 1);
   atl_loadtext_base(L);
+  exit_uncatchable(L);
   luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
   lua_pop(L, 1);
   lua_pushglobaltable(L);
@@ -299,6 +334,7 @@ static int open_p(lua_State *L) {
   if (o->is_main) {
     luaL_openlibs(L);
     atl_loadtext_base(L);
+    exit_uncatchable(L);
     lua_getglobal(L, LUA_LOADLIBNAME);
     atl_loadtext_package(L, -1);
     lua_pop(L, 1);

@@ -1,0 +1,15 @@
+import Foundation
+import Testing
+
+@Suite("atasker-lua: os.exit cannot be caught")
+struct ExitCLITests {
+    @Test("pcall(os.exit, N) inside xpcall ends the program with N from the main state and from a task")
+    func exitThroughPcall() throws {
+        let main = try CLIRun.run(["Tests/Fixtures/exit_in_pcall.lua", "main"])
+        #expect(main.status == 3 && !main.signaled, "\(main.stdout)\n\(main.stderr)")
+        #expect(main.stdout == "before\n", "\(main.stdout)")
+        let task = try CLIRun.run(["Tests/Fixtures/exit_in_pcall.lua", "task"])
+        #expect(task.status == 4 && !task.signaled, "\(task.stdout)\n\(task.stderr)")
+        #expect(!task.stdout.contains("not reached"), "\(task.stdout)")
+    }
+}
