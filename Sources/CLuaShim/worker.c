@@ -126,16 +126,44 @@ static void splittraceback(lua_State *L) {
   lua_remove(L, -3);
 }
 
-/* Call 'on_error(kw)' with 'kw.error' and 'kw.traceback'; the error is on
-** the top. Returns 1 when there was a handler (its own errors propagate). */
+/* The error object of the execution that failed, when it was not a string
+** or a number (a table, say): 'on_error' gets the value itself. */
+static const char errobj_key = 'o';
+
+/* The message handler of executions: keeps an error object that is not a
+** string for 'on_error', then makes the message with its traceback. */
+static int worker_msghandler(lua_State *L) {
+  int t = lua_type(L, 1);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER && !atl_isexit(L, 1)) {
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
+  }
+  return atl_msghandler(L);
+}
+
+/* Call 'on_error(kw)' with 'kw.error' (the error object itself when it is
+** not a string, else the message) and 'kw.traceback'; the error is on the
+** top. Returns 1 when there was a handler. When the handler raises, the
+** error raised names it and keeps the error it handled. */
 static int callonerror(lua_State *L, int msgh) {
-  int kw;
+  int kw, original;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &onerror_key) != LUA_TFUNCTION) {
     lua_pop(L, 1);
     return 0;
   }
-  lua_insert(L, -2);  /* on_error, error */
-  splittraceback(L);  /* on_error, message, traceback */
+  lua_pushvalue(L, -2);
+  original = lua_gettop(L);  /* the message with its traceback, for later */
+  lua_insert(L, -3);         /* original, error, on_error */
+  lua_insert(L, -2);         /* original, on_error, error */
+  splittraceback(L);  /* original, on_error, message, traceback */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &errobj_key) != LUA_TNIL) {
+    lua_replace(L, -3);  /* the object in place of its message */
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
+  }
+  else
+    lua_pop(L, 1);
+  original = lua_absindex(L, -4);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
   kw = lua_gettop(L);
   lua_createtable(L, 0, 8);  /* a copy of kw for the handler */
@@ -161,7 +189,14 @@ static int callonerror(lua_State *L, int msgh) {
   lua_setfield(L, -2, "traceback");
   lua_replace(L, kw - 2);  /* on_error, kwcopy, traceback, kw */
   lua_settop(L, kw - 2);
-  if (lua_pcall(L, 1, 0, msgh) != LUA_OK) lua_error(L);
+  if (lua_pcall(L, 1, 0, msgh) != LUA_OK) {
+    const char *own = lua_tostring(L, -1);
+    lua_pushfstring(L, "on_error failed: %s\nwhile it handled: %s",
+                    own != NULL ? own : "(an error object that is not a string)",
+                    lua_tostring(L, original));
+    lua_error(L);
+  }
+  lua_settop(L, original - 1);
   return 1;
 }
 
@@ -186,7 +221,9 @@ int atl_worker_handleerror(lua_State *L, int msgh) {
 static int run_p(lua_State *L) {
   RunParams *p = (RunParams *)lua_touserdata(L, 1);
   int msgh, nargs = 0, st, envup = 0;
-  lua_pushcfunction(L, atl_msghandler);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
+  lua_pushcfunction(L, worker_msghandler);
   msgh = lua_gettop(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
   atl_exec_setplacestr(lua_tostring(L, -1));
