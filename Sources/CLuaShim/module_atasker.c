@@ -96,11 +96,29 @@ static int l_background_worker(lua_State *L) {
   atl_buffer_free(&probe);
   lua_settop(L, 2);
   /* to the host: kind, fn, o, on_error, on_error_kwargs, and the other
-  ** options in a table of their own, so that each travels on its own */
+  ** options in a table of their own, so that each travels on its own. An
+  ** 'on_error' of a worker whose executor runs in this process travels with
+  ** 'fn' in one value, {fn, on_error}, so that a local they share is one
+  ** cell in the worker's state too; 'true' stands in its place. */
   lua_pushvalue(L, lua_upvalueindex(1));  /* the kind, or nil */
-  lua_pushvalue(L, 2);
-  lua_getfield(L, 1, "o");
+  lua_getfield(L, 1, "mp");
   lua_getfield(L, 1, "on_error");
+  if (lua_isfunction(L, -1) && !lua_toboolean(L, -2)) {
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 1);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 2);  /* kind, mp, {fn, on_error} */
+    lua_remove(L, -2);
+    lua_getfield(L, 1, "o");
+    lua_pushboolean(L, 1);
+  }
+  else {
+    lua_pop(L, 2);
+    lua_pushvalue(L, 2);
+    lua_getfield(L, 1, "o");
+    lua_getfield(L, 1, "on_error");
+  }
   lua_getfield(L, 1, "on_error_kwargs");
   lua_newtable(L);
   lua_pushnil(L);

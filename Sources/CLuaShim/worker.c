@@ -21,18 +21,6 @@ typedef struct SetupParams {
   const atl_Buffer *fn, *kw, *onerror;
 } SetupParams;
 
-/* Decode a buffer that must hold one value of type 't' and store it in the
-** registry under 'key'. */
-static void decodeto(lua_State *L, const atl_Buffer *b, int t,
-                     const void *key, const char *what) {
-  int envup = 0;
-  int n = atl_codec_decode_raw(L, b, 0, &envup);
-  if (n != 1 || lua_type(L, -1) != t)
-    luaL_error(L, "worker %s: the buffer holds no %s", what,
-               lua_typename(L, t));
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-}
-
 /* Build the 'kw' table from the values of the keywords buffer: the start
 ** arguments (a table, or nil), 'o', the worker handle and the name. */
 static void buildkw(lua_State *L, const atl_Buffer *b) {
@@ -66,7 +54,24 @@ static void buildkw(lua_State *L, const atl_Buffer *b) {
 
 static int setup_p(lua_State *L) {
   SetupParams *p = (SetupParams *)lua_touserdata(L, 1);
-  decodeto(L, p->fn, LUA_TFUNCTION, &fn_key, "executor");
+  int envup = 0, bundled;
+  /* the executor, or {executor, on_error} when they travel together */
+  if (atl_codec_decode_raw(L, p->fn, 0, &envup) != 1)
+    luaL_error(L, "worker executor: the buffer holds no function");
+  bundled = lua_gettop(L);
+  if (lua_istable(L, bundled)) {
+    lua_rawgeti(L, bundled, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &fn_key);
+  }
+  else if (lua_isfunction(L, bundled)) {
+    lua_pushvalue(L, bundled);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &fn_key);
+  }
+  else
+    luaL_error(L, "worker executor: the buffer holds no function");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key) != LUA_TFUNCTION)
+    luaL_error(L, "worker executor: the buffer holds no function");
+  lua_pop(L, 1);
   {  /* the place, made once: an execution only copies it */
     char place[256];  /* hook.c keeps up to 256 bytes */
     lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
@@ -81,8 +86,11 @@ static int setup_p(lua_State *L) {
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &extra_key);
   if (p->onerror != NULL && p->onerror->len > 0) {
-    int envup = 0;
     int n = atl_codec_decode_raw(L, p->onerror, 0, &envup);
+    if (n >= 1 && lua_isboolean(L, -n) && lua_istable(L, bundled)) {
+      lua_rawgeti(L, bundled, 2);  /* it came with the executor */
+      lua_replace(L, -n - 1);
+    }
     if (n < 1 || n > 2 || lua_type(L, -n) != LUA_TFUNCTION ||
         (n == 2 && !lua_istable(L, -1) && !lua_isnil(L, -1)))
       luaL_error(L, "worker on_error: the buffer holds no function");

@@ -20,3 +20,19 @@ for _, case in ipairs{{"helper_first", helper_first}, {"x_first", x_first}, {"mi
   print(name .. " mp", atasker.wait_completed(atasker.background_task(fn, {mp = true})()))
   print(name .. " aloop", aloop:run(fn))
 end
+
+-- a worker's fn and on_error that share locals (a plain table, a counter, a shared-table handle), thread and async
+local counter = {n = 0}
+local plain = 0
+local handle = atasker.shared("upv")
+for _, async in ipairs{false, true} do
+  local key = async and "async" or "thread"
+  local w = atasker.background_worker{name = "upv-" .. key, e = true, async = async,
+    fn = function() counter.n = counter.n + 1; plain = plain + 1; error("boom") end,
+    on_error = function(kw) counter.n = counter.n + 10; plain = plain + 100; handle:set(key, counter.n .. " " .. plain) end}
+  w:start()
+  w:trigger()
+  while not handle:get(key) do atasker.sleep(0.005) end
+  print("worker fn+on_error " .. key, handle:get(key))
+  w:stop()
+end

@@ -72,9 +72,11 @@ extension HostCore {
         if (try parts[3].decode().first ?? .nil).isNil {
             onError = nil
         } else {
-            let handler = try parts[3].decode().first ?? .nil
-            guard case .function = handler else { throw CallError(message: "\(label): on_error must be a function") }
-            onError = try self.concatenated([parts[3], parts[4]])
+            // `true`: on_error travels with the executor, in one value (see background_worker in the shim)
+            switch try parts[3].decode().first ?? .nil {
+            case .function, .boolean(true): onError = try self.concatenated([parts[3], parts[4]])
+            default: throw CallError(message: "\(label): on_error must be a function")
+            }
         }
         let runTimeout = try LuaArguments.seconds(opts["run_timeout"], label, "run_timeout", lower: .positive)
         let cancelOnTimeout: Bool
