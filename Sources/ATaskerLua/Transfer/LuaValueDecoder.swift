@@ -20,16 +20,6 @@ public struct LuaValueDecoder: Sendable {
     }
 }
 
-private struct DecodingKey: CodingKey {
-    var stringValue: String
-    var intValue: Int?
-    init(stringValue: String) { self.stringValue = stringValue }
-    init(intValue: Int) {
-        self.stringValue = String(intValue)
-        self.intValue = intValue
-    }
-}
-
 private func mismatch(_ type: Any.Type, _ value: LuaValue, _ path: [any CodingKey]) -> DecodingError {
     DecodingError.typeMismatch(
         type, .init(codingPath: path, debugDescription: "expected \(type), found a Lua \(value.typeName)"))
@@ -169,7 +159,7 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
     var isAtEnd: Bool { self.currentIndex >= self.items.count }
 
     private mutating func next(_ type: Any.Type) throws -> (LuaValue, [any CodingKey]) {
-        let path = self.codingPath + [DecodingKey(intValue: self.currentIndex)]
+        let path = self.codingPath + [LuaCodingKey(intValue: self.currentIndex)]
         guard !self.isAtEnd else {
             throw DecodingError.valueNotFound(
                 type, .init(codingPath: path, debugDescription: "the sequence has \(self.items.count) items"))

@@ -58,7 +58,9 @@ private final class Node {
     }
 }
 
-private struct LuaCodingKey: CodingKey {
+/// A coding key of a sequence's position or a table's key, for the coding paths of ``LuaValueEncoder`` and
+/// ``LuaValueDecoder``.
+struct LuaCodingKey: CodingKey {
     var stringValue: String
     var intValue: Int?
     init(stringValue: String) { self.stringValue = stringValue }
