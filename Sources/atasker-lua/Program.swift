@@ -91,6 +91,7 @@ extension Program {
     /// long C call or a `__gc` finalizer, left behind as the program ends.
     static func cancelOnSecondSignal(supervisor: TaskSupervisor, logger: Logger) {
         let count = supervisor.cancelRunningCode()
+        supervisor.killProcessChildren()
         if count > 0 {
             logger.warning("cancelling the Lua code that still runs on the second signal (\(count) executions)")
         }

@@ -62,3 +62,25 @@ struct ProcessFrameLimitCLITests {
         #expect(run.stdout.hasSuffix("small\t3\n"), "\(run.stdout)\n\(run.stderr)")
     }
 }
+
+@Suite("atasker-lua: a second Ctrl-C with a busy child")
+struct SecondSignalCLITests {
+    @Test("the second SIGINT kills the pool's children at once instead of waiting for the pool's stop timeout")
+    func secondSignalKillsChildren() throws {
+        var child: Int32 = 0
+        var secondAt = Date()
+        let run = try CLIRun.run(["--stop-timeout", "60", "Tests/Fixtures/mp_busy.lua"], timeout: 120) {
+            process, out in
+            #expect(out.waitFor("child pid "), "the child never started")
+            child = ProcessPoolCLITests.childPID(out)
+            kill(process.processIdentifier, SIGINT)
+            usleep(200_000)
+            secondAt = Date()
+            kill(process.processIdentifier, SIGINT)
+        }
+        #expect(run.signaled && run.status == SIGINT, "status \(run.status): \(run.stderr)")
+        // the pool's own stop timeout is 5 s: well under it, on a busy machine too
+        #expect(Date().timeIntervalSince(secondAt) < 4, "\(run.stderr)")
+        #expect(ProcessPoolCLITests.waitGone(child, timeout: 2), "child \(child) outlived its parent")
+    }
+}

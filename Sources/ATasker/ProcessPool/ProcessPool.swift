@@ -97,6 +97,15 @@ final class ProcessPool: Sendable {
         }
     }
 
+    /// Kills every child now with `SIGKILL` (a stop that cannot wait: the program's second Ctrl-C, or the stop
+    /// policy once it has cancelled the code that still runs). Their tasks fail, naming the stop deadline.
+    func killChildren() {
+        let descriptors = self.state.withLock { $0.markKillAll() }
+        for descriptor in descriptors {
+            ProcessSystem.sendSignal(SIGKILL, to: descriptor)
+        }
+    }
+
     // MARK: - Events from a child's thread
 
     func spawnPlan(_ serial: Int) -> ProcessPoolConfiguration? {

@@ -136,6 +136,11 @@ extension ProcessPoolStateMachine {
         return deadline
     }
 
+    /// Marks every child that is not being killed yet as killed at the stop deadline; returns their pidfds.
+    mutating func markKillAll() -> [Int32] {
+        self.children.keys.sorted().compactMap { self.markKill($0, cause: .stopTimeout) }
+    }
+
     /// Records why the pool kills a child (the first reason wins) and returns its pidfd to signal, or `nil`
     /// if the child is gone or already being killed.
     mutating func markKill(_ serial: Int, cause: KillCause) -> Int32? {

@@ -43,6 +43,12 @@ extension TaskSupervisor {
         self.liveCodeCancellers().flatMap { $0.runningCode() }
     }
 
+    /// Kills the process pool's children now (`SIGKILL`), so that a stop that cannot wait does not wait for the
+    /// pool's own stop timeout.
+    package func killProcessChildren() {
+        self.processPoolSlot.withLock { $0 }?.killChildren()
+    }
+
     private func liveCodeCancellers() -> [any CodeCanceller] {
         self.codeCancellers.withLock { $0.compactMap(\.canceller) }
     }
@@ -52,8 +58,8 @@ extension TaskSupervisor {
     ///
     /// 1. A graceful stop (``stop(wait:cancelTasks:)``): no new executions; queued and delayed tasks are cancelled
     ///    with `cancelTasks`; running work may finish within `timeout`.
-    /// 2. At that deadline, the code that still runs is cancelled (``cancelRunningCode()``), and given
-    ///    ``cancelGrace`` to get back.
+    /// 2. At that deadline, the code that still runs is cancelled (``cancelRunningCode()``) and given
+    ///    ``cancelGrace`` to get back; the process pool's children are killed (their tasks fail).
     /// 3. What still runs then — code inside one long C call or a `__gc` finalizer — is named in the log at
     ///    warning level, with its place, and the call returns: it is left behind.
     ///
@@ -71,6 +77,7 @@ extension TaskSupervisor {
         var left = self.stopBlocking(wait: .seconds(seconds), cancelTasks: cancelTasks)
         guard !left.isEmpty else { return left }
         let count = self.cancelRunningCode()
+        self.killProcessChildren()
         if count > 0 {
             self.logger.warning(
                 "cancelling the code that still runs at the stop deadline (\(count) executions)",
