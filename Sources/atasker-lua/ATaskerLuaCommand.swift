@@ -83,6 +83,7 @@ struct ATaskerLuaCommand: ParsableCommand {
         // A process-pool child of a running atasker-lua serves its parent and never returns from this call.
         LuaHost.runChildIfNeeded()
         // Before any thread exists, so that every thread inherits the mask and only the signal thread sees them.
+        ProgramSignals.resetDefaultActions()
         ProgramSignals.block()
         let command: ATaskerLuaCommand
         do {

@@ -167,6 +167,23 @@ enum ProgramSignals {
         return set
     }
 
+    /// Signals that keep their default action (the program dies by them at once): SIGHUP, SIGUSR1, SIGUSR2,
+    /// SIGALRM, SIGPIPE.
+    static let defaultActionSignals: [Int32] = [SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE]
+
+    /// Gives ``defaultActionSignals`` their default action and unblocks them, so that what they do does not
+    /// depend on what started the program: a launcher (a test runner, a supervisor) may leave them ignored or
+    /// blocked, and then `kill -HUP` would be pending for ever while the README says it ends the program.
+    static func resetDefaultActions() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in self.defaultActionSignals {
+            Glibc.signal(signal, SIG_DFL)
+            sigaddset(&set, signal)
+        }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
     static func block() {
         var set = self.signalSet()
         pthread_sigmask(SIG_BLOCK, &set, nil)
