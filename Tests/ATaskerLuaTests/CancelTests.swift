@@ -91,10 +91,14 @@ struct CancelTests {
                 end
                 local ws = {}
                 for name, fn in pairs{bare = bare, guarded = guarded, nested = nested, resumed = resumed} do
-                  ws[name] = atasker.background_worker{name = name, fn = fn}
+                  ws[name] = atasker.background_worker{name = name, fn = function(kw)
+                    atasker.shared("running"):incr("n")
+                    return fn(kw)
+                  end}
                   ws[name]:start()
                 end
-                atasker.sleep(0.2)
+                -- the stops come once all four run (a count, not a sleep: the machine may be busy)
+                while (atasker.shared("running"):get("n") or 0) < 4 do atasker.sleep(0.005) end
                 local out = {}
                 for name, w in pairs(ws) do
                   w:stop{wait = 0.2}
@@ -124,19 +128,23 @@ struct CancelTests {
         defer { f.finish() }
         let values = try f.host.run(
             string: """
+                -- each stop comes once its worker's execution runs (a flag, not a sleep: the machine may be busy)
                 local w = atasker.background_worker{name = "w", fn = function(kw)
+                  atasker.shared("t"):set("w_in", true)
                   local t = atasker.monotonic() + 0.3
                   while atasker.monotonic() < t do end
                   atasker.shared("t"):incr("done", 1)
                   return false
                 end, on_error = function(kw) atasker.shared("t"):incr("on_error", 1) end}
                 w:start()
-                atasker.sleep(0.05)
+                while not atasker.shared("t"):get("w_in") do atasker.sleep(0.005) end
                 w:stop{wait = true}
-                local spin = atasker.background_worker{name = "spin", fn = function(kw) while true do end end,
-                  on_error = function(kw) atasker.shared("t"):incr("on_error", 1) end}
+                local spin = atasker.background_worker{name = "spin", fn = function(kw)
+                  atasker.shared("t"):set("spin_in", true)
+                  while true do end
+                end, on_error = function(kw) atasker.shared("t"):incr("on_error", 1) end}
                 spin:start()
-                atasker.sleep(0.05)
+                while not atasker.shared("t"):get("spin_in") do atasker.sleep(0.005) end
                 spin:stop{wait = 0}
                 return atasker.shared("t"):get("done"), atasker.shared("t"):get("on_error"), spin:is_stopped()
                 """, name: "=w")

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Fatal signals as a C program has them: a child or the host itself dies by the signal, with one line on stderr.
-@Suite("atasker-lua: fatal signals kill, as in a C program")
+@Suite("atasker-lua: fatal signals kill, as in a C program", .serialized)
 struct FatalSignalCLITests {
     static func name(_ signal: Int32) -> String {
         [
@@ -20,6 +20,11 @@ struct FatalSignalCLITests {
         let run = try CLIRun.run(["Tests/Fixtures/mp_crash.lua"], timeout: 120) { _, out in
             #expect(out.waitFor("child pid "), "the child never started")
             child = ProcessPoolCLITests.childPID(out)
+            // never kill(0, ...): that would signal this test process's whole group
+            guard child > 0 else {
+                Issue.record("no child pid in: \(out.snapshot())")
+                return
+            }
             kill(child, signal)
         }
         let name = Self.name(signal)

@@ -3,7 +3,7 @@ import Testing
 
 /// Signals that are not SIGINT / SIGTERM and not fatal: the host dies by them as a C program does, never hangs,
 /// and its pool children go with it whatever they run.
-@Suite("atasker-lua: other signals to the host, and children of a killed host")
+@Suite("atasker-lua: other signals to the host, and children of a killed host", .serialized)
 struct HostSignalCLITests {
     @Test(
         "SIGUSR1, SIGUSR2, SIGHUP, SIGPIPE and SIGALRM end the host at once by the signal, as their default action",
