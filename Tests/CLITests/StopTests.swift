@@ -75,4 +75,18 @@ struct StopTests {
             #expect(Date().timeIntervalSince(started) < 25, "\(mode)")
         }
     }
+
+    @Test("s:stop() cancels a delayed task instead of waiting out its delay")
+    func stopCancelsDelayed() throws {
+        let started = Date()
+        let run = try Self.runScript(
+            """
+            local t = atasker.background_task(function() print("ran") end, {delay = 1e6})()
+            atasker.supervisor:stop()
+            print("stopped", t.status)
+            """, options: ["--stop-timeout", "60"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "stopped\tcanceled\n", "\(run.stderr)")
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
 }

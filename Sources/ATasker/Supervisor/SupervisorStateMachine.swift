@@ -507,15 +507,16 @@ struct SupervisorStateMachine: Sendable {
                 self.finishing += 1
                 effects.canceled.append(entry.task)
             }
-            for (id, timer) in self.delayed {
-                effects.cancelTimers.append(timer)
-                if let task = self.registry.removeValue(forKey: id), task.transition(from: .delayed, to: .canceled) {
-                    self.finishing += 1
-                    effects.canceled.append(task)
-                }
-            }
-            self.delayed.removeAll()
         }
+        // A delayed task has not started: a stop never waits out its delay (`delay = 1e6` would hold it for days).
+        for (id, timer) in self.delayed {
+            effects.cancelTimers.append(timer)
+            if let task = self.registry.removeValue(forKey: id), task.transition(from: .delayed, to: .canceled) {
+                self.finishing += 1
+                effects.canceled.append(task)
+            }
+        }
+        self.delayed.removeAll()
         self.dispatch(&effects)
         self.checkQuiescence(&effects)
         return first

@@ -9,8 +9,8 @@ extension TaskSupervisor {
     /// ``Aloop/stop(wait:cancelTasks:)``), and waited for within `wait` after the pool's work.
     ///
     /// From this call on, a submitted task is returned already `failed` with
-    /// ``TaskError/Code/supervisorStopped``. With `cancelTasks`, queued and delayed tasks are
-    /// cancelled; otherwise they still run (delayed ones when their delay elapses). Running tasks are
+    /// ``TaskError/Code/supervisorStopped``. Delayed tasks are cancelled (a stop never waits out a
+    /// delay); with `cancelTasks`, queued tasks are too, otherwise they still run. Running tasks are
     /// never interrupted. The call then waits, up to `wait`, until nothing is queued, delayed or
     /// running. Pool threads exit when the queue is empty; the timers stop when all work has.
     ///
@@ -21,7 +21,7 @@ extension TaskSupervisor {
     ///
     /// - Parameters:
     ///   - wait: How long to wait for the work left. Default: ``StopWait/forever``.
-    ///   - cancelTasks: Whether to cancel tasks that have not started. Default: `false`.
+    ///   - cancelTasks: Whether to cancel queued tasks too. Default: `false`.
     /// - Returns: The tasks still running when the wait ended (empty when all finished), in id order,
     ///   so that the caller can name them.
     /// - Important: Do not call it with a wait from a pool thread: it would wait for its own task.
