@@ -233,5 +233,12 @@ enum ProgramSignals {
 
 /// Starts one of the program's own threads (the signal waiter, the idle waiter); the program cannot run without it.
 func startThread(_ body: @escaping @Sendable () -> Void) {
-    precondition(spawnThread(inlineOnFailure: false, body), "atasker-lua: cannot start a thread")
+    // Out of threads (a pool far too large for the system): a clear error and exit status 1, never a trap.
+    if !spawnThread(inlineOnFailure: false, body) {
+        LuaHost.flushOutput()
+        writeStandardError(
+            "atasker-lua: cannot start a thread of the program: the system refuses more threads (lower the pool's "
+                + "min_size / max_size)\n")
+        exit(1)
+    }
 }

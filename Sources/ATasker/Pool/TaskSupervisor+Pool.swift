@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 extension TaskSupervisor {
     /// The loop of one pool thread.
@@ -135,8 +136,18 @@ extension TaskSupervisor {
             let started = PoolThread.spawn(name: "atasker-pool-\(number)", keepsTime: true) { [self] in
                 self.poolThreadMain()
             }
-            if !started {
-                self.logger.error("cannot create pool thread atasker-pool-\(number)")
+            if started {
+                self.spawnFailures.store(0, ordering: .relaxed)
+            } else {
+                let failures = self.spawnFailures.wrappingAdd(1, ordering: .relaxed).newValue
+                let text =
+                    "cannot create pool thread atasker-pool-\(number): the system refuses more threads; lower "
+                    + "the pool's min_size / max_size (the task waits for a thread that exists)"
+                if failures == 1 {
+                    self.logger.error("\(text)")
+                } else {
+                    self.logger.debug("\(text) (failure \(failures) in a row)")
+                }
                 var more = SupervisorStateMachine.Effects()
                 self.state.withLock { $0.spawnFailed(&more) }
                 self.perform(more)

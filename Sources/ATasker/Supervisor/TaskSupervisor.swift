@@ -46,6 +46,11 @@ public final class TaskSupervisor: Sendable {
     /// The swift-metrics instruments of this supervisor's tasks and process pool.
     package let metrics: SupervisorMetrics
 
+    /// Pool threads that could not be created since the last one that could: the first failure is logged as an
+    /// error, the next ones (one per thread asked for) only at debug level, so that a pool far above what the
+    /// system allows does not flood the log.
+    let spawnFailures = Atomic<Int>(0)
+
     // Start-latency thresholds as `Double` bit patterns (`.infinity` when off), read lock-free by
     // every starting task; the state machine keeps the authoritative values.
     private let warningBits: Atomic<UInt64>
