@@ -195,6 +195,8 @@ typedef struct Enc {
   int looked;     /* a value was looked up in the name cache */
   int restart;    /* the cache changed after a look-up: start over */
   const char *what;
+  const char *const *labels;  /* names of the first 'nlabels' values */
+  int nlabels;
   int nvalues;
   int root;       /* index of the value being encoded, from 0 */
   int nseg;
@@ -282,7 +284,11 @@ static void pushpath (Enc *e) {
   int wrapped = 0;  /* path is a phrase ("upvalue 'x' of f")? */
   int i;
   luaL_checkstack(L, 4, NULL);
-  if (e->nvalues == 1)
+  if (e->root < e->nlabels && e->labels[e->root] != NULL)
+    lua_pushstring(L, e->labels[e->root]);
+  else if (e->nlabels > 0)  /* the values after the labelled ones */
+    lua_pushfstring(L, "%s[%d]", what, e->root - e->nlabels + 1);
+  else if (e->nvalues == 1)
     lua_pushstring(L, what);
   else
     lua_pushfstring(L, "%s[%d]", what, e->root + 1);
@@ -1066,6 +1072,19 @@ static void dropoutput (atl_Buffer *out, size_t len, size_t nh) {
 */
 void atl_codec_encode_raw (lua_State *L, int first, int n, const char *what,
                            int flags, atl_Buffer *out) {
+  atl_codec_encode_labelled(L, first, n, NULL, 0, what, flags, out);
+}
+
+
+/*
+** The same, where an error names value 'i' by 'labels[i]' for 'i' below
+** 'nlabels' ("the task function", "callback") and the values after them
+** as 'what[1]', 'what[2]', ...
+*/
+void atl_codec_encode_labelled (lua_State *L, int first, int n,
+                                const char *const *labels, int nlabels,
+                                const char *what, int flags,
+                                atl_Buffer *out) {
   Enc e;
   unsigned char b[3 + MAXVARINT];
   size_t len0 = out->len, nh0 = out->nhandles;
@@ -1081,6 +1100,8 @@ void atl_codec_encode_raw (lua_State *L, int first, int n, const char *what,
   e.recs = base + 3;
   e.upids = base + 4;
   e.what = what;
+  e.labels = labels;
+  e.nlabels = (labels != NULL) ? nlabels : 0;
   e.nvalues = n;
   b[0] = 'A';
   b[1] = 'L';
@@ -1664,6 +1685,8 @@ int atl_codec_decode_raw (lua_State *L, const atl_Buffer *b, int flags,
 
 typedef struct Params {
   int n;
+  const char *const *labels;
+  int nlabels;
   const char *what;
   int flags;
   atl_Buffer *out;
@@ -1708,13 +1731,22 @@ static char *nomemcopy (void) {
 /* Stack: params (light userdata), then the 'n' values to encode. */
 static int pencode (lua_State *L) {
   Params *p = (Params *)lua_touserdata(L, 1);
-  atl_codec_encode_raw(L, 2, p->n, p->what, p->flags, p->out);
+  atl_codec_encode_labelled(L, 2, p->n, p->labels, p->nlabels, p->what,
+                            p->flags, p->out);
   return 0;
 }
 
 
 int atl_codec_encode (lua_State *L, int first, int n, const char *what,
                       int flags, atl_Buffer *out, char **err) {
+  return atl_codec_encode_names(L, first, n, NULL, 0, what, flags, out, err);
+}
+
+
+int atl_codec_encode_names (lua_State *L, int first, int n,
+                            const char *const *labels, int nlabels,
+                            const char *what, int flags, atl_Buffer *out,
+                            char **err) {
   Params p;
   int i, st;
   *err = NULL;
@@ -1724,6 +1756,8 @@ int atl_codec_encode (lua_State *L, int first, int n, const char *what,
     return ATL_ERRMEM;
   }
   p.n = n;
+  p.labels = labels;
+  p.nlabels = nlabels;
   p.what = what;
   p.flags = flags;
   p.out = out;

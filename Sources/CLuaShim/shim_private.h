@@ -96,6 +96,18 @@ const char *atl_handle_tname(int kind);
 ** naming the path on failure ('out' is then freed by the caller). */
 void atl_codec_encode_raw(lua_State *L, int first, int n, const char *what,
                           int flags, atl_Buffer *out);
+/* [-0, +0, e] The same, naming value 'i' 'labels[i]' in errors for 'i'
+** below 'nlabels' (a NULL label: 'what[...]' as below), and the values
+** after them 'what[1]', 'what[2]', ... */
+void atl_codec_encode_labelled(lua_State *L, int first, int n,
+                               const char *const *labels, int nlabels,
+                               const char *what, int flags, atl_Buffer *out);
+/* [-0, +0, -] 'atl_codec_encode' with labels, as 'atl_codec_encode_labelled'
+** names the values. */
+int atl_codec_encode_names(lua_State *L, int first, int n,
+                           const char *const *labels, int nlabels,
+                           const char *what, int flags, atl_Buffer *out,
+                           char **err);
 /* [-0, +0, -] Encode the 'n' values from 'first' into 'out' without a
 ** protected call when all are nil, booleans, numbers or strings: ATL_OK,
 ** ATL_ERRCODEC (some value is not: nothing written) or ATL_ERRMEM. */
@@ -157,6 +169,14 @@ extern char atl_exit_sentinel;
 ** the arguments of function 'fn' on 'self' (of 'kind'), run the host's
 ** callback, push its results and return their count, or raise its error. */
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first);
+/* [-0, +r, e] The same, where a value that cannot be copied is named by
+** its label: 'labels[i]' for argument 'i' (from 0) below 'nlabels', and
+** 'args[1]', 'args[2]', ... after them. The calls that take functions send
+** them first, each labelled, and their plain options after them (see
+** "Calls that take functions" in CallFunction.swift). */
+int atl_host_call_labelled(lua_State *L, int fn, int kind, void *self,
+                           int first, const char *const *labels,
+                           int nlabels);
 
 /* {======================================================================
 ** Host yields (async.c, trampoline.c): in async code, a host call that

@@ -522,7 +522,8 @@ void atl_host_freespare(atl_StateData *d) {
 ** (zeroed by the caller) for a call of 'fn' on 'self'; raises when an
 ** argument cannot be copied. */
 static void preparecall(lua_State *L, atl_Call *c, atl_Buffer *args, int fn,
-                        int kind, void *self, int first) {
+                        int kind, void *self, int first,
+                        const char *const *labels, int nlabels) {
   char *err = NULL;
   int n = lua_gettop(L) - first + 1;
   if (n < 0) n = 0;
@@ -537,8 +538,10 @@ static void preparecall(lua_State *L, atl_Call *c, atl_Buffer *args, int fn,
       luaL_error(L, "not enough memory");
     }
     else if (st != ATL_OK) {
-      st = atl_codec_encode(L, first, n, n == 1 ? "args[1]" : "args", 0,
-                            args, &err);
+      st = atl_codec_encode_names(L, first, n, labels, nlabels,
+                                  n == 1 && labels == NULL ? "args[1]"
+                                                           : "args",
+                                  0, args, &err);
       if (st != ATL_OK) atl_raise_owned_where(L, err);
     }
   }
@@ -593,14 +596,15 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
   return nres;
 }
 
-static int host_call_field(lua_State *L, int fn, int kind, void *self,
-                           int first, int field) {
+static int host_call_full(lua_State *L, int fn, int kind, void *self,
+                          int first, int field, const char *const *labels,
+                          int nlabels) {
   atl_Call c;
   atl_Buffer args;
   int st;
   memset(&c, 0, sizeof c);
   memset(&args, 0, sizeof args);
-  preparecall(L, &c, &args, fn, kind, self, first);
+  preparecall(L, &c, &args, fn, kind, self, first, labels, nlabels);
   c.field = field;
   takebuffer(atl_statedata(L), &c.result);
   st = atl_host.call(&c);
@@ -608,8 +612,19 @@ static int host_call_field(lua_State *L, int fn, int kind, void *self,
   return finishcall(L, &c, st);
 }
 
+static int host_call_field(lua_State *L, int fn, int kind, void *self,
+                           int first, int field) {
+  return host_call_full(L, fn, kind, self, first, field, NULL, 0);
+}
+
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
   return host_call_field(L, fn, kind, self, first, 0);
+}
+
+int atl_host_call_labelled(lua_State *L, int fn, int kind, void *self,
+                           int first, const char *const *labels,
+                           int nlabels) {
+  return host_call_full(L, fn, kind, self, first, 0, labels, nlabels);
 }
 
 /* }====================================================================== */
