@@ -1118,6 +1118,16 @@ void atl_codec_encode_labelled (lua_State *L, int first, int n,
     put(&e, b, 3 + (size_t)putvarint(b + 3, (uint64_t)n));
     for (i = 0; i < n; i++) {
       e.root = i;
+      if (i > 0 && (flags & ATL_CODEC_SEPARATE)) {
+        /* forget the objects of the values before: distances are relative,
+        ** so ids may start again from 0 */
+        lua_pushnil(L);
+        lua_replace(L, e.objs);
+        lua_pushnil(L);
+        lua_replace(L, e.upids);
+        e.nextid = 0;
+        e.obj0 = 0;
+      }
       enc_value(&e, first + i);
     }
     if (!e.restart || pass > 0)

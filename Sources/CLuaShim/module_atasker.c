@@ -6,24 +6,81 @@
 */
 #define atl_module_atasker_c
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <time.h>
 
 #include "shim_private.h"
 
-static int l_background_task(lua_State *L) {
-  atl_Buffer probe = {0};
+/* Encode the value at 'idx' alone, so that a refusal names it as 'what'
+** ("upvalue 'fh' of task function") rather than as an argument. */
+static void probe(lua_State *L, int idx, const char *what) {
+  atl_Buffer b = {0};
   char *err = NULL;
+  if (atl_codec_encode(L, idx, 1, what, 0, &b, &err) != ATL_OK)
+    atl_raise_owned_where(L, err);
+  atl_buffer_free(&b);
+}
+
+/*
+** 'background_task(fn, opts)'. To the host go three values, each encoded
+** on its own: the function, the callback, and the other options. A task
+** that runs on the pool threads of this process runs its callback in the
+** same state right after it, so its callback travels with the function in
+** one value, {fn, callback} ('true' stands in the callback's place): a
+** local they share is one cell there too. An mp or aloop task runs in
+** another state than its callback, which then gets a copy of its own.
+*/
+static int l_background_task(lua_State *L) {
+  static const char *const alone[] = {"task function", "callback",
+                                      "background_task options"};
+  static const char *const together[] = {"task function and callback",
+                                         "callback",
+                                         "background_task options"};
+  int elsewhere;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  /* copy the function alone first, so that a refusal names it as such
-  ** ("upvalue 'fh' of task function") rather than as an argument */
-  if (atl_codec_encode(L, 1, 1, "task function", 0, &probe, &err) != ATL_OK)
-    return atl_raise_owned_where(L, err);
-  atl_buffer_free(&probe);
-  return atl_host_call(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 1);
+  probe(L, 1, "task function");
+  lua_pushvalue(L, 1);  /* 3: the function, or {fn, callback} */
+  lua_pushnil(L);       /* 4: the callback, 'true', or nil */
+  lua_newtable(L);      /* 5: the options but 'callback' */
+  if (lua_istable(L, 2)) {
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING &&
+          strcmp(lua_tostring(L, -2), "callback") == 0) {
+        lua_replace(L, 4);
+        continue;
+      }
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, 5);
+    }
+  }
+  if (!lua_isfunction(L, 4))  /* none, or not a function: the host says */
+    return atl_host_call_labelled(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 3,
+                                  alone, 3);
+  probe(L, 4, "callback");
+  lua_getfield(L, 5, "mp");
+  elsewhere = lua_toboolean(L, -1);
+  lua_getfield(L, 5, "loop");
+  elsewhere = elsewhere || lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  if (elsewhere)
+    return atl_host_call_labelled(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 3,
+                                  alone, 3);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, 4);
+  lua_rawseti(L, -2, 2);
+  lua_replace(L, 3);
+  lua_pushboolean(L, 1);
+  lua_replace(L, 4);
+  return atl_host_call_labelled(L, ATL_FN_BACKGROUND_TASK, 0, NULL, 3,
+                                together, 3);
 }
 
 static int l_background_worker(lua_State *L);
@@ -60,8 +117,10 @@ static int l_worker_decorator(lua_State *L) {
 ** copied alone first, so that a refusal names the worker.
 */
 static int l_background_worker(lua_State *L) {
-  atl_Buffer probe = {0};
-  char *err = NULL;
+  const char *labels[7] = {"the worker kind", NULL, "o", "on_error",
+                           "on_error_kwargs", "process_result",
+                           "background_worker options"};
+  char exlabel[160], bothlabel[160];
   const char *name;
   lua_settop(L, 1);
   if (lua_isfunction(L, 1)) {
@@ -88,22 +147,28 @@ static int l_background_worker(lua_State *L) {
                       "run=) must be a function, got %s",
                       name ? " '" : "", name ? name : "", name ? "'" : "",
                       luaL_typename(L, 2));
-  lua_pushfstring(L, "the executor of worker%s%s%s", name ? " '" : "",
-                  name ? name : "", name ? "'" : "");
-  if (atl_codec_encode(L, 2, 1, lua_tostring(L, -1), 0, &probe, &err) !=
-      ATL_OK)
-    return atl_raise_owned_where(L, err);
-  atl_buffer_free(&probe);
+  snprintf(exlabel, sizeof exlabel, "the executor of worker%s%.100s%s",
+           name ? " '" : "", name ? name : "", name ? "'" : "");
+  snprintf(bothlabel, sizeof bothlabel,
+           "the executor and on_error of worker%s%.100s%s",
+           name ? " '" : "", name ? name : "", name ? "'" : "");
+  probe(L, 2, exlabel);
+  if (lua_getfield(L, 1, "on_error") == LUA_TFUNCTION)
+    probe(L, -1, "on_error");
+  if (lua_getfield(L, 1, "process_result") == LUA_TFUNCTION)
+    probe(L, -1, "process_result");
   lua_settop(L, 2);
-  /* to the host: kind, fn, o, on_error, on_error_kwargs, and the other
-  ** options in a table of their own, so that each travels on its own. An
-  ** 'on_error' of a worker whose executor runs in this process travels with
-  ** 'fn' in one value, {fn, on_error}, so that a local they share is one
-  ** cell in the worker's state too; 'true' stands in its place. */
+  /* to the host: kind, fn, o, on_error, on_error_kwargs, process_result,
+  ** and the other options in a table of their own, each encoded on its own
+  ** (two of them that share a local get a copy each). An 'on_error' of a
+  ** worker whose executor runs in this process travels with 'fn' in one
+  ** value, {fn, on_error}, so that a local they share is one cell in the
+  ** worker's state too; 'true' stands in its place. */
   lua_pushvalue(L, lua_upvalueindex(1));  /* the kind, or nil */
   lua_getfield(L, 1, "mp");
   lua_getfield(L, 1, "on_error");
   if (lua_isfunction(L, -1) && !lua_toboolean(L, -2)) {
+    labels[1] = bothlabel;
     lua_createtable(L, 2, 0);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, 1);
@@ -120,12 +185,14 @@ static int l_background_worker(lua_State *L) {
     lua_getfield(L, 1, "on_error");
   }
   lua_getfield(L, 1, "on_error_kwargs");
+  lua_getfield(L, 1, "process_result");
   lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, 1) != 0) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
     if (strcmp(k, "fn") == 0 || strcmp(k, "run") == 0 || strcmp(k, "o") == 0 ||
-        strcmp(k, "on_error") == 0 || strcmp(k, "on_error_kwargs") == 0) {
+        strcmp(k, "on_error") == 0 || strcmp(k, "on_error_kwargs") == 0 ||
+        strcmp(k, "process_result") == 0) {
       lua_pop(L, 1);
       continue;
     }
@@ -133,7 +200,9 @@ static int l_background_worker(lua_State *L) {
     lua_insert(L, -2);
     lua_rawset(L, -4);
   }
-  return atl_host_call(L, ATL_FN_BACKGROUND_WORKER, 0, NULL, 3);
+  if (labels[1] == NULL) labels[1] = exlabel;
+  return atl_host_call_labelled(L, ATL_FN_BACKGROUND_WORKER, 0, NULL, 3,
+                                labels, 7);
 }
 
 /* The 'n' results of 'wait_completed' above 'base': one, or a list of

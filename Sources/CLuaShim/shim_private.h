@@ -171,9 +171,12 @@ extern char atl_exit_sentinel;
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first);
 /* [-0, +r, e] The same, where a value that cannot be copied is named by
 ** its label: 'labels[i]' for argument 'i' (from 0) below 'nlabels', and
-** 'args[1]', 'args[2]', ... after them. The calls that take functions send
-** them first, each labelled, and their plain options after them (see
-** "Calls that take functions" in CallFunction.swift). */
+** 'args[1]', 'args[2]', ... after them. The calls that take functions
+** ('background_task', 'background_worker') send each function as its own
+** argument, and their other options in a table after them. Each argument is
+** encoded on its own (ATL_CODEC_SEPARATE): the host splits the buffer into
+** values and keeps each as bytes, never decoding a function and encoding it
+** again; two arguments that share a table or an upvalue get a copy each. */
 int atl_host_call_labelled(lua_State *L, int fn, int kind, void *self,
                            int first, const char *const *labels,
                            int nlabels);

@@ -25,6 +25,7 @@ static const char envmt_key = 'e';    /* registry: {__index = _G} */
 typedef struct TaskParams {
   uint64_t fnid;
   const atl_Buffer *fn;
+  int member;
   const atl_Buffer *args;
   atl_Buffer *out;
   int status;
@@ -85,7 +86,8 @@ static void getentry(lua_State *L, TaskParams *p) {
     top = lua_gettop(L);
     n = atl_codec_decode_raw(L, p->fn, ATL_CODEC_JOINENV, &envup);
     if (envup > 0) n--;  /* the count includes the function owning '_ENV' */
-    if (n != 1 || lua_type(L, top + 1) != LUA_TFUNCTION)
+    if (n != 1 || lua_type(L, top + 1) !=
+                      (p->member == 0 ? LUA_TFUNCTION : LUA_TTABLE))
       luaL_error(L, "task function buffer holds no function");
     lua_createtable(L, 4, 0);
     lua_pushvalue(L, top + 1);
@@ -150,6 +152,11 @@ static int runtask_p(lua_State *L) {
   freshenv(L);
   lua_rawgeti(L, -1, E_FN);
   lua_remove(L, -2);  /* the entry */
+  if (p->member > 0) {
+    if (lua_rawgeti(L, -1, p->member) != LUA_TFUNCTION)
+      luaL_error(L, "task function buffer holds no function");
+    lua_remove(L, -2);  /* the table of functions */
+  }
   atl_exec_setplace(L, -1);
   if (p->args != NULL && p->args->len > 0)
     nargs = atl_codec_decode_raw(L, p->args, 0, &envup);
@@ -173,14 +180,15 @@ static int runtask_p(lua_State *L) {
 }
 
 int atl_run_task(lua_State *L, uint64_t fnid, const atl_Buffer *fn,
-                 const atl_Buffer *args, atl_Buffer *out, char **err,
-                 int *exitcode) {
+                 int member, const atl_Buffer *args, atl_Buffer *out,
+                 char **err, int *exitcode) {
   TaskParams p;
   atl_ExecFrame frame;
   int st;
   memset(&p, 0, sizeof p);
   p.fnid = fnid;
   p.fn = fn;
+  p.member = member;
   p.args = args;
   p.out = out;
   atl_exec_begin(L, &frame);

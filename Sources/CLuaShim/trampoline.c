@@ -523,7 +523,8 @@ void atl_host_freespare(atl_StateData *d) {
 ** argument cannot be copied. */
 static void preparecall(lua_State *L, atl_Call *c, atl_Buffer *args, int fn,
                         int kind, void *self, int first,
-                        const char *const *labels, int nlabels) {
+                        const char *const *labels, int nlabels,
+                        int flags) {
   char *err = NULL;
   int n = lua_gettop(L) - first + 1;
   if (n < 0) n = 0;
@@ -541,7 +542,7 @@ static void preparecall(lua_State *L, atl_Call *c, atl_Buffer *args, int fn,
       st = atl_codec_encode_names(L, first, n, labels, nlabels,
                                   n == 1 && labels == NULL ? "args[1]"
                                                            : "args",
-                                  0, args, &err);
+                                  flags, args, &err);
       if (st != ATL_OK) atl_raise_owned_where(L, err);
     }
   }
@@ -604,7 +605,8 @@ static int host_call_full(lua_State *L, int fn, int kind, void *self,
   int st;
   memset(&c, 0, sizeof c);
   memset(&args, 0, sizeof args);
-  preparecall(L, &c, &args, fn, kind, self, first, labels, nlabels);
+  preparecall(L, &c, &args, fn, kind, self, first, labels, nlabels,
+              labels != NULL ? ATL_CODEC_SEPARATE : 0);
   c.field = field;
   takebuffer(atl_statedata(L), &c.result);
   st = atl_host.call(&c);

@@ -3,7 +3,7 @@ import Testing
 
 @Suite("atasker-lua: closures that share upvalues keep sharing them in the copy")
 struct SharedUpvalueCLITests {
-    @Test("a task calling a local helper (either met first), mixtures, and a worker's fn with its on_error")
+    @Test("a task calling a local helper, mixtures, a worker's fn with its on_error, a task with its callback")
     func sharedUpvalues() throws {
         let run = try CLIRun.run(["Tests/Fixtures/shared_upvalues.lua"], timeout: 120)
         #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
@@ -15,5 +15,13 @@ struct SharedUpvalueCLITests {
         // fn and on_error of one worker share their locals in the worker's state
         #expect(run.stdout.contains("worker fn+on_error thread\t11 101\n"), "\(run.stdout)")
         #expect(run.stdout.contains("worker fn+on_error async\t11 101\n"), "\(run.stdout)")
+        // a task's fn and its callback: one cell in the pool thread (success and failure); mp and aloop tasks run
+        // elsewhere than their callback, so each gets its own copy, and none is refused
+        #expect(run.stdout.contains("task fn+callback\t1 101 11\n"), "\(run.stdout)")
+        #expect(run.stdout.contains("failed task fn+callback\tnil 5 true\n"), "\(run.stdout)")
+        #expect(run.stdout.contains("mp task fn+callback\t2 1\n"), "\(run.stdout)")
+        #expect(run.stdout.contains("loop task fn+callback\t1 0\n"), "\(run.stdout)")
+        #expect(run.stdout.contains("mp worker fn+process_result\t1 100\n"), "\(run.stdout)")
+        #expect(run.stdout.contains("worker o sharing a local\t8\n"), "\(run.stdout)")
     }
 }

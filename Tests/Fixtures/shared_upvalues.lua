@@ -36,3 +36,55 @@ for _, async in ipairs{false, true} do
   print("worker fn+on_error " .. key, handle:get(key))
   w:stop()
 end
+
+-- a task's function and its callback that share locals: one cell in the pool thread's state (the callback runs
+-- there right after the task, on success and on failure); an mp or aloop task runs elsewhere than its callback,
+-- so each gets a copy of its own, and neither is refused
+local seen = atasker.shared("upv-callbacks")
+local function await(key)
+  while not seen:get(key) do atasker.sleep(0.005) end
+  return seen:get(key)
+end
+do
+  local x, count = {n = 0}, 0
+  local t = atasker.background_task(function() x.n = x.n + 1; count = count + 1; return x.n end,
+    {callback = function(r) x.n = x.n + 100; count = count + 10; seen:set("task", r .. " " .. x.n .. " " .. count) end})()
+  atasker.wait_completed(t)
+  print("task fn+callback", await("task"))
+  local y = {v = 1}
+  local t2 = atasker.background_task(function() y.v = 5; error("planned") end,
+    {callback = function(r, err) seen:set("failed", tostring(r) .. " " .. y.v .. " " .. tostring(err ~= nil)) end})()
+  pcall(atasker.wait_completed, t2)
+  print("failed task fn+callback", await("failed"))
+  local z = {v = 1}
+  local t3 = atasker.background_task(function() z.v = z.v + 1; return z.v end,
+    {mp = true, callback = function(r) seen:set("mp", r .. " " .. z.v) end})()
+  atasker.wait_completed(t3)
+  print("mp task fn+callback", await("mp"))
+  local q = {v = 0}
+  local t4 = atasker.background_task(function() q.v = q.v + 1; return q.v end,
+    {loop = "A", callback = function(r) seen:set("loop", r .. " " .. q.v) end})()
+  atasker.wait_completed(t4)
+  print("loop task fn+callback", await("loop"))
+end
+
+-- an mp worker's fn (in a child) and process_result (in the parent) that share a local: a copy each
+do
+  local k = {v = 0}
+  local w = atasker.background_worker{name = "upv-mp", e = true, mp = true,
+    fn = function() k.v = k.v + 1; return k.v end,
+    process_result = function(r) k.v = k.v + 100; seen:set("mpw", r .. " " .. k.v); return false end}
+  w:start()
+  w:trigger()
+  print("mp worker fn+process_result", await("mpw"))
+  w:stop()
+  -- one table as o and on_error_kwargs, and a table of functions sharing a local as o
+  local shared = {v = 7}
+  local o = {get = function() return shared.v end, set = function(v) shared.v = v end}
+  local w2 = atasker.background_worker{name = "upv-o", e = true, o = o, on_error_kwargs = o,
+    fn = function(kw) kw.o.set(kw.o.get() + 1); seen:set("o", kw.o.get()) end}
+  w2:start()
+  w2:trigger()
+  print("worker o sharing a local", await("o"))
+  w2:stop()
+end

@@ -192,7 +192,10 @@ extension HostCore {
             let task = self.spawn(function, arguments: arguments)
             return .values([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
         case Int(ATL_FN_BACKGROUND_TASK):
-            return .values([try self.backgroundTask(self.arguments(call))])
+            guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {
+                throw CallError(message: "background_task: no arguments")
+            }
+            return .values([try self.backgroundTask(EncodedValues(taking: &buffer.pointee).split())])
         case Int(ATL_FN_WAIT_COMPLETED):
             return try self.waitCompleted(self.arguments(call))
         case Int(ATL_FN_SLEEP):

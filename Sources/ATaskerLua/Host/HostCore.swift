@@ -99,7 +99,9 @@ final class HostCore: Sendable {
                     self.watch(id, label: label, runTimeout: $0, cancel: function.cancelOnTimeout)
                 }
                 defer { watchdog.map { self.unwatch($0) } }
-                return try state.runTask(functionID: function.id, function: function.function, arguments: arguments)
+                return try state.runTask(
+                    functionID: function.id, function: function.function, member: function.member,
+                    arguments: arguments)
             }
             switch outcome {
             case .values(let values):
@@ -129,7 +131,8 @@ final class HostCore: Sendable {
         do {
             let state = try self.poolState()
             _ = try state.runTask(
-                functionID: function.id, function: function.function, arguments: arguments, wantResult: false)
+                functionID: function.id, function: function.function, member: function.member, arguments: arguments,
+                wantResult: false)
         } catch {
             self.currentLogger.error("callback\(function.name.map { " \($0)" } ?? "") failed: \(error)")
         }

@@ -118,9 +118,10 @@ final class LuaState {
     }
 
     /// Runs a background task's function (cached by `functionID`) with `arguments`; returns its first result.
-    func runTask(functionID: UInt64, function: EncodedValues, arguments: EncodedValues?, wantResult: Bool = true)
-        throws(LuaError) -> LuaOutcome
-    {
+    func runTask(
+        functionID: UInt64, function: EncodedValues, member: Int = 0, arguments: EncodedValues?,
+        wantResult: Bool = true
+    ) throws(LuaError) -> LuaOutcome {
         var err: UnsafeMutablePointer<CChar>?
         var exitCode: Int32 = 0
         var out = atl_Buffer()
@@ -128,7 +129,7 @@ final class LuaState {
             let resultPointer: UnsafeMutablePointer<atl_Buffer>? = wantResult ? outPointer : nil
             let st = function.withBuffer { fn in
                 withOptionalBuffer(arguments) { args in
-                    atl_run_task(self.pointer, functionID, fn, args, resultPointer, &err, &exitCode)
+                    atl_run_task(self.pointer, functionID, fn, Int32(member), args, resultPointer, &err, &exitCode)
                 }
             }
             return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer)

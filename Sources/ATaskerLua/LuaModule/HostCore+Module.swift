@@ -12,25 +12,33 @@ extension HostCore {
         "name", "priority", "delay", "callback", "mp", "loop", "run_timeout", "cancel_on_timeout", "timeout",
     ]
 
-    /// `atasker.background_task(fn, opts)`: encodes `fn` once and returns the starter.
-    func backgroundTask(_ args: [LuaValue]) throws -> LuaValue {
-        guard case .function(let function) = args.first ?? .nil else {
-            throw CallError(message: "bad argument #1 to 'background_task' (function expected)")
-        }
-        let opts = args.count > 1 ? (args[1].tableValue ?? LuaTable()) : LuaTable()
+    /// `atasker.background_task(fn, opts)`: the arguments are the function (or `{fn, callback}`, which travel as one
+    /// value for a task of the thread pool), the callback (`true` when it came with the function, or nil) and the
+    /// other options, each encoded on its own. The functions stay bytes: the starter keeps them as they came.
+    func backgroundTask(_ parts: [EncodedValues]) throws -> LuaValue {
+        guard parts.count == 3 else { throw CallError(message: "background_task: bad arguments") }
+        let bundled = try parts[1].kind == .true
+        var opts = try parts[2].decode().first?.tableValue ?? LuaTable()
+        let callbackKind = try parts[1].kind
+        if callbackKind != .nil { opts["callback"] = .boolean(true) }
         try LuaArguments.refuseUnknown(opts, Self.taskOptions, "background_task")
         let inProcess = try LuaArguments.boolean(opts["mp"], "background_task", "mp") ?? false
         let aloop = try self.taskAloop(opts)
         let priority = try taskPriority(opts["priority"], function: "background_task")
         let delay = try LuaArguments.seconds(opts["delay"], "background_task", "delay")
+        let id = self.makeFunctionID()
         var callback: TaskFunction? = nil
-        switch opts["callback"] {
+        switch callbackKind {
         case .nil:
             break
-        case .function(let cb):
+        case .true where bundled:
             callback = TaskFunction(
-                id: self.makeFunctionID(), function: try EncodedValues([.function(cb)]), priority: .critical,
-                delay: nil, name: "callback", callback: nil)
+                id: id, function: parts[0], priority: .critical, delay: nil, name: "callback", callback: nil,
+                member: 2)
+        case .function:
+            callback = TaskFunction(
+                id: self.makeFunctionID(), function: parts[1], priority: .critical, delay: nil, name: "callback",
+                callback: nil)
         default:
             throw CallError(message: "background_task: callback must be a function")
         }
@@ -59,11 +67,10 @@ extension HostCore {
         if inProcess && delay != nil {
             throw CallError(message: "background_task: delay is not supported with mp=true; start the task later")
         }
-        let encoded = try EncodedValues([.function(function)])
         let starter = TaskFunction(
-            id: self.makeFunctionID(), function: encoded, priority: priority,
-            delay: delay, name: name, callback: callback, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
-            inProcess: inProcess, processTimeout: processTimeout, aloop: aloop)
+            id: id, function: parts[0], priority: priority, delay: delay, name: name, callback: callback,
+            member: bundled ? 1 : 0, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout, inProcess: inProcess,
+            processTimeout: processTimeout, aloop: aloop)
         return .handle(LuaHandle(object: starter, kind: Int32(ATLKind.spawner)))
     }
 

@@ -12,11 +12,14 @@ extension HostCore {
     ]
 
     /// `background_worker(fn | {...})`: the arguments are `kind` (from a named constructor, or nil), the executor,
-    /// `o`, `on_error`, `on_error_kwargs` and the other options.
+    /// `o`, `on_error`, `on_error_kwargs`, `process_result` and the other options, each encoded on its own. The
+    /// functions stay bytes: they are never decoded here and encoded again.
     func backgroundWorker(_ parts: [EncodedValues]) throws -> LuaValue {
-        guard parts.count == 6 else { throw CallError(message: "background_worker: bad arguments") }
+        guard parts.count == 7 else { throw CallError(message: "background_worker: bad arguments") }
         let kindHint = try parts[0].decode().first?.stringValue
-        var opts = try parts[5].decode().first?.tableValue ?? LuaTable()
+        var opts = try parts[6].decode().first?.tableValue ?? LuaTable()
+        let processResultValue = try parts[5].kind
+        if processResultValue != .nil { opts["process_result"] = .boolean(true) }
         var name = opts["name"].stringValue
         let label = name.map { "background_worker '\($0)'" } ?? "background_worker"
         try LuaArguments.refuseUnknown(
@@ -69,14 +72,14 @@ extension HostCore {
                 lower: key == "interval" ? .atLeast(LuaArguments.minInterval) : .zero)
         }
         let onError: EncodedValues?
-        if (try parts[3].decode().first ?? .nil).isNil {
+        switch try parts[3].kind {
+        case .nil:
             onError = nil
-        } else {
+        case .function, .true:
             // `true`: on_error travels with the executor, in one value (see background_worker in the shim)
-            switch try parts[3].decode().first ?? .nil {
-            case .function, .boolean(true): onError = try self.concatenated([parts[3], parts[4]])
-            default: throw CallError(message: "\(label): on_error must be a function")
-            }
+            onError = try self.concatenated([parts[3], parts[4]])
+        default:
+            throw CallError(message: "\(label): on_error must be a function")
         }
         let runTimeout = try LuaArguments.seconds(opts["run_timeout"], label, "run_timeout", lower: .positive)
         let cancelOnTimeout: Bool
@@ -98,9 +101,9 @@ extension HostCore {
                         + "killed when an execution takes longer)")
             }
             var processResult: EncodedValues? = nil
-            switch opts["process_result"] {
+            switch processResultValue {
             case .nil: break
-            case .function(let f): processResult = try EncodedValues([.function(f)])
+            case .function: processResult = parts[5]
             default: throw CallError(message: "\(label): process_result must be a function")
             }
             let timeout = try LuaArguments.seconds(opts["timeout"], label, "timeout", lower: .positive)

@@ -7,6 +7,9 @@ final class TaskFunction: Sendable {
     /// Unique in the process: the key of the function in each pool state's cache.
     let id: UInt64
     let function: EncodedValues
+    /// 0: `function` holds the function. 1 or 2: it holds `{fn, callback}`, which travelled as one value so that a
+    /// local they share is one cell in the pool state, and this runs that entry (see `atl_run_task`).
+    let member: Int
     let priority: TaskPriority
     let delay: Double?
     let name: String?
@@ -26,9 +29,10 @@ final class TaskFunction: Sendable {
 
     init(
         id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
-        callback: TaskFunction?, runTimeout: Double? = nil, cancelOnTimeout: Bool = false, inProcess: Bool = false,
-        processTimeout: Double? = nil, aloop: Aloop? = nil
+        callback: TaskFunction?, member: Int = 0, runTimeout: Double? = nil, cancelOnTimeout: Bool = false,
+        inProcess: Bool = false, processTimeout: Double? = nil, aloop: Aloop? = nil
     ) {
+        self.member = member
         self.aloop = aloop
         self.inProcess = inProcess
         self.processTimeout = processTimeout

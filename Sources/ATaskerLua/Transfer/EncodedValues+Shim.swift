@@ -126,6 +126,30 @@ final class EncodedValues {
         return true
     }
 
+    /// What the first value is, in the terms that a call checking an option needs.
+    enum Kind: Equatable {
+        case `nil`, `false`, `true`, function, other
+    }
+
+    /// The kind of the first value (`nil` when there is none), read from its tag: a function is not decoded. Only a
+    /// value that travels by name (a module's function or table) is decoded to tell which.
+    var kind: Kind {
+        get throws {
+            let at = self.headerLength
+            guard self.valueCount > 0, at < Int(self.buffer.len) else { return .nil }
+            switch self.buffer.data[at] {
+            case CodecTag.nil: return .nil
+            case CodecTag.false: return .false
+            case CodecTag.true: return .true
+            case CodecTag.function: return .function
+            case CodecTag.named:
+                if case .function = try self.decode().first ?? .nil { return .function }
+                return .other
+            default: return .other
+            }
+        }
+    }
+
     /// The length of the header: two magic bytes, the version byte and the varint count.
     private var headerLength: Int {
         var i = 3

@@ -56,6 +56,9 @@ int atl_buffer_add_handle(atl_Buffer *b, void *obj);
 #define ATL_CODEC_NOHANDLES   1  /* refuse host handles (crossing processes) */
 #define ATL_CODEC_NOFUNCTIONS 2  /* refuse functions (results from a child) */
 #define ATL_CODEC_JOINENV     4  /* decode: join '_ENV' upvalues bound to _G */
+#define ATL_CODEC_SEPARATE    8  /* encode: each value on its own, with no
+                                  ** reference to another: the buffer splits
+                                  ** into values that decode alone */
 
 /* Deepest nesting of tables and functions that the codec accepts, both ways. */
 #define ATL_CODEC_MAXDEPTH 100
@@ -263,10 +266,13 @@ int atl_run_string(lua_State *L, const char *code, size_t len,
 ** in 'fn' (cached by 'fnid' in a bounded LRU cache of the state) with a fresh
 ** '_ENV' whose '__index' is the state's globals, called with the values of
 ** 'args' (or none when NULL). Its first result is encoded into 'out' (or
-** dropped when 'out' is NULL). Errors carry a traceback. */
+** dropped when 'out' is NULL). Errors carry a traceback. With 'member' 0
+** 'fn' holds the function; with 1 or 2 it holds a table of functions that
+** travelled together ({fn, callback}) and the run calls that entry (a
+** local they share is one cell in the state). */
 int atl_run_task(lua_State *L, uint64_t fnid, const atl_Buffer *fn,
-                 const atl_Buffer *args, atl_Buffer *out, char **err,
-                 int *exitcode);
+                 int member, const atl_Buffer *args, atl_Buffer *out,
+                 char **err, int *exitcode);
 
 /* [-0, +0, -] Prepare state 'L' (a worker's own state) to run a worker:
 ** decode its executor 'fn', its 'kw' table (from the four values of 'kw':
