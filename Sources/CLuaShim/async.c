@@ -131,15 +131,16 @@ static int prepare_p(lua_State *L) {
     case BEGIN_TASK:
       n = atl_codec_decode_raw(L, p->fn, ATL_CODEC_JOINENV, &envup);
       if (envup > 0) {
-        freshenv(L, base + 2, envup);
+        freshenv(L, lua_gettop(L), envup);  /* on the owner, on the top */
         lua_pop(L, 1);  /* the function that owns the joined '_ENV' */
         n--;
       }
-      if (n != 1 || lua_type(L, base + 1) != LUA_TFUNCTION)
+      /* the function, and maybe its arguments after it in one buffer */
+      if (n < 1 || lua_type(L, base + 1) != LUA_TFUNCTION)
         return luaL_error(L, "async task buffer holds no function");
-      p->narg = 0;
+      p->narg = n - 1;
       if (p->args != NULL && p->args->len > 0)
-        p->narg = atl_codec_decode_raw(L, p->args, 0, &envup);
+        p->narg += atl_codec_decode_raw(L, p->args, 0, &envup);
       break;
     default:
       if (p->cancel) lua_pushlightuserdata(L, &atl_async_cancel);

@@ -1118,7 +1118,8 @@ void atl_codec_encode_labelled (lua_State *L, int first, int n,
     put(&e, b, 3 + (size_t)putvarint(b + 3, (uint64_t)n));
     for (i = 0; i < n; i++) {
       e.root = i;
-      if (i > 0 && (flags & ATL_CODEC_SEPARATE)) {
+      if ((i > 0 && (flags & ATL_CODEC_SEPARATE)) ||
+          (i == 1 && (flags & ATL_CODEC_FIRSTALONE))) {
         /* forget the objects of the values before: distances are relative,
         ** so ids may start again from 0 */
         lua_pushnil(L);

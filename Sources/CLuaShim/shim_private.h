@@ -180,6 +180,10 @@ int atl_host_call(lua_State *L, int fn, int kind, void *self, int first);
 int atl_host_call_labelled(lua_State *L, int fn, int kind, void *self,
                            int first, const char *const *labels,
                            int nlabels);
+/* [-0, +r, e] 'atl_host_call' encoding the arguments with codec 'flags'
+** (ATL_CODEC_FIRSTALONE: a task function and its arguments). */
+int atl_host_call_flags(lua_State *L, int fn, int kind, void *self,
+                        int first, int flags);
 
 /* {======================================================================
 ** Host yields (async.c, trampoline.c): in async code, a host call that

@@ -74,6 +74,45 @@ static int handle_tostring(lua_State *L) {
 }
 
 /*
+** 'create_async_job{target=, args=, ...}': the options but 'target' and
+** 'args' travel on their own, then the target and its arguments together,
+** so that a table they share is one in the job's state: to the host go
+** the options, 'target', 'args[1]', 'args[2]', ...
+*/
+static int create_job(lua_State *L, int fn, int kind, atl_Handle *h) {
+  int n = 0, i;
+  if (!lua_istable(L, 2))  /* the host refuses it with its own words */
+    return atl_host_call(L, fn, kind, h->obj, 2);
+  lua_settop(L, 2);
+  lua_newtable(L);  /* 3: the other options */
+  lua_pushnil(L);
+  while (lua_next(L, 2) != 0) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (strcmp(k, "target") == 0 || strcmp(k, "args") == 0) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, 3);
+  }
+  lua_getfield(L, 2, "target");
+  if (lua_getfield(L, 2, "args") == LUA_TTABLE) {
+    n = (int)luaL_len(L, -1);
+    luaL_checkstack(L, n, "too many job arguments");
+    for (i = 1; i <= n; i++) lua_geti(L, 5, i);
+    lua_remove(L, 5);
+  }
+  else if (!lua_isnil(L, -1)) {  /* not a list: the host says so */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, 3, "args");
+    lua_pop(L, 1);
+  }
+  else lua_pop(L, 1);
+  return atl_host_call_flags(L, fn, kind, h->obj, 3, ATL_CODEC_FIRSTALONE);
+}
+
+/*
 ** A method: upvalue 1 is the function id, upvalue 2 the kind of 'self'.
 ** Arguments after 'self' go to the host.
 */
@@ -81,6 +120,8 @@ static int handle_method(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = checkhandle(L, 1, kind);
+  if (fn == ATL_FN_SUP_CREATE_ASYNC_JOB || fn == ATL_FN_SCHED_CREATE_JOB)
+    return create_job(L, fn, kind, h);
   return atl_host_call(L, fn, kind, h->obj, 2);
 }
 
@@ -317,6 +358,9 @@ static atl_Handle *aloop_checkfn(lua_State *L) {
   return h;
 }
 
+/* The function and its arguments travel together, as one buffer that the
+** task's state decodes: what they share stays shared ('a:run(f, t, t)',
+** or 'f' with an upvalue 't' called with 't'). */
 static int aloop_background_task(lua_State *L) {
   atl_Handle *h = aloop_checkfn(L);
   return atl_host_call(L, ATL_FN_ALOOP_BACKGROUND_TASK, ATL_H_ALOOP, h->obj,
@@ -599,14 +643,13 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
 
 static int host_call_full(lua_State *L, int fn, int kind, void *self,
                           int first, int field, const char *const *labels,
-                          int nlabels) {
+                          int nlabels, int flags) {
   atl_Call c;
   atl_Buffer args;
   int st;
   memset(&c, 0, sizeof c);
   memset(&args, 0, sizeof args);
-  preparecall(L, &c, &args, fn, kind, self, first, labels, nlabels,
-              labels != NULL ? ATL_CODEC_SEPARATE : 0);
+  preparecall(L, &c, &args, fn, kind, self, first, labels, nlabels, flags);
   c.field = field;
   takebuffer(atl_statedata(L), &c.result);
   st = atl_host.call(&c);
@@ -616,7 +659,7 @@ static int host_call_full(lua_State *L, int fn, int kind, void *self,
 
 static int host_call_field(lua_State *L, int fn, int kind, void *self,
                            int first, int field) {
-  return host_call_full(L, fn, kind, self, first, field, NULL, 0);
+  return host_call_full(L, fn, kind, self, first, field, NULL, 0, 0);
 }
 
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
@@ -626,7 +669,13 @@ int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
 int atl_host_call_labelled(lua_State *L, int fn, int kind, void *self,
                            int first, const char *const *labels,
                            int nlabels) {
-  return host_call_full(L, fn, kind, self, first, 0, labels, nlabels);
+  return host_call_full(L, fn, kind, self, first, 0, labels, nlabels,
+                        ATL_CODEC_SEPARATE);
+}
+
+int atl_host_call_flags(lua_State *L, int fn, int kind, void *self,
+                        int first, int flags) {
+  return host_call_full(L, fn, kind, self, first, 0, NULL, 0, flags);
 }
 
 /* }====================================================================== */

@@ -23,5 +23,9 @@ struct SharedUpvalueCLITests {
         #expect(run.stdout.contains("loop task fn+callback\t1 0\n"), "\(run.stdout)")
         #expect(run.stdout.contains("mp worker fn+process_result\t1 100\n"), "\(run.stdout)")
         #expect(run.stdout.contains("worker o sharing a local\t8\n"), "\(run.stdout)")
+        // a function and the arguments it is called with travel together into an aloop task or an async job
+        #expect(run.stdout.contains("aloop run fn+args\ttrue\n"), "\(run.stdout)")
+        #expect(run.stdout.contains("aloop run fn+args async\ttrue\n"), "\(run.stdout)")
+        #expect(run.stdout.contains("async job target+args\ttrue\n"), "\(run.stdout)")
     }
 }

@@ -88,3 +88,18 @@ do
   print("worker o sharing a local", await("o"))
   w2:stop()
 end
+
+-- a function and its arguments that share a table: aloop:run(f, t, t) (outside async code and inside it), and an
+-- async job whose target and args= hold the same table
+do
+  local t = {1}
+  print("aloop run fn+args", aloop:run(function(a, b) return a == b and a[1] == 1 end, t, t))
+  print("aloop run fn+args async", aloop:run(function()
+    local u = {2}
+    return aloop:run(function(a) return a == u end, u)
+  end))
+  local conn = {n = 0}
+  atasker.supervisor:create_async_job{target = function(c) c.n = c.n + 1; seen:set("job", tostring(c == conn)) end,
+    interval = 0.01, args = {conn}, number = 1, scheduler = atasker.supervisor:create_async_job_scheduler("upv", {aloop = "A"})}
+  print("async job target+args", await("job"))
+end

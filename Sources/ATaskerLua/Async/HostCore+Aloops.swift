@@ -144,10 +144,9 @@ extension HostCore {
     /// Splits `(fn, ...)` into the function (one encoded value) and its arguments (nil when none).
     static func functionAndArguments(_ all: EncodedValues?) throws -> (EncodedValues, EncodedValues?) {
         guard let all else { throw CallError(message: "a task function expected") }
-        let parts = try all.split()
-        guard let function = parts.first else { throw CallError(message: "a task function expected") }
-        let rest = Array(parts.dropFirst())
-        return (function, rest.isEmpty ? nil : try EncodedValues(concatenating: rest))
+        // the function and its arguments stay in one buffer, which the task's state decodes at once (so what they
+        // share stays shared); the shim checked that the first is a function
+        return (all, nil)
     }
 
     // MARK: - Aloop tasks

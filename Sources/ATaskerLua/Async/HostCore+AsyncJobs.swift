@@ -34,14 +34,26 @@ extension HostCore {
             }
             return .values([.handle(LuaHandle(object: scheduler, kind: ATLAsyncKind.scheduler))])
         case ATLAsyncFunction.supCreateAsyncJob, ATLAsyncFunction.schedCreateJob:
-            let opts = try arguments.decoded().first?.tableValue ?? LuaTable()
+            // the options but target= and args=, then the target and its arguments in one buffer (see
+            // create_job in the shim): the functions stay bytes, and what they share stays shared
+            guard let all = arguments.takeAll() else { throw CallError(message: "create_async_job: options expected") }
+            let (options, call) = try all.splitFirst()
+            guard case .table(var opts) = try options.decode().first ?? .nil else {
+                throw CallError(message: "create_async_job: options expected: {target = fn, interval = seconds, ...}")
+            }
+            if let call, try call.kind == .function {
+                opts["target"] = .boolean(true)
+            } else if let call, try call.kind != .nil {
+                opts["target"] = .boolean(false)  // refused below as not a function
+            }
+            let target = call
             let scheduler: AsyncJobScheduler
             if let given = object as? AsyncJobScheduler {
                 scheduler = given
             } else {
                 scheduler = try self.scheduler(opts["scheduler"], function: "create_async_job")
             }
-            let job = try self.createJob(opts, on: scheduler)
+            let job = try self.createJob(opts, target: target, on: scheduler)
             return .values([.handle(LuaHandle(object: job, kind: ATLAsyncKind.job))])
         case ATLAsyncFunction.supCancelAsyncJob, ATLAsyncFunction.schedCancelJob:
             let args = try arguments.decoded()
@@ -113,10 +125,13 @@ extension HostCore {
         }
     }
 
-    /// `create_async_job{target=fn, interval=, args=, number=, name=}` on `scheduler`.
-    private func createJob(_ opts: LuaTable, on scheduler: AsyncJobScheduler) throws -> AsyncJob {
+    /// `create_async_job{target=fn, interval=, args=, number=, name=}` on `scheduler`; `target` holds the function
+    /// and its arguments, encoded together.
+    private func createJob(_ opts: LuaTable, target: EncodedValues?, on scheduler: AsyncJobScheduler) throws
+        -> AsyncJob
+    {
         try Self.checkOptions(opts, ["target", "interval", "args", "number", "name", "scheduler"], "create_async_job")
-        guard case .function(let target) = opts["target"] else {
+        guard opts["target"] == .boolean(true), let target else {
             throw CallError(message: "create_async_job: target= must be a function")
         }
         guard
@@ -126,18 +141,15 @@ extension HostCore {
             throw CallError(message: "create_async_job: interval= must be a number of seconds > 0")
         }
         let number = try LuaArguments.integer(opts["number"], "create_async_job", "number", in: 1...Int64.max)
-        var arguments: EncodedValues? = nil
-        switch opts["args"] {
-        case .nil: break
-        case .table(let table): arguments = table.array.isEmpty ? nil : try EncodedValues(table.array)
-        default: throw CallError(message: "create_async_job: args= must be a list of arguments")
+        guard opts["args"].isNil else {  // a list comes with the target
+            throw CallError(message: "create_async_job: args= must be a list of arguments")
         }
         let name =
             try LuaArguments.string(opts["name"], "create_async_job", "name")
             ?? "job-\(self.asyncState.schedulers.withLock { s in defer { s.nextJob += 1 }; return s.nextJob })"
         let job = AsyncJob(
             core: self, aloop: scheduler.aloop, name: name, interval: interval,
-            function: try EncodedValues([.function(target)]), arguments: arguments, number: number)
+            function: target, arguments: nil, number: number)
         guard job.start() else {
             throw CallError(
                 message: "create_async_job: aloop '\(scheduler.aloop.name)' of scheduler '\(scheduler.name)' is not "

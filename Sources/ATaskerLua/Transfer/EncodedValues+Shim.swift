@@ -102,6 +102,15 @@ final class EncodedValues {
         ).map { try EncodedValues($0) }
     }
 
+    /// The first value on its own and the others in one buffer, without decoding (see `ATL_CODEC_FIRSTALONE`).
+    func splitFirst() throws -> (EncodedValues, EncodedValues?) {
+        let buffer = self.storage.pointee
+        let (first, rest) = try LuaValue.splitFirst(
+            UnsafeRawBufferPointer(start: buffer.data, count: buffer.len),
+            knownHandles: UnsafeBufferPointer(start: buffer.handles, count: buffer.nhandles))
+        return (try EncodedValues(first), try rest.map { try EncodedValues($0) })
+    }
+
     /// The values, decoded on the Swift side.
     func decode() throws -> [LuaValue] {
         let buffer = self.storage.pointee

@@ -69,6 +69,14 @@ extension LuaValue {
     ///
     /// - Throws: ``LuaValueCodecError`` for a malformed buffer, or a value that shares an object with an earlier
     ///   one (it could not stand alone).
+    static func splitFirst(
+        _ bytes: UnsafeRawBufferPointer, knownHandles: UnsafeBufferPointer<UnsafeMutableRawPointer?>? = nil
+    ) throws -> (EncodedBytes, EncodedBytes?) {
+        var decoder = ValueDecoder(bytes)
+        decoder.knownHandles = knownHandles
+        return try decoder.splitFirst()
+    }
+
     static func splitAll(
         _ bytes: UnsafeRawBufferPointer, knownHandles: UnsafeBufferPointer<UnsafeMutableRawPointer?>? = nil
     ) throws -> [EncodedBytes] {
@@ -287,6 +295,34 @@ private struct ValueDecoder {
         }
         if self.pos != self.base.count { throw self.corrupted("trailing bytes after the last value") }
         return values
+    }
+
+    /// The first value on its own, and the others together in one buffer (nil when there are none): they may
+    /// refer to each other, never to the first value (the shim encodes them so, `ATL_CODEC_FIRSTALONE`).
+    mutating func splitFirst() throws -> (EncodedBytes, EncodedBytes?) {
+        let count = try self.header()
+        guard count > 0 else { throw self.corrupted("no value") }
+        var start = self.pos
+        self.spanHandles = []
+        try self.skip(spanBase: self.objects.count)
+        let first = EncodedBytes(
+            bytes: [0x41, 0x4C, CodecTag.version, 1] + self.base[start..<self.pos],
+            handles: self.spanHandles.map { $0 as AnyObject })
+        guard count > 1 else {
+            if self.pos != self.base.count { throw self.corrupted("trailing bytes after the last value") }
+            return (first, nil)
+        }
+        start = self.pos
+        self.spanHandles = []
+        let restBase = self.objects.count
+        for _ in 1..<count { try self.skip(spanBase: restBase) }
+        if self.pos != self.base.count { throw self.corrupted("trailing bytes after the last value") }
+        var bytes: [UInt8] = [0x41, 0x4C, CodecTag.version]
+        appendVarint(UInt64(count - 1), to: &bytes)
+        bytes += self.base[start..<self.pos]
+        let rest = EncodedBytes(bytes: bytes, handles: self.spanHandles.map { $0 as AnyObject })
+        self.spanHandles = []
+        return (first, rest)
     }
 
     mutating func splitAll() throws -> [EncodedBytes] {

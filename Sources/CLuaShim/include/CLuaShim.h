@@ -59,6 +59,9 @@ int atl_buffer_add_handle(atl_Buffer *b, void *obj);
 #define ATL_CODEC_SEPARATE    8  /* encode: each value on its own, with no
                                   ** reference to another: the buffer splits
                                   ** into values that decode alone */
+#define ATL_CODEC_FIRSTALONE  16 /* encode: the first value on its own, the
+                                  ** others together (a task function and
+                                  ** its arguments, which may share tables) */
 
 /* Deepest nesting of tables and functions that the codec accepts, both ways. */
 #define ATL_CODEC_MAXDEPTH 100
@@ -430,7 +433,8 @@ int atl_async_begin_worker(lua_State *L, int ref, const atl_Buffer *item,
                            long long taskid, atl_AsyncStep *out);
 /* [-0, +0, -] Start a task in coroutine 'ref': the function encoded in
 ** 'fn', with a fresh '_ENV' whose '__index' is the state's globals, called
-** with the values of 'args' (or none). Its first result goes to
+** with the values after it in 'fn' (which may share tables with it) and
+** then the values of 'args' (or none). Its first result goes to
 ** 'out->result'. Returns 'out->status'. */
 int atl_async_begin_task(lua_State *L, int ref, const atl_Buffer *fn,
                          const atl_Buffer *args, atl_AsyncStep *out);
