@@ -1,8 +1,10 @@
 -- A coroutine that never yields holds its aloop: the supervisor reports it
 -- after s.aloop_block_warning seconds, with the worker's name and the Lua
 -- traceback of where it runs, and cancels it after s.aloop_block_cancel
--- seconds; the other workers of the aloop then run again. Prints
--- "ticks before N", "ticks after M" and "errors 1".
+-- seconds; the other workers of the aloop then run again. Its next
+-- execution is cancelled the same way (the cancel of the first must not
+-- leave the worker's coroutine unhookable). Prints "ticks before N",
+-- "ticks after M", "errors 1", then "errors 2" and "ticks again ok".
 local atasker = require "atasker"
 local s = atasker.supervisor
 s.aloop_block_warning = 0.2
@@ -39,6 +41,15 @@ print("ticks before", ticked and held and "ok" or before)
 -- cancelled: the ticker runs again
 local again = eventually(function() return ticks:get("ticks") >= before + 10 end)
 print("ticks after", again and "ok" or (ticks:get("ticks") - before))
+eventually(function() return spinner.errors >= 1 end)
+print("errors", spinner.errors)
+-- a second execution spins too: cancelled again
+ticks:set("spinning", nil)
+spinner:trigger()
+eventually(function() return ticks:get("spinning") end)
+eventually(function() return spinner.errors >= 2 end)
+print("errors", spinner.errors)
+local third = ticks:get("ticks")
+print("ticks again", eventually(function() return ticks:get("ticks") >= third + 10 end) and "ok" or "held")
 ticker:stop()
 spinner:stop()
-print("errors", spinner.errors)
