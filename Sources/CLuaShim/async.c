@@ -159,10 +159,30 @@ static int prepare_p(lua_State *L) {
 /* The error of the coroutine, with its traceback (taken from the
 ** coroutine's stack, which a failed resume leaves as it was), on the top
 ** of 'L'. A non-string error becomes a readable message. */
-static void pusherror(lua_State *L, lua_State *co) {
+static void pusherror(lua_State *L, lua_State *co, int nomem) {
   const char *msg;
+  size_t len = 0;
   lua_xmove(co, L, 1);
-  msg = lua_tostring(L, -1);
+  if (nomem) {  /* Lua adds no place to a memory error: the first Lua frame */
+    lua_Debug ar;
+    int level;
+    for (level = 0; lua_getstack(co, level, &ar); level++) {
+      if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0) {
+        lua_pushfstring(L, "%s:%d: not enough memory", ar.short_src,
+                        ar.currentline);
+        lua_replace(L, -2);
+        break;
+      }
+    }
+  }
+  msg = lua_tolstring(L, -1, &len);
+  if (msg != NULL && strlen(msg) != len) {  /* a NUL in it: keep all */
+    lua_pushvalue(L, -1);
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, co, NULL, 0);
+    lua_concat(L, 3);
+    return;
+  }
   if (msg == NULL) {
     if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       msg = lua_tostring(L, -1);
@@ -177,11 +197,14 @@ static void pusherror(lua_State *L, lua_State *co) {
 ** for the next execution. An error raised out of a hook (a cancel, or a
 ** memory error while taking a traceback) leaves Lua's 'allowhook' of that
 ** thread cleared, and nothing sets it again: no hook would ever run in it,
-** so its next execution could never be cancelled nor reported. */
+** so its next execution could never be cancelled nor reported. 'p->co'
+** becomes the new one: the old one is no longer referenced (it may be
+** collected at once), and a failure after this point (an 'on_error' that
+** raises) resets 'p->co' in 'step'. */
 static void renew(lua_State *L, StepParams *p) {
   lua_resetthread(p->co);
   pushcos(L);
-  lua_newthread(L);
+  p->co = lua_newthread(L);
   lua_rawseti(L, -2, p->ref);
   lua_pop(L, 1);
 }
@@ -221,17 +244,19 @@ static int finish_p(lua_State *L) {
     renew(L, p);
     return 0;
   }
-  pusherror(L, co);
+  pusherror(L, co, p->rst == LUA_ERRMEM);
   renew(L, p);
-  if (p->rst == LUA_ERRMEM) out->status = ATL_ERRMEM;
-  else if (p->cancelled) out->status = ATL_ERRCANCEL;
+  if (p->cancelled) out->status = ATL_ERRCANCEL;
   else {
-    out->status = ATL_ERRRUN;
+    /* out of memory too: the traceback names the line, and 'on_error'
+    ** gets its turn once the failed execution's garbage is collected */
+    out->status = (p->rst == LUA_ERRMEM) ? ATL_ERRMEM : ATL_ERRRUN;
+    if (p->rst == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
     if (p->taskid >= 0) {  /* a worker: its on_error, if any */
       int msgh;
       lua_pushcfunction(L, atl_msghandler);
-      msgh = lua_gettop(L);
       lua_insert(L, -2);  /* msgh, error */
+      msgh = lua_gettop(L) - 1;
       if (atl_worker_handleerror(L, msgh)) {
         out->status = ATL_OK;
         out->handled = 1;

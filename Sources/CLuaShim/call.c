@@ -15,8 +15,15 @@
 ** passes untouched; strings get a traceback.
 */
 int atl_msghandler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
+  size_t len = 0;
+  const char *msg = lua_tolstring(L, 1, &len);
   if (atl_isexit(L, 1)) return 1;
+  if (msg != NULL && strlen(msg) != len) {  /* a NUL in it: keep all */
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, L, NULL, 1);
+    lua_concat(L, 3);
+    return 1;
+  }
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1;

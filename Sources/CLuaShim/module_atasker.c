@@ -7,6 +7,7 @@
 #define atl_module_atasker_c
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <time.h>
@@ -20,6 +21,25 @@ static void probe(lua_State *L, int idx, const char *what) {
   char *err = NULL;
   if (atl_codec_encode(L, idx, 1, what, 0, &b, &err) != ATL_OK)
     atl_raise_owned_where(L, err);
+  atl_buffer_free(&b);
+}
+
+/* The same, with 'prefix' ("background_worker 'w': ") before the refusal. */
+static void probe_in(lua_State *L, int idx, const char *what,
+                     const char *prefix) {
+  atl_Buffer b = {0};
+  char *err = NULL;
+  if (atl_codec_encode(L, idx, 1, what, 0, &b, &err) != ATL_OK) {
+    size_t n = strlen(prefix), m = err != NULL ? strlen(err) : 0;
+    char *msg = (char *)malloc(n + m + 1);
+    if (msg != NULL) {
+      memcpy(msg, prefix, n);
+      if (err != NULL) memcpy(msg + n, err, m);
+      msg[n + m] = '\0';
+    }
+    free(err);
+    atl_raise_owned_where(L, msg);
+  }
   atl_buffer_free(&b);
 }
 
@@ -120,7 +140,7 @@ static int l_background_worker(lua_State *L) {
   const char *labels[7] = {"the worker kind", NULL, "o", "on_error",
                            "on_error_kwargs", "process_result",
                            "background_worker options"};
-  char exlabel[160], bothlabel[160];
+  char exlabel[160], bothlabel[160], prefix[140];
   const char *name;
   lua_settop(L, 1);
   if (lua_isfunction(L, 1)) {
@@ -152,11 +172,17 @@ static int l_background_worker(lua_State *L) {
   snprintf(bothlabel, sizeof bothlabel,
            "the executor and on_error of worker%s%.100s%s",
            name ? " '" : "", name ? name : "", name ? "'" : "");
+  snprintf(prefix, sizeof prefix, "background_worker%s%.100s%s: ",
+           name ? " '" : "", name ? name : "", name ? "'" : "");
   probe(L, 2, exlabel);
   if (lua_getfield(L, 1, "on_error") == LUA_TFUNCTION)
-    probe(L, -1, "on_error");
+    probe_in(L, -1, "on_error", prefix);
   if (lua_getfield(L, 1, "process_result") == LUA_TFUNCTION)
-    probe(L, -1, "process_result");
+    probe_in(L, -1, "process_result", prefix);
+  if (lua_getfield(L, 1, "o") != LUA_TNIL)
+    probe_in(L, -1, "o", prefix);
+  if (lua_getfield(L, 1, "on_error_kwargs") != LUA_TNIL)
+    probe_in(L, -1, "on_error_kwargs", prefix);
   lua_settop(L, 2);
   /* to the host: kind, fn, o, on_error, on_error_kwargs, process_result,
   ** and the other options in a table of their own, each encoded on its own
@@ -340,7 +366,20 @@ static int l_log(lua_State *L) {
 ** LocalProxy); upvalue 1 is the storage.
 ** ======================================================================= */
 
+/* The key of method 'g:name(key, ...)': argument 2, after 'g' itself;
+** nil and NaN are refused, naming the method. */
+static void g_checkkey(lua_State *L, const char *name) {
+  if (!lua_istable(L, 1))
+    luaL_error(L, "atasker.g:%s: call it with ':' (atasker.g:%s(key, ...))",
+               name, name);
+  if (lua_isnoneornil(L, 2))
+    luaL_error(L, "atasker.g:%s(key): the key is missing (nil)", name);
+  if (lua_type(L, 2) == LUA_TNUMBER && lua_tonumber(L, 2) != lua_tonumber(L, 2))
+    luaL_error(L, "atasker.g:%s(key): the key is NaN", name);
+}
+
 static int g_get(lua_State *L) {
+  g_checkkey(L, "get");
   lua_settop(L, 3);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TNIL) lua_pushvalue(L, 3);
@@ -348,20 +387,21 @@ static int g_get(lua_State *L) {
 }
 
 static int g_set(lua_State *L) {
-  luaL_checkany(L, 2);
+  g_checkkey(L, "set");
   lua_settop(L, 3);
   lua_rawset(L, lua_upvalueindex(1));
   return 0;
 }
 
 static int g_has(lua_State *L) {
+  g_checkkey(L, "has");
   lua_settop(L, 2);
   lua_pushboolean(L, lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL);
   return 1;
 }
 
 static int g_clear(lua_State *L) {
-  luaL_checkany(L, 2);
+  g_checkkey(L, "clear");
   lua_settop(L, 2);
   lua_pushnil(L);
   lua_rawset(L, lua_upvalueindex(1));

@@ -522,12 +522,28 @@ int atl_raise_owned_where(lua_State *L, char *msg) {
   return lua_error(L);
 }
 
+/* A NUL byte of the message becomes the two characters '\0', so that the
+** C string keeps all of it (the host reads it up to its end). */
 char *atl_strdup_top(lua_State *L, int idx) {
   const char *s = NULL;
+  size_t l = 0, i, nul = 0;
+  char *r, *p;
   if (lua_type(L, idx) == LUA_TSTRING)  /* no conversion: never raises */
-    s = lua_tostring(L, idx);
-  if (s == NULL) s = "(error object is not a string)";
-  return strdup(s);
+    s = lua_tolstring(L, idx, &l);
+  if (s == NULL) return strdup("(error object is not a string)");
+  for (i = 0; i < l; i++) nul += (s[i] == '\0');
+  if (nul == 0) return strdup(s);
+  r = p = (char *)malloc(l + nul + 1);
+  if (r == NULL) return NULL;
+  for (i = 0; i < l; i++) {
+    if (s[i] == '\0') {
+      *p++ = '\\';
+      *p++ = '0';
+    }
+    else *p++ = s[i];
+  }
+  *p = '\0';
+  return r;
 }
 
 /*

@@ -256,7 +256,21 @@ static int run_p(lua_State *L) {
       p->err = atl_strdup_top(L, -1);
       return 0;
     }
-    if (st != LUA_ERRMEM && callonerror(L, msgh)) {
+    if (st == LUA_ERRMEM) {
+      /* Lua calls no message handler for a memory error, so nothing says
+      ** where it ran out: name the executor. Its garbage is collected
+      ** first, so that 'on_error' can run. */
+      const char *place;
+      lua_pop(L, 1);
+      lua_gc(L, LUA_GCCOLLECT);
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
+      place = lua_tostring(L, -1);
+      lua_pushfstring(L, "%s: not enough memory in the executor defined here "
+                      "(Lua does not tell the line where it ran out)",
+                      place != NULL ? place : "?");
+      lua_remove(L, -2);
+    }
+    if (callonerror(L, msgh)) {
       p->handled = 1;
       return 0;
     }

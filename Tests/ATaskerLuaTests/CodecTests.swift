@@ -157,7 +157,7 @@ struct CodecTests {
         // { [1] = <self> }: TABLE INT 1 REF 1 END NIL
         let cyclic: [UInt8] = [0x41, 0x4C, 1, 1, 6, 3, 1, 0, 0, 0, 0, 0, 0, 0, 7, 1, 11, 0]
         let error = #expect(throws: LuaValueCodecError.self) { try decode(cyclic) }
-        #expect(error?.message == "cannot represent a cyclic table as LuaValue")
+        #expect(error?.message.hasPrefix("a table that contains itself (a cycle)") == true)
         // t = {}, then { t, t }: two values, the second a REF to the first.
         let shared: [UInt8] = [0x41, 0x4C, 1, 2, 6, 11, 0, 7, 1]
         #expect(try decode(shared) == [[:], [:]])
@@ -188,7 +188,7 @@ struct CodecTests {
         outside[outside.count - 1] = 1
         outside += [0, 7, 2]
         let e2 = #expect(throws: LuaValueCodecError.self) { try decode(outside) }
-        #expect(e2?.message.contains("outside") == true)
+        #expect(e2?.message.contains("refers to a table held elsewhere") == true)
     }
 }
 

@@ -208,7 +208,15 @@ extension HostCore {
         case Int(ATL_FN_SHARED_GET), Int(ATL_FN_SHARED_SET), Int(ATL_FN_SHARED_INCR),
             Int(ATL_FN_SHARED_CAS), Int(ATL_FN_SHARED_KEYS):
             guard let table = object as? SharedTable else { throw CallError(message: "not a shared table") }
-            return .values(try self.sharedCall(fn, table, self.arguments(call)))
+            let args: [LuaValue]
+            do {
+                args = try self.arguments(call)
+            } catch let error as LuaValueCodecError {
+                throw CallError(
+                    message: "shared '\(table.name)': \(Self.sharedMethodName(fn)): \(error.message) (a shared table "
+                        + "keeps a plain copy of each value)")
+            }
+            return .values(try self.sharedCall(fn, table, args))
         case Int(ATL_FN_LOG):
             let args = try self.arguments(call)
             self.log(level: args.first?.stringValue ?? "info", message: args.dropFirst().first?.stringValue ?? "")
@@ -285,6 +293,19 @@ extension HostCore {
             return .values([.string(LuaString(describe(object)))])
         default:
             throw CallError(message: "unknown host function \(fn)")
+        }
+    }
+}
+
+extension HostCore {
+    /// The Lua name of a shared table's method, for its errors.
+    static func sharedMethodName(_ fn: Int) -> String {
+        switch fn {
+        case Int(ATL_FN_SHARED_GET): return "get"
+        case Int(ATL_FN_SHARED_SET): return "set"
+        case Int(ATL_FN_SHARED_INCR): return "incr"
+        case Int(ATL_FN_SHARED_CAS): return "cas"
+        default: return "keys"
         }
     }
 }

@@ -360,12 +360,16 @@ private struct ValueDecoder {
         case CodecTag.ref:
             let id = try self.reference(spanBase: 0)
             switch self.objects[id] {
-            case .building: throw LuaValueCodecError("cannot represent a cyclic table as LuaValue")
+            case .building:
+                throw LuaValueCodecError(
+                    "a table that contains itself (a cycle) cannot be held as a plain value; store its parts "
+                        + "without the cycle")
             case .table(let t): return .table(t)
             case .function(let f): return .function(f)
             case .skippedTable, .skippedFunction:
                 throw LuaValueCodecError(
-                    "cannot represent a value shared with a function's upvalues as LuaValue (byte \(start))")
+                    "a table that is also an upvalue of a function in the same value cannot be held as a plain "
+                        + "value; pass the function and the table apart")
             }
         case CodecTag.function, CodecTag.named:
             self.pos = start
@@ -441,7 +445,8 @@ private struct ValueDecoder {
         let id = self.objects.count - Int(dist)
         if id < spanBase {
             throw LuaValueCodecError(
-                "cannot represent a function that refers to a value outside it as LuaValue (byte \(at))")
+                "a function that refers to a table held elsewhere in the same value cannot be held as a plain "
+                    + "value; pass the function and the table apart")
         }
         return id
     }
@@ -543,7 +548,8 @@ private struct ValueDecoder {
                 let id = forward ? myID + Int(dist) : myID - Int(dist)
                 if id < spanBase {
                     throw LuaValueCodecError(
-                        "cannot represent a function that refers to a value outside it as LuaValue (byte \(kindAt))")
+                        "a function that shares an upvalue with another function of the same value cannot be held "
+                            + "as a plain value; pass the functions apart")
                 }
                 guard case .skippedFunction(let count) = self.objects[id] else {
                     throw self.corrupted("shared upvalue of something not a function", at: kindAt)
