@@ -524,6 +524,10 @@ static int makefield(lua_State *L, int m, const char *k) {
     makeg(L);
     return 1;
   }
+  if (strcmp(k, "Error") == 0) {
+    atl_push_errormt(L);
+    return 1;
+  }
   if (strcmp(k, "FunctionCollection") == 0 ||
       strcmp(k, "TaskCollection") == 0) {
     lua_pushstring(L, k);
@@ -540,6 +544,66 @@ static int makefield(lua_State *L, int m, const char *k) {
   }
   (void)m;
   return 0;
+}
+
+/* '__tostring' of an 'atasker.Error': its message. */
+static int error_tostring(lua_State *L) {
+  if (lua_istable(L, 1) && lua_getfield(L, 1, "message") == LUA_TSTRING)
+    return 1;
+  lua_pushliteral(L, "atasker.Error");
+  return 1;
+}
+
+/* '__concat': the message takes the error's place ("wrapped: " .. e). */
+static int error_concat(lua_State *L) {
+  int i;
+  for (i = 1; i <= 2; i++) {
+    if (luaL_getmetafield(L, i, "__name") != LUA_TNIL) {
+      int ours = lua_type(L, -1) == LUA_TSTRING &&
+                 strcmp(lua_tostring(L, -1), "atasker.Error") == 0;
+      lua_pop(L, 1);
+      if (ours) {
+        lua_getfield(L, i, "message");
+        lua_replace(L, i);
+      }
+    }
+  }
+  lua_settop(L, 2);
+  lua_concat(L, 2);
+  return 1;
+}
+
+/* '__index' for a name that the error lacks: string methods work on the
+** message ('e:match(p)', 'e:find(s)'). Upvalue 1: the string library. */
+static int error_method_call(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "message");
+  lua_replace(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int error_index(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, LUA_STRLIBNAME) != LUA_TTABLE ||
+      lua_type(L, 2) != LUA_TSTRING || lua_getfield(L, -1, lua_tostring(L, 2))
+      != LUA_TFUNCTION)
+    return 0;
+  lua_pushcclosure(L, error_method_call, 1);
+  return 1;
+}
+
+void atl_push_errormt(lua_State *L) {
+  if (luaL_newmetatable(L, "atasker.Error")) {
+    lua_pushcfunction(L, error_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, error_concat);
+    lua_setfield(L, -2, "__concat");
+    lua_pushcfunction(L, error_index);
+    lua_setfield(L, -2, "__index");
+  }
 }
 
 /* '__index' of the module: make a lazy field once and keep it. */

@@ -157,6 +157,10 @@ int atl_raise_owned(lua_State *L, char *msg);
 int atl_raise_owned_where(lua_State *L, char *msg);
 /* [-0, +0, -] A malloc'd copy of the string at 'idx' (or a fixed text). */
 char *atl_strdup_top(lua_State *L, int idx);
+/* [-0, +1, m] The metatable of 'atasker.Error' (the error tables that
+** Swift functions raise): the registry's, made once per state; the module
+** gives it as 'atasker.Error', so that such an error travels by name. */
+void atl_push_errormt(lua_State *L);
 
 /* [-1, +1, m] Message handler: adds a traceback to string messages. */
 int atl_msghandler(lua_State *L);

@@ -619,6 +619,43 @@ static void preparecall(lua_State *L, atl_Call *c, atl_Buffer *args, int fn,
 
 /* Push the results of finished call 'c' (whose callback returned 'st') and
 ** return their count, or raise its error; frees what 'c' holds. */
+/* Raise the error table that the host encoded in 'c->result': the caller's
+** place goes before its message, and it gets the metatable 'atasker.Error'
+** (whose '__tostring' gives the message). */
+static int raisevalue(lua_State *L, atl_Call *c) {
+  char *err = NULL;
+  int nres = 0;
+  int st = atl_codec_decode(L, &c->result, 0, &nres, &err);
+  givebuffer(atl_statedata(L), &c->result);
+  if (st != ATL_OK) {
+    free(c->error);
+    return atl_raise_owned_where(L, err);
+  }
+  free(c->error);
+  if (nres != 1 || !lua_istable(L, -1)) {
+    lua_settop(L, lua_gettop(L) - nres);
+    return luaL_error(L, "host call failed");
+  }
+  luaL_where(L, 1);
+  lua_getfield(L, -2, "message");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "message");
+  /* 'atasker.Error' of the module, so that the error travels to other
+  ** states with its metatable (by name) */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);  /* e, loaded */
+  lua_getfield(L, -1, "atasker");                         /* e, loaded, m */
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "Error");
+  else lua_pushnil(L);                                    /* e, loaded, m, mt */
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    atl_push_errormt(L);
+  }
+  lua_replace(L, -3);  /* e, mt, m */
+  lua_pop(L, 1);
+  lua_setmetatable(L, -2);
+  return lua_error(L);
+}
+
 static int finishcall(lua_State *L, atl_Call *c, int st) {
   char *err = NULL;
   int nres = 0;
@@ -630,6 +667,7 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
     return lua_error(L);
   }
   if (st != ATL_OK) {
+    if (c->error_value && c->result.len > 0) return raisevalue(L, c);
     givebuffer(atl_statedata(L), &c->result);
     if (c->error == NULL) return luaL_error(L, "host call failed");
     if (c->error_raw) return atl_raise_owned(L, c->error);

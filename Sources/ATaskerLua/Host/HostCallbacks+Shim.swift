@@ -144,6 +144,13 @@ extension HostCore {
         } catch let error as CallError {
             call.pointee.error_raw = error.raw ? 1 : 0
             return fail(call, error.message)
+        } catch let failure as HostFunctionFailure {
+            // the table is raised; the message stays for a caller that cannot take it
+            atl_buffer_free(&call.pointee.result)
+            if let encoded = try? EncodedValues([.table(failure.table)]), encoded.append(to: &call.pointee.result) {
+                call.pointee.error_value = 1
+            }
+            return fail(call, failure.message)
         } catch let error as LuaError {
             call.pointee.error_raw = 1
             return fail(call, error.fullMessage)
@@ -275,7 +282,7 @@ extension HostCore {
             } catch let error as LuaError {
                 throw error
             } catch {
-                throw CallError(message: "\(function.name): \(error)")
+                throw HostFunctionFailure(function: function.name, error: error)
             }
         case Int(ATL_FN_BACKGROUND_WORKER):
             guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {

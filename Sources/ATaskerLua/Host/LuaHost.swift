@@ -88,7 +88,8 @@ public final class LuaHost: Sendable {
     /// Registers a Swift function that Lua code calls as `require("host").name(...)`.
     ///
     /// The function gets copies of its arguments and returns one value. A thrown ``LuaError`` is raised in Lua as
-    /// it is; any other thrown error is raised as `name: description` at the caller's line.
+    /// it is; any other thrown error is raised as an `atasker.Error` table (`e.code`, `e.message` with the caller's
+    /// `file:line:` and `name: description`, and the fields of a ``LuaStructuredError``).
     /// - Parameters:
     ///   - name: The function's name in module `host`.
     ///   - body: The function; it runs on the thread of the calling state.

@@ -408,9 +408,12 @@ private struct ValueDecoder {
             t[key] = value
         }
         let metaPos = self.pos
+        let metaTag = self.pos < self.base.count ? self.base[self.pos] : CodecTag.nil
         switch try self.value() {
         case .nil: break
         case .table(let meta): t.metatable = meta
+        // a metatable that a module holds (an `atasker.Error`'s): Swift keeps the fields, not the metatable
+        case .function where metaTag == CodecTag.named: break
         default: throw self.corrupted("metatable is not a table", at: metaPos)
         }
         self.objects[id] = .table(t)

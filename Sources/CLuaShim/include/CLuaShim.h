@@ -202,6 +202,10 @@ typedef struct atl_Call {
   atl_Buffer result;          /* encoded results, decoded by the trampoline */
   char *error;                /* malloc'd message: raised in the caller */
   int error_raw;              /* 1: raise 'error' as is, without 'file:line:' */
+  int error_value;            /* 1: raise the table in 'result' (fields
+                                 'code' and 'message'; the caller's
+                                 'file:line:' goes before the message) as an
+                                 'atasker.Error', 'error' being its message */
   int exitcode;               /* with ATL_EXIT */
 } atl_Call;
 
