@@ -101,7 +101,7 @@ struct ATaskerLuaCommand: ParsableCommand {
         }
         let level = Logger.Level(rawValue: command.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = CLILogHandler(label: label)
             handler.logLevel = level
             return handler
         }

@@ -23,7 +23,11 @@ final class LogCollector: Sendable {
         }
 
         func log(event: LogEvent) {
-            self.collector.lines.withLock { $0.append("\(event.level): \(event.message)") }
+            // metadata after the message, sorted: "error: task 3 failed: ... {task.id=3, task.name=x}"
+            let metadata = (event.metadata ?? [:]).merging(self.metadata) { event, _ in event }
+            let tail =
+                metadata.isEmpty ? "" : " {" + metadata.map { "\($0)=\($1)" }.sorted().joined(separator: ", ") + "}"
+            self.collector.lines.withLock { $0.append("\(event.level): \(event.message)\(tail)") }
         }
     }
 

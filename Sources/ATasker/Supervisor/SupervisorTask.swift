@@ -53,11 +53,14 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
         var result: (any Sendable)?
         var error: (any Error)?
         var observers: [Observer] = []
+        /// Code waited for the task when it finished (see ``isAwaited``), for the handlers that run then.
+        var wasAwaited = false
     }
 
     /// Someone to notify when the task finishes.
     enum Observer: Sendable {
-        case handler(@Sendable (SupervisorTask) -> Void)
+        /// A handler; `awaiting` when it stands for code that waits for the result (see ``isAwaited``).
+        case handler(@Sendable (SupervisorTask) -> Void, awaiting: Bool)
         case continuation(CheckedContinuation<Void, Never>)
         case waiter(Waiter)
     }
@@ -238,15 +241,38 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
     ///
     /// - Parameter body: The handler; it gets the finished task.
     public func onFinish(_ body: @escaping @Sendable (SupervisorTask) -> Void) {
+        self.onFinish(awaiting: false, body)
+    }
+
+    /// ``onFinish(_:)`` for a handler that stands for code waiting for the result (async Lua code in
+    /// `wait_completed`): while it is registered, the task ``isAwaited``.
+    package func onFinish(awaiting: Bool, _ body: @escaping @Sendable (SupervisorTask) -> Void) {
         let finished = self.outcome.withLock { outcome in
             if outcome.isFinished {
                 return true
             }
-            outcome.observers.append(.handler(body))
+            outcome.observers.append(.handler(body, awaiting: awaiting))
             return false
         }
         if finished {
             body(self)
+        }
+    }
+
+    /// Whether code waits for the task now (or did when it finished, for its ``onFinish(_:)`` handlers): a
+    /// blocked ``wait(timeout:)``, a suspended ``wait()`` or ``value(as:)``, or a handler that stands for a
+    /// waiter. Its failure then reaches code that handles it, so the host logs it at debug level rather than as
+    /// an error nobody saw.
+    package var isAwaited: Bool {
+        self.outcome.withLock { $0.wasAwaited || Self.awaits($0.observers) }
+    }
+
+    private static func awaits(_ observers: [Observer]) -> Bool {
+        observers.contains { observer in
+            switch observer {
+            case .handler(_, let awaiting): return awaiting
+            case .continuation, .waiter: return true
+            }
         }
     }
 
@@ -313,6 +339,7 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
             self.completedAt.store(time.bitPattern, ordering: .releasing)
             self.statusCode.store(status.code, ordering: .releasing)
             let observers = outcome.observers
+            outcome.wasAwaited = Self.awaits(observers)
             outcome.observers = []
             return observers
         }
@@ -323,7 +350,7 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
         }
         var waiters: [Observer] = []
         for observer in observers {
-            if case .handler(let body) = observer {
+            if case .handler(let body, _) = observer {
                 body(self)
             } else {
                 waiters.append(observer)
@@ -349,7 +376,7 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
     private static func wake(_ observers: [Observer]) {
         for observer in observers {
             switch observer {
-            case .handler(let body):
+            case .handler(let body, _):
                 preconditionFailure("handler \(String(describing: body)) left to wake")
             case .continuation(let continuation):
                 continuation.resume()

@@ -162,7 +162,7 @@ final class AsyncCoroutine: AloopWork {
         }
         for task in tasks {
             // Handlers run on the thread that finishes the task (or here, for a finished one): only a job is sent.
-            task.onFinish { [self] _ in
+            task.onFinish(awaiting: true) { [self] _ in
                 if left.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
                     self.aloop.enqueue(run: { [self] in self.wakeAfterWait(id) }, lost: nil)
                 }

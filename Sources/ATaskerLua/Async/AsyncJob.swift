@@ -121,7 +121,8 @@ final class AsyncJob: AloopWork {
             if error.code == .canceled {
                 self.core.currentLogger.warning("\(error.fullMessage)")
             } else {
-                self.core.currentLogger.error("async job '\(self.name)' failed: \(error.fullMessage)")
+                self.core.currentLogger.error(
+                    "async job '\(self.name)' failed: \(error.fullMessage)", metadata: ["job": "\(self.name)"])
             }
         }
         if case .exit = outcome {

@@ -220,9 +220,9 @@ extension HostCore {
             aloop.finishTask(task, result: nil, error: nil)
         case .failed(let error):
             if error.code == .canceled {
-                self.currentLogger.warning("\(error.fullMessage)")
+                self.currentLogger.warning("\(error.fullMessage)", metadata: Self.metadata(task))
             } else {
-                self.currentLogger.error("\(label) failed: \(error.fullMessage)")
+                self.logFailure(of: task, "\(label) failed: \(error.fullMessage)")
             }
             if let callback {
                 self.runCallback(callback, arguments: try? EncodedValues([.nil, .string(LuaString(error.message))]))

@@ -89,7 +89,7 @@ extension HostCore {
                 let message = (task.error as? LuaError)?.fullMessage ?? task.error.map { "\($0)" } ?? "unknown error"
                 // The pool logs its own faults (a child that died, a timeout); an error of the Lua code is ours.
                 if logFailure, task.error is LuaError {
-                    self.currentLogger.error("mp task \(task.id)\(name) failed: \(message)")
+                    self.logFailure(of: task, "mp task \(task.id)\(name) failed: \(message)")
                 }
                 callbackArguments = try? EncodedValues([.nil, .string(LuaString(message))])
             default:

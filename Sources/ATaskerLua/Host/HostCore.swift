@@ -111,9 +111,9 @@ final class HostCore: Sendable {
             }
         } catch {
             if error.code == .canceled {
-                self.currentLogger.warning("\(error)")
+                self.currentLogger.warning("\(error)", metadata: Self.metadata(task))
             } else {
-                self.currentLogger.error("task \(task.id)\(function.name.map { " (\($0))" } ?? "") failed: \(error)")
+                self.logFailure(of: task, "task \(task.id)\(function.name.map { " (\($0))" } ?? "") failed: \(error)")
             }
             if let callback = function.callback {
                 self.runCallback(callback, arguments: try? EncodedValues([.nil, .string(LuaString(error.message))]))
@@ -124,6 +124,21 @@ final class HostCore: Sendable {
             self.runCallback(callback, arguments: result)
         }
         return result
+    }
+
+    /// The log metadata of a task: `task.id`, and `task.name` when it has one.
+    static func metadata(_ task: SupervisorTask) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["task.id": "\(task.id)"]
+        if let name = task.name { metadata["task.name"] = "\(name)" }
+        return metadata
+    }
+
+    /// Logs the failure of a Lua task: as an error when nobody waits for it, at debug level when code waits (a
+    /// `wait_completed`, `LuaHost.result(of:)`, `task.value(as:)`), since the error reaches that code, which
+    /// handles it or fails with it.
+    func logFailure(of task: SupervisorTask, _ message: String) {
+        let level: Logger.Level = task.isAwaited ? .debug : .error
+        self.currentLogger.log(level: level, "\(message)", metadata: Self.metadata(task))
     }
 
     /// Runs a callback in the current pool thread's state; its errors are logged.

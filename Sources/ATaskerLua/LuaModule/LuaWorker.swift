@@ -158,11 +158,12 @@ final class LuaWorker: Sendable {
         func report(_ worker: Worker, _ error: any Error) {
             guard !(error is HandledError) else { return }
             if let error = error as? LuaError, error.code == .canceled {
-                self.core.currentLogger.warning("\(error.fullMessage)")
+                self.core.currentLogger.warning("\(error.fullMessage)", metadata: ["worker": "\(worker.name)"])
                 return
             }
             let text = (error as? LuaError)?.fullMessage ?? "\(error)"
-            self.core.currentLogger.error("worker '\(worker.name)' failed: \(text)")
+            self.core.currentLogger.error(
+                "worker '\(worker.name)' failed: \(text)", metadata: ["worker": "\(worker.name)"])
         }
 
         /// `stop{wait=T}` found the worker still running at its deadline: cancels the running execution (and drops
