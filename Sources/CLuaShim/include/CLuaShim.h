@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atl_codec.h"
+
 typedef struct lua_State lua_State;
 
 /* Status codes. */
@@ -49,16 +51,13 @@ int atl_buffer_append(atl_Buffer *b, const void *p, size_t n);
 int atl_buffer_add_handle(atl_Buffer *b, void *obj);
 
 /* ========================================================================
-** The codec (codec.c). The format is described at the top of codec.c.
+** The codec (codec_*.c). Its format, tags and limits are in atl_codec.h.
 ** ======================================================================== */
 
 /* Flags for encoding and decoding. */
 #define ATL_CODEC_NOHANDLES   1  /* refuse host handles (crossing processes) */
 #define ATL_CODEC_NOFUNCTIONS 2  /* refuse functions (results from a child) */
 #define ATL_CODEC_JOINENV     4  /* decode: join '_ENV' upvalues bound to _G */
-
-/* Deepest nesting of tables and functions that the codec accepts, both ways. */
-#define ATL_CODEC_MAXDEPTH 100
 
 /* [-0, +0, -] Encode the 'n' values at stack indices 'first' .. first+n-1 of
 ** 'L' into 'out' (zeroed by the caller). 'what' names the values in error
