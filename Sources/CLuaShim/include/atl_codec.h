@@ -85,7 +85,9 @@
 #define atl_codec_h
 
 /* A C enum that Swift imports as a Swift enum whose switches are
-** exhaustive: no value outside the listed ones is ever valid. */
+** exhaustive: no value outside the listed ones is ever valid. The cases
+** of each are numbered without gaps, so that Swift can check a number
+** from C or from bytes against the first and the last case. */
 #if !defined(ATL_CLOSED_ENUM)
 #define ATL_CLOSED_ENUM __attribute__((enum_extensibility(closed)))
 #endif
