@@ -10,44 +10,38 @@ internal import CLuaShim
 /// (``sharedKey(_:_:)``, ``SharedTable``'s methods, ``HostCore/workerProperty(_:_:)``), so their results and errors
 /// are the same.
 extension HostCore {
-    /// Answers `call` when it is a common call whose arguments are plain, or returns nil to leave it, untouched, to
-    /// `dispatch`: another call, a process-pool child (which sends shared-table calls to its parent and refuses
-    /// workers), an object of another type (a handle refused in a child), or arguments that ``PlainArguments`` does
-    /// not read (a table, a function, a handle, a long string, more than three).
-    func fastDispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults? {
-        guard !self.isChild, let pointer = call.pointee.`self` else { return nil }
-        let fn = Int(call.pointee.fn)
-        switch fn {
-        case Int(ATL_FN_SHARED_GET), Int(ATL_FN_SHARED_SET), Int(ATL_FN_SHARED_INCR):
-            guard let table = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? SharedTable,
-                let args = PlainArguments(call)
-            else { return nil }
-            switch fn {
-            case Int(ATL_FN_SHARED_GET):
-                return .value(table.get(try sharedKey(args[0], "get")))
-            case Int(ATL_FN_SHARED_SET):
-                table.set(try sharedKey(args[0], "set"), args[1])
-                return CallResults.none
-            default:
-                return .value(try table.increment(try sharedKey(args[0], "incr"), by: args[1]))
-            }
-        case Int(ATL_FN_WORKER_INDEX):
-            guard let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker else {
-                return nil
-            }
-            return .value(Self.workerProperty(lw.worker, Int(call.pointee.field)))
-        case Int(ATL_FN_WORKER_IS_ACTIVE), Int(ATL_FN_WORKER_IS_STARTED), Int(ATL_FN_WORKER_IS_STOPPED):
-            guard let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker else {
-                return nil
-            }
-            switch fn {
-            case Int(ATL_FN_WORKER_IS_ACTIVE): return .value(.boolean(lw.worker.isActive))
-            case Int(ATL_FN_WORKER_IS_STARTED): return .value(.boolean(lw.worker.isStarted))
-            default: return .value(.boolean(lw.worker.isStopped))
-            }
-        default:
-            return nil
+    /// Answers a call to a shared table (`fn`) when it is `get`, `set` or `incr` and its arguments are plain, or
+    /// returns nil to leave it, untouched, to the general path: another call, a process-pool child (which sends
+    /// shared-table calls to its parent), an object of another type (a handle refused in a child), or arguments that
+    /// ``PlainArguments`` does not read (a table, a function, a handle, a long string, more than three).
+    func fastSharedCall(_ fn: atl_Fn, _ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults? {
+        guard !self.isChild, let pointer = call.pointee.`self`,
+            let table = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? SharedTable
+        else { return nil }
+        if fn == .ATL_FN_SHARED_GET, let args = PlainArguments(call) {
+            return .value(table.get(try sharedKey(args[0], "get")))
         }
+        if fn == .ATL_FN_SHARED_SET, let args = PlainArguments(call) {
+            table.set(try sharedKey(args[0], "set"), args[1])
+            return CallResults.none
+        }
+        if fn == .ATL_FN_SHARED_INCR, let args = PlainArguments(call) {
+            return .value(try table.increment(try sharedKey(args[0], "incr"), by: args[1]))
+        }
+        return nil
+    }
+
+    /// Answers a call to a worker handle (`fn`) when it reads a property or a state, or returns nil to leave it to
+    /// the general path (another call, a child, an object of another type).
+    func fastWorkerCall(_ fn: atl_Fn, _ call: UnsafeMutablePointer<atl_Call>) -> CallResults? {
+        guard !self.isChild, let pointer = call.pointee.`self`,
+            let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker
+        else { return nil }
+        if fn == .ATL_FN_WORKER_INDEX { return .value(Self.workerProperty(lw.worker, Int(call.pointee.field))) }
+        if fn == .ATL_FN_WORKER_IS_ACTIVE { return .value(.boolean(lw.worker.isActive)) }
+        if fn == .ATL_FN_WORKER_IS_STARTED { return .value(.boolean(lw.worker.isStarted)) }
+        if fn == .ATL_FN_WORKER_IS_STOPPED { return .value(.boolean(lw.worker.isStopped)) }
+        return nil
     }
 }
 

@@ -35,8 +35,6 @@ enum CodecTag {
     static let maxDepth = Int(ATL_CODEC_MAXDEPTH)
     /// The most upvalues that one function has.
     static let maxUpvalues = UInt64(ATL_CODEC_MAXUPVALUES)
-    /// Handle kinds are 1 to `ATL_H_MAX`.
-    static let maxHandleKind = UInt8(ATL_H_MAX)
 
     /// The tag that starts with `byte`, or nil for a byte that no tag has.
     static func tag(_ byte: UInt8) -> atl_Tag? {
@@ -409,7 +407,7 @@ private struct ValueDecoder {
         let kind = self.base[self.pos]
         self.pos += 1
         let bits = try self.u64("handle")
-        guard kind >= 1, kind <= CodecTag.maxHandleKind, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
+        guard HostCore.handleKind(Int(kind)) != nil, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
         else { throw self.corrupted("bad handle", at: self.pos - 9) }
         // The encoders retain one object per HANDLE tag, in the order of the tags: the k-th tag must name the
         // k-th object that the buffer holds.
