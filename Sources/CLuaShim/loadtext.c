@@ -4,7 +4,7 @@
 ** changed byte of a dumped chunk can crash the whole process. So 'load',
 ** 'loadfile', 'dofile' and the searcher that 'require' uses for Lua files
 ** load in mode "t"; a binary chunk is refused with an error that says why
-** and what to do. The host's own function transfers (codec.c) load
+** and what to do. The host's own function transfers (codec_decode.c) load
 ** bytecode that it checksummed itself, and are not affected.
 */
 #include <string.h>

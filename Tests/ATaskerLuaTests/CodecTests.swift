@@ -295,3 +295,131 @@ struct CodecCrossLanguageTests {
         #expect(again == values)
     }
 }
+
+/// The two codecs against each other: what the C encoder writes from a Lua state, the Swift reader reads as the same
+/// values (and the Swift writer writes again byte for byte); what the Swift writer writes, a Lua state decodes as the
+/// same values.
+@Suite("LuaValue codec (C and Swift against each other)")
+struct CodecBothWaysTests {
+    /// The values of `code`, as the C encoder writes them.
+    private func encodedByLua(_ code: String) throws -> EncodedValues {
+        let state = try LuaState(
+            options: .init(host: nil, supervisor: nil, isMain: true, packagePath: nil, packageCPath: nil))
+        defer { state.close() }
+        guard case .values(let encoded?) = try state.runString(code, name: "t") else {
+            throw LuaValueCodecError("no values")
+        }
+        return encoded
+    }
+
+    /// Runs the Lua function of `code` in a fresh state with `arguments` (written by the Swift writer) and returns its
+    /// first result, read back by the Swift reader.
+    private func runInLua(_ code: String, _ arguments: [LuaValue]) throws -> LuaValue {
+        let function = try self.encodedByLua(code)
+        let state = try LuaState(
+            options: .init(host: nil, supervisor: nil, isMain: false, packagePath: nil, packageCPath: nil))
+        defer { state.close() }
+        let outcome = try state.runTask(functionID: 1, function: function, arguments: try EncodedValues(arguments))
+        guard case .values(let result?) = outcome else { throw LuaValueCodecError("no result") }
+        return try result.withBytes { try LuaValue.decodeAll($0) }.first ?? .nil
+    }
+
+    private static let scalars = """
+        return nil, true, false, math.mininteger, math.maxinteger, 0, -1, 0.0, -0.0, 0/0, math.huge, -math.huge,
+          2.5, 1e308, 5e-324, '', 'a\\0b\\0', string.rep('x', 300)
+        """
+
+    @Test("scalars from the C encoder: the same values in Swift, and the same bytes from the Swift writer")
+    func scalarsFromC() throws {
+        let encoded = try self.encodedByLua(Self.scalars)
+        let values = try encoded.withBytes { try LuaValue.decodeAll($0) }
+        let expected: [LuaValue] = [
+            .nil, true, false, .integer(.min), .integer(.max), .integer(0), .integer(-1), .number(0.0),
+            .number(-0.0), .number(.nan), .number(.infinity), .number(-.infinity), .number(2.5), .number(1e308),
+            .number(.leastNonzeroMagnitude), "", .string(LuaString(bytes: [97, 0, 98, 0])),
+            .string(LuaString(bytes: Array(repeating: 120, count: 300))),
+        ]
+        #expect(values.count == expected.count)
+        for (value, want) in zip(values, expected) {
+            switch (value, want) {
+            case (.number(let a), .number(let b)):
+                // Bit for bit: -0.0 keeps its sign, NaN its payload.
+                #expect(a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN), "\(a) vs \(b)")
+            default:
+                #expect(value == want)
+            }
+        }
+        let again = try LuaValue.encodeAll(values)
+        #expect(again.bytes == encoded.withBytes { Array($0) })
+    }
+
+    @Test("tables from the C encoder: nested, with a metatable, shared (copied to each place), cyclic (refused)")
+    func tablesFromC() throws {
+        let values = try self.encodedByLua(
+            """
+            local s = {1, 'two'}
+            return {a = {b = {c = {1, 2, 3}}}, [1] = 'one', [2.5] = true, [false] = 0},
+              setmetatable({x = 1}, {__name = 'P'}), {s, s, k = s}
+            """
+        ).withBytes { try LuaValue.decodeAll($0) }
+        #expect(values[0] == [1: "one", "a": ["b": ["c": [1, 2, 3]]], 2.5: true, false: 0])
+        #expect(values[1].tableValue?["x"] == 1 && values[1].tableValue?.metatable?["__name"] == "P")
+        #expect(values[2] == [1: [1, "two"], 2: [1, "two"], "k": [1, "two"]])
+        let cyclic = try self.encodedByLua("local t = {}; t[1] = {t}; return t")
+        #expect(throws: LuaValueCodecError.self) { try cyclic.withBytes { try LuaValue.decodeAll($0) } }
+    }
+
+    @Test("scalars and tables from the Swift writer decode in a Lua state as the same values")
+    func valuesFromSwift() throws {
+        var meta = LuaTable()
+        meta["__name"] = "P"
+        var object = LuaTable(["x": 1])
+        object.metatable = meta
+        let shared: LuaValue = [1, "two"]
+        let arguments: [LuaValue] = [
+            .nil, true, false, .integer(.min), .integer(.max), .integer(0), .number(-0.0), .number(.nan),
+            .number(.infinity), .number(-.infinity), .number(2.5), .string(LuaString(bytes: [97, 0, 98, 0])),
+            [1: "one", "a": ["b": ["c": [1, 2, 3]]], 2.5: true, false: 0], .table(object), [shared, shared],
+        ]
+        let result = try self.runInLua(
+            """
+            return function(...)
+              local n, a = select('#', ...), {...}
+              local function check(ok, what) if not ok then error(what, 2) end end
+              check(n == 15, 'count ' .. n)
+              check(a[1] == nil and a[2] == true and a[3] == false, 'nil and booleans')
+              check(math.type(a[4]) == 'integer' and a[4] == math.mininteger, 'mininteger')
+              check(math.type(a[5]) == 'integer' and a[5] == math.maxinteger, 'maxinteger')
+              check(math.type(a[6]) == 'integer' and a[6] == 0, 'integer zero')
+              check(math.type(a[7]) == 'float' and a[7] == 0 and 1 / a[7] == -math.huge, '-0.0')
+              check(math.type(a[8]) == 'float' and a[8] ~= a[8], 'NaN')
+              check(a[9] == math.huge and a[10] == -math.huge, 'infinities')
+              check(math.type(a[11]) == 'float' and a[11] == 2.5, 'float')
+              check(a[12] == 'a\\0b\\0' and #a[12] == 4, 'string with NUL bytes')
+              local t = a[13]
+              check(t[1] == 'one' and t[2.5] == true and t[false] == 0 and #t.a.b.c == 3 and t.a.b.c[3] == 3,
+                    'nested table')
+              check(a[14].x == 1 and getmetatable(a[14]).__name == 'P', 'metatable')
+              -- LuaValue has no shared tables: the Swift writer copies one to each place
+              check(a[15][1][2] == 'two' and a[15][2][2] == 'two' and a[15][1] ~= a[15][2], 'copies')
+              return 'ok'
+            end
+            """, arguments)
+        #expect(result == "ok")
+    }
+
+    @Test("a handle written by the Swift writer is the same host object after a trip through a Lua state")
+    func handles() throws {
+        HostCallbacks.install()  // the shim retains and releases the object through them
+        let probe = Probe()
+        let handle = LuaHandle(object: probe, kind: 2)
+        let result = try self.runInLua(
+            "return function(h, t) assert(type(h) == 'userdata' and t.h == h); return {h, t.h} end",
+            [.handle(handle), ["h": .handle(handle)]])
+        guard case .handle(let first) = result.tableValue?[1], case .handle(let second) = result.tableValue?[2] else {
+            Issue.record("expected two handles, got \(result)")
+            return
+        }
+        #expect(first.object === probe && second.object === probe && first.kind == 2)
+    }
+}

@@ -3,8 +3,8 @@ import Logging
 
 /// The aloops from Lua: the supervisor's aloop methods, an aloop handle's methods, and aloop tasks.
 extension HostCore {
-    /// Calls from Lua about aloops and async jobs (the shim's ids from ``ATLAsyncFunction/first`` to
-    /// ``ATLAsyncFunction/last``).
+    /// Calls from Lua about aloops and async jobs (the ids of ``ATLAsyncFunction`` but `sleep` and
+    /// `waitCompleted`).
     func asyncCall(_ fn: Int, _ object: AnyObject?, _ arguments: WorkerCallArguments) throws -> CallResults {
         if self.isChild {
             throw CallError(

@@ -207,40 +207,37 @@ private func withOptionalEncoded<R>(_ v: EncodedValues?, _ body: (UnsafePointer<
 
 /// Function ids of the shim that the async code needs.
 enum ATLAsyncFunction {
-    static let sleep = Int(ATL_FN_SLEEP)
-    static let waitCompleted = Int(ATL_FN_WAIT_COMPLETED)
+    static let sleep = Int(atl_Fn.ATL_FN_SLEEP.rawValue)
+    static let waitCompleted = Int(atl_Fn.ATL_FN_WAIT_COMPLETED.rawValue)
 }
 
 extension ATLAsyncFunction {
-    static let supCreateAloop = Int(ATL_FN_SUP_CREATE_ALOOP)
-    static let supGetAloop = Int(ATL_FN_SUP_GET_ALOOP)
-    static let supSetDefaultAloop = Int(ATL_FN_SUP_SET_DEFAULT_ALOOP)
-    static let supStartAloop = Int(ATL_FN_SUP_START_ALOOP)
-    static let supStopAloop = Int(ATL_FN_SUP_STOP_ALOOP)
-    static let aloopBackgroundTask = Int(ATL_FN_ALOOP_BACKGROUND_TASK)
-    static let aloopRun = Int(ATL_FN_ALOOP_RUN)
-    static let aloopStart = Int(ATL_FN_ALOOP_START)
-    static let aloopStop = Int(ATL_FN_ALOOP_STOP)
-    static let aloopIsActive = Int(ATL_FN_ALOOP_IS_ACTIVE)
-    static let aloopIndex = Int(ATL_FN_ALOOP_INDEX)
-    static let supCreateScheduler = Int(ATL_FN_SUP_CREATE_SCHEDULER)
-    static let supCreateAsyncJob = Int(ATL_FN_SUP_CREATE_ASYNC_JOB)
-    static let supCancelAsyncJob = Int(ATL_FN_SUP_CANCEL_ASYNC_JOB)
-    static let schedCreateJob = Int(ATL_FN_SCHED_CREATE_JOB)
-    static let schedCancelJob = Int(ATL_FN_SCHED_CANCEL_JOB)
-    static let schedIndex = Int(ATL_FN_SCHED_INDEX)
-    static let jobCancel = Int(ATL_FN_JOB_CANCEL)
-    static let jobIndex = Int(ATL_FN_JOB_INDEX)
-    /// The first and last ids of the calls that ``HostCore/asyncCall(_:_:_:)`` handles.
-    static let first = Int(ATL_FN_SUP_CREATE_ALOOP)
-    static let last = Int(ATL_FN_JOB_INDEX)
+    static let supCreateAloop = Int(atl_Fn.ATL_FN_SUP_CREATE_ALOOP.rawValue)
+    static let supGetAloop = Int(atl_Fn.ATL_FN_SUP_GET_ALOOP.rawValue)
+    static let supSetDefaultAloop = Int(atl_Fn.ATL_FN_SUP_SET_DEFAULT_ALOOP.rawValue)
+    static let supStartAloop = Int(atl_Fn.ATL_FN_SUP_START_ALOOP.rawValue)
+    static let supStopAloop = Int(atl_Fn.ATL_FN_SUP_STOP_ALOOP.rawValue)
+    static let aloopBackgroundTask = Int(atl_Fn.ATL_FN_ALOOP_BACKGROUND_TASK.rawValue)
+    static let aloopRun = Int(atl_Fn.ATL_FN_ALOOP_RUN.rawValue)
+    static let aloopStart = Int(atl_Fn.ATL_FN_ALOOP_START.rawValue)
+    static let aloopStop = Int(atl_Fn.ATL_FN_ALOOP_STOP.rawValue)
+    static let aloopIsActive = Int(atl_Fn.ATL_FN_ALOOP_IS_ACTIVE.rawValue)
+    static let aloopIndex = Int(atl_Fn.ATL_FN_ALOOP_INDEX.rawValue)
+    static let supCreateScheduler = Int(atl_Fn.ATL_FN_SUP_CREATE_SCHEDULER.rawValue)
+    static let supCreateAsyncJob = Int(atl_Fn.ATL_FN_SUP_CREATE_ASYNC_JOB.rawValue)
+    static let supCancelAsyncJob = Int(atl_Fn.ATL_FN_SUP_CANCEL_ASYNC_JOB.rawValue)
+    static let schedCreateJob = Int(atl_Fn.ATL_FN_SCHED_CREATE_JOB.rawValue)
+    static let schedCancelJob = Int(atl_Fn.ATL_FN_SCHED_CANCEL_JOB.rawValue)
+    static let schedIndex = Int(atl_Fn.ATL_FN_SCHED_INDEX.rawValue)
+    static let jobCancel = Int(atl_Fn.ATL_FN_JOB_CANCEL.rawValue)
+    static let jobIndex = Int(atl_Fn.ATL_FN_JOB_INDEX.rawValue)
 }
 
 /// Kinds of the async handles, as the shim numbers them.
 enum ATLAsyncKind {
-    static let aloop = Int32(ATL_H_ALOOP)
-    static let scheduler = Int32(ATL_H_JOBSCHED)
-    static let job = Int32(ATL_H_JOB)
+    static let aloop = Int32(atl_HandleKind.ATL_H_ALOOP.rawValue)
+    static let scheduler = Int32(atl_HandleKind.ATL_H_JOBSCHED.rawValue)
+    static let job = Int32(atl_HandleKind.ATL_H_JOB.rawValue)
 }
 
 extension PendingCall {

@@ -62,16 +62,17 @@ final class ChildRunner: ProcessChildHandler {
 extension HostCore {
     /// The object of this child that stands for a handle of the parent.
     func childObject(for descriptor: ChildWire.HandleDescriptor) -> AnyObject {
-        switch descriptor.kind {
-        case ATLKind.shared:
+        switch Self.handleKind(descriptor.kind) {
+        case .ATL_H_SHARED:
             return self.sharedTable(named: descriptor.label)
-        case ATLKind.hostFunction:
+        case .ATL_H_HOSTFN:
             let registered = self.settings.withLock { $0.hostFunctions.first { $0.name == descriptor.label } }
             return registered
                 ?? RefusedHandle(
                     kind: descriptor.kind,
                     label: "host function '\(descriptor.label)' (not registered in this child)")
-        default:
+        case .ATL_H_SUPERVISOR, .ATL_H_TASK, .ATL_H_SPAWNER, .ATL_H_WORKER, .ATL_H_LOCK, .ATL_H_ALOOP, .ATL_H_JOBSCHED,
+            .ATL_H_JOB, nil:
             return RefusedHandle(kind: descriptor.kind, label: descriptor.label)
         }
     }
@@ -79,12 +80,11 @@ extension HostCore {
     /// Calls from Lua that work differently in a process-pool child: shared tables and the log go through the
     /// parent; what lives in the parent (the supervisor, workers, locks, tasks) is refused. Returns nil for calls
     /// that work as they do anywhere.
-    func childDispatch(_ fn: Int, _ object: AnyObject?, _ arguments: () throws -> [LuaValue]) throws
+    func childDispatch(_ fn: atl_Fn, _ object: AnyObject?, _ arguments: () throws -> [LuaValue]) throws
         -> CallResults?
     {
         switch fn {
-        case Int(ATL_FN_SHARED_GET), Int(ATL_FN_SHARED_SET), Int(ATL_FN_SHARED_INCR), Int(ATL_FN_SHARED_CAS),
-            Int(ATL_FN_SHARED_KEYS):
+        case .ATL_FN_SHARED_GET, .ATL_FN_SHARED_SET, .ATL_FN_SHARED_INCR, .ATL_FN_SHARED_CAS, .ATL_FN_SHARED_KEYS:
             guard let table = object as? SharedTable else { throw CallError(message: "not a shared table") }
             let args = try arguments()
             guard args.allSatisfy(ChildWire.isPlain) else {
@@ -93,14 +93,15 @@ extension HostCore {
                         + "(no functions, no handles)")
             }
             let answer = try ProcessChild.request(
-                ChildWire.plain([.string("shared"), .integer(Int64(fn)), .string(LuaString(table.name))] + args))
+                ChildWire.plain(
+                    [.string("shared"), .integer(Int64(fn.rawValue)), .string(LuaString(table.name))] + args))
             let values = try ChildWire.readPlain(answer)
             guard let ok = values.first else { throw CallError(message: "shared: empty answer from the parent") }
             if !ok.boolValue {
                 throw CallError(message: values.dropFirst().first?.stringValue ?? "shared: failed in the parent")
             }
             return .values(Array(values.dropFirst()))
-        case Int(ATL_FN_LOG):
+        case .ATL_FN_LOG:
             let args = try arguments()
             try ProcessChild.notify(
                 ChildWire.plain([
@@ -108,27 +109,47 @@ extension HostCore {
                     .string(LuaString("[mp child \(getpid())] " + (args.dropFirst().first?.stringValue ?? ""))),
                 ]))
             return CallResults.none
-        case Int(ATL_FN_BACKGROUND_TASK), Int(ATL_FN_SPAWN), Int(ATL_FN_WAIT_COMPLETED), Int(ATL_FN_BACKGROUND_WORKER),
-            Int(ATL_FN_SUP_INDEX)...Int(ATL_FN_TASK_INDEX), Int(ATL_FN_WORKER_START)...Int(ATL_FN_WORKER_INDEX),
-            Int(ATL_FN_LOCKER_NEW)...Int(ATL_FN_LOCK_NEWINDEX):
-            throw CallError(
-                message: "\(Self.childRefusedName(fn)) is not available in an mp child process: tasks, workers, locks "
-                    + "and the supervisor live in the parent; return a value and act on it there")
-        default:
-            return nil
+        case .ATL_FN_BACKGROUND_TASK, .ATL_FN_SPAWN:
+            throw Self.childRefused("background_task")
+        case .ATL_FN_WAIT_COMPLETED:
+            throw Self.childRefused("wait_completed")
+        case .ATL_FN_BACKGROUND_WORKER:
+            throw Self.childRefused("background_worker")
+        case .ATL_FN_SUP_INDEX, .ATL_FN_SUP_NEWINDEX, .ATL_FN_SUP_SET_THREAD_POOL, .ATL_FN_SUP_SET_MP_POOL,
+            .ATL_FN_SUP_INFO, .ATL_FN_SUP_GET_TASK, .ATL_FN_SUP_STOP, .ATL_FN_SUP_BLOCK:
+            throw Self.childRefused("atasker.supervisor")
+        case .ATL_FN_TASK_INDEX:
+            throw Self.childRefused("a task handle")
+        case .ATL_FN_WORKER_START, .ATL_FN_WORKER_STOP, .ATL_FN_WORKER_RESTART, .ATL_FN_WORKER_IS_ACTIVE,
+            .ATL_FN_WORKER_IS_STARTED, .ATL_FN_WORKER_IS_STOPPED, .ATL_FN_WORKER_PUT, .ATL_FN_WORKER_TRIGGER,
+            .ATL_FN_WORKER_INDEX:
+            throw Self.childRefused("a worker handle")
+        case .ATL_FN_LOCKER_NEW, .ATL_FN_LOCK_ACQUIRE, .ATL_FN_LOCK_RELEASE, .ATL_FN_LOCK_CRITICAL, .ATL_FN_LOCK_INDEX,
+            .ATL_FN_LOCK_NEWINDEX:
+            throw Self.childRefused("atasker.Locker")
+        case .ATL_FN_SLEEP, .ATL_FN_SHARED, .ATL_FN_SET_DEBUG, .ATL_FN_EXIT, .ATL_FN_HOSTFN_CALL, .ATL_FN_TOSTRING:
+            return nil  // as anywhere
+        case .ATL_FN_SUP_CREATE_ALOOP, .ATL_FN_SUP_GET_ALOOP, .ATL_FN_SUP_SET_DEFAULT_ALOOP, .ATL_FN_SUP_START_ALOOP,
+            .ATL_FN_SUP_STOP_ALOOP, .ATL_FN_ALOOP_BACKGROUND_TASK, .ATL_FN_ALOOP_RUN, .ATL_FN_ALOOP_START,
+            .ATL_FN_ALOOP_STOP, .ATL_FN_ALOOP_IS_ACTIVE, .ATL_FN_ALOOP_INDEX, .ATL_FN_SUP_CREATE_SCHEDULER,
+            .ATL_FN_SUP_CREATE_ASYNC_JOB, .ATL_FN_SUP_CANCEL_ASYNC_JOB, .ATL_FN_SCHED_CREATE_JOB,
+            .ATL_FN_SCHED_CANCEL_JOB, .ATL_FN_SCHED_INDEX, .ATL_FN_JOB_CANCEL, .ATL_FN_JOB_INDEX:
+            return nil  // 'asyncCall' refuses them in a child with its own message
         }
     }
 
-    private static func childRefusedName(_ fn: Int) -> String {
-        switch fn {
-        case Int(ATL_FN_BACKGROUND_TASK), Int(ATL_FN_SPAWN): return "background_task"
-        case Int(ATL_FN_WAIT_COMPLETED): return "wait_completed"
-        case Int(ATL_FN_BACKGROUND_WORKER): return "background_worker"
-        case Int(ATL_FN_TASK_INDEX): return "a task handle"
-        case Int(ATL_FN_WORKER_START)...Int(ATL_FN_WORKER_INDEX): return "a worker handle"
-        case Int(ATL_FN_LOCKER_NEW)...Int(ATL_FN_LOCK_NEWINDEX): return "atasker.Locker"
-        default: return "atasker.supervisor"
-        }
+    private static func childRefused(_ name: String) -> CallError {
+        CallError(
+            message: "\(name) is not available in an mp child process: tasks, workers, locks and the supervisor live "
+                + "in the parent; return a value and act on it there")
+    }
+
+    /// Whether `fn`, from a child's request, is a method of a shared table.
+    private static func isSharedTableMethod(_ fn: Int64) -> Bool {
+        let methods: [atl_Fn] = [
+            .ATL_FN_SHARED_GET, .ATL_FN_SHARED_SET, .ATL_FN_SHARED_INCR, .ATL_FN_SHARED_CAS, .ATL_FN_SHARED_KEYS,
+        ]
+        return methods.contains { Int64($0.rawValue) == fn }
     }
 
     /// The parent's answer to a child's `request` or `notify` (``ProcessPoolConfiguration/service``).
@@ -143,7 +164,7 @@ extension HostCore {
                 return []
             case "shared":
                 guard values.count >= 3, let fn = values[1].intValue, let name = values[2].stringValue,
-                    (Int(ATL_FN_SHARED_GET)...Int(ATL_FN_SHARED_KEYS)).contains(Int(fn))
+                    Self.isSharedTableMethod(fn)
                 else {
                     throw ChildWire.Malformed(description: "bad shared request")
                 }

@@ -4,37 +4,51 @@ import Glibc
 import Logging
 import Synchronization
 
-/// Kinds of host handles, as the shim numbers them.
+/// Kinds of host handles, as the shim numbers them (`atl_HandleKind`), for the files that do not import the shim.
 enum ATLKind {
-    static let supervisor = Int(ATL_H_SUPERVISOR)
-    static let task = Int(ATL_H_TASK)
-    static let spawner = Int(ATL_H_SPAWNER)
-    static let shared = Int(ATL_H_SHARED)
-    static let hostFunction = Int(ATL_H_HOSTFN)
-    static let worker = Int(ATL_H_WORKER)
-    static let lock = Int(ATL_H_LOCK)
+    static let supervisor = Int(atl_HandleKind.ATL_H_SUPERVISOR.rawValue)
+    static let task = Int(atl_HandleKind.ATL_H_TASK.rawValue)
+    static let spawner = Int(atl_HandleKind.ATL_H_SPAWNER.rawValue)
+    static let shared = Int(atl_HandleKind.ATL_H_SHARED.rawValue)
+    static let hostFunction = Int(atl_HandleKind.ATL_H_HOSTFN.rawValue)
+    static let worker = Int(atl_HandleKind.ATL_H_WORKER.rawValue)
+    static let lock = Int(atl_HandleKind.ATL_H_LOCK.rawValue)
+}
+
+extension HostCore {
+    /// The handle kind numbered `kind`, or nil when the shim has none of that number.
+    static func handleKind(_ kind: Int) -> atl_HandleKind? {
+        guard let raw = UInt32(exactly: kind) else { return nil }
+        return closedEnum(raw, first: .ATL_H_SUPERVISOR, last: .ATL_H_JOB)
+    }
+
+    /// The function that `call` asks for, or nil when the shim has none of that number.
+    static func function(_ call: UnsafeMutablePointer<atl_Call>) -> atl_Fn? {
+        guard let raw = UInt32(exactly: call.pointee.fn) else { return nil }
+        return closedEnum(raw, first: .ATL_FN_BACKGROUND_TASK, last: .ATL_FN_JOB_INDEX)
+    }
 }
 
 /// Function ids of the shim that Swift code outside the `+Shim` files needs.
 enum ATLFunction {
-    static let sharedGet = Int(ATL_FN_SHARED_GET)
-    static let sharedSet = Int(ATL_FN_SHARED_SET)
-    static let sharedIncr = Int(ATL_FN_SHARED_INCR)
-    static let sharedCas = Int(ATL_FN_SHARED_CAS)
-    static let workerStart = Int(ATL_FN_WORKER_START)
-    static let workerStop = Int(ATL_FN_WORKER_STOP)
-    static let workerRestart = Int(ATL_FN_WORKER_RESTART)
-    static let workerIsActive = Int(ATL_FN_WORKER_IS_ACTIVE)
-    static let workerIsStarted = Int(ATL_FN_WORKER_IS_STARTED)
-    static let workerIsStopped = Int(ATL_FN_WORKER_IS_STOPPED)
-    static let workerPut = Int(ATL_FN_WORKER_PUT)
-    static let workerTrigger = Int(ATL_FN_WORKER_TRIGGER)
-    static let workerIndex = Int(ATL_FN_WORKER_INDEX)
-    static let lockerNew = Int(ATL_FN_LOCKER_NEW)
-    static let lockAcquire = Int(ATL_FN_LOCK_ACQUIRE)
-    static let lockRelease = Int(ATL_FN_LOCK_RELEASE)
-    static let lockCritical = Int(ATL_FN_LOCK_CRITICAL)
-    static let lockNewIndex = Int(ATL_FN_LOCK_NEWINDEX)
+    static let sharedGet = Int(atl_Fn.ATL_FN_SHARED_GET.rawValue)
+    static let sharedSet = Int(atl_Fn.ATL_FN_SHARED_SET.rawValue)
+    static let sharedIncr = Int(atl_Fn.ATL_FN_SHARED_INCR.rawValue)
+    static let sharedCas = Int(atl_Fn.ATL_FN_SHARED_CAS.rawValue)
+    static let workerStart = Int(atl_Fn.ATL_FN_WORKER_START.rawValue)
+    static let workerStop = Int(atl_Fn.ATL_FN_WORKER_STOP.rawValue)
+    static let workerRestart = Int(atl_Fn.ATL_FN_WORKER_RESTART.rawValue)
+    static let workerIsActive = Int(atl_Fn.ATL_FN_WORKER_IS_ACTIVE.rawValue)
+    static let workerIsStarted = Int(atl_Fn.ATL_FN_WORKER_IS_STARTED.rawValue)
+    static let workerIsStopped = Int(atl_Fn.ATL_FN_WORKER_IS_STOPPED.rawValue)
+    static let workerPut = Int(atl_Fn.ATL_FN_WORKER_PUT.rawValue)
+    static let workerTrigger = Int(atl_Fn.ATL_FN_WORKER_TRIGGER.rawValue)
+    static let workerIndex = Int(atl_Fn.ATL_FN_WORKER_INDEX.rawValue)
+    static let lockerNew = Int(atl_Fn.ATL_FN_LOCKER_NEW.rawValue)
+    static let lockAcquire = Int(atl_Fn.ATL_FN_LOCK_ACQUIRE.rawValue)
+    static let lockRelease = Int(atl_Fn.ATL_FN_LOCK_RELEASE.rawValue)
+    static let lockCritical = Int(atl_Fn.ATL_FN_LOCK_CRITICAL.rawValue)
+    static let lockNewIndex = Int(atl_Fn.ATL_FN_LOCK_NEWINDEX.rawValue)
 }
 
 /// Properties of a worker handle, as the shim passes them in `atl_Call.field`: the shim's table of their names
@@ -121,7 +135,10 @@ extension HostCore {
     /// through it.
     func handle(_ call: UnsafeMutablePointer<atl_Call>) -> Int32 {
         do {
-            let results = try self.fastDispatch(call) ?? self.dispatch(call)
+            guard let fn = Self.function(call) else {
+                throw CallError(message: "unknown host function \(call.pointee.fn)")
+            }
+            let results = try self.dispatch(fn, call)
             switch results {
             case .none:
                 return ATL_OK
@@ -176,17 +193,18 @@ extension HostCore {
             knownHandles: UnsafeBufferPointer(start: buffer.pointee.handles, count: buffer.pointee.nhandles))
     }
 
-    private func dispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults {
-        let fn = Int(call.pointee.fn)
+    /// Every function of the shim, in one exhaustive switch: a new `ATL_FN_*` does not compile until it is handled
+    /// here.
+    private func dispatch(_ fn: atl_Fn, _ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults {
         let object: AnyObject? = call.pointee.`self`.map { Unmanaged<AnyObject>.fromOpaque($0).takeUnretainedValue() }
-        if let refused = object as? RefusedHandle, fn != Int(ATL_FN_TOSTRING) {
+        if let refused = object as? RefusedHandle, fn != .ATL_FN_TOSTRING {
             throw CallError(message: refused.message)
         }
         if self.isChild, let results = try self.childDispatch(fn, object, { try self.arguments(call) }) {
             return results
         }
         switch fn {
-        case Int(ATL_FN_SPAWN):
+        case .ATL_FN_SPAWN:
             guard let function = object as? TaskFunction else { throw CallError(message: "not a task function") }
             // The arguments were encoded once by the caller; the task keeps that buffer as it is.
             var arguments: EncodedValues? = nil
@@ -198,41 +216,41 @@ extension HostCore {
             }
             let task = self.spawn(function, arguments: arguments)
             return .values([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
-        case Int(ATL_FN_BACKGROUND_TASK):
+        case .ATL_FN_BACKGROUND_TASK:
             guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {
                 throw CallError(message: "background_task: no arguments")
             }
             return .values([try self.backgroundTask(EncodedValues(taking: &buffer.pointee).split())])
-        case Int(ATL_FN_WAIT_COMPLETED):
+        case .ATL_FN_WAIT_COMPLETED:
             return try self.waitCompleted(self.arguments(call))
-        case Int(ATL_FN_SLEEP):
+        case .ATL_FN_SLEEP:
             let seconds = try LuaArguments.seconds(self.arguments(call).first ?? .nil, "sleep", "argument #1") ?? 0
             sleepSeconds(seconds)
             return .none
-        case Int(ATL_FN_SHARED):
+        case .ATL_FN_SHARED:
             let name = try self.arguments(call).first?.stringValue ?? ""
             return .values([.handle(LuaHandle(object: self.sharedTable(named: name), kind: Int32(ATLKind.shared)))])
-        case Int(ATL_FN_SHARED_GET), Int(ATL_FN_SHARED_SET), Int(ATL_FN_SHARED_INCR),
-            Int(ATL_FN_SHARED_CAS), Int(ATL_FN_SHARED_KEYS):
+        case .ATL_FN_SHARED_GET, .ATL_FN_SHARED_SET, .ATL_FN_SHARED_INCR, .ATL_FN_SHARED_CAS, .ATL_FN_SHARED_KEYS:
+            if let results = try self.fastSharedCall(fn, call) { return results }
             guard let table = object as? SharedTable else { throw CallError(message: "not a shared table") }
             let args: [LuaValue]
             do {
                 args = try self.arguments(call)
             } catch let error as LuaValueCodecError {
                 throw CallError(
-                    message: "shared '\(table.name)': \(Self.sharedMethodName(fn)): \(error.message) (a shared table "
-                        + "keeps a plain copy of each value)")
+                    message: "shared '\(table.name)': \(Self.sharedMethodName(fn)): \(error.message) (a "
+                        + "shared table keeps a plain copy of each value)")
             }
-            return .values(try self.sharedCall(fn, table, args))
-        case Int(ATL_FN_LOG):
+            return .values(try self.sharedCall(Int(fn.rawValue), table, args))
+        case .ATL_FN_LOG:
             let args = try self.arguments(call)
             self.log(level: args.first?.stringValue ?? "info", message: args.dropFirst().first?.stringValue ?? "")
             return .none
-        case Int(ATL_FN_SET_DEBUG):
+        case .ATL_FN_SET_DEBUG:
             let on = try self.arguments(call).first?.boolValue ?? true
             self.logger.withLock { $0.logLevel = on ? .debug : .info }
             return .none
-        case Int(ATL_FN_EXIT):
+        case .ATL_FN_EXIT:
             let code = Int32(truncatingIfNeeded: try self.arguments(call).first?.intValue ?? 0)
             guard let exitHandler = self.exitHandler else {
                 throw CallError(
@@ -241,32 +259,32 @@ extension HostCore {
             }
             exitHandler(code)
             return .exit(code)
-        case Int(ATL_FN_SUP_INDEX):
+        case .ATL_FN_SUP_INDEX:
             return .values([try self.supervisorField(self.arguments(call).first?.stringValue ?? "")])
-        case Int(ATL_FN_SUP_NEWINDEX):
+        case .ATL_FN_SUP_NEWINDEX:
             let args = try self.arguments(call)
             try self.setSupervisorField(args.first?.stringValue ?? "", args.count > 1 ? args[1] : .nil)
             return .none
-        case Int(ATL_FN_SUP_SET_THREAD_POOL):
+        case .ATL_FN_SUP_SET_THREAD_POOL:
             try self.setThreadPool(self.arguments(call).first ?? .nil)
             return .none
-        case Int(ATL_FN_SUP_SET_MP_POOL):
+        case .ATL_FN_SUP_SET_MP_POOL:
             try self.setProcessPool(self.arguments(call).first ?? .nil)
             return .none
-        case Int(ATL_FN_SUP_INFO):
+        case .ATL_FN_SUP_INFO:
             return .values([self.infoTable()])
-        case Int(ATL_FN_SUP_GET_TASK):
+        case .ATL_FN_SUP_GET_TASK:
             guard let id = try self.arguments(call).first?.intValue, let task = self.supervisor.task(id: Int(id)) else {
                 return .values([.nil])
             }
             return .values([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
-        case Int(ATL_FN_SUP_STOP):
+        case .ATL_FN_SUP_STOP:
             try self.stopSupervisor(self.arguments(call).first ?? .nil)
             return .none
-        case Int(ATL_FN_SUP_BLOCK):
+        case .ATL_FN_SUP_BLOCK:
             self.supervisor.block()
             return .none
-        case Int(ATL_FN_TASK_INDEX):
+        case .ATL_FN_TASK_INDEX:
             guard let task = object as? SupervisorTask else { throw CallError(message: "not a task") }
             let key = try self.arguments(call).first?.stringValue ?? ""
             if key == "result" {
@@ -274,7 +292,7 @@ extension HostCore {
                 return .values([.nil])
             }
             return .values([taskField(task, key)])
-        case Int(ATL_FN_HOSTFN_CALL):
+        case .ATL_FN_HOSTFN_CALL:
             guard let function = object as? HostFunction else { throw CallError(message: "not a host function") }
             let args = try self.arguments(call)
             do {
@@ -284,34 +302,40 @@ extension HostCore {
             } catch {
                 throw HostFunctionFailure(function: function.name, error: error)
             }
-        case Int(ATL_FN_BACKGROUND_WORKER):
+        case .ATL_FN_BACKGROUND_WORKER:
             guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {
                 throw CallError(message: "background_worker: no arguments")
             }
             return .values([try self.backgroundWorker(EncodedValues(taking: &buffer.pointee).split())])
-        case Int(ATL_FN_WORKER_START)...Int(ATL_FN_WORKER_INDEX):
+        case .ATL_FN_WORKER_START, .ATL_FN_WORKER_STOP, .ATL_FN_WORKER_RESTART, .ATL_FN_WORKER_IS_ACTIVE,
+            .ATL_FN_WORKER_IS_STARTED, .ATL_FN_WORKER_IS_STOPPED, .ATL_FN_WORKER_PUT, .ATL_FN_WORKER_TRIGGER,
+            .ATL_FN_WORKER_INDEX:
+            if let results = self.fastWorkerCall(fn, call) { return results }
             guard let worker = object as? LuaWorker else { throw CallError(message: "not a worker") }
-            return .values(try self.workerCall(fn, worker, WorkerCallArguments(call: call)))
-        case Int(ATL_FN_LOCKER_NEW)...Int(ATL_FN_LOCK_NEWINDEX):
-            return .values(try self.lockerCall(fn, object as? LuaLocker, self.arguments(call)))
-        case ATLAsyncFunction.first...ATLAsyncFunction.last:
-            return try self.asyncCall(fn, object, WorkerCallArguments(call: call))
-        case Int(ATL_FN_TOSTRING):
+            return .values(try self.workerCall(Int(fn.rawValue), worker, WorkerCallArguments(call: call)))
+        case .ATL_FN_LOCKER_NEW, .ATL_FN_LOCK_ACQUIRE, .ATL_FN_LOCK_RELEASE, .ATL_FN_LOCK_CRITICAL, .ATL_FN_LOCK_INDEX,
+            .ATL_FN_LOCK_NEWINDEX:
+            return .values(try self.lockerCall(Int(fn.rawValue), object as? LuaLocker, self.arguments(call)))
+        case .ATL_FN_SUP_CREATE_ALOOP, .ATL_FN_SUP_GET_ALOOP, .ATL_FN_SUP_SET_DEFAULT_ALOOP, .ATL_FN_SUP_START_ALOOP,
+            .ATL_FN_SUP_STOP_ALOOP, .ATL_FN_ALOOP_BACKGROUND_TASK, .ATL_FN_ALOOP_RUN, .ATL_FN_ALOOP_START,
+            .ATL_FN_ALOOP_STOP, .ATL_FN_ALOOP_IS_ACTIVE, .ATL_FN_ALOOP_INDEX, .ATL_FN_SUP_CREATE_SCHEDULER,
+            .ATL_FN_SUP_CREATE_ASYNC_JOB, .ATL_FN_SUP_CANCEL_ASYNC_JOB, .ATL_FN_SCHED_CREATE_JOB,
+            .ATL_FN_SCHED_CANCEL_JOB, .ATL_FN_SCHED_INDEX, .ATL_FN_JOB_CANCEL, .ATL_FN_JOB_INDEX:
+            return try self.asyncCall(Int(fn.rawValue), object, WorkerCallArguments(call: call))
+        case .ATL_FN_TOSTRING:
             return .values([.string(LuaString(describe(object)))])
-        default:
-            throw CallError(message: "unknown host function \(fn)")
         }
     }
 }
 
 extension HostCore {
     /// The Lua name of a shared table's method, for its errors.
-    static func sharedMethodName(_ fn: Int) -> String {
+    static func sharedMethodName(_ fn: atl_Fn) -> String {
         switch fn {
-        case Int(ATL_FN_SHARED_GET): return "get"
-        case Int(ATL_FN_SHARED_SET): return "set"
-        case Int(ATL_FN_SHARED_INCR): return "incr"
-        case Int(ATL_FN_SHARED_CAS): return "cas"
+        case .ATL_FN_SHARED_GET: return "get"
+        case .ATL_FN_SHARED_SET: return "set"
+        case .ATL_FN_SHARED_INCR: return "incr"
+        case .ATL_FN_SHARED_CAS: return "cas"
         default: return "keys"
         }
     }

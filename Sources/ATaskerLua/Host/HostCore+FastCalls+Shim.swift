@@ -10,44 +10,38 @@ internal import CLuaShim
 /// (``sharedKey(_:_:)``, ``SharedTable``'s methods, ``HostCore/workerProperty(_:_:)``), so their results and errors
 /// are the same.
 extension HostCore {
-    /// Answers `call` when it is a common call whose arguments are plain, or returns nil to leave it, untouched, to
-    /// `dispatch`: another call, a process-pool child (which sends shared-table calls to its parent and refuses
-    /// workers), an object of another type (a handle refused in a child), or arguments that ``PlainArguments`` does
-    /// not read (a table, a function, a handle, a long string, more than three).
-    func fastDispatch(_ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults? {
-        guard !self.isChild, let pointer = call.pointee.`self` else { return nil }
-        let fn = Int(call.pointee.fn)
-        switch fn {
-        case Int(ATL_FN_SHARED_GET), Int(ATL_FN_SHARED_SET), Int(ATL_FN_SHARED_INCR):
-            guard let table = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? SharedTable,
-                let args = PlainArguments(call)
-            else { return nil }
-            switch fn {
-            case Int(ATL_FN_SHARED_GET):
-                return .value(table.get(try sharedKey(args[0], "get")))
-            case Int(ATL_FN_SHARED_SET):
-                table.set(try sharedKey(args[0], "set"), args[1])
-                return CallResults.none
-            default:
-                return .value(try table.increment(try sharedKey(args[0], "incr"), by: args[1]))
-            }
-        case Int(ATL_FN_WORKER_INDEX):
-            guard let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker else {
-                return nil
-            }
-            return .value(Self.workerProperty(lw.worker, Int(call.pointee.field)))
-        case Int(ATL_FN_WORKER_IS_ACTIVE), Int(ATL_FN_WORKER_IS_STARTED), Int(ATL_FN_WORKER_IS_STOPPED):
-            guard let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker else {
-                return nil
-            }
-            switch fn {
-            case Int(ATL_FN_WORKER_IS_ACTIVE): return .value(.boolean(lw.worker.isActive))
-            case Int(ATL_FN_WORKER_IS_STARTED): return .value(.boolean(lw.worker.isStarted))
-            default: return .value(.boolean(lw.worker.isStopped))
-            }
-        default:
-            return nil
+    /// Answers a call to a shared table (`fn`) when it is `get`, `set` or `incr` and its arguments are plain, or
+    /// returns nil to leave it, untouched, to the general path: another call, a process-pool child (which sends
+    /// shared-table calls to its parent), an object of another type (a handle refused in a child), or arguments that
+    /// ``PlainArguments`` does not read (a table, a function, a handle, a long string, more than three).
+    func fastSharedCall(_ fn: atl_Fn, _ call: UnsafeMutablePointer<atl_Call>) throws -> CallResults? {
+        guard !self.isChild, let pointer = call.pointee.`self`,
+            let table = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? SharedTable
+        else { return nil }
+        if fn == .ATL_FN_SHARED_GET, let args = PlainArguments(call) {
+            return .value(table.get(try sharedKey(args[0], "get")))
         }
+        if fn == .ATL_FN_SHARED_SET, let args = PlainArguments(call) {
+            table.set(try sharedKey(args[0], "set"), args[1])
+            return CallResults.none
+        }
+        if fn == .ATL_FN_SHARED_INCR, let args = PlainArguments(call) {
+            return .value(try table.increment(try sharedKey(args[0], "incr"), by: args[1]))
+        }
+        return nil
+    }
+
+    /// Answers a call to a worker handle (`fn`) when it reads a property or a state, or returns nil to leave it to
+    /// the general path (another call, a child, an object of another type).
+    func fastWorkerCall(_ fn: atl_Fn, _ call: UnsafeMutablePointer<atl_Call>) -> CallResults? {
+        guard !self.isChild, let pointer = call.pointee.`self`,
+            let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker
+        else { return nil }
+        if fn == .ATL_FN_WORKER_INDEX { return .value(Self.workerProperty(lw.worker, Int(call.pointee.field))) }
+        if fn == .ATL_FN_WORKER_IS_ACTIVE { return .value(.boolean(lw.worker.isActive)) }
+        if fn == .ATL_FN_WORKER_IS_STARTED { return .value(.boolean(lw.worker.isStarted)) }
+        if fn == .ATL_FN_WORKER_IS_STOPPED { return .value(.boolean(lw.worker.isStopped)) }
+        return nil
     }
 }
 
@@ -65,11 +59,12 @@ struct PlainArguments {
         guard length > 0 else { return }
         guard let start = call.pointee.args else { return nil }
         let bytes = UnsafeRawBufferPointer(start: start, count: length)
-        guard length >= 4, bytes[0] == 0x41, bytes[1] == 0x4C, bytes[2] == CodecTag.version, bytes[3] <= 3 else {
+        let count = CodecTag.header.count  // the count is one byte: at most three values
+        guard length > count, bytes.starts(with: CodecTag.header), bytes[count] <= 3 else {
             return nil
         }
-        var pos = 4
-        for i in 0..<Int(bytes[3]) {
+        var pos = count + 1
+        for i in 0..<Int(bytes[count]) {
             guard pos < length else { return nil }
             let tag = bytes[pos]
             pos += 1
@@ -100,7 +95,7 @@ struct PlainArguments {
             }
         }
         guard pos == length else { return nil }
-        self.count = Int(bytes[3])
+        self.count = Int(bytes[count])
     }
 
     /// Argument `i` (from 0), nil beyond the last.
@@ -114,7 +109,7 @@ struct PlainArguments {
     }
 }
 
-/// Writes the one result of a call into its result buffer, in the codec's format (see `codec.c`).
+/// Writes the one result of a call into its result buffer, in the codec's format (see `atl_codec.h`).
 enum CallResultWriter {
     /// Appends `value` to `out` as a buffer of one value: a plain value (nil, a boolean, a number, a string) straight,
     /// any other through ``EncodedValues``. Returns false when memory ran out.
@@ -129,24 +124,24 @@ enum CallResultWriter {
         // The header, the tag and a number or a string's length: at most 4 + 1 + 10 bytes.
         var scratch: (UInt64, UInt64) = (0, 0)
         return withUnsafeMutableBytes(of: &scratch) { raw -> Bool in
-            raw[0] = 0x41
-            raw[1] = 0x4C
-            raw[2] = CodecTag.version
-            raw[3] = 1
-            var n = 5
+            let h = CodecTag.header.count
+            for (i, b) in CodecTag.header.enumerated() { raw[i] = b }
+            raw[h] = 1
+            let tag = h + 1
+            var n = tag + 1
             switch value {
             case .boolean(let b):
-                raw[4] = b ? CodecTag.true : CodecTag.false
+                raw[tag] = b ? CodecTag.true : CodecTag.false
             case .integer(let i):
-                raw[4] = CodecTag.integer
-                raw.storeBytes(of: UInt64(bitPattern: i).littleEndian, toByteOffset: 5, as: UInt64.self)
-                n = 13
+                raw[tag] = CodecTag.integer
+                raw.storeBytes(of: UInt64(bitPattern: i).littleEndian, toByteOffset: n, as: UInt64.self)
+                n += 8
             case .number(let d):
-                raw[4] = CodecTag.float
-                raw.storeBytes(of: d.bitPattern.littleEndian, toByteOffset: 5, as: UInt64.self)
-                n = 13
+                raw[tag] = CodecTag.float
+                raw.storeBytes(of: d.bitPattern.littleEndian, toByteOffset: n, as: UInt64.self)
+                n += 8
             case .string(let s):
-                raw[4] = CodecTag.string
+                raw[tag] = CodecTag.string
                 var length = UInt64(s.bytes.count)
                 while length >= 0x80 {
                     raw[n] = UInt8(truncatingIfNeeded: length) | 0x80
@@ -158,7 +153,7 @@ enum CallResultWriter {
                 guard atl_buffer_append(out, raw.baseAddress, n) == ATL_OK else { return false }
                 return s.bytes.withUnsafeBytes { atl_buffer_append(out, $0.baseAddress, $0.count) == ATL_OK }
             default:
-                raw[4] = CodecTag.nil
+                raw[tag] = CodecTag.nil
             }
             return atl_buffer_append(out, raw.baseAddress, n) == ATL_OK
         }

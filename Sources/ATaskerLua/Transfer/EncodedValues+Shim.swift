@@ -161,7 +161,7 @@ final class EncodedValues {
 
     /// The length of the header: two magic bytes, the version byte and the varint count.
     private var headerLength: Int {
-        var i = 3
+        var i = CodecTag.header.count
         while i < Int(self.buffer.len), self.buffer.data[i] & 0x80 != 0 { i += 1 }
         return i + 1
     }
@@ -173,7 +173,7 @@ final class EncodedValues {
     static func concatenate(_ parts: [EncodedValues], valueCount: Int, into out: UnsafeMutablePointer<atl_Buffer>)
         -> Bool
     {
-        var header: [UInt8] = [0x41, 0x4C, 1]
+        var header = CodecTag.header
         appendVarint(UInt64(valueCount), to: &header)
         guard header.withUnsafeBytes({ atl_buffer_append(out, $0.baseAddress, $0.count) }) == ATL_OK else {
             return false

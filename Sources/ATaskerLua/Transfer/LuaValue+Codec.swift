@@ -1,5 +1,7 @@
-// The Swift side of the value codec: the same wire format as `codec.c` (described at the top of that
-// file), read and written without a Lua state. Decoding trusts nothing: every tag, length, varint,
+internal import CLuaShim
+
+// The Swift side of the value codec: the same wire format as the C codec (described in `atl_codec.h`, whose tags
+// and limits it imports), read and written without a Lua state. Decoding trusts nothing: every tag, length, varint,
 // reference and checksum is checked, and a malformed buffer throws, naming the byte.
 
 /// Encoded values: the bytes and the host objects that they name (the holder keeps them alive).
@@ -8,25 +10,45 @@ struct EncodedBytes {
     var handles: [AnyObject]
 }
 
+/// The codec's tags and limits, as `atl_codec.h` numbers them: that header is the only place that does, for the C
+/// codec and for this reader and writer alike.
 enum CodecTag {
-    static let `nil`: UInt8 = 0
-    static let `false`: UInt8 = 1
-    static let `true`: UInt8 = 2
-    static let integer: UInt8 = 3
-    static let float: UInt8 = 4
-    static let string: UInt8 = 5
-    static let table: UInt8 = 6
-    static let ref: UInt8 = 7
-    static let function: UInt8 = 8
-    static let named: UInt8 = 9
-    static let handle: UInt8 = 10
-    static let end: UInt8 = 11
+    static let `nil` = Self.byte(.ATL_T_NIL)
+    static let `false` = Self.byte(.ATL_T_FALSE)
+    static let `true` = Self.byte(.ATL_T_TRUE)
+    static let integer = Self.byte(.ATL_T_INT)
+    static let float = Self.byte(.ATL_T_FLOAT)
+    static let string = Self.byte(.ATL_T_STRING)
+    static let table = Self.byte(.ATL_T_TABLE)
+    static let ref = Self.byte(.ATL_T_REF)
+    static let function = Self.byte(.ATL_T_FUNCTION)
+    static let named = Self.byte(.ATL_T_NAMED)
+    static let handle = Self.byte(.ATL_T_HANDLE)
+    static let end = Self.byte(.ATL_T_END)
 
-    static let version: UInt8 = 1
-    /// The deepest nesting of tables and functions, as `ATL_CODEC_MAXDEPTH`.
-    static let maxDepth = 100
-    /// Handle kinds are 1...7 (`ATL_H_MAX`).
-    static let maxHandleKind: UInt8 = 10  // ATL_H_MAX of the shim
+    static let version = UInt8(ATL_CODEC_VERSION)
+    /// The bytes that open every buffer: the two magic bytes and the version.
+    static let header: [UInt8] = [UInt8(ATL_CODEC_MAGIC0), UInt8(ATL_CODEC_MAGIC1), Self.version]
+    /// The longest varint, in bytes.
+    static let maxVarint = Int(ATL_CODEC_MAXVARINT)
+    /// The deepest nesting of tables and functions (`ATL_CODEC_MAXDEPTH`).
+    static let maxDepth = Int(ATL_CODEC_MAXDEPTH)
+    /// The most upvalues that one function has.
+    static let maxUpvalues = UInt64(ATL_CODEC_MAXUPVALUES)
+
+    /// The tag that starts with `byte`, or nil for a byte that no tag has.
+    static func tag(_ byte: UInt8) -> atl_Tag? {
+        closedEnum(UInt32(byte), first: .ATL_T_NIL, last: .ATL_T_END)
+    }
+
+    /// The upvalue kind that `byte` names, or nil.
+    static func upvalueKind(_ byte: UInt8) -> atl_UpKind? {
+        closedEnum(UInt32(byte), first: .ATL_UP_VALUE, last: .ATL_UP_SHAREDFWD)
+    }
+
+    private static func byte(_ tag: atl_Tag) -> UInt8 {
+        UInt8(tag.rawValue)
+    }
 }
 
 extension LuaValue {
@@ -90,7 +112,7 @@ extension LuaValue {
     static func encodeAll(_ values: [LuaValue]) throws -> EncodedBytes {
         var encoder = ValueEncoder()
         encoder.bytes.reserveCapacity(64)
-        encoder.bytes += [0x41, 0x4C, CodecTag.version]
+        encoder.bytes += CodecTag.header
         encoder.varint(UInt64(values.count))
         for value in values {
             try encoder.value(value)
@@ -241,10 +263,10 @@ private struct ValueDecoder {
 
     mutating func varint(_ what: String) throws -> UInt64 {
         var v: UInt64 = 0
-        for i in 0..<10 {
+        for i in 0..<CodecTag.maxVarint {
             try self.need(1, what)
             let c = self.base[self.pos]
-            if i == 9 && c > 1 { throw self.corrupted("varint overflow") }
+            if i == CodecTag.maxVarint - 1 && c > 1 { throw self.corrupted("varint overflow") }
             self.pos += 1
             v |= UInt64(c & 0x7F) << (7 * UInt64(i))
             if c & 0x80 == 0 { return v }
@@ -277,10 +299,11 @@ private struct ValueDecoder {
 
     /// Reads the header (magic, version, value count) and returns the count.
     mutating func header() throws -> UInt64 {
-        try self.need(3, "header")
-        if self.base[0] != 0x41 || self.base[1] != 0x4C { throw self.corrupted("not an atasker-lua buffer") }
-        if self.base[2] != CodecTag.version { throw self.corrupted("unsupported format version", at: 2) }
-        self.pos = 3
+        let magic = CodecTag.header.count - 1
+        try self.need(CodecTag.header.count, "header")
+        if !self.base.starts(with: CodecTag.header.prefix(magic)) { throw self.corrupted("not an atasker-lua buffer") }
+        if self.base[magic] != CodecTag.version { throw self.corrupted("unsupported format version", at: magic) }
+        self.pos = CodecTag.header.count
         let count = try self.varint("value count")
         if count > UInt64(self.remaining) { throw self.truncated("fewer values than declared") }
         return count
@@ -332,7 +355,7 @@ private struct ValueDecoder {
             let start = self.pos
             self.spanHandles = []
             try self.skip(spanBase: self.objects.count)
-            var bytes: [UInt8] = [0x41, 0x4C, CodecTag.version, 1]
+            var bytes: [UInt8] = CodecTag.header + [1]
             bytes += self.base[start..<self.pos]
             parts.append(EncodedBytes(bytes: bytes, handles: self.spanHandles.map { $0 as AnyObject }))
         }
@@ -344,20 +367,20 @@ private struct ValueDecoder {
     /// Decodes one value into a `LuaValue`.
     mutating func value() throws -> LuaValue {
         let start = self.pos
-        let tag = try self.byte("value")
+        let tag = CodecTag.tag(try self.byte("value"))
         switch tag {
-        case CodecTag.nil: return .nil
-        case CodecTag.false: return .boolean(false)
-        case CodecTag.true: return .boolean(true)
-        case CodecTag.integer: return .integer(Int64(bitPattern: try self.u64("integer")))
-        case CodecTag.float: return .number(Double(bitPattern: try self.u64("float")))
-        case CodecTag.string:
+        case .ATL_T_NIL: return .nil
+        case .ATL_T_FALSE: return .boolean(false)
+        case .ATL_T_TRUE: return .boolean(true)
+        case .ATL_T_INT: return .integer(Int64(bitPattern: try self.u64("integer")))
+        case .ATL_T_FLOAT: return .number(Double(bitPattern: try self.u64("float")))
+        case .ATL_T_STRING:
             let l = try self.length("string")
             defer { self.pos += l }
             return .string(LuaString(bytes: Array(self.base[self.pos..<(self.pos + l)])))
-        case CodecTag.table:
+        case .ATL_T_TABLE:
             return .table(try self.table())
-        case CodecTag.ref:
+        case .ATL_T_REF:
             let id = try self.reference(spanBase: 0)
             switch self.objects[id] {
             case .building:
@@ -371,7 +394,7 @@ private struct ValueDecoder {
                     "a table that is also an upvalue of a function in the same value cannot be held as a plain "
                         + "value; pass the function and the table apart")
             }
-        case CodecTag.function, CodecTag.named:
+        case .ATL_T_FUNCTION, .ATL_T_NAMED:
             self.pos = start
             let myID = self.objects.count
             self.spanHandles = []
@@ -379,12 +402,14 @@ private struct ValueDecoder {
             let span = Array(self.base[start..<self.pos])
             let f = LuaFunction(span: span, handles: self.spanHandles)
             self.spanHandles = []
-            if tag == CodecTag.function { self.objects[myID] = .function(f) }
+            if tag == .ATL_T_FUNCTION { self.objects[myID] = .function(f) }
             return .function(f)
-        case CodecTag.handle:
+        case .ATL_T_HANDLE:
             return .handle(try self.handle())
-        default:
-            throw self.corrupted(tag == CodecTag.end ? "unexpected end of table" : "unknown tag", at: start)
+        case .ATL_T_END:
+            throw self.corrupted("unexpected end of table", at: start)
+        case nil:
+            throw self.corrupted("unknown tag", at: start)
         }
     }
 
@@ -425,7 +450,7 @@ private struct ValueDecoder {
         let kind = self.base[self.pos]
         self.pos += 1
         let bits = try self.u64("handle")
-        guard kind >= 1, kind <= CodecTag.maxHandleKind, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
+        guard HostCore.handleKind(Int(kind)) != nil, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
         else { throw self.corrupted("bad handle", at: self.pos - 9) }
         // The encoders retain one object per HANDLE tag, in the order of the tags: the k-th tag must name the
         // k-th object that the buffer holds.
@@ -458,13 +483,12 @@ private struct ValueDecoder {
     /// after object `spanBase`.
     mutating func skip(spanBase: Int) throws {
         let start = self.pos
-        let tag = try self.byte("value")
-        switch tag {
-        case CodecTag.nil, CodecTag.false, CodecTag.true: break
-        case CodecTag.integer: _ = try self.u64("integer")
-        case CodecTag.float: _ = try self.u64("float")
-        case CodecTag.string: self.pos += try self.length("string")
-        case CodecTag.table:
+        switch CodecTag.tag(try self.byte("value")) {
+        case .ATL_T_NIL, .ATL_T_FALSE, .ATL_T_TRUE: break
+        case .ATL_T_INT: _ = try self.u64("integer")
+        case .ATL_T_FLOAT: _ = try self.u64("float")
+        case .ATL_T_STRING: self.pos += try self.length("string")
+        case .ATL_T_TABLE:
             try self.enter()
             defer { self.depth -= 1 }
             self.objects.append(.skippedTable)
@@ -494,12 +518,12 @@ private struct ValueDecoder {
             {
                 throw self.corrupted("metatable is not a table", at: metaPos)
             }
-        case CodecTag.ref:
+        case .ATL_T_REF:
             _ = try self.reference(spanBase: spanBase)
-        case CodecTag.function:
+        case .ATL_T_FUNCTION:
             if self.plainOnly { throw self.corrupted("a function where only plain values are accepted", at: start) }
             try self.skipFunction(spanBase: spanBase)
-        case CodecTag.named:
+        case .ATL_T_NAMED:
             let lmod = try self.length("module name")
             let mod = self.pos
             self.pos += lmod
@@ -510,10 +534,12 @@ private struct ValueDecoder {
             {
                 throw self.corrupted("bad module name")
             }
-        case CodecTag.handle:
+        case .ATL_T_HANDLE:
             self.spanHandles.append(try self.handle().object)
-        default:
-            throw self.corrupted(tag == CodecTag.end ? "unexpected end of table" : "unknown tag", at: start)
+        case .ATL_T_END:
+            throw self.corrupted("unexpected end of table", at: start)
+        case nil:
+            throw self.corrupted("unknown tag", at: start)
         }
     }
 
@@ -531,17 +557,20 @@ private struct ValueDecoder {
         self.objects.append(.skippedFunction(upvalues: 0))
         let nupsAt = self.pos
         let nups = try self.varint("upvalue count")
-        guard nups <= 255 else { throw self.corrupted("upvalue count does not match the function", at: nupsAt) }
+        guard nups <= CodecTag.maxUpvalues else {
+            throw self.corrupted("upvalue count does not match the function", at: nupsAt)
+        }
         self.objects[myID] = .skippedFunction(upvalues: Int(nups))
         for index in 0..<Int(nups) {
             let i = index + 1
             let kindAt = self.pos
-            switch try self.byte("upvalue") {
-            case 0:
+            switch CodecTag.upvalueKind(try self.byte("upvalue")) {
+            case .ATL_UP_VALUE:
                 try self.skip(spanBase: spanBase)
-            case 1, 2:
-                // 1: a function before this one; 2: one after it, nested in an earlier upvalue of this one
-                let forward = self.base[kindAt] == 2
+            case .ATL_UP_SHARED, .ATL_UP_SHAREDFWD:
+                // SHARED: a function before this one; SHAREDFWD: one after it, nested in an earlier upvalue of
+                // this one
+                let forward = CodecTag.upvalueKind(self.base[kindAt]) == .ATL_UP_SHAREDFWD
                 let dist = try self.varint("upvalue reference")
                 let n = try self.varint("upvalue index")
                 let known = forward ? dist > 0 && dist < UInt64(self.objects.count - myID) : dist <= UInt64(myID)
@@ -560,7 +589,7 @@ private struct ValueDecoder {
                 if n < 1 || n > UInt64(count) || (dist == 0 && n >= UInt64(i)) {
                     throw self.corrupted("bad shared upvalue index", at: kindAt)
                 }
-            default:
+            case nil:
                 throw self.corrupted("bad upvalue kind", at: kindAt)
             }
         }

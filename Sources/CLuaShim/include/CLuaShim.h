@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atl_codec.h"
+
 typedef struct lua_State lua_State;
 
 /* Status codes. */
@@ -49,7 +51,7 @@ int atl_buffer_append(atl_Buffer *b, const void *p, size_t n);
 int atl_buffer_add_handle(atl_Buffer *b, void *obj);
 
 /* ========================================================================
-** The codec (codec.c). The format is described at the top of codec.c.
+** The codec (codec_*.c). Its format, tags and limits are in atl_codec.h.
 ** ======================================================================== */
 
 /* Flags for encoding and decoding. */
@@ -62,9 +64,6 @@ int atl_buffer_add_handle(atl_Buffer *b, void *obj);
 #define ATL_CODEC_FIRSTALONE  16 /* encode: the first value on its own, the
                                   ** others together (a task function and
                                   ** its arguments, which may share tables) */
-
-/* Deepest nesting of tables and functions that the codec accepts, both ways. */
-#define ATL_CODEC_MAXDEPTH 100
 
 /* [-0, +0, -] Encode the 'n' values at stack indices 'first' .. first+n-1 of
 ** 'L' into 'out' (zeroed by the caller). 'what' names the values in error
@@ -93,21 +92,26 @@ int atl_codec_probe(lua_State *L, const atl_Buffer *b, int flags,
 ** Host objects and calls from Lua into the host (trampoline.c).
 ** ======================================================================== */
 
-/* Kinds of host handles: userdata that hold a retained host object. */
-#define ATL_H_SUPERVISOR 1
-#define ATL_H_TASK       2
-#define ATL_H_SPAWNER    3   /* the callable that 'background_task' returns */
-#define ATL_H_SHARED     4
-#define ATL_H_HOSTFN     5   /* a function registered by the embedding app */
-#define ATL_H_WORKER     6
-#define ATL_H_LOCK       7
-#define ATL_H_ALOOP      8   /* an aloop */
-#define ATL_H_JOBSCHED   9   /* an async job scheduler */
-#define ATL_H_JOB        10  /* an async job */
-#define ATL_H_MAX        10
+/* Kinds of host handles: userdata that hold a retained host object. They
+** travel as ints ('atl_Handle.kind', 'atl_Call.kind', a byte of HANDLE);
+** Swift switches over them as a closed enum. */
+typedef enum ATL_CLOSED_ENUM atl_HandleKind {
+  ATL_H_SUPERVISOR = 1,
+  ATL_H_TASK       = 2,
+  ATL_H_SPAWNER    = 3,   /* the callable that 'background_task' returns */
+  ATL_H_SHARED     = 4,
+  ATL_H_HOSTFN     = 5,   /* a function registered by the embedding app */
+  ATL_H_WORKER     = 6,
+  ATL_H_LOCK       = 7,
+  ATL_H_ALOOP      = 8,   /* an aloop */
+  ATL_H_JOBSCHED   = 9,   /* an async job scheduler */
+  ATL_H_JOB        = 10   /* an async job */
+} atl_HandleKind;
+#define ATL_H_MAX  ATL_H_JOB   /* the last kind */
 
-/* Function ids: what a call from Lua asks the host to do. */
-enum {
+/* Function ids: what a call from Lua asks the host to do ('atl_Call.fn',
+** an int); Swift switches over them as a closed enum, exhaustively. */
+typedef enum ATL_CLOSED_ENUM atl_Fn {
   ATL_FN_BACKGROUND_TASK = 1,   /* (fn, opts) -> spawner */
   ATL_FN_SPAWN,                 /* self = spawner; (...) -> task */
   ATL_FN_WAIT_COMPLETED,        /* (task | {tasks}, timeout) -> result(s) */
@@ -166,9 +170,9 @@ enum {
   ATL_FN_SCHED_CANCEL_JOB,      /* (job) */
   ATL_FN_SCHED_INDEX,           /* (key) -> value */
   ATL_FN_JOB_CANCEL,            /* self = job; () */
-  ATL_FN_JOB_INDEX,             /* (key) -> value */
-  ATL_FN_MAX
-};
+  ATL_FN_JOB_INDEX              /* (key) -> value */
+} atl_Fn;
+#define ATL_FN_MAX  (ATL_FN_JOB_INDEX + 1)   /* one past the last id */
 
 /* Properties of worker handles that the shim knows by name: the field
 ** 'atl_Call.field' of an ATL_FN_WORKER_INDEX call. */
@@ -187,8 +191,8 @@ enum {
 ** the host's callback fills 'result' or 'error'. */
 typedef struct atl_Call {
   void *host;                 /* the host context given to 'atl_state_open' */
-  int fn;                     /* ATL_FN_* */
-  int kind;                   /* kind of 'self', or 0 */
+  int fn;                     /* ATL_FN_* (an 'atl_Fn') */
+  int kind;                   /* kind of 'self' (ATL_H_*), or 0 */
   void *self;                 /* host object the method was called on, or NULL */
   const unsigned char *args;  /* encoded arguments (without 'self') */
   size_t argslen;
