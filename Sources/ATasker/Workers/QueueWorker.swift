@@ -29,7 +29,13 @@ public final class QueueWorker<Item: Sendable>: Worker {
     /// The most items the queue holds; ``put(_:priority:)`` waits for room beyond it. `nil`: no limit.
     public let maxQueue: Int?
 
-    private let executor: @Sendable (Item, QueueWorker<Item>) throws -> Bool
+    private let executor: Executor
+
+    /// A synchronous executor, run on a pool thread, or an async one, run in a Swift task per item.
+    private enum Executor: Sendable {
+        case sync(@Sendable (Item, QueueWorker<Item>) throws -> Bool)
+        case async(@Sendable (Item, QueueWorker<Item>) async throws -> Void)
+    }
     /// FIFO without a limit: items are handed over in batches. Otherwise one at a time, so that an
     /// urgent or newer item is next as soon as it arrives, and a full queue gains room per item.
     private let usesBatches: Bool
@@ -71,7 +77,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
     ///   - executor: Runs one item; it returns `false` to stop the worker.
     /// - Throws: ``WorkerError`` with ``WorkerError/Code/invalidArgument`` if `maxQueue` is less than
     ///   1, or ``WorkerError/Code/nameInUse`` if `name` is taken.
-    public init(
+    public convenience init(
         supervisor: TaskSupervisor,
         name: String? = nil,
         priority: TaskPriority = .normal,
@@ -79,6 +85,61 @@ public final class QueueWorker<Item: Sendable>: Worker {
         maxQueue: Int? = nil,
         hooks: Hooks = Hooks(),
         executor: @escaping @Sendable (Item, QueueWorker<Item>) throws -> Bool
+    ) throws {
+        try self.init(
+            supervisor: supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue, hooks: hooks,
+            executor: Executor.sync(executor))
+    }
+
+    /// Creates a queue worker whose executor is `async`; items can be put at once, and run once it is started.
+    ///
+    /// Each item runs in a Swift task of its own, on the concurrency runtime, so no pool thread is held while it
+    /// is suspended; items still run one at a time, in the queue's order. To stop from inside, call
+    /// ``Worker/stop(wait:drain:)``.
+    ///
+    /// ```swift
+    /// let uploads = try QueueWorker<URL>(supervisor: supervisor, name: "uploads", maxQueue: 100) { file, _ in
+    ///     try await upload(file)  // suspends: no thread waits
+    /// }
+    /// try uploads.start()
+    /// try await uploads.put(file)  // suspends while 100 files are queued
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - supervisor: The supervisor that runs the worker.
+    ///   - name: A name unique in the supervisor; `nil` for a generated `worker-N`.
+    ///   - priority: The priority of the worker's pool tasks. Default: ``TaskPriority/normal``.
+    ///   - order: The order of the items. Default: ``QueueOrder/fifo``.
+    ///   - maxQueue: The most items queued; `nil` (the default) for no limit.
+    ///   - hooks: Functions called around the executions.
+    ///   - executor: Runs one item. An error it throws goes to ``Hooks/onError`` (or the log); a
+    ///     `CancellationError` thrown after a stop cancelled it is not an error.
+    /// - Throws: ``WorkerError`` with ``WorkerError/Code/invalidArgument`` if `maxQueue` is less than
+    ///   1, or ``WorkerError/Code/nameInUse`` if `name` is taken.
+    /// - Important: A stop without drain cancels the running item's Swift task (and drops the items queued); a
+    ///   stop with drain lets it and the items queued run. ``Worker/stop(wait:drain:)`` waits for them.
+    public convenience init(
+        supervisor: TaskSupervisor,
+        name: String? = nil,
+        priority: TaskPriority = .normal,
+        order: QueueOrder = .fifo,
+        maxQueue: Int? = nil,
+        hooks: Hooks = Hooks(),
+        executor: @escaping @Sendable (Item, QueueWorker<Item>) async throws -> Void
+    ) throws {
+        try self.init(
+            supervisor: supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue, hooks: hooks,
+            executor: Executor.async(executor))
+    }
+
+    private init(
+        supervisor: TaskSupervisor,
+        name: String?,
+        priority: TaskPriority,
+        order: QueueOrder,
+        maxQueue: Int?,
+        hooks: Hooks,
+        executor: Executor
     ) throws {
         if let maxQueue, maxQueue < 1 {
             throw WorkerError(
@@ -89,7 +150,12 @@ public final class QueueWorker<Item: Sendable>: Worker {
         self.order = order
         self.maxQueue = maxQueue
         self.executor = executor
-        self.usesBatches = order == .fifo && maxQueue == nil
+        // An async executor runs one item per execution: each item is a Swift task of its own.
+        if case .sync = executor {
+            self.usesBatches = order == .fifo && maxQueue == nil
+        } else {
+            self.usesBatches = false
+        }
         self.items = WorkerItemQueue(order: order)
         self.leftovers = WorkerItemQueue(order: order)
         try super.init(kind: .queue, supervisor: supervisor, name: name, priority: priority, hooks: hooks)
@@ -138,7 +204,9 @@ public final class QueueWorker<Item: Sendable>: Worker {
         var effects = WorkerStateMachine.Effects()
         let core = self.core
         core.lock()
-        if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !force, !core.lockedValue.isCurrentThread {
+        if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !force, !core.lockedValue.isCurrentThread,
+            !self.isInOwnAsyncExecution
+        {
             guard blocking else {
                 core.unlock()
                 return false
@@ -211,9 +279,16 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.wakePutter = false
             self.core.signal()
         }
+        guard case .sync(let executor) = self.executor else {
+            guard case .async(let executor) = self.executor, let item = self.single else {
+                preconditionFailure("\(self): an async queue worker runs one item per execution")
+            }
+            self.single = nil
+            return self.executeAsync { try await executor(item as! Item, self) }
+        }
         if let item = self.single {
             self.single = nil
-            return self.invoke { try self.executor(item as! Item, self) }
+            return self.invoke { try executor(item as! Item, self) }
         }
         while let item = self.batch.popFirst() {
             if self.dropBatch.load(ordering: .relaxed) {
@@ -222,7 +297,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
                 return true
             }
             self.batchRemaining.store(self.batch.count, ordering: .relaxed)
-            if !self.invoke({ try self.executor(item as! Item, self) }) {
+            if !self.invoke({ try executor(item as! Item, self) }) {
                 // The executor stopped the worker: the rest of the batch is left at the stop, so dropped.
                 self.batch.removeAll(keepingCapacity: true)
                 self.batchRemaining.store(0, ordering: .relaxed)
