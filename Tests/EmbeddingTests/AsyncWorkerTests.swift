@@ -108,8 +108,8 @@ struct AsyncWorkerTests {
         event.trigger()
         #expect(await iterator.next() == "event")
         try queue.start()
-        queue.put(1)
-        queue.put(2)
+        try await queue.put(1)
+        try await queue.put(2)
         #expect(await iterator.next() == "item 1")
         #expect(await iterator.next() == "item 2")
         try sync.start()
@@ -119,6 +119,64 @@ struct AsyncWorkerTests {
             [interval.stop(), event.stop(), queue.stop(), sync.stop()]
         }
         #expect(stopped == [true, true, true, true])
+        await supervisor.shutdown(timeout: .seconds(10))
+    }
+
+    @Test("the async put suspends while the queue is full, resumes when an item is taken, and throws if cancelled")
+    func asyncPutSuspendsAtMaxQueue() async throws {
+        let supervisor = Self.supervisor()
+        let (events, sink) = AsyncStream<String>.makeStream()
+        let queue = try QueueWorker<Int>(supervisor: supervisor, name: "async-put", maxQueue: 1) { n, _ in
+            sink.yield("item \(n)")
+            return true
+        }
+        try await queue.put(1)  // room: added at once (the worker is not started, so the item stays)
+        #expect(queue.queueDepth == 1)
+        let waiting = Task {
+            try await queue.put(2)
+            sink.yield("put 2 returned")
+        }
+        let cancelled = Task { try await queue.put(3) }
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        // Neither putter could add its item to the full queue: the one that was cancelled never will.
+        #expect(queue.queueDepth == 1)
+        try queue.start()  // taking item 1 makes room: the waiting put resumes and adds item 2
+        var seen: [String] = []
+        for await event in events {
+            seen.append(event)
+            if seen.count == 3 {
+                break
+            }
+        }
+        #expect(Set(seen) == ["item 1", "put 2 returned", "item 2"])
+        #expect(seen.firstIndex(of: "item 1")! < seen.firstIndex(of: "item 2")!)
+        try await waiting.value
+        let stopped = try await supervisor.run { queue.stop() }
+        #expect(stopped)
+        #expect(queue.executions == 2)
+        await supervisor.shutdown(timeout: .seconds(10))
+    }
+
+    @Test("a stop wakes a put waiting on a full queue that it empties")
+    func stopWakesSuspendedPut() async throws {
+        let supervisor = Self.supervisor()
+        let (events, sink) = AsyncStream<String>.makeStream()
+        let queue = try QueueWorker<Int>(supervisor: supervisor, name: "async-put-stop", maxQueue: 1) { n, _ in
+            sink.yield("started \(n)")
+            try await Task.sleep(for: .seconds(3600))
+        }
+        try queue.start()
+        try await queue.put(1)
+        var iterator = events.makeAsyncIterator()
+        #expect(await iterator.next() == "started 1")
+        try await queue.put(2)  // item 1 runs: room for one more
+        let waiting = Task { try await queue.put(3) }
+        // A stop without drain cancels item 1 and drops item 2: the waiting put adds item 3, kept for the next start.
+        let stopped = try await supervisor.run { queue.stop() }
+        #expect(stopped)
+        try await waiting.value
+        #expect(queue.queueDepth == 1)
         await supervisor.shutdown(timeout: .seconds(10))
     }
 }

@@ -55,8 +55,13 @@ public final class QueueWorker<Item: Sendable>: Worker {
 
     // owned by the slot: the items taken by the running task
     @exclusivity(unchecked) private var batch = Deque<any Sendable>()
+    // protected by `core`: Swift tasks suspended in the async `put`, waiting for room, oldest first
+    @exclusivity(unchecked) private var suspendedPutters = Deque<SuspendedPutter>()
+
     // owned by the slot
     @exclusivity(unchecked) private var single: (any Sendable)?
+    // owned by the slot: a suspended putter to resume for the room that the taken item made
+    @exclusivity(unchecked) private var putterToResume: SuspendedPutter?
     // owned by the slot: a putter waits for the room that the taken item made
     @exclusivity(unchecked) private var wakePutter = false
 
@@ -64,6 +69,24 @@ public final class QueueWorker<Item: Sendable>: Worker {
     private let batchRemaining = Atomic<Int>(0)
     /// A stop without drain asks the running batch to drop the rest of its items.
     private let dropBatch = Atomic<Bool>(false)
+    /// Numbers the calls of the async `put` that may suspend.
+    private let putterIDs = Atomic<UInt64>(0)
+
+    /// A Swift task suspended in the async `put` until the queue has room.
+    private struct SuspendedPutter {
+        let id: UInt64
+        let continuation: CheckedContinuation<PutWake, Never>
+    }
+
+    /// Why a suspended `put` resumes.
+    private enum PutWake {
+        /// The item was added.
+        case added
+        /// Room may have been made: try again.
+        case retry
+        /// The putting task was cancelled.
+        case cancelled
+    }
 
     /// Creates a queue worker; items can be put at once, and run once it is started.
     ///
@@ -163,10 +186,11 @@ public final class QueueWorker<Item: Sendable>: Worker {
 
     // MARK: - Putting
 
-    /// Puts an item into the queue, from any thread; waits while the queue is full.
+    /// Puts an item into the queue, from any thread; blocks the calling thread while the queue is full.
     ///
     /// With ``maxQueue``, the call blocks (on a condition variable) until an item is taken or the
-    /// queue is dropped by a stop. Called from inside the worker (its executor or hooks), it never
+    /// queue is dropped by a stop. This is the form for synchronous code; from Swift concurrency use
+    /// ``put(_:priority:)-async``, which suspends instead of holding a thread of the cooperative pool. Called from inside the worker (its executor or hooks), it never
     /// waits: the item is added even to a full queue, since waiting there could never end.
     ///
     /// - Parameters:
@@ -177,6 +201,72 @@ public final class QueueWorker<Item: Sendable>: Worker {
     ///   started again; use ``tryPut(_:priority:)`` where that could be for ever.
     public func put(_ item: Item, priority: Int = 0) {
         _ = self.put(item, priority: priority, blocking: true)
+    }
+
+    /// Puts an item into the queue, suspending the calling task (holding no thread) while the queue is full.
+    ///
+    /// With ``maxQueue``, the call suspends until an item is taken (each taken item resumes the putter that has
+    /// waited longest) or the queue is dropped by a stop, then tries again. Called from inside the worker's async
+    /// executor it never waits: the item is added even to a full queue, since waiting there could never end.
+    ///
+    /// ```swift
+    /// for try await line in lines {
+    ///     try await writer.put(line)  // suspends while the queue is full
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - item: The item.
+    ///   - priority: The item's priority in a ``QueueOrder/priority`` queue (lower runs first);
+    ///     ignored by the other orders. Default: `0`.
+    /// - Throws: `CancellationError` if the calling task is cancelled before the item is added (at once, or
+    ///   while it waits for room); the item is then not added.
+    /// - Important: On a stopped worker whose queue is full, the call waits until the worker is
+    ///   started again (or the task is cancelled).
+    public func put(_ item: Item, priority: Int = 0) async throws {
+        let inside = self.isInOwnAsyncExecution
+        let core = self.core
+        while true {
+            let id = self.putterIDs.wrappingAdd(1, ordering: .relaxed).newValue
+            let wake = await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<PutWake, Never>) in
+                    var effects = WorkerStateMachine.Effects()
+                    core.lock()
+                    if Task.isCancelled {
+                        core.unlock()
+                        continuation.resume(returning: .cancelled)
+                        return
+                    }
+                    if let maxQueue = self.maxQueue, self.items.count >= maxQueue, !inside,
+                        !core.lockedValue.isCurrentThread
+                    {
+                        self.suspendedPutters.append(SuspendedPutter(id: id, continuation: continuation))
+                        core.unlock()
+                        return
+                    }
+                    self.items.append(item, priority: priority)
+                    self.itemCount += 1
+                    self.wakeLocked(&effects)
+                    core.unlock()
+                    self.perform(effects)
+                    continuation.resume(returning: .added)
+                }
+            } onCancel: {
+                core.lock()
+                let index = self.suspendedPutters.firstIndex { $0.id == id }
+                let putter = index.map { self.suspendedPutters.remove(at: $0) }
+                core.unlock()
+                putter?.continuation.resume(returning: .cancelled)
+            }
+            switch wake {
+            case .added:
+                return
+            case .cancelled:
+                throw CancellationError()
+            case .retry:
+                continue
+            }
+        }
     }
 
     /// Puts an item into the queue if there is room, from any thread; never waits.
@@ -233,6 +323,17 @@ public final class QueueWorker<Item: Sendable>: Worker {
         self.items.count + self.leftovers.count + self.batchRemaining.load(ordering: .relaxed)
     }
 
+    override func wakeAllPutters() {
+        self.core.broadcast()
+        self.core.lock()
+        let putters = self.suspendedPutters
+        self.suspendedPutters.removeAll()
+        self.core.unlock()
+        for putter in putters {
+            putter.continuation.resume(returning: .retry)
+        }
+    }
+
     override var kindHasDrainWork: Bool {
         !self.leftovers.isEmpty
     }
@@ -271,6 +372,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
         self.itemCount -= 1
         self.single = item
         self.wakePutter = self.blockedPutters > 0
+        self.putterToResume = self.suspendedPutters.popFirst()
         return .execute
     }
 
@@ -278,6 +380,10 @@ public final class QueueWorker<Item: Sendable>: Worker {
         if self.wakePutter {
             self.wakePutter = false
             self.core.signal()
+        }
+        if let putter = self.putterToResume {
+            self.putterToResume = nil
+            putter.continuation.resume(returning: .retry)
         }
         guard case .sync(let executor) = self.executor else {
             guard case .async(let executor) = self.executor, let item = self.single else {

@@ -327,7 +327,7 @@ extension Worker {
             self.armTimer(timer.id, at: timer.deadline)
         }
         if effects.wakePutters {
-            self.core.broadcast()
+            self.wakeAllPutters()
         }
         if let execution = effects.cancelExecution {
             execution.cancel()

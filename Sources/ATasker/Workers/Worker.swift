@@ -391,6 +391,12 @@ public class Worker: CustomStringConvertible {
         false
     }
 
+    /// Wakes every caller waiting for room in a queue worker's `put` (a stop dropped or set aside the items).
+    /// Runs with `core` unlocked.
+    func wakeAllPutters() {
+        self.core.broadcast()
+    }
+
     /// Items waiting. Runs with `core` locked.
     var queueDepthLocked: Int {
         0
