@@ -179,4 +179,32 @@ struct AsyncWorkerTests {
         #expect(queue.queueDepth == 1)
         await supervisor.shutdown(timeout: .seconds(10))
     }
+
+    @Test("Duration overloads: an interval worker with a Duration interval, a task wait and an aloop timer")
+    func durationOverloads() async throws {
+        let supervisor = Self.supervisor()
+        let (events, sink) = AsyncStream<String>.makeStream()
+        let worker = try IntervalWorker(supervisor: supervisor, name: "duration", interval: .milliseconds(1)) { w in
+            sink.yield(withUnsafeCurrentTask { $0 == nil } ? "tick on a pool thread" : "tick in a task")
+            return w.stop(wait: .none) && false
+        }
+        #expect(worker.interval == 0.001)
+        #expect(worker.delayBefore == 0)
+        let delayed = try IntervalWorker(supervisor: supervisor, name: "duration-delay", delay: .seconds(2)) { _ in
+            true
+        }
+        #expect(delayed.delay == 2)
+        #expect(delayed.interval == nil)
+        var iterator = events.makeAsyncIterator()
+        try worker.start()
+        #expect(await iterator.next() == "tick on a pool thread")
+        let task = supervisor.submit { _ in 42 }
+        let finished = try await supervisor.run { task.wait(timeout: .seconds(60)) }  // a blocking wait: on a pool thread
+        #expect(finished)
+        let loop = try supervisor.createAloop(named: "duration")
+        #expect(loop.schedule(after: .milliseconds(1)) { sink.yield("timer") } != nil)
+        #expect(await iterator.next() == "timer")
+        _ = try await supervisor.run { worker.stop() }
+        await supervisor.shutdown(timeout: .seconds(10))
+    }
 }
