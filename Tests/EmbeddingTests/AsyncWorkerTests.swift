@@ -199,7 +199,8 @@ struct AsyncWorkerTests {
         try worker.start()
         #expect(await iterator.next() == "tick on a pool thread")
         let task = supervisor.submit { _ in 42 }
-        let finished = try await supervisor.run { task.wait(timeout: .seconds(60)) }  // a blocking wait: on a pool thread
+        // A blocking wait: on a pool thread.
+        let finished = try await supervisor.run { task.wait(timeout: .seconds(60)) }
         #expect(finished)
         let loop = try supervisor.createAloop(named: "duration")
         #expect(loop.schedule(after: .milliseconds(1)) { sink.yield("timer") } != nil)
