@@ -245,12 +245,23 @@ public final class Aloop: Sendable, CustomStringConvertible {
     /// Runs `body` on the aloop's thread after a number of seconds.
     ///
     /// - Parameters:
-    ///   - seconds: The delay from now.
+    ///   - seconds: The delay from now, in seconds.
     ///   - body: The job.
     /// - Returns: The timer, for ``cancel(_:)``; `nil` if the aloop is stopped.
     @discardableResult
     public func schedule(after seconds: Double, _ body: @escaping @Sendable () -> Void) -> TimerID? {
         self.schedule(at: Monotonic.now() + max(0, seconds), body)
+    }
+
+    /// Runs `body` on the aloop's thread after `delay`.
+    ///
+    /// - Parameters:
+    ///   - delay: The delay from now (`.milliseconds(500)`).
+    ///   - body: The job.
+    /// - Returns: The timer, for ``cancel(_:)``; `nil` if the aloop is stopped.
+    @discardableResult
+    public func schedule(after delay: Duration, _ body: @escaping @Sendable () -> Void) -> TimerID? {
+        self.schedule(after: delay.inSeconds, body)
     }
 
     /// Runs `body` on the aloop's thread at a deadline of ``Monotonic/now()``.

@@ -128,6 +128,17 @@ public final class SupervisorTask: Sendable, CustomStringConvertible {
 
     // MARK: - Waiting
 
+    /// Blocks the calling thread until the task finishes, or until `timeout` has passed.
+    ///
+    /// - Parameter timeout: The longest wait.
+    /// - Returns: `true` if the task finished, `false` on timeout.
+    /// - Important: Do not call it from a pool thread for a task that needs a free thread of the same
+    ///   supervisor to start, or from Swift concurrency's cooperative threads; use ``wait()`` there.
+    @discardableResult
+    public func wait(timeout: Duration) -> Bool {
+        self.wait(timeout: timeout.inSeconds)
+    }
+
     /// Blocks the calling thread until the task finishes, or until `timeout` seconds have passed.
     ///
     /// - Parameter timeout: The longest wait in seconds; `nil` waits for ever.

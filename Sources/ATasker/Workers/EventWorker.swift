@@ -14,7 +14,13 @@
 /// flusher.trigger(force: true)   // runs it again, even if the first run has not ended
 /// ```
 public final class EventWorker: Worker {
-    private let executor: @Sendable (EventWorker) throws -> Bool
+    private let executor: Executor
+
+    /// A synchronous executor, run on a pool thread, or an async one, run in a Swift task.
+    private enum Executor: Sendable {
+        case sync(@Sendable (EventWorker) throws -> Bool)
+        case async(@Sendable (EventWorker) async throws -> Void)
+    }
     // protected by `core`
     private var pending = false
 
@@ -34,7 +40,34 @@ public final class EventWorker: Worker {
         hooks: Hooks = Hooks(),
         executor: @escaping @Sendable (EventWorker) throws -> Bool
     ) throws {
-        self.executor = executor
+        self.executor = .sync(executor)
+        try super.init(kind: .event, supervisor: supervisor, name: name, priority: priority, hooks: hooks)
+    }
+
+    /// Creates an event worker whose executor is `async`; it does nothing until ``Worker/start(name:priority:)``.
+    ///
+    /// Each execution runs in a Swift task of its own, on the concurrency runtime, so no pool thread is held while
+    /// it is suspended; triggers are merged or dropped as for a synchronous executor (an execution runs until its
+    /// task ends). To stop from inside, call ``Worker/stop(wait:drain:)``.
+    ///
+    /// - Parameters:
+    ///   - supervisor: The supervisor that runs the worker.
+    ///   - name: A name unique in the supervisor; `nil` for a generated `worker-N`.
+    ///   - priority: The priority of the worker's pool tasks. Default: ``TaskPriority/normal``.
+    ///   - hooks: Functions called around the executions.
+    ///   - executor: One execution. An error it throws goes to ``Hooks/onError`` (or the log); a
+    ///     `CancellationError` thrown after a stop cancelled it is not an error.
+    /// - Throws: ``WorkerError`` with ``WorkerError/Code/nameInUse`` if `name` is taken.
+    /// - Important: A stop (without drain) cancels the running execution's Swift task;
+    ///   ``Worker/stop(wait:drain:)`` waits for it to end.
+    public init(
+        supervisor: TaskSupervisor,
+        name: String? = nil,
+        priority: TaskPriority = .normal,
+        hooks: Hooks = Hooks(),
+        executor: @escaping @Sendable (EventWorker) async throws -> Void
+    ) throws {
+        self.executor = .async(executor)
         try super.init(kind: .event, supervisor: supervisor, name: name, priority: priority, hooks: hooks)
     }
 
@@ -76,7 +109,12 @@ public final class EventWorker: Worker {
     }
 
     override func kindExecute() -> Bool {
-        self.invoke { try self.executor(self) }
+        switch self.executor {
+        case .sync(let executor):
+            return self.invoke { try executor(self) }
+        case .async(let executor):
+            return self.executeAsync { try await executor(self) }
+        }
     }
 
     override func kindStopRequested(drain: Bool, wasDraining: Bool) {

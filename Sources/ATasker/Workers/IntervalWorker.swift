@@ -25,7 +25,13 @@ import Synchronization
 /// sampler.trigger()  // one extra sample now; the 100 ms ticks stay where they were
 /// ```
 public final class IntervalWorker: Worker {
-    private let executor: @Sendable (IntervalWorker) throws -> Bool
+    private let executor: Executor
+
+    /// A synchronous executor, run on a pool thread, or an async one, run in a Swift task.
+    private enum Executor: Sendable {
+        case sync(@Sendable (IntervalWorker) throws -> Bool)
+        case async(@Sendable (IntervalWorker) async throws -> Void)
+    }
 
     // protected by `core`
     private var schedule: Schedule
@@ -109,7 +115,56 @@ public final class IntervalWorker: Worker {
             delayBefore: delayBefore,
             worker: name.map { "\"\($0)\"" } ?? "(unnamed)"
         )
-        self.executor = executor
+        self.executor = .sync(executor)
+        self.schedule = Schedule(
+            interval: checked.interval, delay: checked.delay, delayBefore: checked.delayBefore ?? 0)
+        try super.init(kind: .interval, supervisor: supervisor, name: name, priority: priority, hooks: hooks)
+    }
+
+    /// Creates an interval worker whose executor is `async`; it does nothing until started.
+    ///
+    /// Each execution runs in a Swift task of its own, on the concurrency runtime, so no pool thread is held while
+    /// it is suspended. The schedule is the synchronous executor's: an execution lasts until its task ends, and
+    /// ticks that pass meanwhile are skipped. To stop from inside, call ``Worker/stop(wait:drain:)``.
+    ///
+    /// ```swift
+    /// let poller = try IntervalWorker(supervisor: supervisor, name: "poller", interval: 5) { _ in
+    ///     try await refresh()  // suspends: no thread waits
+    /// }
+    /// try poller.start()
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - supervisor: The supervisor that runs the worker.
+    ///   - name: A name unique in the supervisor; `nil` for a generated `worker-N`.
+    ///   - priority: The priority of the worker's pool tasks. Default: ``TaskPriority/normal``.
+    ///   - interval: Seconds between the starts of executions (positive); excludes `delay`.
+    ///   - delay: Seconds between the end of an execution and the start of the next (zero or more).
+    ///   - delayBefore: Seconds to wait before each execution (zero or more). Default: `0`.
+    ///   - hooks: Functions called around the executions.
+    ///   - executor: One execution. An error it throws goes to ``Hooks/onError`` (or the log); a
+    ///     `CancellationError` thrown after a stop cancelled it is not an error.
+    /// - Throws: ``WorkerError`` with ``WorkerError/Code/invalidArgument`` for a negative value or
+    ///   for both `interval` and `delay`; ``WorkerError/Code/nameInUse`` if `name` is taken.
+    /// - Important: A stop (without drain) cancels the running execution's Swift task;
+    ///   ``Worker/stop(wait:drain:)`` waits for it to end.
+    public init(
+        supervisor: TaskSupervisor,
+        name: String? = nil,
+        priority: TaskPriority = .normal,
+        interval: Double? = nil,
+        delay: Double? = nil,
+        delayBefore: Double? = nil,
+        hooks: Hooks = Hooks(),
+        executor: @escaping @Sendable (IntervalWorker) async throws -> Void
+    ) throws {
+        let checked = try Schedule.validated(
+            interval: interval,
+            delay: delay,
+            delayBefore: delayBefore,
+            worker: name.map { "\"\($0)\"" } ?? "(unnamed)"
+        )
+        self.executor = .async(executor)
         self.schedule = Schedule(
             interval: checked.interval, delay: checked.delay, delayBefore: checked.delayBefore ?? 0)
         try super.init(kind: .interval, supervisor: supervisor, name: name, priority: priority, hooks: hooks)
@@ -253,7 +308,12 @@ public final class IntervalWorker: Worker {
     }
 
     override func kindExecute() -> Bool {
-        self.invoke { try self.executor(self) }
+        switch self.executor {
+        case .sync(let executor):
+            return self.invoke { try executor(self) }
+        case .async(let executor):
+            return self.executeAsync { try await executor(self) }
+        }
     }
 
     override func kindExecutionEnded(now: Double) {

@@ -86,6 +86,10 @@ extension Worker {
         }
         let after = self.core.lockedValue.lifecycle
         let draining = after == .stopping(drain: true)
+        if !draining, let execution = self.asyncExecution {
+            // A stop without drain cancels the running async execution (a draining one lets it run).
+            effects.cancelExecution = execution
+        }
         if before == .running || (before == .stopping(drain: true) && !draining) {
             self.kindStopRequested(drain: draining, wasDraining: before != .running)
         }
@@ -210,6 +214,7 @@ extension Worker {
                 let goOn = self.kindExecute()
                 if self.executionSuspended {
                     self.perform(effects)
+                    self.launchPendingExecution()
                     return
                 }
                 core.lock()
@@ -322,7 +327,10 @@ extension Worker {
             self.armTimer(timer.id, at: timer.deadline)
         }
         if effects.wakePutters {
-            self.core.broadcast()
+            self.wakeAllPutters()
+        }
+        if let execution = effects.cancelExecution {
+            execution.cancel()
         }
         if let task = effects.cancelTask {
             // A successful cancel finishes the task here, and its handler finishes the stop.

@@ -150,6 +150,14 @@ public class Worker: CustomStringConvertible {
     // owned by the slot
     @exclusivity(unchecked) var stepTaken = false
 
+    /// The Swift task of the running async execution (``executeAsync(_:)``), cancelled by a stop.
+    // protected by `core`
+    var asyncExecution: AsyncExecution?
+
+    /// Starts the Swift task of an async execution once the slot's task has let go of the slot.
+    // owned by the slot
+    @exclusivity(unchecked) var pendingLaunch: (@Sendable () -> Void)?
+
     /// The worker's swift-metrics instruments, under the name it was made with.
     let metrics: WorkerMetrics
 
@@ -308,7 +316,9 @@ public class Worker: CustomStringConvertible {
             mayWait = false
         }
         // A worker on an aloop is never waited for from that aloop's thread: its executions need the thread.
-        if mayWait && !effects.finalize && !self.core.lockedValue.isCurrentThread && !self.isOnOwnAloopThread {
+        if mayWait && !effects.finalize && !self.core.lockedValue.isCurrentThread && !self.isOnOwnAloopThread
+            && !self.isInOwnAsyncExecution
+        {
             let candidate = Waiter()
             if self.core.lockedValue.addStopWaiter(candidate) {
                 waiter = candidate
@@ -379,6 +389,12 @@ public class Worker: CustomStringConvertible {
     /// Whether a draining stop still has items to run. Runs with `core` locked.
     var kindHasDrainWork: Bool {
         false
+    }
+
+    /// Wakes every caller waiting for room in a queue worker's `put` (a stop dropped or set aside the items).
+    /// Runs with `core` unlocked.
+    func wakeAllPutters() {
+        self.core.broadcast()
     }
 
     /// Items waiting. Runs with `core` locked.

@@ -27,8 +27,9 @@ struct WorkerStateMachine: Sendable {
         case empty
         /// A task was submitted and its body has not started (`task` is known once `submit` returned).
         case submitted(token: Int, task: SupervisorTask?)
-        /// A task body runs on `thread`.
-        case running(token: Int, thread: pthread_t)
+        /// A task body runs on `thread`; `nil` while its execution is an async executor's Swift task, which runs
+        /// on no thread of its own.
+        case running(token: Int, thread: pthread_t?)
         /// `thread` is finishing a stop (running `onStop`).
         case finalizing(thread: pthread_t)
 
@@ -36,7 +37,8 @@ struct WorkerStateMachine: Sendable {
         var thread: pthread_t? {
             switch self {
             case .empty, .submitted: nil
-            case .running(_, let thread), .finalizing(let thread): thread
+            case .running(_, let thread): thread
+            case .finalizing(let thread): thread
             }
         }
     }
@@ -72,6 +74,8 @@ struct WorkerStateMachine: Sendable {
         var callOnStop = false
         /// Threads blocked in a queue worker's `put` to wake (all of them).
         var wakePutters = false
+        /// The running async executor's Swift task to cancel (a stop was requested).
+        var cancelExecution: AsyncExecution?
     }
 
     /// What ``finishStop()`` decided.
@@ -185,6 +189,13 @@ struct WorkerStateMachine: Sendable {
         }
         self.slot = .running(token: token, thread: pthread_self())
         return true
+    }
+
+    /// The slot's task for `token` goes on on another thread (`nil`: in a suspended Swift task, on no thread).
+    mutating func moveSlot(token: Int, to thread: pthread_t?) {
+        if case .running(token, _) = self.slot {
+            self.slot = .running(token: token, thread: thread)
+        }
     }
 
     /// Whether the task for `token` holds the slot (it runs, or its execution waits on an aloop).
