@@ -17,6 +17,12 @@ extension LuaHost {
         self.core.asyncState.cancelBits.store((cancel ?? .infinity).bitPattern, ordering: .relaxed)
     }
 
+    /// ``setAloopBlockLimits(warning:cancel:)`` with `Duration`s (`.milliseconds(200)`); `cancel: nil` never
+    /// cancels.
+    public func setAloopBlockLimits(warning: Duration, cancel: Duration?) {
+        self.setAloopBlockLimits(warning: warning.inSeconds, cancel: cancel.map(\.inSeconds))
+    }
+
     /// The aloop that async Lua code of this host uses when it names none: the supervisor's default aloop, made
     /// (as `default`) if there is none.
     ///
