@@ -77,6 +77,8 @@ let package = Package(
                 "ATasker",
                 "ATaskerLua",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/EmbedSwift",
             swiftSettings: swiftSettings
