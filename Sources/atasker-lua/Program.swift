@@ -5,8 +5,17 @@ import Logging
 import Synchronization
 
 /// One run of `atasker-lua`: the supervisor, the host, the signal thread, and the decision of how to end.
-struct Program {
+final class Program: Sendable {
     let command: ATaskerLuaCommand
+    /// A first SIGINT / SIGTERM that came once the program was ending for another reason.
+    private let lateSignal = Atomic<Int32>(0)
+
+    /// The least time that the main state's finalizers get at the end, whatever the stop deadline.
+    static let finalizerGrace = 1.0
+
+    init(command: ATaskerLuaCommand) {
+        self.command = command
+    }
 
     /// Runs the script and waits for the end; returns the exit status (or never returns, when a signal ends it).
     func run() -> Int32 {
@@ -31,7 +40,11 @@ struct Program {
         let scriptRunning = Atomic<Bool>(true)
         let ending = Ending()
         ProgramSignals.startWaiting(control: control, logger: logger) { signal in
-            guard scriptRunning.load(ordering: .acquiring) else { return }
+            guard scriptRunning.load(ordering: .acquiring) else {
+                // The program ends already (it may be closing the main state): it dies by this signal at the end.
+                self.lateSignal.store(signal, ordering: .releasing)
+                return
+            }
             spawnThread {
                 _ = ending.once {
                     self.end(.signal(signal), host: host, supervisor: supervisor, logger: logger, closeHost: false)
@@ -69,18 +82,30 @@ struct Program {
         if case .signal = event {
             logger.info("stopping: running work may take up to \(self.command.stopTimeout) s")
         }
+        let deadline = Monotonic.now() + self.command.stopTimeout
         let left = supervisor.shutdown(cancelTasks: event != .idle)
-        if left.isEmpty && closeHost {
-            host.close()
+        // The main state's `__gc` finalizers run as it closes, where no hook can cancel them: one that never
+        // returns is left behind at the stop deadline (with a second at least, so a prompt finalizer always
+        // finishes), and the exit status says the end was not clean.
+        let closeTimeout = max(deadline - Monotonic.now(), Self.finalizerGrace)
+        var abandoned = false
+        if left.isEmpty && closeHost && !host.close(timeout: .seconds(closeTimeout)) {
+            abandoned = true
+            logger.warning(
+                "a __gc finalizer of the main state has not returned by the stop deadline (--stop-timeout \(self.command.stopTimeout) s, at least \(Self.finalizerGrace) s for the finalizers) as the program ends: it is left behind (no hook can cancel a finalizer)"
+            )
         }
         LuaHost.flushOutput()
+        let late = self.lateSignal.load(ordering: .acquiring)
         switch event {
         case .signal(let signal):
             ProgramSignals.reraise(signal)
+        case _ where late != 0:
+            ProgramSignals.reraise(late)
         case .exit(let code):
-            return code
+            return abandoned && code == 0 ? 1 : code
         case .idle:
-            return 0
+            return abandoned ? 1 : 0
         }
     }
 }

@@ -69,4 +69,21 @@ struct ShutdownTests {
         #expect(left.isEmpty)
         #expect(supervisor.runningCode().isEmpty)
     }
+
+    @Test("close(timeout:) leaves a finalizer that does not return in time behind, and the host is closed")
+    func closeWithTimeout() throws {
+        let supervisor = TaskSupervisor(configuration: .init(poolSize: 2), logger: HostMisuseTests.quietLogger())
+        supervisor.start()
+        defer { _ = supervisor.stop(wait: .seconds(10), cancelTasks: true) }
+        let quick = LuaHost(supervisor: supervisor, logger: HostMisuseTests.quietLogger())
+        try quick.run(string: "setmetatable({}, {__gc = function() end})")
+        #expect(quick.close(timeout: .seconds(30)))
+        let slow = LuaHost(supervisor: supervisor, logger: HostMisuseTests.quietLogger())
+        // A C call that returns by itself, so the finalizer left behind ends soon after the test.
+        try slow.run(string: "SLOW = setmetatable({}, {__gc = function() os.execute('sleep 2') end})")
+        let started = ContinuousClock.now
+        #expect(!slow.close(timeout: .milliseconds(200)))
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(throws: LuaError.self) { try slow.run(string: "return 1") }
+    }
 }

@@ -7,7 +7,7 @@ import Glibc
 /// (as `NIOThreadPoolWorkAvailable` does). Callers either use ``withLock(_:)`` or, in the hot loops,
 /// ``lock()`` / ``lockedValue`` / ``unlock()`` so that one acquisition covers "finish a task, take the
 /// next one, or wait".
-final class ConditionLock<Value> {
+package final class ConditionLock<Value> {
     // The mutex and the condition variable must not move in memory, so they live in their own
     // allocations rather than as stored properties of this class.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
@@ -15,7 +15,7 @@ final class ConditionLock<Value> {
     // protected by `mutex` (which is why the dynamic exclusivity check, a cost on every access, is off)
     @exclusivity(unchecked) private var storage: Value
 
-    init(_ value: Value) {
+    package init(_ value: Value) {
         self.storage = value
         self.mutex = .allocate(capacity: 1)
         self.condition = .allocate(capacity: 1)
@@ -46,32 +46,32 @@ final class ConditionLock<Value> {
 
     /// Acquires the mutex.
     @inline(__always)
-    func lock() {
+    package func lock() {
         pthread_mutex_lock(self.mutex)
     }
 
     /// Releases the mutex.
     @inline(__always)
-    func unlock() {
+    package func unlock() {
         pthread_mutex_unlock(self.mutex)
     }
 
     /// The protected value. Only touch it between ``lock()`` and ``unlock()``.
-    var lockedValue: Value {
+    package var lockedValue: Value {
         _read { yield self.storage }
         _modify { yield &self.storage }
     }
 
     /// Runs `body` with the mutex held.
     @inline(__always)
-    func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+    package func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
         self.lock()
         defer { self.unlock() }
         return try body(&self.storage)
     }
 
     /// Waits for a signal. The mutex must be held; it is held again on return.
-    func wait() {
+    package func wait() {
         pthread_cond_wait(self.condition, self.mutex)
     }
 
@@ -79,19 +79,19 @@ final class ConditionLock<Value> {
     ///
     /// - Returns: `false` if the deadline passed, `true` if the wait ended for another reason
     ///   (a signal, or a spurious wake-up).
-    func wait(until deadline: Double) -> Bool {
+    package func wait(until deadline: Double) -> Bool {
         var spec = Monotonic.absoluteTime(at: deadline)
         return pthread_cond_timedwait(self.condition, self.mutex, &spec) != ETIMEDOUT
     }
 
     /// Wakes one waiting thread. Call it after releasing the mutex when possible.
     @inline(__always)
-    func signal() {
+    package func signal() {
         pthread_cond_signal(self.condition)
     }
 
     /// Wakes every waiting thread.
-    func broadcast() {
+    package func broadcast() {
         pthread_cond_broadcast(self.condition)
     }
 }

@@ -235,13 +235,44 @@ public final class LuaHost: Sendable {
         self.close()
     }
 
-    /// Closes the main state. Pool states close when their threads end. Closing twice does nothing.
+    /// Closes the main state, running its `__gc` finalizers. Pool states close when their threads end. Closing
+    /// twice does nothing. A finalizer that never returns keeps this call from returning (no hook can reach a
+    /// finalizer: Lua runs them with hooks off); ``close(timeout:)`` bounds the wait.
     public func close() {
-        self.main.withLock { main in
+        // Taken out under the lock and closed outside it: calls that come during the finalizers find the host
+        // closed and raise, instead of waiting for the lock.
+        let state = self.main.withLock { main in
             main.closed = true
-            main.state?.close()
-            main.state = nil
+            defer { main.state = nil }
+            return main.state
         }
+        state?.close()
+    }
+
+    /// Closes the main state as ``close()`` does, waiting at most `timeout` for its `__gc` finalizers.
+    ///
+    /// - Returns: `true` when the state is closed; `false` when a finalizer still runs at the deadline (one that
+    ///   never returns cannot be cancelled). It goes on, on a thread of its own, and the host is closed for every
+    ///   other call: a process that ends then leaves it behind, as `atasker-lua` does at its stop deadline.
+    @discardableResult
+    public func close(timeout: Duration) -> Bool {
+        let done = ConditionLock(false)
+        let started = spawnThread(inlineOnFailure: false) {
+            self.close()
+            done.withLock { $0 = true }
+            done.broadcast()
+        }
+        guard started else {
+            self.close()
+            return true
+        }
+        let deadline = Monotonic.now() + max(0, timeout.inSeconds)
+        done.lock()
+        defer { done.unlock() }
+        while !done.lockedValue {
+            if !done.wait(until: deadline) { return done.lockedValue }
+        }
+        return true
     }
 }
 
