@@ -59,6 +59,7 @@ typedef struct Slot {
   char where[WHEREMAX];            /* last known 'file:line' */
   char *trace;                     /* last traceback taken (malloc'd) */
   uint64_t traceid;                /* the execution it belongs to */
+  double started;                  /* when the running execution began */
 } Slot;
 
 static pthread_mutex_t reglock = PTHREAD_MUTEX_INITIALIZER;
@@ -306,6 +307,32 @@ int atl_exec_label(uint64_t id, char *buf, size_t len) {
   return found;
 }
 
+/* The coarse clock: a few nanoseconds a read, and its few milliseconds of
+** resolution are enough to say how long an execution has run. */
+static double coarsenow(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+double atl_exec_elapsed(uint64_t id) {
+  Slot *s;
+  double elapsed = -1;
+  if (id == 0) return -1;
+  pthread_mutex_lock(&reglock);
+  s = findslot(id, 0);
+  if (s != NULL) {
+    pthread_mutex_lock(&s->lock);
+    if (atomic_load(&s->id) == id) {
+      elapsed = coarsenow() - s->started;
+      if (elapsed < 0) elapsed = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
+  pthread_mutex_unlock(&reglock);
+  return elapsed;
+}
+
 void atl_exec_begin(lua_State *L, atl_ExecFrame *f) {
   Slot *s = myslot;
   uint64_t id;
@@ -328,6 +355,8 @@ void atl_exec_begin(lua_State *L, atl_ExecFrame *f) {
   memcpy(f->what, s->what, sizeof f->what);
   memcpy(s->what, s->nextwhat, sizeof s->what);
   strcpy(s->where, "?");
+  f->started = s->started;
+  s->started = coarsenow();
   pthread_mutex_unlock(&s->lock);
   s->L = L;
   s->cancelling = 0;
@@ -359,6 +388,7 @@ void atl_exec_end(lua_State *L, atl_ExecFrame *f) {
   lua_sethook(L, NULL, 0, 0);
   pthread_mutex_lock(&s->lock);
   memcpy(s->what, f->what, sizeof s->what);
+  s->started = f->started;
   pthread_cond_broadcast(&s->cond);  /* waiters for a traceback: it ended */
   pthread_mutex_unlock(&s->lock);
 }

@@ -245,6 +245,7 @@ typedef struct atl_ExecFrame {
   lua_State *L;
   int cancelling;
   void *host;
+  double started;
   char what[ATL_EXEC_WHATMAX];
 } atl_ExecFrame;
 

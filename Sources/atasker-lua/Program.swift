@@ -20,6 +20,7 @@ final class Program: Sendable {
     /// Runs the script and waits for the end; returns the exit status (or never returns, when a signal ends it).
     func run() -> Int32 {
         FatalSignals.install(label: "atasker-lua")
+        let notifier = SystemdNotifier.fromEnvironment()  // before any thread: it edits the environment
         let logger = Logger(label: "atasker-lua")
         var configuration = TaskSupervisor.Configuration()
         if let v = self.command.poolSize { configuration.poolSize = v }
@@ -47,15 +48,23 @@ final class Program: Sendable {
             }
             spawnThread {
                 _ = ending.once {
-                    self.end(.signal(signal), host: host, supervisor: supervisor, logger: logger, closeHost: false)
+                    notifier?.send("STOPPING=1")
+                    return self.end(
+                        .signal(signal), host: host, supervisor: supervisor, logger: logger, closeHost: false)
                 }
             }
         } cancel: {
             Self.cancelOnSecondSignal(supervisor: supervisor, logger: logger)
+        } report: {
+            Self.reportRunning(host: host, scriptRunning: scriptRunning.load(ordering: .acquiring))
         }
 
         do {
             try host.run(file: self.command.script, arguments: self.command.scriptArguments)
+            if let notifier {
+                notifier.send("READY=1")
+                notifier.startWatchdog(supervisor: supervisor, logger: logger)
+            }
         } catch {
             LuaHost.flushOutput()
             writeStandardError("atasker-lua: \(error.fullMessage)\n")
@@ -68,7 +77,8 @@ final class Program: Sendable {
         }
         let event = control.wait()
         return ending.once {
-            self.end(event, host: host, supervisor: supervisor, logger: logger, closeHost: true)
+            notifier?.send("STOPPING=1")
+            return self.end(event, host: host, supervisor: supervisor, logger: logger, closeHost: true)
         }
     }
 
@@ -129,6 +139,22 @@ extension Program {
     }
 }
 
+extension Program {
+    /// On SIGUSR1: every Lua execution that runs now, with how long it has run and its traceback, on stderr (not
+    /// through the log, whose level may hide it); the program goes on.
+    static func reportRunning(host: LuaHost, scriptRunning: Bool) {
+        let reports = host.executionReports(within: .milliseconds(80))
+        var text = "atasker-lua (pid \(getpid())): SIGUSR1: \(reports.count) Lua execution"
+        text += reports.count == 1 ? " runs now" : "s run now"
+        text += scriptRunning ? " (and the script's top level in the main state)\n" : "\n"
+        for report in reports {
+            text += report.description + "\n"
+        }
+        LuaHost.flushOutput()
+        writeStandardError(text)
+    }
+}
+
 /// Ends the program once: the first caller runs the ending, and any later one waits for the process to end by it.
 final class Ending: Sendable {
     private let claimed = Atomic<Bool>(false)
@@ -182,19 +208,29 @@ final class ProgramControl: @unchecked Sendable {
     }
 }
 
-/// SIGINT and SIGTERM: blocked in every thread, and waited for by one.
+/// SIGINT, SIGTERM and SIGHUP (a stop), SIGUSR1 (a report): blocked in every thread, and waited for by one.
 enum ProgramSignals {
     static func signalSet() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        sigaddset(&set, SIGINT)
-        sigaddset(&set, SIGTERM)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGUSR1] {
+            sigaddset(&set, signal)
+        }
         return set
     }
 
-    /// Signals that keep their default action (the program dies by them at once): SIGHUP, SIGUSR1, SIGUSR2,
-    /// SIGALRM, SIGPIPE.
-    static let defaultActionSignals: [Int32] = [SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGPIPE]
+    static func name(_ signal: Int32) -> String {
+        switch signal {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGHUP: "SIGHUP"
+        case SIGUSR1: "SIGUSR1"
+        default: "signal \(signal)"
+        }
+    }
+
+    /// Signals that keep their default action (the program dies by them at once): SIGUSR2, SIGALRM, SIGPIPE.
+    static let defaultActionSignals: [Int32] = [SIGUSR2, SIGALRM, SIGPIPE]
 
     /// Gives ``defaultActionSignals`` their default action and unblocks them, so that what they do does not
     /// depend on what started the program: a launcher (a test runner, a supervisor) may leave them ignored or
@@ -214,11 +250,12 @@ enum ProgramSignals {
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
-    /// Waits for SIGINT / SIGTERM on a thread of its own: the first posts a graceful stop and calls `first`; the
-    /// next one runs `cancel` (what still runs is cancelled, or named) and then dies by that signal.
+    /// Waits for the signals of ``signalSet()`` on a thread of its own. SIGUSR1 runs `report` on a thread of its
+    /// own. The first SIGINT / SIGTERM / SIGHUP posts a graceful stop and calls `first`; the next one runs `cancel`
+    /// (what still runs is cancelled, or named) and then dies by that signal.
     static func startWaiting(
         control: ProgramControl, logger: Logger, first: @escaping @Sendable (Int32) -> Void,
-        cancel: @escaping @Sendable () -> Void
+        cancel: @escaping @Sendable () -> Void, report: @escaping @Sendable () -> Void
     ) {
         startThread {
             var set = self.signalSet()
@@ -226,8 +263,12 @@ enum ProgramSignals {
             while true {
                 var signal: Int32 = 0
                 guard sigwait(&set, &signal) == 0 else { continue }
+                if signal == SIGUSR1 {
+                    spawnThread(report)
+                    continue
+                }
                 count += 1
-                let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+                let name = self.name(signal)
                 if count == 1 {
                     logger.info(
                         "received \(name): stopping gracefully (a second signal cancels running work and quits)")

@@ -27,9 +27,23 @@ struct CLIRun {
         _ arguments: [String], timeout: Double = 60, executable: String? = nil,
         whileRunning: ((Process, Collector) throws -> Void)? = nil
     ) throws -> CLIRun {
+        try self.run(arguments, timeout: timeout, executable: executable) { process, stdout, _ in
+            try whileRunning?(process, stdout)
+        }
+    }
+
+    /// ``run(_:timeout:executable:whileRunning:)`` with both output collectors (standard output, then standard
+    /// error) and `environment` added to this process's.
+    static func run(
+        _ arguments: [String], timeout: Double = 60, executable: String? = nil, environment: [String: String] = [:],
+        whileRunningWithStreams whileRunning: ((Process, Collector, Collector) throws -> Void)?
+    ) throws -> CLIRun {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable ?? self.binary)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.currentDirectoryURL = packageRoot
         let out = Pipe()
         let err = Pipe()
@@ -41,7 +55,7 @@ struct CLIRun {
         try process.run()
         let stdout = Collector(out.fileHandleForReading)
         let stderr = Collector(err.fileHandleForReading)
-        if let whileRunning { try whileRunning(process, stdout) }
+        if let whileRunning { try whileRunning(process, stdout, stderr) }
         if ended.wait(timeout: .now() + timeout) == .timedOut {
             kill(process.processIdentifier, SIGKILL)
             ended.wait()
@@ -84,6 +98,17 @@ final class Collector: @unchecked Sendable {
         self.condition.lock()
         defer { self.condition.unlock() }
         while !String(decoding: self.data, as: UTF8.self).contains(text) {
+            if self.closed || !self.condition.wait(until: deadline) { return false }
+        }
+        return true
+    }
+
+    /// Waits until the output contains `text` `occurrences` times; false if it ends or the time runs out first.
+    func waitFor(_ text: String, occurrences: Int, timeout: Double = 30) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while String(decoding: self.data, as: UTF8.self).components(separatedBy: text).count - 1 < occurrences {
             if self.closed || !self.condition.wait(until: deadline) { return false }
         }
         return true

@@ -357,6 +357,9 @@ int atl_exec_running(void *host, uint64_t *ids, int max);
 /* [-0, +0, -] The name of running execution 'id' ("worker 'w'") into 'buf';
 ** returns 0 when it does not run. */
 int atl_exec_label(uint64_t id, char *buf, size_t len);
+/* [-0, +0, -] Seconds that running execution 'id' has run (on a clock of a
+** few milliseconds' resolution), or -1 when it does not run. */
+double atl_exec_elapsed(uint64_t id);
 
 /* [-0, +0, -] Ask execution 'id' for ATL_EXEC_TRACE and/or
 ** ATL_EXEC_CANCEL. Returns ATL_EXEC_SENT, ATL_EXEC_NOTRUNNING (it ended:
