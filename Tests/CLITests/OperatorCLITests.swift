@@ -147,6 +147,39 @@ struct OperatorCLITests {
     }
 }
 
+extension OperatorCLITests {
+    @Test("an interval worker at 100 ms keeps its schedule while the wall clock steps +1 h and back (-1 h)")
+    func wallClockSteps() throws {
+        // Tests/Fixtures/c/wallclock_step.c, preloaded, steps what CLOCK_REALTIME reads in this process only.
+        let library = FileManager.default.temporaryDirectory
+            .appendingPathComponent("atasker-wallclock-\(getpid())-\(UUID().uuidString.prefix(8)).so").path
+        defer { try? FileManager.default.removeItem(atPath: library) }
+        let clang = Process()
+        clang.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        clang.arguments = ["clang", "-shared", "-fPIC", "-O2", "-o", library, CLIRun.fixture("c/wallclock_step.c")]
+        try clang.run()
+        clang.waitUntilExit()
+        try #require(clang.terminationStatus == 0, "clang could not build the wall-clock shim")
+        let run = try CLIRun.run(
+            ["Tests/Fixtures/interval_clock.lua", "10"],
+            environment: ["LD_PRELOAD": library, "ATL_WALLCLOCK_STEPS": "3:3600,6:0"], whileRunningWithStreams: nil)
+        #expect(run.status == 0, "\(run.stderr)")
+        let fields = Dictionary(
+            uniqueKeysWithValues: run.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { pair in
+                let parts = pair.split(separator: "=")
+                return parts.count == 2 ? (String(parts[0]), Double(parts[1]) ?? -1) : nil
+            })
+        // The step was seen by the script (os.time) ...
+        #expect((fields["wallspan"] ?? 0) >= 3600, "\(run.stdout)")
+        // ... and not by the schedule: one tick at the start and one every 100 ms of the 10 s (a late execution
+        // skips ticks, which still count), no burst, no stall (the bound on the gap is for a loaded machine).
+        let ticks = (fields["runs"] ?? 0) + (fields["skipped"] ?? 0)
+        #expect((99...103).contains(ticks), "\(run.stdout)")
+        #expect((fields["runs"] ?? 0) <= 103, "\(run.stdout)")
+        #expect((fields["maxgap"] ?? 99) < 2, "\(run.stdout)")
+    }
+}
+
 /// A datagram socket that stands for systemd's notify socket, in a temporary folder.
 final class NotifySocket {
     let path: String
