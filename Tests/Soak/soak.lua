@@ -99,9 +99,12 @@ local faults = atasker.background_worker{name = "faults", interval = 1, fn = fun
 end}
 faults:start{faulty = faulty, victim = workers[1]}
 
+-- Two mp tasks at once: both children of the pool are alive at each sample (a killed one is replaced on demand).
+local both = atasker.background_task(function() atasker.sleep(0.05) end, {mp = true, timeout = 30})
 local function sample(what)
   stats:set("quiet", true)
   atasker.sleep(1.5)  -- the fault in flight ends (a killed child is replaced, a runaway cancelled)
+  atasker.wait_completed({both(), both()}, 30)
   print("sample " .. what)
   io.stdout:flush()
   atasker.sleep(0.5)  -- scripts/soak reads /proc meanwhile
