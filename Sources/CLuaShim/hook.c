@@ -175,6 +175,32 @@ static void noteplace(lua_State *L, Slot *s) {
   }
 }
 
+/* The message handler that 'atl_skiphandlers' puts in place. */
+static int sameerror(lua_State *L) {
+  lua_settop(L, 1);
+  return 1;
+}
+
+void atl_skiphandlers(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 0; lua_getstack(L, level, &ar); level++) {
+    int ours;
+    lua_getinfo(L, "f", &ar);
+    ours = lua_tocfunction(L, -1) == atl_xpcall;
+    lua_pop(L, 1);
+    if (ours) {
+      lua_pushcfunction(L, sameerror);
+      if (lua_setlocal(L, &ar, 2) == NULL) lua_pop(L, 1);
+    }
+  }
+}
+
+int atl_raise_unhandled(lua_State *L) {
+  atl_skiphandlers(L);
+  return lua_error(L);
+}
+
 static void hookf(lua_State *L, lua_Debug *ar);
 
 static void arm(lua_State *L) {
@@ -215,13 +241,15 @@ static void hookf(lua_State *L, lua_Debug *ar) {
     pthread_mutex_unlock(&s->lock);
   }
   if (s->cancelling) {
-    lua_getinfo(L, "l", ar);
-    if (ar->currentline <= 0) return;  /* in a C function: not here */
-    if (req == 0) noteplace(L, s);
+    char msg[WHATMAX + WHEREMAX + 16];
+    lua_getinfo(L, "S", ar);
+    if (*ar->what == 'C') return;  /* in a C function: not here */
     pthread_mutex_lock(&s->lock);
-    lua_pushfstring(L, "%s cancelled at %s", s->what, s->where);
+    snprintf(msg, sizeof msg, "%s cancelled at %s", s->what, s->where);
     pthread_mutex_unlock(&s->lock);
-    lua_error(L);
+    /* pushed after the unlock: a memory error must not leave it held */
+    lua_pushstring(L, msg);
+    atl_raise_unhandled(L);  /* raised in a hook: no handler may run */
   }
   /* served: take the hook off, unless a request came meanwhile */
   lua_sethook(L, NULL, 0, 0);
@@ -646,6 +674,8 @@ static int resume_step(lua_State *L, lua_State *co, int narg, int wrapped) {
     lua_insert(L, -2);
     lua_concat(L, 2);
   }
+  if (atl_exec_cancelling() || atl_isexit(L, -1))
+    return atl_raise_unhandled(L);
   return lua_error(L);
 }
 

@@ -280,6 +280,16 @@ void atl_exec_cancel_now(lua_State *co);
 /* [-0, +1, m] Push the cancel error of the execution running on this
 ** thread: "<what> cancelled at <file:line>". */
 void atl_exec_pushcancel(lua_State *L);
+/* [-?, +?, e] 'xpcall', whose message handler is slot 2 of its frame. */
+int atl_xpcall(lua_State *L);
+/* [-0, +0, -] Every 'xpcall' running in 'L' gets a message handler that
+** returns the error as it is, so that the error raised next reaches the
+** protected call without running the code's handler: a cancel or an exit
+** is not the code's to handle, and a handler called for an error raised in
+** a hook runs with hooks off, out of reach of any cancel. */
+void atl_skiphandlers(lua_State *L);
+/* [-1, +0, v] 'lua_error' after 'atl_skiphandlers'. */
+int atl_raise_unhandled(lua_State *L);
 
 /* }====================================================================== */
 

@@ -177,14 +177,14 @@ static int l_exit(lua_State *L) {
 /* 'pcall' and 'xpcall' that let 'os.exit' through: the exit unwinds as an
 ** error holding the exit sentinel, and a protected call that caught it
 ** raises it again, so 'pcall(os.exit, 3)' ends the program (or the child)
-** as 'os.exit(3)' does. The continuation keeps them yieldable. Upvalue 1 is
-** Lua's own function. */
+** as 'os.exit(3)' does. The continuations keep them yieldable. Upvalue 1 of
+** 'l_pcall' is Lua's own 'pcall'. */
 static int pcall_cont(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   if (lua_gettop(L) >= 2 && !lua_toboolean(L, 1) && atl_isexit(L, 2)) {
     lua_pushvalue(L, 2);
-    return lua_error(L);
+    return atl_raise_unhandled(L);
   }
   return lua_gettop(L);
 }
@@ -196,15 +196,42 @@ static int l_pcall(lua_State *L) {
   return pcall_cont(L, LUA_OK, 0);
 }
 
-static void exit_uncatchable(lua_State *L) {
-  static const char *const names[] = {"pcall", "xpcall"};
-  int i;
-  lua_pushglobaltable(L);
-  for (i = 0; i < 2; i++) {
-    lua_getfield(L, -1, names[i]);
-    lua_pushcclosure(L, l_pcall, 1);
-    lua_setfield(L, -2, names[i]);
+/*
+** 'xpcall(f, msgh, ...)', ours rather than a wrapper of Lua's: the message
+** handler stays in slot 2 of this function's frame for the whole call, so
+** that an error that must not run it (a cancel, 'os.exit') can put
+** 'atl_sameerror' in its place first ('atl_skiphandlers'). That matters
+** because an error raised by a hook calls the handler with hooks off: a
+** handler that loops could never be cancelled. After the call, the stack
+** is 'f, msgh, true' and the results, or the error object on top.
+*/
+static int xpcall_cont(lua_State *L, int status, lua_KContext ctx) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    if (atl_isexit(L, -1)) return atl_raise_unhandled(L);  /* it goes on */
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;  /* false, error */
   }
+  return lua_gettop(L) - (int)ctx;  /* true, results */
+}
+
+int atl_xpcall(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);  /* f, msgh, true, f, args... */
+  return xpcall_cont(L, lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_cont),
+                     2);
+}
+
+static void exit_uncatchable(lua_State *L) {
+  lua_pushglobaltable(L);
+  lua_getfield(L, -1, "pcall");
+  lua_pushcclosure(L, l_pcall, 1);
+  lua_setfield(L, -2, "pcall");
+  lua_pushcfunction(L, atl_xpcall);
+  lua_setfield(L, -2, "xpcall");
   lua_pop(L, 1);
 }
 

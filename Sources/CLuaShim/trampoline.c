@@ -664,7 +664,7 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
     free(c->error);
     atl_statedata(L)->exitcode = c->exitcode;
     lua_pushlightuserdata(L, &atl_exit_sentinel);
-    return lua_error(L);
+    return atl_raise_unhandled(L);  /* no message handler sees it */
   }
   if (st != ATL_OK) {
     if (c->error_value && c->result.len > 0) return raisevalue(L, c);
@@ -796,7 +796,7 @@ int atl_host_resumed(lua_State *L) {
   lua_pop(L, 1);  /* a light userdata (or what someone resumed us with) */
   if (v == (void *)&atl_async_cancel) {
     atl_exec_pushcancel(L);
-    return lua_error(L);
+    return atl_raise_unhandled(L);
   }
   if (v == NULL)
     return luaL_error(L, "a coroutine waiting for the aloop was resumed by "

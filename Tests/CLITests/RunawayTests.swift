@@ -99,4 +99,51 @@ struct RunawayTests {
             run.stderr.contains("at Tests/Fixtures/runaway_cli.lua:23 is stuck in one long C call"), "\(run.stderr)")
         #expect(run.stderr.contains("worker 'spin' cancelled at"), "\(run.stderr)")
     }
+
+    @Test("run_timeout cancels a worker and a task that loop in xpcall's message handler")
+    func handlerTimeout() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/runaway_handler.lua", "timeout"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("handler run 2\n"), "\(run.stdout)")
+        #expect(
+            run.stdout.contains(
+                "task\tfalse\tfailed\ttask 2 (handler task) cancelled at Tests/Fixtures/runaway_handler.lua:16"),
+            "\(run.stdout)")
+        #expect(!run.stdout.contains("not reached"))
+        #expect(
+            run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:16"), "\(run.stderr)")
+        #expect(!run.stderr.contains("stuck"), "\(run.stderr)")
+    }
+
+    @Test("stop{wait=T} cancels a loop in a message handler and loops that catch the cancel error and go on")
+    func handlerStop() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/runaway_handler.lua", "stop"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let names = ["handler", "handler_pcall", "pcall", "xpcall", "caught", "recursive", "coroutine"]
+        #expect(run.stdout == names.map { "\($0)\ttrue\t1\n" }.joined(), "\(run.stdout)\n\(run.stderr)")
+        for name in names {
+            #expect(
+                run.stderr.contains("worker '\(name)' cancelled at Tests/Fixtures/runaway_handler.lua:"),
+                "\(name): \(run.stderr)")
+        }
+        #expect(run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:16"))
+        #expect(!run.stderr.contains("stuck"), "\(run.stderr)")
+    }
+
+    @Test("the stop deadline after one SIGINT cancels a worker and a task that loop in a message handler")
+    func handlerSignal() throws {
+        let run = try CLIRun.run(["--stop-timeout", "0.3", "Tests/Fixtures/runaway_handler.lua", "signal"]) {
+            process, stdout in
+            #expect(stdout.waitFor("running"))
+            kill(process.processIdentifier, SIGINT)
+        }
+        #expect(run.signaled && run.status == SIGINT, "\(run.status): \(run.stderr)")
+        #expect(
+            run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:16"), "\(run.stderr)")
+        #expect(
+            run.stderr.contains("task 2 (handler task) cancelled at Tests/Fixtures/runaway_handler.lua:16"),
+            "\(run.stderr)")
+        #expect(!run.stderr.contains("stuck"), "\(run.stderr)")
+        #expect(!run.stderr.contains("left behind"), "\(run.stderr)")
+    }
 }
