@@ -107,11 +107,11 @@ struct RunawayTests {
         #expect(run.stdout.contains("handler run 2\n"), "\(run.stdout)")
         #expect(
             run.stdout.contains(
-                "task\tfalse\tfailed\ttask 2 (handler task) cancelled at Tests/Fixtures/runaway_handler.lua:16"),
+                "task\tfalse\tfailed\ttask 2 (handler task) cancelled at Tests/Fixtures/runaway_handler.lua:18"),
             "\(run.stdout)")
         #expect(!run.stdout.contains("not reached"))
         #expect(
-            run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:16"), "\(run.stderr)")
+            run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:18"), "\(run.stderr)")
         #expect(!run.stderr.contains("stuck"), "\(run.stderr)")
     }
 
@@ -126,7 +126,16 @@ struct RunawayTests {
                 run.stderr.contains("worker '\(name)' cancelled at Tests/Fixtures/runaway_handler.lua:"),
                 "\(name): \(run.stderr)")
         }
-        #expect(run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:16"))
+        #expect(run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:18"))
+        #expect(!run.stderr.contains("stuck"), "\(run.stderr)")
+    }
+
+    @Test("stop{wait=T} cancels a loop in a function without line information (stripped bytecode)")
+    func strippedStop() throws {
+        let run = try CLIRun.run(["--allow-bytecode", "Tests/Fixtures/runaway_handler.lua", "stripped"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "stripped\ttrue\t1\n", "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stderr.contains("worker 'stripped' cancelled at"), "\(run.stderr)")
         #expect(!run.stderr.contains("stuck"), "\(run.stderr)")
     }
 
@@ -139,9 +148,9 @@ struct RunawayTests {
         }
         #expect(run.signaled && run.status == SIGINT, "\(run.status): \(run.stderr)")
         #expect(
-            run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:16"), "\(run.stderr)")
+            run.stderr.contains("worker 'handler' cancelled at Tests/Fixtures/runaway_handler.lua:18"), "\(run.stderr)")
         #expect(
-            run.stderr.contains("task 2 (handler task) cancelled at Tests/Fixtures/runaway_handler.lua:16"),
+            run.stderr.contains("task 2 (handler task) cancelled at Tests/Fixtures/runaway_handler.lua:18"),
             "\(run.stderr)")
         #expect(!run.stderr.contains("stuck"), "\(run.stderr)")
         #expect(!run.stderr.contains("left behind"), "\(run.stderr)")

@@ -5,7 +5,9 @@
 --   "stop": stop{wait=0.3} of workers that loop in a handler, or catch the
 --     cancel with pcall / xpcall / a coroutine and loop on;
 --   "signal": a worker and a task loop in a handler; "running" is printed
---     once both do, and the program waits for SIGINT.
+--     once both do, and the program waits for SIGINT;
+--   "stripped" (with --allow-bytecode): stop{wait=0.3} of a worker that
+--     loops in a function loaded from bytecode without line information.
 local atasker = require "atasker"
 local mode = arg[1]
 local inside = atasker.shared("inside")
@@ -72,6 +74,15 @@ elseif mode == "stop" then
     w:stop{wait = 0.3}
     print(w.name, w:is_stopped(), w.errors)
   end
+elseif mode == "stripped" then
+  local code = string.dump(function() while true do end end, true)
+  local w = atasker.background_worker{name = "stripped", fn = function(kw)
+    load(code, "stripped", "b")()
+  end}
+  w:start()
+  atasker.sleep(0.2)
+  w:stop{wait = 0.3}
+  print(w.name, w:is_stopped(), w.errors)
 elseif mode == "signal" then
   atasker.background_worker{name = "handler", fn = handler_loop}:start()
   atasker.background_task(handler_loop, {name = "handler task"})()
