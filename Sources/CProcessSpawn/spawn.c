@@ -50,9 +50,14 @@ int atp_spawn(const char *path, char *const argv[], char *const envp[],
     status = posix_spawnattr_setsigdefault(&attr, &defaults);
   if (status == 0)
     status = posix_spawnattr_setsigmask(&attr, &mask);
+  /* a process group of its own (pgid = its pid), so that the pool can end
+     the child with everything it started */
+  if (status == 0)
+    status = posix_spawnattr_setpgroup(&attr, 0);
   if (status == 0)
     status = posix_spawnattr_setflags(&attr,
-                                      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+                                      POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETPGROUP);
   if (status == 0)
     status = posix_spawn(pid, path, &actions, &attr, argv, envp);
   posix_spawnattr_destroy(&attr);
@@ -115,11 +120,26 @@ const char *atp_signal_name(int sig, char *buffer, size_t size) {
 
 char **atp_environ(void) { return environ; }
 
+int atp_signal_group(pid_t pgid, int sig) {
+  if (pgid <= 1) return EINVAL;  /* never 0 (our own group) nor -1 (all) */
+  return kill(-pgid, sig) == 0 ? 0 : errno;
+}
+
 void atp_child_signals(void) {
   sigset_t none;
   signal(SIGINT, SIG_IGN);
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+  /* when the thread that spawned us ends (the parent died), SIGCONT: it
+     resumes this process if it is stopped, so that its watcher thread sees
+     the end of the socket and ends the group; a running process ignores it */
+  prctl(PR_SET_PDEATHSIG, SIGCONT, 0UL, 0UL, 0UL);
+}
+
+void atp_child_end_group(void) {
+  pid_t self = getpid();
+  if (getpgrp() == self) kill(-self, SIGKILL);  /* us among them */
+  _exit(0);
 }
 
 int atp_cld_exited(void) { return CLD_EXITED; }

@@ -114,6 +114,22 @@ final class Collector: @unchecked Sendable {
         return true
     }
 
+    /// Waits for a complete line that starts with `prefix` and returns the rest of it; nil if the output ends or
+    /// the time runs out first.
+    func line(startingWith prefix: String, timeout: Double = 30) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while true {
+            let text = String(decoding: self.data, as: UTF8.self)
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            where line.hasPrefix(prefix) {
+                return String(line.dropFirst(prefix.count))
+            }
+            if self.closed || !self.condition.wait(until: deadline) { return nil }
+        }
+    }
+
     /// The output so far.
     func snapshot() -> String {
         self.condition.lock()

@@ -259,8 +259,41 @@ case "parent-respawn":
     )
     supervisor.stop(wait: .seconds(10))
     exit(0)
+case "subreaper":
+    // Run a command (arguments 2...) as a child subreaper, as a process manager or a container's init may be:
+    // the orphans of its tree become this process's children, in its session, so the kernel's rule for
+    // orphaned process groups (SIGHUP and SIGCONT to a group with a stopped member) never applies to them.
+    // It says "launched pid N", reaps every process that comes to it, and exits once none is left.
+    // prctl is variadic, which Swift cannot call: it is called through a pointer of a fixed type.
+    typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
+    let prSetChildSubreaper: Int32 = 36
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "prctl"),
+        unsafeBitCast(symbol, to: Prctl.self)(prSetChildSubreaper, 1, 0, 0, 0) == 0, arguments.count > 2
+    else {
+        say("subreaper: cannot become a child subreaper, or no command")
+        exit(2)
+    }
+    var argv: [UnsafeMutablePointer<CChar>?] = arguments.dropFirst(2).map { strdup($0) } + [nil]
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, arguments[2], nil, nil, &argv, environ) == 0 else {
+        say("subreaper: cannot spawn \(arguments[2])")
+        exit(2)
+    }
+    say("launched pid \(pid)")
+    var status: Int32 = 0
+    while true {
+        let reaped = waitpid(-1, &status, 0)
+        if reaped < 0 && errno == EINTR {
+            continue
+        }
+        if reaped < 0 {
+            break
+        }
+    }
+    exit(0)
 default:
-    let bytes = Array("usage: ProcessChildFixture parent-sleep | parent-print | parent-respawn [N]\n".utf8)
+    let bytes = Array(
+        "usage: ProcessChildFixture parent-sleep | parent-print | parent-respawn [N] | subreaper COMMAND...\n".utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     exit(2)
 }

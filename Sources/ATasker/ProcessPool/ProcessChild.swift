@@ -34,8 +34,11 @@ public enum ProcessChild {
     /// child reports ready and runs calls, in order, until the parent asks it to stop or its descriptor
     /// reaches end-of-file; it then exits with status 0.
     ///
-    /// A watcher thread ends the process (`_exit(0)`) as soon as the descriptor hangs up, even while a call
-    /// runs, so a child dies within a second when its parent is killed.
+    /// The pool spawns each child as the leader of a process group of its own. When the descriptor hangs up
+    /// (the parent is gone, even killed), a watcher thread kills that group with `SIGKILL` at once, even while a
+    /// call runs: the child and whatever it started (`os.execute`, `io.popen`) end within a second. A child that
+    /// is stopped (`SIGSTOP`) cannot run its watcher, so it asks the kernel for `SIGCONT` when its parent dies
+    /// (`PR_SET_PDEATHSIG`), which resumes it.
     ///
     /// - Parameter makeHandler: Creates the handler from the pool's hello bytes.
     public static func runIfChild(_ makeHandler: ([UInt8]) throws -> any ProcessChildHandler) {
@@ -45,14 +48,15 @@ public enum ProcessChild {
         unsetenv(Self.variable)
         // Programs this child runs must not inherit the socket: they would keep it open after the child died.
         _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
-        // SIGINT was blocked by the spawn so that a Ctrl-C sent to the whole process group before this point
-        // stays pending; now it is ignored, and every signal is unblocked.
+        // SIGINT was blocked by the spawn so that a Ctrl-C that reached the child before it left the parent's
+        // process group stays pending; now it is ignored, every signal is unblocked, and the parent's death
+        // will send SIGCONT.
         atp_child_signals()
         FatalSignals.install(label: "atasker pool child")
         Self.startWatcher(descriptor)
         let channel = ProcessChildChannel(descriptor: descriptor)
         guard let first = channel.next() else {
-            exit(0)
+            Self.exitQuietly()
         }
         switch first.kind {
         case .hello:
@@ -142,7 +146,7 @@ public enum ProcessChild {
                 Self.protocolFailure("unexpected \(frame.kind) frame")
             }
         }
-        exit(0)
+        Self.exitQuietly()
     }
 
     private static func usableChannel() -> ProcessChildChannel? {
@@ -152,7 +156,7 @@ public enum ProcessChild {
         return channel
     }
 
-    /// Starts the thread that ends the process when the descriptor hangs up.
+    /// Starts the thread that ends the process (and its group) when the descriptor hangs up.
     ///
     /// It polls only for `POLLRDHUP` (the peer closed its end; `POLLHUP` and `POLLERR` are always reported),
     /// never for `POLLIN`, so incoming frames do not wake it.
@@ -162,10 +166,10 @@ public enum ProcessChild {
             while true {
                 let ready = poll(&entry, 1, -1)
                 if ready < 0 && errno != EINTR {
-                    _exit(0)
+                    Self.exitQuietly()
                 }
                 if ready > 0 && entry.revents & Int16(Self.pollReadHangUp | POLLHUP | POLLERR | POLLNVAL) != 0 {
-                    _exit(0)
+                    Self.exitQuietly()
                 }
             }
         }
@@ -184,9 +188,11 @@ public enum ProcessChild {
         exit(70)
     }
 
-    /// The parent is gone: end at once.
+    /// The parent is gone (the socket reached end-of-file or a write failed): kill the child's process group,
+    /// this process with it (see `atp_child_end_group`). Nothing is flushed: a stream's lock may be held by a
+    /// thread blocked on a full pipe, and this must not wait (`print` flushes each line anyway).
     static func exitQuietly() -> Never {
-        _exit(0)
+        atp_child_end_group()
     }
 }
 

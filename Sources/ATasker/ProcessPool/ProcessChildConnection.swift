@@ -177,7 +177,9 @@ final class ProcessChildConnection: Sendable {
         case .success(let descriptor):
             pidDescriptor = descriptor
         case .failure(let error):
-            // Without a pidfd the child cannot be watched safely: kill it and reap it by its pid.
+            // Without a pidfd the child cannot be watched safely: kill it (and its group: it is not reaped yet)
+            // and reap it by its pid.
+            ProcessSystem.signalGroup(SIGKILL, group: pid)
             kill(pid, SIGKILL)
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -189,7 +191,7 @@ final class ProcessChildConnection: Sendable {
         pool.childSpawned(self.serial, pid: pid, pidDescriptor: pidDescriptor)
         let hello = configuration.hello
         self.send { ProcessFrame.append(.hello, payload: hello, to: &$0) }
-        let end = self.serve(pool: pool, pidDescriptor: pidDescriptor)
+        let end = self.serve(pool: pool, pid: pid, pidDescriptor: pidDescriptor)
         switch end {
         case .violation(let detail):
             pool.kill(self.serial, cause: .protocolError(detail))
@@ -206,6 +208,9 @@ final class ProcessChildConnection: Sendable {
                     self.serial, cause: .protocolError("truncated frame: the connection closed inside a frame"))
             }
         }
+        // The child has exited or is being killed. Whatever it started dies with its group now, even after a
+        // clean exit: nothing the child left behind may outlive it.
+        pool.endGroup(self.serial)
         let exit = ProcessSystem.reap(pidDescriptor)
         self.finish(pool: pool, pidDescriptor: pidDescriptor, ending: .reaped(exit))
     }
@@ -231,7 +236,7 @@ final class ProcessChildConnection: Sendable {
     /// The child's pidfd is polled too: if the child exits while another process still holds its end of
     /// the socket (a grandchild that inherited it), the socket never reaches end-of-file, so the exit ends
     /// the serving once the bytes already received are handled.
-    private func serve(pool: ProcessPool, pidDescriptor: Int32) -> ServeEnd {
+    private func serve(pool: ProcessPool, pid: Int32, pidDescriptor: Int32) -> ServeEnd {
         var reader = ProcessFrameReader()
         var stopDeadline: Double?
         var killedAtDeadline = false
@@ -245,6 +250,9 @@ final class ProcessChildConnection: Sendable {
                 if let deadline = pool.takeStopRequest(self.serial) {
                     stopDeadline = deadline
                     self.send { ProcessFrame.append(.stop, payload: [], to: &$0) }
+                    // A stopped child (SIGSTOP) could read the stop frame only at its deadline, when it is
+                    // killed: continue it, and its group. This thread reaps the child, so the group is still its.
+                    ProcessSystem.signalGroup(SIGCONT, group: pid)
                 }
             }
             var timeout: Int32 = -1

@@ -97,12 +97,14 @@ final class ProcessPool: Sendable {
         }
     }
 
-    /// Kills every child now with `SIGKILL` (a stop that cannot wait: the program's second Ctrl-C, or the stop
-    /// policy once it has cancelled the code that still runs). Their tasks fail, naming the stop deadline.
+    /// Kills every child and its process group now with `SIGKILL` (a stop that cannot wait: the program's second
+    /// Ctrl-C, or the stop policy once it has cancelled the code that still runs). Their tasks fail, naming the
+    /// stop deadline.
     func killChildren() {
-        let descriptors = self.state.withLock { $0.markKillAll() }
-        for descriptor in descriptors {
-            ProcessSystem.sendSignal(SIGKILL, to: descriptor)
+        self.state.withLock { state in
+            for target in state.markKillAll() {
+                Self.kill(target)
+            }
         }
     }
 
@@ -136,14 +138,32 @@ final class ProcessPool: Sendable {
         self.state.withLock { $0.service }
     }
 
-    /// Kills a child with `SIGKILL`, recording why (the first reason wins).
-    ///
-    /// The signal goes through the child's pidfd while the pool's lock is held, so it cannot reach another
-    /// process: the pidfd is closed only after the child has been reaped and removed from the state.
+    /// Kills a child and its process group with `SIGKILL`, recording why (the first reason wins).
     func kill(_ serial: Int, cause: ProcessPoolStateMachine.KillCause) {
         self.state.withLock { state in
-            if let pidDescriptor = state.markKill(serial, cause: cause) {
-                ProcessSystem.sendSignal(SIGKILL, to: pidDescriptor)
+            if let target = state.markKill(serial, cause: cause) {
+                Self.kill(target)
+            }
+        }
+    }
+
+    /// Sends `SIGKILL` to a child through its pidfd, and to its process group (what the child started:
+    /// `os.execute`, `io.popen`), unless the child's thread has begun to reap it. Call it with the pool's lock
+    /// held: the pidfd is closed, and the child reaped, only once the child's thread has taken it out of the
+    /// state, so neither signal can reach another process. `SIGKILL` ends a stopped process too.
+    private static func kill(_ target: ProcessPoolStateMachine.KillTarget) {
+        ProcessSystem.sendSignal(SIGKILL, to: target.pidDescriptor)
+        if let group = target.group {
+            ProcessSystem.signalGroup(SIGKILL, group: group)
+        }
+    }
+
+    /// The child's thread is about to reap the child: kills what is left of its process group (whatever the
+    /// child started), while the child's pid still names that group, and from then on nobody signals the group.
+    func endGroup(_ serial: Int) {
+        self.state.withLock { state in
+            if let group = state.beginReap(serial) {
+                ProcessSystem.signalGroup(SIGKILL, group: group)
             }
         }
     }
@@ -160,8 +180,8 @@ final class ProcessPool: Sendable {
 
     private func timeoutExpired(_ timer: ProcessPoolStateMachine.TimeoutTimer) {
         self.state.withLock { state in
-            if let pidDescriptor = state.timeoutExpired(timer.serial, callID: timer.callID, seconds: timer.seconds) {
-                ProcessSystem.sendSignal(SIGKILL, to: pidDescriptor)
+            if let target = state.timeoutExpired(timer.serial, callID: timer.callID, seconds: timer.seconds) {
+                Self.kill(target)
             }
         }
     }

@@ -136,24 +136,36 @@ extension ProcessPoolStateMachine {
         return deadline
     }
 
-    /// Marks every child that is not being killed yet as killed at the stop deadline; returns their pidfds.
-    mutating func markKillAll() -> [Int32] {
+    /// Marks every child that is not being killed yet as killed at the stop deadline; returns where to send
+    /// the signals.
+    mutating func markKillAll() -> [KillTarget] {
         self.children.keys.sorted().compactMap { self.markKill($0, cause: .stopTimeout) }
     }
 
-    /// Records why the pool kills a child (the first reason wins) and returns its pidfd to signal, or `nil`
-    /// if the child is gone or already being killed.
-    mutating func markKill(_ serial: Int, cause: KillCause) -> Int32? {
+    /// Records why the pool kills a child (the first reason wins) and returns where to send the signals, or
+    /// `nil` if the child is gone or already being killed.
+    mutating func markKill(_ serial: Int, cause: KillCause) -> KillTarget? {
         guard var child = self.children[serial], child.killCause == nil, child.pidDescriptor >= 0 else {
             return nil
         }
         child.killCause = cause
         self.children[serial] = child
-        return child.pidDescriptor
+        return KillTarget(pidDescriptor: child.pidDescriptor, group: child.reaping ? nil : child.pid)
     }
 
-    /// A call's timeout expired: returns the pidfd to kill if that call is still the one running.
-    mutating func timeoutExpired(_ serial: Int, callID: UInt64, seconds: Double) -> Int32? {
+    /// The child's thread is about to reap the child: returns the process group to kill (once), and from then
+    /// on ``markKill(_:cause:)`` names no group.
+    mutating func beginReap(_ serial: Int) -> Int32? {
+        guard var child = self.children[serial], !child.reaping, child.pid > 0 else {
+            return nil
+        }
+        child.reaping = true
+        self.children[serial] = child
+        return child.pid
+    }
+
+    /// A call's timeout expired: returns where to send the signals if that call is still the one running.
+    mutating func timeoutExpired(_ serial: Int, callID: UInt64, seconds: Double) -> KillTarget? {
         guard let child = self.children[serial], child.inflight.first?.callID == callID else {
             return nil
         }

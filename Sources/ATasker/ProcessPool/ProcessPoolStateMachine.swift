@@ -85,6 +85,16 @@ struct ProcessPoolStateMachine: Sendable {
         var stopDeadline: Double?
         /// Whether the child's thread has taken the stop request (and sent the `stop` frame).
         var stopTaken = false
+        /// Whether the child's thread is about to reap it: from then on, its pid may stop naming its process
+        /// group, so nobody else signals the group.
+        var reaping = false
+    }
+
+    /// Where the signals that end a child go: its pidfd, and its process group (the child's pid) while the child
+    /// is not being reaped.
+    struct KillTarget: Sendable {
+        let pidDescriptor: Int32
+        let group: Int32?
     }
 
     /// A frame to send to a child.

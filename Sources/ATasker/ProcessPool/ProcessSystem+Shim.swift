@@ -116,6 +116,14 @@ enum ProcessSystem {
         _ = atp_pidfd_send_signal(pidDescriptor, signal)
     }
 
+    /// Sends a signal to every process of the process group that a child leads (its id is the child's pid).
+    ///
+    /// Only while the child is not reaped: until then its pid, and so the group's id, cannot name another group.
+    /// Never sends to group 0 or 1 (see `atp_signal_group`).
+    static func signalGroup(_ signal: Int32, group: Int32) {
+        _ = atp_signal_group(group, signal)
+    }
+
     /// Waits until the child has exited, or until `milliseconds` passed (`-1`: no limit).
     ///
     /// - Returns: Whether it has exited (its pidfd polls readable).

@@ -25,7 +25,9 @@
 ** (posix_spawn_file_actions_addclosefrom_np). Every catchable signal is set
 ** to its default action in the child, and its signal mask is exactly
 ** { SIGINT }, so that a Ctrl-C stays pending until the child ignores it.
-** Stores the pid in '*pid'. Returns 0 or an errno value.
+** The child leads a process group of its own (its pgid is its pid), so it
+** is out of the terminal's foreground group, and the group holds what it
+** starts. Stores the pid in '*pid'. Returns 0 or an errno value.
 */
 int atp_spawn(const char *path, char *const argv[], char *const envp[],
               int childfd, int targetfd, pid_t *pid);
@@ -62,8 +64,28 @@ const char *atp_signal_name(int sig, char *buffer, size_t size);
 /* The process's environment ('environ'), which Swift sees as an unsafe global. */
 char **atp_environ(void);
 
-/* Ignores SIGINT, then unblocks every signal (the start of a pool child). */
+/*
+** kill(-pgid, sig): signals every process of group 'pgid'. Refuses (EINVAL)
+** a 'pgid' of 0 or 1, which would mean the caller's own group or every
+** process. Returns 0 or an errno value. The caller must know that the group
+** is still the one it means: a pool child's group while that child is not
+** reaped (its pid, which is the group's id, cannot be reused before).
+*/
+int atp_signal_group(pid_t pgid, int sig);
+
+/*
+** The start of a pool child: ignores SIGINT, unblocks every signal, and asks
+** for SIGCONT when the thread that spawned it ends (PR_SET_PDEATHSIG), which
+** resumes a stopped child once its parent is gone.
+*/
 void atp_child_signals(void);
+
+/*
+** The parent of a pool child is gone: kill the child's process group with
+** SIGKILL (the child and whatever it started), when the child leads its own
+** group, then '_exit(0)' (reached only when it does not).
+*/
+void atp_child_end_group(void) __attribute__((noreturn));
 
 /* Makes SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGQUIT and SIGSYS
 ** fatal as in a C program, in place of Swift's backtracer: one line on
