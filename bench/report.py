@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-HEADER = ["Benchmark", "atasker run with", "atasker-lua", "atasker 0.7.9", "Ratio",
+HEADER = ["Benchmark", "Peer or floor, run with", "atasker-lua", "Peer or floor", "Ratio",
           "Target", "Pass"]
 
 
@@ -28,6 +28,10 @@ def ratio(r):
     size = r["unit"] in ("MB", "KB", "%", "threads", "ticks")
     better, worse = r.get("words") or (("less", "more") if size else ("faster", "slower"))
     value, word = r["ratio"], better
+    if better == "%":
+        return f"{value * 100:,.0f}% {worse}"
+    if better == "1/":
+        return f"1/{1 / value:,.1f} {worse}" if value < 1 else f"{value:,.2f}x {worse}"
     if value < 1:
         value, word = 1 / value, worse
     digits = 0 if value >= 100 else 1

@@ -167,13 +167,15 @@ def passes(goal, ours, ratio):
 
 
 def row(name, unit, better, ours, peer, peer_config, target, goal, note=None,
-        words=None, peer_name="atasker"):
+        words=None, peer_name="atasker", peer_label="atasker 0.7.9"):
     """One row. goal(ours, ratio) -> bool; better is "higher" or "lower".
 
     peer None: no peer figure (not measured for that row). ratio is None when a side
     failed or a divisor is 0. words: the ratio's words, e.g. ["less", "more"] (report.py
-    picks them from the unit otherwise). note: a remark shown after the verdict.
-    peer_name: who the peer is, in the note of a failed run.
+    picks them from the unit otherwise; ["1/", "of X"] shows a ratio below 1 as "1/12.5 of X",
+    ["%", "of X"] as "62% of X"). note: a remark shown after the verdict.
+    peer_name: who the peer is, in the note of a failed run. peer_label: the peer as the
+    table's "run with" cell names it before peer_config (None: peer_config says it all).
     """
     failed = [f"{who}: {v}" for who, v in (("atasker-lua", ours), (peer_name, peer))
               if isinstance(v, RunFailed)]
@@ -187,7 +189,8 @@ def row(name, unit, better, ours, peer, peer_config, target, goal, note=None,
     if hung:
         failed[-1] += f"; {peer_name} did not finish, which any figure of ours beats"
     return {
-        "name": name, "unit": unit, "better": better, "peer_config": peer_config,
+        "name": name, "unit": unit, "better": better,
+        "peer_config": f"{peer_label}, {peer_config}" if peer_label else peer_config,
         "ours": None if isinstance(ours, RunFailed) else round(ours, 1),
         "peer": None if isinstance(peer, RunFailed) or peer is None else round(peer, 1),
         "ratio": None if ratio is None else round(ratio, 2),
@@ -196,6 +199,30 @@ def row(name, unit, better, ours, peer, peer_config, target, goal, note=None,
         "note": "; ".join(failed + ([note] if note else [])) or None,
         **({"words": words} if words else {}),
     }
+
+
+class Busy:
+    """One CPU-bound process beside the runs of a busy-machine row: started before them,
+    killed after them (`with Busy(): ...`)."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                     stdout=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(0.3)  # let it take its CPU before the runs begin
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+        return False
+
+
+def busy(fn):
+    """fn() run with one CPU-bound process beside it."""
+    def measured():
+        with Busy():
+            return fn()
+    return measured
 
 
 def pick(measured, key, scale=1.0):
@@ -230,7 +257,21 @@ def commit():
     except (OSError, subprocess.CalledProcessError):
         return "uncommitted"
 
-def queue_rows(m, cfg, lua, py, swift):
+def args_floor(binary, *args):
+    if not binary:
+        raise RunFailed("the floor program did not build (see scripts/bench)")
+    return [os.path.abspath(binary)] + [str(a) for a in args]
+
+
+def floor_note(ours, floor, key, what):
+    """The CPU per item of ours and of the floor, for a row's note."""
+    o, f = pick(ours, key), pick(floor, key)
+    if isinstance(o, RunFailed) or isinstance(f, RunFailed):
+        return None
+    return f"CPU per {what}: {o:,.2f} µs, the floor {f:,.2f} µs"
+
+
+def queue_rows(m, cfg, lua, py, swift, queue_floor):
     """Queue worker throughput, items put from Lua and from Swift."""
     limit, rep, keys = cfg["limit"], cfg["repeat"], ["items_per_s"]
     n, np_, nd = cfg["items"], cfg["items_peer"], cfg["items_default"]
@@ -249,8 +290,25 @@ def queue_rows(m, cfg, lua, py, swift):
         py + ["bench/python/queue_worker.py", str(np_), "0", inner], keys, rep, limit))
     peer1 = m("atasker queue worker, poll_delay=0.1", lambda: repeated(
         py + ["bench/python/queue_worker.py", str(nd), "0.1", inner], keys, rep, limit))
+    floor = m("queue floor (bench/c/queue_floor.c)", lambda: repeated(
+        args_floor(queue_floor, n), keys, rep, limit))
+    busy_lua = m("atasker-lua queue worker, put from Lua, busy machine", busy(lambda: repeated(
+        lua + ["bench/lua/queue.lua", str(n)], keys, rep, limit)))
     name = f"Queue worker throughput, {n:,} small items put from"
-    return [
+    floor_rows = [
+        row(f"{name} Lua, against the C + Lua floor", "items/s", "higher",
+            pick(ours_lua, "items_per_s"), pick(floor, "items_per_s"),
+            "Lua put(i) into a mutex ring, one consumer state drains in batches",
+            ">= 1/3 of the floor", lambda o, r: r >= 1 / 3, peer_name="the floor",
+            peer_label="C floor", words=["1/", "of the floor"],
+            note=floor_note(ours_lua, floor, "cpu_us_per_item", "item")),
+        row(f"{name} Lua, busy machine (one CPU-bound process beside it)", "items/s",
+            "higher", pick(busy_lua, "items_per_s"), pick(ours_lua, "items_per_s"),
+            "the same run on a quiet machine", ">= 50% of quiet",
+            lambda o, r: r >= 0.5, peer_name="quiet", peer_label="atasker-lua",
+            words=["%", "of quiet"]),
+    ]
+    return floor_rows + [
         row(f"{name} Lua (atasker: {np_:,} from Python)", "items/s", "higher",
             pick(ours_lua, "items_per_s"), pick(peer0, "items_per_s"), "poll_delay=0",
             ">= 1,000,000 items/s", lambda o, r: o >= 1_000_000),
@@ -431,7 +489,7 @@ def startstop_rows(m, cfg, lua, py):
                 "poll_delay=0.1 (default)", "higher than atasker", lambda o, r: r > 1)]
 
 
-def task_rows(m, cfg, lua, py):
+def task_rows(m, cfg, lua, py, luv, task_floor):
     """Throughput and submit-to-start latency of thread tasks."""
     limit, rep = cfg["limit"], cfg["repeat"]
     tput_keys, lat_keys = ["tasks_per_s"], ["p50_us", "p99_us"]
@@ -452,9 +510,44 @@ def task_rows(m, cfg, lua, py):
     peer_lat1 = m("atasker latency, poll_delay=0.1", lambda: repeated(
         py + ["bench/python/latency.py"] + lat_args + ["0.1"], lat_keys, rep, limit))
 
+    # luv's thread pool (uv.new_work) and the C + Lua floor, in the same run
+    luv_keys = ["tasks_per_s", "cpu_us_per_task", "roundtrip_p50_us", "roundtrip_p99_us"]
+    peer_luv = m("luv thread pool (uv.new_work)", lambda: repeated(
+        luv_cmd(luv, n, cfg["latency"], cfg["warmup"]), luv_keys, rep, limit))
+    floor = m("task floor (bench/c/task_floor.c)", lambda: repeated(
+        args_floor(task_floor, n), ["tasks_per_s", "cpu_us_per_task"], rep, limit))
+    busy_tput = m("atasker-lua throughput, busy machine", busy(lambda: repeated(
+        lua + ["bench/lua/throughput.lua", str(n)], tput_keys, rep, limit)))
+
     tput = f"Throughput, {n:,} trivial tasks"
     lat = f"Submit-to-start latency ({cfg['latency']:,} tasks, one at a time)"
+    trip = f"Round trip, submit to result ({cfg['latency']:,} tasks, one at a time)"
+    luv_config = "uv.new_work + queue(i), its 4 pool threads"
     rows = [
+        row(f"{tput}, against luv", "tasks/s", "higher", pick(ours_tput, "tasks_per_s"),
+            pick(peer_luv, "tasks_per_s"), luv_config, ">= 2x luv", lambda o, r: r >= 2,
+            peer_name="luv", peer_label="luv 1.44"),
+        row(f"{tput}, against the C + Lua floor", "tasks/s", "higher",
+            pick(ours_tput, "tasks_per_s"), pick(floor, "tasks_per_s"),
+            "C submit(i) queues a record, 2 pool threads' own states pcall each",
+            ">= 1/5 of the floor", lambda o, r: r >= 0.2, peer_name="the floor",
+            peer_label="C floor", words=["1/", "of the floor"],
+            note=floor_note(ours_tput, floor, "cpu_us_per_task", "task")),
+        row(f"{tput}, CPU per task", "µs", "lower", pick(ours_tput, "cpu_us_per_task"),
+            pick(peer_luv, "cpu_us_per_task"), luv_config, "<= 3 µs",
+            lambda o, r: o <= 3, peer_name="luv", peer_label="luv 1.44",
+            words=["less", "more"]),
+        row(f"{tput}, busy machine (one CPU-bound process beside it)", "tasks/s",
+            "higher", pick(busy_tput, "tasks_per_s"), pick(ours_tput, "tasks_per_s"),
+            "the same run on a quiet machine", ">= 50% of quiet",
+            lambda o, r: r >= 0.5, peer_name="quiet", peer_label="atasker-lua",
+            words=["%", "of quiet"]),
+        row(f"{trip}, p50", "µs", "lower", pick(ours_lat, "roundtrip_p50_us"),
+            pick(peer_luv, "roundtrip_p50_us"), "queue from the after-work callback",
+            "lower than luv", lambda o, r: r > 1, peer_name="luv", peer_label="luv 1.44"),
+        row(f"{trip}, p99", "µs", "lower", pick(ours_lat, "roundtrip_p99_us"),
+            pick(peer_luv, "roundtrip_p99_us"), "queue from the after-work callback",
+            "lower than luv", lambda o, r: r > 1, peer_name="luv", peer_label="luv 1.44"),
         row(tput, "tasks/s", "higher",
             pick(ours_tput, "tasks_per_s"), pick(peer_tput0, "tasks_per_s"),
             "poll_delay=0", ">= 20x atasker", lambda o, r: r >= 20),
@@ -471,6 +564,12 @@ def task_rows(m, cfg, lua, py):
                         pick(ours_lat, "p99_us"), pick(peer, "p99_us"), config,
                         "< 100 µs", lambda o, r: o < 100))
     return rows
+
+
+def luv_cmd(luv, n, rounds, warmup):
+    if not luv:
+        raise RunFailed("no lua5.4 with lua-luv (scripts/bench installs them)")
+    return [luv, "bench/luv/throughput.lua", str(n), str(rounds), str(warmup)]
 
 
 def startup_rows(m, cfg, lua, py):
@@ -530,9 +629,13 @@ def mp_rows(m, cfg, lua, py):
             pick(ours, "tasks_per_s"), pick(peer, "tasks_per_s"), config,
             ">= 10x atasker", lambda o, r: r >= 10),
         row(tput, "tasks/s", "higher", pick(ours, "tasks_per_s"),
-            pick(pool, "tasks_per_s"), bare, ">= 1x bare Pool", lambda o, r: r >= 1,
+            pick(pool, "tasks_per_s"), bare, ">= 4x bare Pool", lambda o, r: r >= 4,
             note="the Pool: N apply_async, then .get() each, no chunksize",
-            peer_name="multiprocessing.Pool"),
+            peer_name="multiprocessing.Pool", peer_label=None),
+        row(f"{lat}, p99 against the p50 of the same run", "µs", "lower",
+            pick(ours, "p99_us"), pick(ours, "p50_us"), "its p50", "p99 <= 3x p50",
+            lambda o, r: r >= 1 / 3, peer_name="p50", peer_label="atasker-lua",
+            words=["less", "more"]),
     ]
     none = ("no peer: a multiprocessing.Pool task whose child is killed stays pending"
             " for ever")
@@ -560,16 +663,17 @@ def mp_rows(m, cfg, lua, py):
                          f" {upper:,.1f} ms")
         rows.append(row(f"{kname}: {what}", "ms", "lower", pick(kill, key), None,
                         "— (no peer)", target, lambda o, r, b=bound: o < b,
-                        note="; ".join(parts)))
+                        note="; ".join(parts), peer_label=None))
     return rows
 
 
 # the groups of rows, in the table's order (--only picks some)
 GROUPS = {
-    "tasks": lambda m, cfg, lua, py, args: task_rows(m, cfg, lua, py),
+    "tasks": lambda m, cfg, lua, py, args: task_rows(m, cfg, lua, py, args.luv,
+                                                     args.task_floor),
     "startup": lambda m, cfg, lua, py, args: startup_rows(m, cfg, lua, py),
     "queue": lambda m, cfg, lua, py, args: queue_rows(m, cfg, lua, py,
-                                                      args.swift_queue),
+                                                      args.swift_queue, args.queue_floor),
     "interval": lambda m, cfg, lua, py, args: interval_rows(m, cfg, lua, py,
                                                             args.timer_floor),
     "startstop": lambda m, cfg, lua, py, args: startstop_rows(m, cfg, lua, py),
@@ -595,6 +699,15 @@ def main():
     parser.add_argument("--timer-floor", default="",
                         help="timer_floor executable (bench/c/timer_floor.c, built by"
                              " scripts/bench); empty: the floor rows fail")
+    parser.add_argument("--task-floor", default="",
+                        help="task_floor executable (bench/c/task_floor.c); empty: its"
+                             " rows fail")
+    parser.add_argument("--queue-floor", default="",
+                        help="queue_floor executable (bench/c/queue_floor.c); empty: its"
+                             " rows fail")
+    parser.add_argument("--luv", default="",
+                        help="a lua5.4 that can require luv (Debian's lua5.4 + lua-luv);"
+                             " empty: the luv rows fail")
     parser.add_argument("--swift-queue", default="",
                         help="bench-queue executable (bench/swift, built by scripts/bench"
                              " in .build/bench-swift); empty: that row fails")
