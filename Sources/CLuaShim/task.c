@@ -174,7 +174,12 @@ static int runtask_p(lua_State *L) {
     /* a child's result goes to its parent: no bytecode, no handles */
     int flags = atl_statedata(L)->is_child
                 ? ATL_CODEC_NOFUNCTIONS | ATL_CODEC_NOHANDLES : 0;
-    p->status = atl_codec_encode(L, -1, 1, "result", flags, p->out, &p->err);
+    /* nil, a boolean, a number or a string: straight, without the codec's
+       protected call */
+    int st = atl_codec_encode_plain(L, -1, 1, p->out);
+    if (st == ATL_ERRMEM) luaL_error(L, "not enough memory");  /* in runtask_p's pcall */
+    if (st != ATL_OK)
+      p->status = atl_codec_encode(L, -1, 1, "result", flags, p->out, &p->err);
   }
   return 0;
 }

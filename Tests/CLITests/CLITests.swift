@@ -77,6 +77,19 @@ struct CLITests {
         #expect(run.stderr.contains("task_error.lua:3: failed inside the task"))
     }
 
+    @Test("wait_completed of a table of tasks returns one list of their results, in order, from sync and async code")
+    func waitList() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/wait_list.lua"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let expected = [
+            "loop: 2 4 nil 8 {5,6} nil 14 16 nil {10,11}", "backwards: 2 4 nil", "hashed: 2", "empty: 0",
+            "not a task: bad argument #1 to 'wait_completed' (item 2 is not an atasker.Task)",
+            "nan timeout: wait_completed: argument #2 (timeout) must be a number of seconds >= 0 and <= 1e9 (got nan)",
+            "same task twice: 2 2", "async: 2 4 nil 8",
+        ]
+        #expect(run.stdout.split(separator: "\n").map(String.init) == expected, "\(run.stdout)")
+    }
+
     @Test("script arguments reach `arg`, options after the script included")
     func arguments() throws {
         let run = try CLIRun.run(["--pool-size", "2", "Tests/Fixtures/args.lua", "one", "--two", "-x", "three four"])

@@ -73,6 +73,8 @@ final class PendingCall {
             pointer.pointee.status =
                 EncodedValues.concatenate(parts, valueCount: parts.count, into: &call.pointee.result)
                 ? ATL_OK : ATL_ERRMEM
+        case .list(let parts):
+            pointer.pointee.status = EncodedValues.appendList(parts, into: &call.pointee.result) ? ATL_OK : ATL_ERRMEM
         case .exit(let code):
             call.pointee.exitcode = code
             pointer.pointee.status = ATL_EXIT

@@ -154,6 +154,9 @@ extension HostCore {
             case .concatenated(let parts):
                 return EncodedValues.concatenate(parts, valueCount: parts.count, into: &call.pointee.result)
                     ? ATL_OK : fail(call, "not enough memory")
+            case .list(let parts):
+                return EncodedValues.appendList(parts, into: &call.pointee.result)
+                    ? ATL_OK : fail(call, "not enough memory")
             case .exit(let code):
                 call.pointee.exitcode = code
                 return ATL_EXIT
@@ -183,6 +186,8 @@ extension HostCore {
         case values([LuaValue])
         case encoded(EncodedValues)
         case concatenated([EncodedValues])
+        /// One value: a list (a table at keys 1, 2, ...) of the first value of each buffer.
+        case list([EncodedValues])
         case exit(Int32)
     }
 
@@ -215,13 +220,16 @@ extension HostCore {
                 try self.checkProcessCallSize(function, arguments: arguments)
             }
             let task = self.spawn(function, arguments: arguments)
-            return .values([.handle(LuaHandle(object: task, kind: Int32(ATLKind.task)))])
+            return .value(.handle(LuaHandle(object: task, kind: Int32(ATLKind.task))))
         case .ATL_FN_BACKGROUND_TASK:
             guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {
                 throw CallError(message: "background_task: no arguments")
             }
             return .values([try self.backgroundTask(EncodedValues(taking: &buffer.pointee).split())])
         case .ATL_FN_WAIT_COMPLETED:
+            if let (tasks, timeout) = try self.fastWaitArguments(call) {
+                return try self.waitCompleted(tasks, single: false, timeout: timeout)
+            }
             return try self.waitCompleted(self.arguments(call))
         case .ATL_FN_SLEEP:
             let seconds = try LuaArguments.seconds(self.arguments(call).first ?? .nil, "sleep", "argument #1") ?? 0

@@ -45,6 +45,63 @@ extension HostCore {
     }
 }
 
+extension HostCore {
+    /// The tasks and the timeout of `wait_completed({t1, t2, ...}, timeout)` read straight from the call's bytes,
+    /// when its first argument is a list of tasks at keys 1, 2, ... in order (as a loop that fills it makes) with
+    /// no metatable and its timeout is nil or a number; nil otherwise, to leave the call to the general path
+    /// (which also gives the errors). A table of a million tasks then costs no ``LuaTable``.
+    func fastWaitArguments(_ call: UnsafeMutablePointer<atl_Call>) throws -> (
+        tasks: [SupervisorTask], timeout: Double?
+    )? {
+        guard let buffer = call.pointee.argsbuf, let start = buffer.pointee.data else { return nil }
+        let bytes = UnsafeRawBufferPointer(start: start, count: buffer.pointee.len)
+        let handles = UnsafeBufferPointer(start: buffer.pointee.handles, count: buffer.pointee.nhandles)
+        let h = CodecTag.header.count
+        guard bytes.count > h + 1, bytes.starts(with: CodecTag.header), bytes[h] == 1 || bytes[h] == 2,
+            bytes[h + 1] == CodecTag.table
+        else { return nil }
+        var pos = h + 2
+        var tasks: [SupervisorTask] = []
+        tasks.reserveCapacity(handles.count)
+        let entry = 19  // INT, its 8 bytes, HANDLE, its kind, its 8 bytes
+        while pos + entry <= bytes.count, bytes[pos] == CodecTag.integer {
+            let key = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos + 1, as: Int64.self))
+            guard key == tasks.count + 1, bytes[pos + 9] == CodecTag.handle, bytes[pos + 10] == UInt8(ATLKind.task),
+                tasks.count < handles.count, let known = handles[tasks.count]
+            else { return nil }
+            let bits = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos + 11, as: UInt64.self))
+            guard UInt(bitPattern: known) == UInt(bits),
+                let task = Unmanaged<AnyObject>.fromOpaque(known).takeUnretainedValue() as? SupervisorTask
+            else { return nil }
+            tasks.append(task)
+            pos += entry
+        }
+        // the end of the table, no metatable, then the timeout if there is one
+        guard tasks.count == handles.count, pos + 2 <= bytes.count, bytes[pos] == CodecTag.end,
+            bytes[pos + 1] == CodecTag.nil
+        else { return nil }
+        pos += 2
+        var timeout: LuaValue = .nil
+        if bytes[h] == 2 {
+            guard pos < bytes.count else { return nil }
+            switch bytes[pos] {
+            case CodecTag.nil:
+                pos += 1
+            case CodecTag.integer, CodecTag.float:
+                guard pos + 9 <= bytes.count else { return nil }
+                let raw = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos + 1, as: UInt64.self))
+                timeout =
+                    bytes[pos] == CodecTag.integer ? .integer(Int64(bitPattern: raw)) : .number(Double(bitPattern: raw))
+                pos += 9
+            default:
+                return nil
+            }
+        }
+        guard pos == bytes.count else { return nil }
+        return (tasks, try LuaArguments.seconds(timeout, "wait_completed", "argument #2 (timeout)"))
+    }
+}
+
 /// The arguments of a call when there are at most three and all are plain (nil, booleans, numbers, strings shorter
 /// than 128 bytes), read from the call's buffer without an array. The buffer is left as it is.
 struct PlainArguments {
@@ -111,13 +168,35 @@ struct PlainArguments {
 
 /// Writes the one result of a call into its result buffer, in the codec's format (see `atl_codec.h`).
 enum CallResultWriter {
+    /// Appends `handle` to `out` as a buffer of one value (the buffer retains its object), with no array or
+    /// ``EncodedValues`` between: a task's submission returns one. Returns false when memory ran out.
+    static func write(_ handle: LuaHandle, into out: UnsafeMutablePointer<atl_Buffer>) -> Bool {
+        let object = Unmanaged.passUnretained(handle.object as AnyObject).toOpaque()
+        var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return withUnsafeMutableBytes(of: &scratch) { raw -> Bool in
+            var n = 0
+            for b in CodecTag.header {
+                raw[n] = b
+                n += 1
+            }
+            raw[n] = 1  // one value
+            raw[n + 1] = CodecTag.handle
+            raw[n + 2] = UInt8(truncatingIfNeeded: handle.kind)
+            raw.storeBytes(of: UInt64(UInt(bitPattern: object)).littleEndian, toByteOffset: n + 3, as: UInt64.self)
+            n += 11
+            return atl_buffer_append(out, raw.baseAddress, n) == ATL_OK && atl_buffer_add_handle(out, object) == ATL_OK
+        }
+    }
+
     /// Appends `value` to `out` as a buffer of one value: a plain value (nil, a boolean, a number, a string) straight,
     /// any other through ``EncodedValues``. Returns false when memory ran out.
     /// - Throws: ``LuaValueCodecError`` for a value that cannot be encoded.
     static func write(_ value: LuaValue, into out: UnsafeMutablePointer<atl_Buffer>) throws -> Bool {
         switch value {
-        case .table, .function, .handle:
+        case .table, .function:
             return try EncodedValues([value]).append(to: out)
+        case .handle(let handle):
+            return self.write(handle, into: out)
         default:
             break
         }

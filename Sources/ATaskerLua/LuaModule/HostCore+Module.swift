@@ -1,4 +1,5 @@
 import ATasker
+internal import CLuaShim
 import Glibc
 import Logging
 import Synchronization
@@ -92,6 +93,11 @@ extension HostCore {
     /// `atasker.wait_completed(task | {tasks}, timeout)`.
     func waitCompleted(_ args: [LuaValue]) throws -> CallResults {
         let (tasks, single, timeout) = try self.waitArguments(args)
+        return try self.waitCompleted(tasks, single: single, timeout: timeout)
+    }
+
+    /// `atasker.wait_completed` once its arguments are read.
+    func waitCompleted(_ tasks: [SupervisorTask], single: Bool, timeout: Double?) throws -> CallResults {
         let deadline = timeout.map { Monotonic.now() + $0 }
         for task in tasks {
             let remaining = deadline.map { max(0, $0 - Monotonic.now()) }
@@ -130,6 +136,16 @@ extension HostCore {
         return (tasks, single, timeout)
     }
 
+    /// The result of a task that has none: one nil.
+    static let nilResult: EncodedValues = {
+        var buffer = atl_Buffer()
+        let bytes = CodecTag.header + [1, CodecTag.nil]
+        guard bytes.withUnsafeBytes({ atl_buffer_append(&buffer, $0.baseAddress, $0.count) }) == ATL_OK else {
+            fatalError("not enough memory for 7 bytes")
+        }
+        return EncodedValues(taking: &buffer)
+    }()
+
     /// The error of a `wait_completed` whose timeout passed before `task` finished.
     static func waitTimedOut(_ timeout: Double, _ task: SupervisorTask) -> CallError {
         CallError(
@@ -141,6 +157,7 @@ extension HostCore {
     /// error (in list order) is raised.
     func waitResults(_ tasks: [SupervisorTask], single: Bool) throws -> CallResults {
         var results: [EncodedValues] = []
+        results.reserveCapacity(tasks.count)
         for task in tasks {
             switch task.status {
             case .failed:
@@ -152,12 +169,12 @@ extension HostCore {
                 if let result = task.result as? EncodedValues {
                     results.append(result)
                 } else {
-                    results.append(try EncodedValues([.nil]))
+                    results.append(Self.nilResult)
                 }
             }
         }
         if single { return .encoded(results[0]) }
-        return .concatenated(results)
+        return .list(results)
     }
 
     // MARK: - Shared tables

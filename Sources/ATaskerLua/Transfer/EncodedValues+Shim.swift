@@ -9,7 +9,7 @@ final class EncodedValues {
     // it at once make no Swift access to a stored property (`withBuffer` hands out its address).
     private let storage: UnsafeMutablePointer<atl_Buffer>
 
-    private var buffer: atl_Buffer { self.storage.pointee }
+    fileprivate var buffer: atl_Buffer { self.storage.pointee }
 
     /// Takes over `buffer` (a C buffer filled by the shim) and leaves it empty.
     init(taking buffer: inout atl_Buffer) {
@@ -124,7 +124,7 @@ final class EncodedValues {
         self.appendBody(to: out, skippingHeader: false)
     }
 
-    private func appendBody(to out: UnsafeMutablePointer<atl_Buffer>, skippingHeader: Bool) -> Bool {
+    fileprivate func appendBody(to out: UnsafeMutablePointer<atl_Buffer>, skippingHeader: Bool) -> Bool {
         let skip = skippingHeader ? self.headerLength : 0
         guard atl_buffer_append(out, self.buffer.data.map { $0 + skip }, Int(self.buffer.len) - skip) == ATL_OK else {
             return false
@@ -160,7 +160,7 @@ final class EncodedValues {
     }
 
     /// The length of the header: two magic bytes, the version byte and the varint count.
-    private var headerLength: Int {
+    fileprivate var headerLength: Int {
         var i = CodecTag.header.count
         while i < Int(self.buffer.len), self.buffer.data[i] & 0x80 != 0 { i += 1 }
         return i + 1
@@ -182,6 +182,46 @@ final class EncodedValues {
             return false
         }
         return true
+    }
+}
+
+extension EncodedValues {
+    /// Writes one value into `out`: a list whose item `i` is the first value of `parts[i - 1]` (a buffer of no
+    /// values, or whose first value is nil, leaves a hole). It is a table's encoding made of the parts' bytes as
+    /// they are: the codec's references point backwards by distance, so each part stays correct inside it.
+    static func appendList(_ parts: [EncodedValues], into out: UnsafeMutablePointer<atl_Buffer>) -> Bool {
+        var head = CodecTag.header
+        head.append(1)  // one value
+        head.append(CodecTag.table)
+        guard head.withUnsafeBytes({ atl_buffer_append(out, $0.baseAddress, $0.count) }) == ATL_OK else {
+            return false
+        }
+        var key: (UInt8, UInt64) = (CodecTag.integer, 0)
+        for (i, part) in parts.enumerated() {
+            let buffer = part.buffer
+            let at = part.headerLength
+            guard part.valueCount >= 1, at < Int(buffer.len), buffer.data[at] != CodecTag.nil else { continue }
+            key.1 = UInt64(i + 1).littleEndian
+            let wrote = withUnsafeBytes(of: &key) { raw in
+                // the tag, then the eight bytes of the integer (the tuple's padding is skipped)
+                atl_buffer_append(out, raw.baseAddress, 1) == ATL_OK
+                    && atl_buffer_append(out, raw.baseAddress! + MemoryLayout<(UInt8, UInt64)>.offset(of: \.1)!, 8)
+                        == ATL_OK
+            }
+            guard wrote, part.appendFirstValue(to: out) else { return false }
+        }
+        let tail = [CodecTag.end, CodecTag.nil]  // no metatable
+        return tail.withUnsafeBytes { atl_buffer_append(out, $0.baseAddress, $0.count) } == ATL_OK
+    }
+
+    /// Appends the bytes of this buffer's only value, and the host objects it names, to `out`.
+    private func appendFirstValue(to out: UnsafeMutablePointer<atl_Buffer>) -> Bool {
+        if self.valueCount == 1 {
+            return self.appendBody(to: out, skippingHeader: true)
+        }
+        // (several values: a task's result is one, so this is not the common case)
+        guard let first = try? self.splitFirst().0 else { return false }
+        return first.appendBody(to: out, skippingHeader: true)
     }
 }
 
