@@ -482,10 +482,15 @@ void atl_exec_setplace(lua_State *L, int idx) {
 
 void atl_exec_setplacestr(const char *place) {
   Slot *s = myslot;
-  if (s == NULL || atomic_load(&s->id) == 0 || strcmp(place, "?") == 0)
+  size_t n;
+  if (s == NULL || place == NULL || atomic_load(&s->id) == 0 ||
+      (place[0] == '?' && place[1] == '\0'))
     return;
+  n = strlen(place);  /* a copy, not snprintf: a queue worker sets it per item */
+  if (n >= sizeof s->where) n = sizeof s->where - 1;
   pthread_mutex_lock(&s->lock);
-  snprintf(s->where, sizeof s->where, "%s", place);
+  memcpy(s->where, place, n);
+  s->where[n] = '\0';
   pthread_mutex_unlock(&s->lock);
 }
 

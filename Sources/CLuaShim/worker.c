@@ -238,8 +238,16 @@ static int run_p(lua_State *L) {
   lua_pop(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
   if (p->item != NULL) {
-    nargs = atl_codec_decode_raw(L, p->item, 0, &envup);
-    if (nargs != 1) luaL_error(L, "a queue item buffer holds %d values", nargs);
+    atl_PlainValue v;
+    if (atl_codec_peek_plain(p->item, &v)) {  /* the common item: a number */
+      atl_codec_push_plain(L, &v);
+      nargs = 1;
+    }
+    else {
+      nargs = atl_codec_decode_raw(L, p->item, 0, &envup);
+      if (nargs != 1)
+        luaL_error(L, "a queue item buffer holds %d values", nargs);
+    }
   }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
   lua_pushinteger(L, (lua_Integer)p->taskid);

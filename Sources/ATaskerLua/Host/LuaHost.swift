@@ -183,7 +183,7 @@ public final class LuaHost: Sendable {
         guard let worker = self.core.supervisor.worker(named: name) else {
             throw LuaError(code: .runtime, fullMessage: "no worker named '\(name)'")
         }
-        guard let queue = worker as? QueueWorker<EncodedValues> else {
+        guard let queue = worker as? QueueWorker<LuaQueueItem> else {
             throw LuaError(code: .runtime, fullMessage: "worker '\(name)' is not a Lua queue worker")
         }
         var priority = 0
@@ -194,7 +194,7 @@ public final class LuaHost: Sendable {
             }
             priority = Int(truncatingIfNeeded: p)
         }
-        queue.put(try EncodedValues([value]), priority: priority)
+        queue.put(try LuaQueueItem(value), priority: priority)
     }
 
     /// Triggers the event or interval worker named `name`; returns whether the trigger was taken.

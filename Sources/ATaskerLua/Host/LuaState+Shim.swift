@@ -162,13 +162,16 @@ final class LuaState {
     }
 
     /// Runs one execution of the worker set up in this state: `fn(kw)`, or `fn(item, kw)`.
-    func runWorker(item: EncodedValues?, taskID: Int) throws(LuaError) -> WorkerRun {
+    func runWorker(item: LuaQueueItem?, taskID: Int) throws(LuaError) -> WorkerRun {
         var err: UnsafeMutablePointer<CChar>?
         var stop: Int32 = 0
         var handled: Int32 = 0
         var exitCode: Int32 = 0
-        let st = withOptionalBuffer(item) {
-            atl_worker_run(self.pointer, $0, Int64(taskID), &stop, &handled, &err, &exitCode)
+        let st: Int32
+        if let item {
+            st = item.withBuffer { atl_worker_run(self.pointer, $0, Int64(taskID), &stop, &handled, &err, &exitCode) }
+        } else {
+            st = atl_worker_run(self.pointer, nil, Int64(taskID), &stop, &handled, &err, &exitCode)
         }
         switch st {
         case ATL_OK:

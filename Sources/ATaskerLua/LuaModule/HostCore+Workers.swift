@@ -148,7 +148,7 @@ extension HostCore {
                     throw CallError(message: "\(label): q must be true, \"fifo\", \"priority\" or \"lifo\"")
                 }
                 let maxQueue = try LuaArguments.integer(opts["max_queue"], label, "max_queue", in: 1...Int64.max)
-                worker = try QueueWorker<EncodedValues>(
+                worker = try QueueWorker<LuaQueueItem>(
                     supervisor: self.supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue,
                     hooks: hooks
                 ) { item, w in try execution.run(w, item: item) }
@@ -211,15 +211,22 @@ extension HostCore {
                 throw CallError(
                     message: "put: worker '\(worker.name)' is a \(worker.kind.rawValue) worker, not a queue worker")
             }
-            guard let item = call.takeAll() else { throw CallError(message: "put: an item expected") }
+            let item: LuaQueueItem
             var priority = 0
             if queue.order == .priority {
-                guard let p = try item.decode().first?.tableValue?[1].intValue, Int(exactly: p) != nil else {
+                guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
+                item = LuaQueueItem(encoded: encoded)
+                guard let p = item.priority else {
                     throw CallError(
                         message: "put: worker '\(worker.name)' has a priority queue: put {priority, value} with an "
                             + "integer priority")
                 }
-                priority = Int(p)
+                priority = p
+            } else if let scalar = call.scalarItem() {
+                item = scalar
+            } else {
+                guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
+                item = LuaQueueItem(encoded: encoded)
             }
             if Aloop.current != nil {
                 // A full queue never blocks an aloop's thread: the item is added anyway.

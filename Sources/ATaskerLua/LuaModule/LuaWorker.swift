@@ -12,7 +12,7 @@ final class LuaWorker: Sendable {
     let worker: Worker
     let execution: Execution
     /// The worker as a queue worker, found once (a generic cast on every `put` costs a metadata lookup).
-    let queue: QueueWorker<EncodedValues>?
+    let queue: QueueWorker<LuaQueueItem>?
 
     /// What the ``Worker``'s hooks and executor use: no reference back to the ``LuaWorker``, so that the worker's
     /// closures form no cycle with it.
@@ -88,14 +88,15 @@ final class LuaWorker: Sendable {
         }
 
         /// One execution: `fn(kw)` or `fn(item, kw)`.
-        func run(_ worker: Worker, item: EncodedValues?) throws -> Bool {
+        func run(_ worker: Worker, item: LuaQueueItem?) throws -> Bool {
             guard let state = self.state.get() else { return false }
             let taskID = self.executions.wrappingAdd(1, ordering: .relaxed).newValue
             if let async = self.async {
-                return try async.run(worker, state: state, item: item, taskID: taskID)
+                return try async.run(worker, state: state, item: item?.encodedValues(), taskID: taskID)
             }
             if let process = self.process {
-                return try self.runInProcess(process, worker, state: state, item: item, taskID: taskID)
+                return try self.runInProcess(
+                    process, worker, state: state, item: item?.encodedValues(), taskID: taskID)
             }
             let label = self.label.withLock { $0 }
             let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
@@ -144,7 +145,7 @@ final class LuaWorker: Sendable {
             let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
                 self.current.store(id, ordering: .releasing)
                 defer { self.current.store(0, ordering: .releasing) }
-                return try state.runWorker(item: value, taskID: taskID)
+                return try state.runWorker(item: .encoded(value), taskID: taskID)
             }
             switch outcome {
             case .returned(let stop): return !stop
@@ -218,6 +219,6 @@ final class LuaWorker: Sendable {
         self.core = core
         self.worker = worker
         self.execution = execution
-        self.queue = worker as? QueueWorker<EncodedValues>
+        self.queue = worker as? QueueWorker<LuaQueueItem>
     }
 }
