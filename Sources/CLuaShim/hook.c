@@ -302,6 +302,30 @@ uint64_t atl_exec_next_host(const char *what, void *host) {
   return id;
 }
 
+uint64_t atl_exec_next_task(unsigned long long taskid, const char *name,
+                            void *host) {
+  char what[WHATMAX], digits[24];
+  size_t n = 0, d = 0;
+  memcpy(what, "task ", 5);
+  n = 5;
+  do {
+    digits[d++] = (char)('0' + taskid % 10);
+    taskid /= 10;
+  } while (taskid != 0);
+  while (d > 0) what[n++] = digits[--d];
+  if (name != NULL) {
+    size_t l = strlen(name);
+    if (l > sizeof what - n - 4) l = sizeof what - n - 4;
+    what[n++] = ' ';
+    what[n++] = '(';
+    memcpy(what + n, name, l);
+    n += l;
+    what[n++] = ')';
+  }
+  what[n] = '\0';
+  return atl_exec_next_host(what, host);
+}
+
 int atl_exec_running(void *host, uint64_t *ids, int max) {
   Slot *s;
   int n = 0;

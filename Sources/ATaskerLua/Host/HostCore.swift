@@ -80,11 +80,17 @@ final class HostCore: Sendable {
     /// The Lua state of this host on the current pool thread, created on first use.
     func poolState() throws(LuaError) -> LuaState {
         let states = PoolStates.current()
+        // a thread nearly always runs the tasks of one host: that one is checked first, without the dictionary
+        if let last = states.last, last.core === self {
+            return last.state
+        }
         if let state = states.states[ObjectIdentifier(self)]?.state {
+            states.last = (self, state)
             return state
         }
         let state = try self.openState(isMain: false)
         states.states[ObjectIdentifier(self)] = (self, state)
+        states.last = (self, state)
         return state
     }
 
@@ -93,10 +99,11 @@ final class HostCore: Sendable {
         let state = try self.poolState()
         let result: EncodedValues?
         do {
-            let label = "task \(task.id)\(function.name.map { " (\($0))" } ?? "")"
-            let outcome = try self.execute(label) { (id) throws(LuaError) -> LuaOutcome in
+            let outcome = try self.executeTask(task, name: function.name) { (id) throws(LuaError) -> LuaOutcome in
                 let watchdog = function.runTimeout.map {
-                    self.watch(id, label: label, runTimeout: $0, cancel: function.cancelOnTimeout)
+                    self.watch(
+                        id, label: Self.taskLabel(task, function.name), runTimeout: $0,
+                        cancel: function.cancelOnTimeout)
                 }
                 defer { watchdog.map { self.unwatch($0) } }
                 return try state.runTask(
@@ -113,7 +120,7 @@ final class HostCore: Sendable {
             if error.code == .canceled {
                 self.currentLogger.warning("\(error)", metadata: Self.metadata(task))
             } else {
-                self.logFailure(of: task, "task \(task.id)\(function.name.map { " (\($0))" } ?? "") failed: \(error)")
+                self.logFailure(of: task, "\(Self.taskLabel(task, function.name)) failed: \(error)")
             }
             if let callback = function.callback {
                 self.runCallback(callback, arguments: try? EncodedValues([.nil, .string(LuaString(error.message))]))
@@ -166,6 +173,25 @@ final class HostCore: Sendable {
 
     /// Runs `body`, which must call the shim's worker or task run at once, as an execution named `label`
     /// (`worker 'w'`, `task 7`) that a stop can cancel; `body` gets the execution's id.
+    /// How messages name a task: `task 7`, or `task 7 (name)`.
+    static func taskLabel(_ task: SupervisorTask, _ name: String?) -> String {
+        "task \(task.id)\(name.map { " (\($0))" } ?? "")"
+    }
+
+    /// ``execute(_:_:)`` for a run of `task`: the shim writes its label, and a String of it is made only for a
+    /// message (a task announces itself at every run).
+    func executeTask<R>(_ task: SupervisorTask, name: String?, _ body: (UInt64) throws(LuaError) -> R) throws(LuaError)
+        -> R
+    {
+        let id = LuaState.announceTask(task.id, name: name, host: self)
+        if self.cancelsNewExecutions.load(ordering: .acquiring) {
+            throw LuaError(
+                code: .canceled,
+                fullMessage: "\(Self.taskLabel(task, name)) cancelled before it began: the supervisor stops")
+        }
+        return try body(id)
+    }
+
     func execute<R>(_ label: String, _ body: (UInt64) throws(LuaError) -> R) throws(LuaError) -> R {
         // The shim keeps the running execution of each thread (and its host): no lock shared by all pool threads
         // is taken per execution.
@@ -267,6 +293,8 @@ package func spawnThread(inlineOnFailure: Bool = true, _ body: @escaping @Sendab
 /// The Lua states that one pool thread keeps, one per host; closed when the thread exits.
 final class PoolStates {
     var states: [ObjectIdentifier: (core: HostCore, state: LuaState)] = [:]
+    /// The entry used last (one of `states`).
+    var last: (core: HostCore, state: LuaState)?
 
     deinit {
         for entry in self.states.values {

@@ -223,6 +223,14 @@ final class LuaState {
         }
     }
 
+    /// Whether `buffer` holds one nil and nothing else.
+    private static func isOneNil(_ buffer: atl_Buffer) -> Bool {
+        let h = CodecTag.header.count
+        guard buffer.len == h + 2, buffer.nhandles == 0, let data = buffer.data else { return false }
+        let bytes = UnsafeBufferPointer(start: data, count: buffer.len)
+        return bytes[h] == 1 && bytes[h + 1] == CodecTag.nil && bytes.starts(with: CodecTag.header)
+    }
+
     private func outcome(
         _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?
     ) throws(LuaError) -> LuaOutcome {
@@ -232,6 +240,11 @@ final class LuaState {
             guard let out, out.pointee.len > 0 else {
                 if let out { atl_buffer_free(out) }
                 return .values(nil)
+            }
+            if Self.isOneNil(out.pointee) {
+                // the result of a function that returns nothing: shared, not allocated per task
+                atl_buffer_free(out)
+                return .values(HostCore.nilResult)
             }
             return .values(EncodedValues(taking: &out.pointee))
         case ATL_EXIT:
@@ -279,6 +292,13 @@ extension LuaState {
     /// named `label` in messages; returns its id.
     static func announceExecution(_ label: String, host: AnyObject) -> UInt64 {
         atl_exec_next_host(label, Unmanaged.passUnretained(host).toOpaque())
+    }
+
+    /// ``announceExecution(_:host:)`` for task `taskID`, named `task 7 (name)` by the shim: no String is made.
+    static func announceTask(_ taskID: Int, name: String?, host: AnyObject) -> UInt64 {
+        let host = Unmanaged.passUnretained(host).toOpaque()
+        guard let name else { return atl_exec_next_task(UInt64(truncatingIfNeeded: taskID), nil, host) }
+        return name.withCString { atl_exec_next_task(UInt64(truncatingIfNeeded: taskID), $0, host) }
     }
 
     /// The id of the execution that runs on the calling thread, or 0 (the main state's top level, an app's thread).

@@ -350,6 +350,11 @@ uint64_t atl_exec_next(const char *what);
 /* [-0, +0, -] The same, for an execution of host 'host' (found again by
 ** 'atl_exec_running'). */
 uint64_t atl_exec_next_host(const char *what, void *host);
+/* [-0, +0, -] The same for task 'taskid' of 'host', named "task N" or
+** "task N (name)" ('name' may be NULL), written without a format call:
+** tasks announce themselves at every run. */
+uint64_t atl_exec_next_task(unsigned long long taskid, const char *name,
+                            void *host);
 /* [-0, +0, -] The ids of the executions of 'host' that run now, or are
 ** announced and about to begin (at most 'max' of them into 'ids'); returns
 ** their count. */
