@@ -288,12 +288,15 @@ uint64_t atl_exec_next(const char *what) {
 }
 
 uint64_t atl_exec_next_host(const char *what, void *host) {
+  if (what == NULL) what = "code";
+  return atl_exec_next_hostn(what, strlen(what), host);
+}
+
+uint64_t atl_exec_next_hostn(const char *what, size_t n, void *host) {
   Slot *s = getslot();
   uint64_t id = atomic_fetch_add(&lastid, 1) + 1;
-  size_t n;
   if (s == NULL) return 0;
-  if (what == NULL) what = "code";
-  n = strlen(what);  /* a copy, not snprintf: async code announces often */
+  /* a copy, not snprintf: async code announces often */
   if (n >= sizeof s->nextwhat) n = sizeof s->nextwhat - 1;
   memcpy(s->nextwhat, what, n);
   s->nextwhat[n] = '\0';

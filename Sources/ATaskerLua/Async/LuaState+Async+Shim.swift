@@ -75,6 +75,9 @@ final class PendingCall {
                 ? ATL_OK : ATL_ERRMEM
         case .list(let parts):
             pointer.pointee.status = EncodedValues.appendList(parts, into: &call.pointee.result) ? ATL_OK : ATL_ERRMEM
+        case .handle(let object, let kind):
+            pointer.pointee.status =
+                CallResultWriter.write(handle: object, kind: kind, into: &call.pointee.result) ? ATL_OK : ATL_ERRMEM
         case .exit(let code):
             call.pointee.exitcode = code
             pointer.pointee.status = ATL_EXIT

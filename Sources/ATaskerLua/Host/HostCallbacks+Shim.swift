@@ -163,6 +163,9 @@ extension HostCore {
             case .list(let parts):
                 return EncodedValues.appendList(parts, into: &call.pointee.result)
                     ? ATL_OK : fail(call, "not enough memory")
+            case .handle(let object, let kind):
+                return CallResultWriter.write(handle: object, kind: kind, into: &call.pointee.result)
+                    ? ATL_OK : fail(call, "not enough memory")
             case .exit(let code):
                 call.pointee.exitcode = code
                 return ATL_EXIT
@@ -194,6 +197,8 @@ extension HostCore {
         case concatenated([EncodedValues])
         /// One value: a list (a table at keys 1, 2, ...) of the first value of each buffer.
         case list([EncodedValues])
+        /// One value: a handle of an object, of a kind (`ATL_H_*`), with no ``LuaHandle`` made for it.
+        case handle(any AnyObject & Sendable, kind: Int32)
         case exit(Int32)
     }
 
@@ -226,7 +231,7 @@ extension HostCore {
                 try self.checkProcessCallSize(function, arguments: arguments)
             }
             let task = self.spawn(function, arguments: arguments)
-            return .value(.handle(LuaHandle(object: task, kind: Int32(ATLKind.task))))
+            return .handle(task, kind: Int32(ATLKind.task))
         case .ATL_FN_BACKGROUND_TASK:
             guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {
                 throw CallError(message: "background_task: no arguments")

@@ -183,7 +183,14 @@ enum CallResultWriter {
     /// Appends `handle` to `out` as a buffer of one value (the buffer retains its object), with no array or
     /// ``EncodedValues`` between: a task's submission returns one. Returns false when memory ran out.
     static func write(_ handle: LuaHandle, into out: UnsafeMutablePointer<atl_Buffer>) -> Bool {
-        let object = Unmanaged.passUnretained(handle.object as AnyObject).toOpaque()
+        self.write(handle: handle.object, kind: handle.kind, into: out)
+    }
+
+    /// ``write(_:into:)`` for a handle of `object` of `kind`, with no ``LuaHandle`` made for it.
+    static func write(handle: any AnyObject & Sendable, kind: Int32, into out: UnsafeMutablePointer<atl_Buffer>)
+        -> Bool
+    {
+        let object = Unmanaged.passUnretained(handle as AnyObject).toOpaque()
         var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
         return withUnsafeMutableBytes(of: &scratch) { raw -> Bool in
             var n = 0
@@ -193,7 +200,7 @@ enum CallResultWriter {
             }
             raw[n] = 1  // one value
             raw[n + 1] = CodecTag.handle
-            raw[n + 2] = UInt8(truncatingIfNeeded: handle.kind)
+            raw[n + 2] = UInt8(truncatingIfNeeded: kind)
             raw.storeBytes(of: UInt64(UInt(bitPattern: object)).littleEndian, toByteOffset: n + 3, as: UInt64.self)
             n += 11
             return atl_buffer_append(out, raw.baseAddress, n) == ATL_OK && atl_buffer_add_handle(out, object) == ATL_OK

@@ -291,7 +291,14 @@ extension LuaState {
     /// Announces the next execution on the calling thread (a worker's or a task's run, which must follow at once),
     /// named `label` in messages; returns its id.
     static func announceExecution(_ label: String, host: AnyObject) -> UInt64 {
-        atl_exec_next_host(label, Unmanaged.passUnretained(host).toOpaque())
+        // the bytes as they are, with their length: passing the String as a C string would copy a short one
+        // (a small string, such as "worker 'sink'") into a new array at every execution
+        var label = label
+        return label.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) {
+                atl_exec_next_hostn($0.baseAddress, $0.count, Unmanaged.passUnretained(host).toOpaque())
+            }
+        }
     }
 
     /// ``announceExecution(_:host:)`` for task `taskID`, named `task 7 (name)` by the shim: no String is made.

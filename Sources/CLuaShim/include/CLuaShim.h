@@ -350,6 +350,8 @@ uint64_t atl_exec_next(const char *what);
 /* [-0, +0, -] The same, for an execution of host 'host' (found again by
 ** 'atl_exec_running'). */
 uint64_t atl_exec_next_host(const char *what, void *host);
+/* [-0, +0, -] The same with the name's length ('what' needs no '\0'). */
+uint64_t atl_exec_next_hostn(const char *what, size_t len, void *host);
 /* [-0, +0, -] The same for task 'taskid' of 'host', named "task N" or
 ** "task N (name)" ('name' may be NULL), written without a format call:
 ** tasks announce themselves at every run. */
