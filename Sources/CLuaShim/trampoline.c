@@ -187,11 +187,23 @@ static int handle_newindex(lua_State *L) {
   return atl_host_call(L, fn, h->kind, h->obj, 2);
 }
 
-/* '__call': upvalue 1 is the function id; all arguments but 'self'. */
+static int host_call_blank(lua_State *L, int fn, int kind, void *self,
+                           int first, int blank);
+static atl_Handle *pushblank(lua_State *L, int kind);
+
+/* '__call': upvalue 1 is the function id; all arguments but 'self'. A
+** starter's call returns a task: its userdata is made before the call,
+** below the arguments, and the host's handle goes into it (see
+** 'host_call_blank'). */
 static int handle_call(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = checkhandle(L, 1, kind);
+  if (fn == ATL_FN_SPAWN) {
+    pushblank(L, ATL_H_TASK);
+    lua_insert(L, 2);
+    return host_call_blank(L, fn, kind, h->obj, 3, 2);
+  }
   return atl_host_call(L, fn, kind, h->obj, 2);
 }
 
@@ -485,6 +497,17 @@ static int handle_eq(lua_State *L) {
   return 1;
 }
 
+/* [-0, +1, m] A handle of 'kind' that names nothing yet (its '__gc' does
+** nothing until 'obj' is set). */
+static atl_Handle *pushblank(lua_State *L, int kind) {
+  atl_Handle *h = (atl_Handle *)lua_newuserdatauv(L, sizeof(atl_Handle), 0);
+  h->obj = NULL;
+  h->kind = kind;
+  pushmetatable(L, kind);
+  lua_setmetatable(L, -2);
+  return h;
+}
+
 void atl_handle_push(lua_State *L, void *obj, int kind) {
   atl_Handle *h;
   if (kind < 1 || kind > ATL_H_MAX)
@@ -714,6 +737,55 @@ static int host_call_full(lua_State *L, int fn, int kind, void *self,
 static int host_call_field(lua_State *L, int fn, int kind, void *self,
                            int first, int field) {
   return host_call_full(L, fn, kind, self, first, field, NULL, 0, 0);
+}
+
+/* Whether 'b' holds one handle of 'kind' and nothing else, and the
+** reference on it; its object then goes to '*obj'. */
+static int onehandle(const atl_Buffer *b, int kind, void **obj) {
+  const unsigned char *p = b->data;
+  void *o;
+  if (b->len != 14 || b->nhandles != 1 || p[0] != ATL_CODEC_MAGIC0 ||
+      p[1] != ATL_CODEC_MAGIC1 || p[2] != ATL_CODEC_VERSION || p[3] != 1 ||
+      p[4] != ATL_T_HANDLE || p[5] != kind)
+    return 0;
+  {  /* the pointer, little-endian (the codec's) */
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[6 + i];
+    o = (void *)(uintptr_t)v;
+  }
+  if (o == NULL || b->handles[0] != o) return 0;
+  *obj = o;
+  return 1;
+}
+
+/* A call whose result is a handle of the kind of the blank userdata at
+** 'blank' (made before the call, so that nothing allocates once the
+** result holds a reference): the handle goes into it with no decoding.
+** Any other result (an error) goes the common way. */
+static int host_call_blank(lua_State *L, int fn, int kind, void *self,
+                           int first, int blank) {
+  atl_Call c;
+  atl_Buffer args;
+  atl_Handle *h = (atl_Handle *)lua_touserdata(L, blank);
+  void *obj;
+  int st;
+  memset(&c, 0, sizeof c);
+  memset(&args, 0, sizeof args);
+  preparecall(L, &c, &args, fn, kind, self, first, NULL, 0, 0);
+  takebuffer(atl_statedata(L), &c.result);
+  st = atl_host.call(&c);
+  givebuffer(atl_statedata(L), &args);
+  if (st == ATL_OK && !atl_statedata(L)->is_child &&
+      onehandle(&c.result, h->kind, &obj)) {
+    free(c.error);
+    h->obj = obj;
+    c.result.nhandles = 0;  /* the buffer's reference is now the userdata's */
+    givebuffer(atl_statedata(L), &c.result);
+    lua_pushvalue(L, blank);
+    return 1;
+  }
+  return finishcall(L, &c, st);
 }
 
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
