@@ -63,6 +63,8 @@ typedef struct atl_StateData {
   atl_Buffer spare[ATL_NSPARE];  /* empty buffers kept for the next host
                            calls, so that a call mallocs none (trampoline.c) */
   int nspare;
+  const void *handle_mt[ATL_H_MAX + 1];  /* each kind's metatable once made:
+                           a handle's check compares pointers (trampoline.c) */
   char *package_path;   /* prepended to 'package.path' when it loads */
   char *package_cpath;
   int allow_bytecode;   /* user code may load binary chunks (loadtext.c) */

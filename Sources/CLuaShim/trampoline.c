@@ -47,7 +47,20 @@ atl_Handle *atl_handle_test(lua_State *L, int idx) {
 
 /* Check that argument 'arg' is a live handle of 'kind'. */
 static atl_Handle *checkhandle(lua_State *L, int arg, int kind) {
-  atl_Handle *h = (atl_Handle *)luaL_checkudata(L, arg, atl_handle_tname(kind));
+  const void *mt = atl_statedata(L)->handle_mt[kind];
+  atl_Handle *h = (atl_Handle *)lua_touserdata(L, arg);
+  /* the common case without the registry's lookup by name that
+  ** 'luaL_checkudata' makes: the metatable that this state made */
+  if (h != NULL && mt != NULL && lua_getmetatable(L, arg)) {
+    int same = lua_topointer(L, -1) == mt;
+    lua_pop(L, 1);
+    if (same) {
+      if (h->obj == NULL)
+        luaL_error(L, "attempt to use a released %s", atl_handle_tname(kind));
+      return h;
+    }
+  }
+  h = (atl_Handle *)luaL_checkudata(L, arg, atl_handle_tname(kind));
   if (h->obj == NULL)
     luaL_error(L, "attempt to use a released %s", atl_handle_tname(kind));
   return h;
@@ -459,7 +472,9 @@ static int handle_eq(lua_State *L);
 /* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
 static void pushmetatable(lua_State *L, int kind) {
   const KindDef *k = &kinds[kind];
-  if (!luaL_newmetatable(L, atl_handle_tname(kind)))
+  int made = luaL_newmetatable(L, atl_handle_tname(kind));
+  atl_statedata(L)->handle_mt[kind] = lua_topointer(L, -1);
+  if (!made)
     return;  /* already made */
   lua_pushboolean(L, 1);
   lua_rawsetp(L, -2, &atl_host);  /* marker: this is a handle metatable */
