@@ -129,10 +129,49 @@ static int create_job(lua_State *L, int fn, int kind, atl_Handle *h) {
 ** A method: upvalue 1 is the function id, upvalue 2 the kind of 'self'.
 ** Arguments after 'self' go to the host.
 */
+/* Whether the value at 'idx' is a number, a boolean or a string of at most
+** ATL_SCALAR_MAXSTR bytes; if so it is read into 'v'. */
+static int toscalar(lua_State *L, int idx, atl_Scalar *v) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        v->type = ATL_T_INT;
+        v->bits = (uint64_t)lua_tointeger(L, idx);
+      }
+      else {
+        lua_Number d = lua_tonumber(L, idx);
+        v->type = ATL_T_FLOAT;
+        memcpy(&v->bits, &d, sizeof v->bits);
+      }
+      return 1;
+    case LUA_TBOOLEAN:
+      v->type = lua_toboolean(L, idx) ? ATL_T_TRUE : ATL_T_FALSE;
+      return 1;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      if (len > ATL_SCALAR_MAXSTR) return 0;
+      v->type = ATL_T_STRING;
+      v->len = len;
+      memcpy(v->s, s, len);
+      return 1;
+    }
+    default:
+      return 0;
+  }
+}
+
 static int handle_method(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = checkhandle(L, 1, kind);
+  if (fn == ATL_FN_WORKER_PUT && lua_gettop(L) == 2 && atl_host.put != NULL) {
+    /* the hot call of a queue: a scalar item goes to the host as it is,
+    ** with no buffer and no call record */
+    atl_Scalar v;
+    if (toscalar(L, 2, &v) && atl_host.put(atl_statedata(L)->host, h->obj, &v))
+      return 0;
+  }
   if (fn == ATL_FN_SUP_CREATE_ASYNC_JOB || fn == ATL_FN_SCHED_CREATE_JOB)
     return create_job(L, fn, kind, h);
   return atl_host_call(L, fn, kind, h->obj, 2);

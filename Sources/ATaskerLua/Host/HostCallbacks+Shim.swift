@@ -119,6 +119,11 @@ enum HostCallbacks {
             let core = Unmanaged<HostCore>.fromOpaque(host).takeUnretainedValue()
             return core.handle(call)
         }
+        callbacks.put = { host, object, item in
+            guard let host, let object, let item else { return 0 }
+            let core = Unmanaged<HostCore>.fromOpaque(host).takeUnretainedValue()
+            return core.fastPut(object, item.pointee) ? 1 : 0
+        }
         atl_set_host_callbacks(&callbacks)
         return true
     }()

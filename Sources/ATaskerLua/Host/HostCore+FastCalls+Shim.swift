@@ -58,6 +58,23 @@ extension HostCore {
 }
 
 extension HostCore {
+    /// `worker:put(item)` of a scalar item, called by the shim with no call record: puts it into the queue of the
+    /// Lua worker `object` when that is a FIFO or LIFO queue of this process, and returns whether it did (false
+    /// leaves the call to the general path, which gives the errors).
+    func fastPut(_ object: UnsafeMutableRawPointer, _ scalar: atl_Scalar) -> Bool {
+        guard !self.isChild, let lw = Unmanaged<AnyObject>.fromOpaque(object).takeUnretainedValue() as? LuaWorker,
+            let queue = lw.queue, queue.order != .priority, let item = LuaQueueItem(scalar)
+        else { return false }
+        if Aloop.current != nil {
+            queue.putWithoutWaiting(item)  // a full queue never blocks an aloop's thread
+        } else {
+            queue.put(item)
+        }
+        return true
+    }
+}
+
+extension HostCore {
     /// The tasks and the timeout of `wait_completed({t1, t2, ...}, timeout)` read straight from the call's bytes,
     /// when its first argument is a list of tasks at keys 1, 2, ... in order (as a loop that fills it makes) with
     /// no metatable and its timeout is nil or a number; nil otherwise, to leave the call to the general path

@@ -47,6 +47,23 @@ enum LuaQueueItem: Sendable {
         }
     }
 
+    /// The item that the shim read from a `put` call's argument; nil for a type it does not name.
+    init?(_ scalar: atl_Scalar) {
+        guard let tag = UInt8(exactly: scalar.type) else { return nil }
+        switch tag {
+        case CodecTag.integer: self = .integer(Int64(bitPattern: scalar.bits))
+        case CodecTag.float: self = .number(Double(bitPattern: scalar.bits))
+        case CodecTag.true: self = .boolean(true)
+        case CodecTag.false: self = .boolean(false)
+        case CodecTag.string:
+            guard scalar.len <= Self.shortStringMax else { return nil }
+            var s = scalar.s
+            self = withUnsafeBytes(of: &s) { Self.short(UnsafeRawBufferPointer(rebasing: $0[..<scalar.len])) }
+        default:
+            return nil
+        }
+    }
+
     /// An item of encoded bytes (one value).
     init(encoded: EncodedValues) {
         self = .encoded(encoded)

@@ -213,6 +213,16 @@ typedef struct atl_Call {
   int exitcode;               /* with ATL_EXIT */
 } atl_Call;
 
+/* A queue item that is one number, boolean or short string, as 'put'
+** hands it to the host. */
+#define ATL_SCALAR_MAXSTR 15
+typedef struct atl_Scalar {
+  int type;                       /* ATL_T_INT, _FLOAT, _TRUE, _FALSE, _STRING */
+  uint64_t bits;                  /* an integer, or a float's bits */
+  size_t len;                     /* a string's length */
+  char s[ATL_SCALAR_MAXSTR + 1];  /* a string's bytes */
+} atl_Scalar;
+
 /* Callbacks into the host, set once with 'atl_set_host_callbacks'. None of
 ** them may raise (they are Swift '@convention(c)' functions). */
 typedef struct atl_HostCallbacks {
@@ -221,6 +231,11 @@ typedef struct atl_HostCallbacks {
   /* Returns ATL_OK with 'call->result' set, ATL_ERRRUN with 'call->error'
   ** set, or ATL_EXIT with 'call->exitcode' set. */
   int (*call)(atl_Call *call);
+  /* 'worker:put(item)' of a scalar item, for host 'host': returns 1 when the
+  ** host put it into the queue of worker 'self', 0 to leave the call to
+  ** 'call' (another kind of worker or queue, a child: that path also gives
+  ** the errors). May be NULL. */
+  int (*put)(void *host, void *self, const atl_Scalar *item);
 } atl_HostCallbacks;
 
 /* [-0, +0, -] Install the host callbacks (once, before any state opens). */
