@@ -28,6 +28,10 @@ final class LuaState {
         var hostFunctions: [(String, AnyObject)] = []
         var allocationLimit: Int = 0
         var allowsBytecode = false
+        /// Bytes the state may hold (0: no limit).
+        var memoryLimit: Int = 0
+        /// The state's name in memory reports (`main`, `worker 'w'`).
+        var label: String? = nil
         var metrics: SupervisorMetrics? = nil
     }
 
@@ -41,21 +45,25 @@ final class LuaState {
         let constNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
         let state: OpaquePointer? = withOptionalCString(options.packagePath) { path in
             withOptionalCString(options.packageCPath) { cpath in
-                constNames.withUnsafeBufferPointer { namesPtr in
-                    objects.withUnsafeBufferPointer { objectsPtr in
-                        var o = atl_StateOptions()
-                        o.host = options.host
-                        o.supervisor = options.supervisor
-                        o.is_main = options.isMain ? 1 : 0
-                        o.is_child = options.isChild ? 1 : 0
-                        o.package_path = path
-                        o.package_cpath = cpath
-                        o.hostfn_names = namesPtr.baseAddress
-                        o.hostfn_objs = objectsPtr.baseAddress
-                        o.nhostfn = Int32(options.hostFunctions.count)
-                        o.alloc_limit = options.allocationLimit
-                        o.allow_bytecode = options.allowsBytecode ? 1 : 0
-                        return atl_state_open(&o, &err)
+                withOptionalCString(options.label) { label in
+                    constNames.withUnsafeBufferPointer { namesPtr in
+                        objects.withUnsafeBufferPointer { objectsPtr in
+                            var o = atl_StateOptions()
+                            o.host = options.host
+                            o.supervisor = options.supervisor
+                            o.is_main = options.isMain ? 1 : 0
+                            o.is_child = options.isChild ? 1 : 0
+                            o.package_path = path
+                            o.package_cpath = cpath
+                            o.hostfn_names = namesPtr.baseAddress
+                            o.hostfn_objs = objectsPtr.baseAddress
+                            o.nhostfn = Int32(options.hostFunctions.count)
+                            o.alloc_limit = options.allocationLimit
+                            o.allow_bytecode = options.allowsBytecode ? 1 : 0
+                            o.memory_limit = max(0, options.memoryLimit)
+                            o.label = label
+                            return atl_state_open(&o, &err)
+                        }
                     }
                 }
             }
@@ -81,6 +89,51 @@ final class LuaState {
     }
 
     var allocationCount: Int { Int(atl_state_alloc_count(self.pointer)) }
+
+    /// The bytes that the state holds now, the most it held, and its limit (0: none).
+    var memory: LuaHost.StateMemory {
+        var m = atl_StateMemory()
+        atl_state_memory(self.pointer, &m)
+        return LuaHost.StateMemory(m)
+    }
+
+    /// The state's memory limit in bytes (0: none); set from the thread that owns the state.
+    var memoryLimit: Int {
+        get { self.memory.limit }
+        set { atl_state_set_memory_limit(self.pointer, max(0, newValue)) }
+    }
+
+    /// Runs `body` (a task's run, named `label` in errors) with the state's limit lowered to what it holds now plus
+    /// `extra` bytes (a task's `memory_limit`; never above the state's own limit), and puts the state's limit back
+    /// after it. A memory error of the run names the limit that it reached.
+    func withRunMemoryLimit<R>(_ extra: Int, label: String, _ body: () throws(LuaError) -> R) throws(LuaError) -> R {
+        let now = extra > 0 || self.hasMemoryLimit ? self.memory : nil
+        guard let now else { return try body() }
+        var cap = now.limit
+        if extra > 0 {
+            let (sum, overflow) = now.bytes.addingReportingOverflow(extra)
+            cap = min(overflow ? Int.max : sum, now.limit > 0 ? now.limit : Int.max)
+            atl_state_set_memory_limit(self.pointer, cap)
+        }
+        defer { if extra > 0 { atl_state_set_memory_limit(self.pointer, now.limit) } }
+        do {
+            return try body()
+        } catch  where error.code == .memory {
+            let reached =
+                extra > 0 && cap < now.limit || now.limit == 0
+                ? "its memory_limit (\(extra) bytes above the \(now.bytes) that its state held when it began)"
+                : "the memory limit of its state (\(now.limit) bytes)"
+            throw LuaError(code: .memory, fullMessage: "\(label): not enough memory: the run reached \(reached)")
+        }
+    }
+
+    /// Whether the state has a memory limit (read on the owner's thread).
+    var hasMemoryLimit: Bool { atl_state_memory_limit(self.pointer) != 0 }
+
+    /// Renames the state in memory reports.
+    func setLabel(_ label: String) {
+        atl_state_set_label(self.pointer, label)
+    }
 
     /// Sets the global `arg` table as the standalone `lua` does.
     func setArguments(_ arguments: [String]) throws(LuaError) {

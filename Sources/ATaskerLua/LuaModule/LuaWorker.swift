@@ -39,6 +39,8 @@ final class LuaWorker: Sendable {
         let process: InProcess?
         /// `async = true`: the executions are coroutines resumed by an aloop.
         let async: AsyncWorkerRunner?
+        /// `memory_limit`: the bytes that the worker's state may hold (0: no limit).
+        let memoryLimit: Int
 
         /// How an `mp = true` worker runs: its executor in a child, `process_result(result, kw)` (if any) in the
         /// worker's own state.
@@ -51,8 +53,10 @@ final class LuaWorker: Sendable {
 
         init(
             core: HostCore, function: EncodedValues, onError: EncodedValues?, runTimeout: Double? = nil,
-            cancelOnTimeout: Bool = false, process: InProcess? = nil, async: AsyncWorkerRunner? = nil
+            cancelOnTimeout: Bool = false, process: InProcess? = nil, async: AsyncWorkerRunner? = nil,
+            memoryLimit: Int = 0
         ) {
+            self.memoryLimit = memoryLimit
             self.core = core
             self.function = function
             self.onError = onError
@@ -67,7 +71,13 @@ final class LuaWorker: Sendable {
             guard let keywords = self.keywords.withLock({ $0 }) else {
                 throw LuaError(code: .runtime, fullMessage: "worker '\(worker.name)' started without arguments")
             }
-            let state = try self.core.openState(isMain: false)
+            let state: LuaState
+            do {
+                state = try self.core.openState(
+                    isMain: false, memoryLimit: self.memoryLimit, label: "worker '\(worker.name)'")
+            } catch {
+                throw LuaError(code: error.code, fullMessage: "worker '\(worker.name)': \(error.fullMessage)")
+            }
             do {
                 // An mp worker's state runs process_result as its executor (`process_result(result, kw)`).
                 let local = self.process.map { $0.processResult ?? self.function } ?? self.function
