@@ -52,7 +52,7 @@ struct ATaskerLuaCommand: ParsableCommand {
     var allowBytecode = false
 
     @Option(
-        name: .long,
+        name: .long, parsing: .unconditional,
         help: ArgumentHelp(
             "Bytes that the main state may hold: 64M, 512k, 1G (units of 1024) or a number of bytes. (default: no limit)",
             valueName: "size"))

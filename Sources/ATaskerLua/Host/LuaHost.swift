@@ -191,7 +191,15 @@ public final class LuaHost: Sendable {
                 }
                 main.state = state
             }
-            return try body(state)
+            do throws(LuaError) {
+                return try body(state)
+            } catch  where error.code == .memory && state.hasMemoryLimit {
+                throw LuaError(
+                    code: .memory,
+                    fullMessage:
+                        "\(error.message): the main state reached its memory limit of \(state.memoryLimit) bytes"
+                        + (error.traceback.map { "\n\($0)" } ?? ""))
+            }
         }
     }
 
