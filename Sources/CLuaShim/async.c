@@ -356,8 +356,10 @@ static int step(lua_State *L, StepParams *p) {
       atl_async_call_free(out->call);
       out->call = NULL;
     }
-    if (p->resumed && p->rst != LUA_OK)
-      lua_resetthread(p->co);  /* not read: close it, ready for the next */
+    /* the execution is over: its coroutine must not hold its stack (what
+    ** it was given, where it stopped) until the next one begins; a failed
+    ** resume is not read either: close it, ready for the next */
+    if (p->co != NULL) lua_resetthread(p->co);
     out->status = st;
     out->err = err;
   }

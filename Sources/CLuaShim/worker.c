@@ -226,6 +226,12 @@ int atl_worker_handleerror(lua_State *L, int msgh) {
   return callonerror(L, msgh);
 }
 
+static int clearerrobj_p(lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
+  return 0;
+}
+
 static int run_p(lua_State *L) {
   RunParams *p = (RunParams *)lua_touserdata(L, 1);
   int msgh, nargs = 0, st, envup = 0;
@@ -303,6 +309,12 @@ int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
       p.err = atl_strdup_top(L, -1);
     }
     lua_pop(L, 1);
+    {  /* an error object that the message handler kept for 'on_error' goes
+       ** too: a run that failed on its way there must not hold it */
+      char *e = NULL;
+      atl_protect(L, clearerrobj_p, NULL, ATL_ERRRUN, &e);
+      free(e);
+    }
   }
   atl_exec_end(L, &frame);
   if (p.status == ATL_EXIT && exitcode != NULL)

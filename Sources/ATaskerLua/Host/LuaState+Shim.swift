@@ -69,7 +69,7 @@ final class LuaState {
             }
         }
         guard let state else {
-            throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "cannot create a Lua state")
+            throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "opening a Lua state: not enough memory")
         }
         self.pointer = state
         self.metrics = options.metrics
@@ -144,7 +144,7 @@ final class LuaState {
         let st = ptrs.withUnsafeBufferPointer {
             atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err)
         }
-        if st != ATL_OK { throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "not enough memory") }
+        if st != ATL_OK { throw shimError(st, err, "setting arg") }
     }
 
     /// Loads `path` in text mode and runs it.
@@ -152,7 +152,7 @@ final class LuaState {
         var err: UnsafeMutablePointer<CChar>?
         var code: Int32 = 0
         let st = atl_run_file(self.pointer, path, &err, &code)
-        return try outcome(st, err: err, exitCode: code, out: nil)
+        return try outcome(st, err: err, exitCode: code, out: nil, operation: "running \(path)")
     }
 
     /// Runs `code` as a chunk named `name` and returns its results.
@@ -167,7 +167,7 @@ final class LuaState {
                 atl_run_string(self.pointer, chars.baseAddress, chars.count - 1, name, &out, &err, &exitCode)
             }
         }
-        return try outcome(st, err: err, exitCode: exitCode, out: &out)
+        return try outcome(st, err: err, exitCode: exitCode, out: &out, operation: "running chunk \(name)")
     }
 
     /// Runs a background task's function (cached by `functionID`) with `arguments`; returns its first result.
@@ -185,7 +185,7 @@ final class LuaState {
                     atl_run_task(self.pointer, functionID, fn, Int32(member), args, resultPointer, &err, &exitCode)
                 }
             }
-            return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer)
+            return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer, operation: "running a task")
         }
     }
 
@@ -199,8 +199,7 @@ final class LuaState {
             }
         }
         if st != ATL_OK {
-            throw LuaError(
-                code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "worker setup failed")
+            throw shimError(st, err, "setting up the worker")
         }
     }
 
@@ -231,7 +230,7 @@ final class LuaState {
             free(err)
             return .exit(exitCode)
         default:
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "an execution of the worker")
         }
     }
 
@@ -241,7 +240,7 @@ final class LuaState {
         var out = atl_Buffer()
         let st = atl_worker_kwargs(self.pointer, Int64(taskID), &out, &err)
         guard st == ATL_OK else {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "copying the worker's kw")
         }
         return EncodedValues(taking: &out)
     }
@@ -253,7 +252,7 @@ final class LuaState {
         var handled: Int32 = 0
         let st = atl_worker_onerror(self.pointer, message, &handled, &err)
         guard st == ATL_OK else {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "calling on_error")
         }
         free(err)
         return handled != 0
@@ -269,12 +268,13 @@ final class LuaState {
         }
         let st = atl_codec_probe(self.pointer, &buffer, 0, &err)
         if st != ATL_OK {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "decoding failed")
+            throw shimError(st, err, "decoding")
         }
     }
 
     private func outcome(
-        _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?
+        _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?,
+        operation: String
     ) throws(LuaError) -> LuaOutcome {
         switch st {
         case ATL_OK:
@@ -290,9 +290,20 @@ final class LuaState {
             return .exit(exitCode)
         default:
             if let out { atl_buffer_free(out) }
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, operation)
         }
     }
+}
+
+/// The error of a shim call that returned `st` with message `err` (taken and freed), or, when the shim had no memory
+/// left for a message, one that names `operation`.
+func shimError(_ st: Int32, _ err: UnsafeMutablePointer<CChar>?, _ operation: String) -> LuaError {
+    let code = LuaError.Code(rawValue: Int(st))
+    if let message = takeMessage(err) { return LuaError(code: code, fullMessage: message) }
+    let message =
+        st == ATL_ERRMEM
+        ? "\(operation): not enough memory" : "\(operation) failed (no memory was left for its message)"
+    return LuaError(code: code, fullMessage: message)
 }
 
 /// Takes a malloc'd C message from the shim and frees it.
