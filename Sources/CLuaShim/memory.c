@@ -68,6 +68,8 @@ void atl_state_set_memory_limit(lua_State *L, size_t limit) {
                    __ATOMIC_RELAXED);
 }
 
+size_t atl_state_bytes(lua_State *L) { return atl_statedata(L)->mem_live; }
+
 size_t atl_state_memory_limit(lua_State *L) {
   size_t limit = atl_statedata(L)->mem_limit;
   return limit == (size_t)-1 ? 0 : limit;

@@ -184,7 +184,7 @@ extension HostCore {
             state = try self.openState(isMain: false, label: label)
             if memoryLimit > 0 {
                 // The task's own state: what it holds once open, plus the task's limit, for the task's life.
-                let (cap, overflow) = state.memory.bytes.addingReportingOverflow(memoryLimit)
+                let (cap, overflow) = state.bytes.addingReportingOverflow(memoryLimit)
                 state.memoryLimit = overflow ? Int.max : cap
             }
         } catch {

@@ -97,9 +97,12 @@ final class LuaState {
         return LuaHost.StateMemory(m)
     }
 
+    /// The bytes that the state holds now (on the owner's thread: no lock).
+    var bytes: Int { Int(atl_state_bytes(self.pointer)) }
+
     /// The state's memory limit in bytes (0: none); set from the thread that owns the state.
     var memoryLimit: Int {
-        get { self.memory.limit }
+        get { Int(atl_state_memory_limit(self.pointer)) }
         set { atl_state_set_memory_limit(self.pointer, max(0, newValue)) }
     }
 
@@ -107,22 +110,30 @@ final class LuaState {
     /// `extra` bytes (a task's `memory_limit`; never above the state's own limit), and puts the state's limit back
     /// after it. A memory error of the run names the limit that it reached.
     func withRunMemoryLimit<R>(_ extra: Int, label: String, _ body: () throws(LuaError) -> R) throws(LuaError) -> R {
-        let now = extra > 0 || self.hasMemoryLimit ? self.memory : nil
-        guard let now else { return try body() }
-        var cap = now.limit
-        if extra > 0 {
-            let (sum, overflow) = now.bytes.addingReportingOverflow(extra)
-            cap = min(overflow ? Int.max : sum, now.limit > 0 ? now.limit : Int.max)
-            atl_state_set_memory_limit(self.pointer, cap)
+        guard extra > 0 else {
+            // The common run: no limit of its own, and no lock taken.
+            do {
+                return try body()
+            } catch  where error.code == .memory && self.hasMemoryLimit {
+                throw LuaError(
+                    code: .memory,
+                    fullMessage: "\(label): not enough memory: the run reached the memory limit of its state "
+                        + "(\(self.memoryLimit) bytes)")
+            }
         }
-        defer { if extra > 0 { atl_state_set_memory_limit(self.pointer, now.limit) } }
+        let bytes = Int(atl_state_bytes(self.pointer))
+        let limit = Int(atl_state_memory_limit(self.pointer))
+        let (sum, overflow) = bytes.addingReportingOverflow(extra)
+        let own = overflow ? Int.max : sum
+        atl_state_set_memory_limit(self.pointer, limit > 0 ? min(limit, own) : own)
+        defer { atl_state_set_memory_limit(self.pointer, limit) }
         do {
             return try body()
         } catch  where error.code == .memory {
             let reached =
-                extra > 0 && cap < now.limit || now.limit == 0
-                ? "its memory_limit (\(extra) bytes above the \(now.bytes) that its state held when it began)"
-                : "the memory limit of its state (\(now.limit) bytes)"
+                limit == 0 || own < limit
+                ? "its memory_limit (\(extra) bytes above the \(bytes) that its state held when it began)"
+                : "the memory limit of its state (\(limit) bytes)"
             throw LuaError(code: .memory, fullMessage: "\(label): not enough memory: the run reached \(reached)")
         }
     }

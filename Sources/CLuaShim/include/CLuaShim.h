@@ -293,6 +293,8 @@ void atl_state_memory(lua_State *L, atl_StateMemory *out);
 ** limit below what the state holds now refuses every allocation that grows
 ** it until it holds less. */
 void atl_state_set_memory_limit(lua_State *L, size_t limit);
+/* [-0, +0, -] The bytes that 'L' holds now, on its owner's thread. */
+size_t atl_state_bytes(lua_State *L);
 /* [-0, +0, -] The limit of 'L' (0: none), on its owner's thread. */
 size_t atl_state_memory_limit(lua_State *L);
 /* [-0, +0, -] Rename 'L' in memory reports. */
