@@ -85,7 +85,8 @@ final class LuaWorker: Sendable {
                 try self.async?.opened(worker, state: state)
             } catch {
                 state.close()
-                throw LuaError(code: error.code, fullMessage: "worker '\(worker.name)': \(error.fullMessage)")
+                throw LuaError(
+                    code: error.code, fullMessage: "worker '\(worker.name)': \(self.withLimit(error).fullMessage)")
             }
             self.label.withLock { $0 = "worker '\(worker.name)'" }
             self.state.set(state)
@@ -171,9 +172,20 @@ final class LuaWorker: Sendable {
                 self.core.currentLogger.warning("\(error.fullMessage)", metadata: ["worker": "\(worker.name)"])
                 return
             }
-            let text = (error as? LuaError)?.fullMessage ?? "\(error)"
+            let text = (error as? LuaError).map { self.withLimit($0).fullMessage } ?? "\(error)"
             self.core.currentLogger.error(
                 "worker '\(worker.name)' failed: \(text)", metadata: ["worker": "\(worker.name)"])
+        }
+
+        /// A memory error of the worker's state with its `memory_limit` named (when it has one).
+        func withLimit(_ error: LuaError) -> LuaError {
+            guard error.code == .memory, self.memoryLimit > 0, !error.message.contains("memory_limit") else {
+                return error
+            }
+            return LuaError(
+                code: .memory,
+                fullMessage: "\(error.message) (the worker's memory_limit is \(self.memoryLimit) bytes)"
+                    + (error.traceback.map { "\n\($0)" } ?? ""))
         }
 
         /// `stop{wait=T}` found the worker still running at its deadline: cancels the running execution (and drops
