@@ -55,6 +55,14 @@ typedef struct atl_StateData {
   int exitcode;         /* set with the exit sentinel by 'os.exit' */
   long alloc_count;
   long alloc_limit;
+  /* Memory (see 'atl_StateMemory'), beside the allocator's other fields:
+  ** written by the owner's thread only, in the allocator (plain adds and
+  ** compares; stored with relaxed atomic stores, which are plain stores, so
+  ** that a report may read them from another thread); 'mem_limit' is
+  ** (size_t)-1 when there is none. */
+  size_t mem_live;
+  size_t mem_peak;
+  size_t mem_limit;
   uint64_t task_tick;   /* LRU clock of the function cache */
   int async_depth;      /* > 0 while an aloop resumes a coroutine of this
                            state (async.c): blocking calls yield instead */
@@ -66,13 +74,6 @@ typedef struct atl_StateData {
   char *package_path;   /* prepended to 'package.path' when it loads */
   char *package_cpath;
   int allow_bytecode;   /* user code may load binary chunks (loadtext.c) */
-  /* Memory (see 'atl_StateMemory'): written by the owner's thread only, in
-  ** the allocator (plain adds and compares; stored with relaxed atomic
-  ** stores, which are plain stores, so that a report may read them from
-  ** another thread); 'mem_limit' is (size_t)-1 when there is none. */
-  size_t mem_live;
-  size_t mem_peak;
-  size_t mem_limit;
   /* The host's list of open states (memory.c), under its lock. */
   uint64_t serial;
   struct atl_StateData *reg_prev, *reg_next;

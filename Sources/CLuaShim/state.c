@@ -6,6 +6,7 @@
 #define atl_state_c
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,23 +20,25 @@ atl_StateData *atl_statedata(lua_State *L) {
 /* {======================================================================
 ** Small blocks (see 'atl_Small'). A block is ours when it lies in one of
 ** the state's pages (at most ATL_SMALL_PAGES of them, so the test is a
-** short scan); anything else came from malloc. Freed blocks go to the free
+** short scan, and none for a block larger than ATL_SMALL_MAX, which Lua's
+** 'osize' tells); anything else came from malloc. Freed blocks go to the free
 ** list of their class; pages are freed with the state.
 ** ======================================================================= */
 
-static int isours(const atl_Small *sm, const void *p) {
+static int isours(const atl_Small *sm, const void *p, size_t osize) {
   int i;
+  if (osize > ATL_SMALL_MAX) return 0;  /* no small block is larger */
   for (i = sm->npages - 1; i >= 0; i--) {  /* young objects die first */
-    const char *page = sm->pages[i];
-    if ((const char *)p >= page && (const char *)p < page + ATL_SMALL_PAGE)
-      return 1;
+    if ((uintptr_t)p - (uintptr_t)sm->pages[i] < ATL_SMALL_PAGE) return 1;
   }
   return 0;
 }
 
 /* A block of class 'c' (c * 8 bytes), or NULL when the pages are used up
-** (the caller then uses malloc). */
-static void *smallalloc(atl_Small *sm, size_t c) {
+** (the caller then uses malloc). Inlined: it is the allocator's common
+** case. */
+static inline __attribute__((always_inline))
+void *smallalloc(atl_Small *sm, size_t c) {
   size_t size = c * 8;
   void *p = sm->free[c - 1];
   if (p != NULL) {
@@ -99,24 +102,26 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   atl_StateData *d = (atl_StateData *)ud;
   atl_Small *sm = &d->small;
   void *p;
-  int ours = ptr != NULL && isours(sm, ptr);
+  int ours = ptr != NULL && isours(sm, ptr, osize);
   size_t old = ptr != NULL ? osize : 0;  /* else 'osize' is a type tag */
   size_t live;
   if (nsize == 0) {
     if (ours) smallfree(sm, ptr, osize);
     else free(ptr);
-    setlive(d, d->mem_live - old);
+    __atomic_store_n(&d->mem_live, d->mem_live - old, __ATOMIC_RELAXED);
     return NULL;
   }
   if (ptr != NULL && nsize <= osize) {  /* shrinking: never fails */
-    setlive(d, d->mem_live - (osize - nsize));
+    __atomic_store_n(&d->mem_live, d->mem_live - (osize - nsize),
+                     __ATOMIC_RELAXED);
     return ours ? ptr : realloc(ptr, nsize);
   }
   d->alloc_count++;
   if (d->alloc_limit > 0 && d->alloc_count >= d->alloc_limit)
     return NULL;
-  live = d->mem_live + (nsize - old);
-  if (live > d->mem_limit || live < d->mem_live || atl_fault())
+  live = d->mem_live + (nsize - old);  /* no overflow: Lua's sizes are
+                                          below its MAX_SIZE */
+  if (live > d->mem_limit || atl_fault())
     return NULL;
   if (ptr != NULL && !ours && nsize > ATL_SMALL_MAX) {
     p = realloc(ptr, nsize);

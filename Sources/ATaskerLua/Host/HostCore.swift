@@ -93,15 +93,16 @@ final class HostCore: Sendable {
     func poolState() throws(LuaError) -> LuaState {
         let states = PoolStates.current()
         let limit = self.poolMemoryLimit.load(ordering: .relaxed)
-        if let entry = states.states[ObjectIdentifier(self)] {
-            if entry.limit != limit {
-                entry.state.memoryLimit = limit
-                states.states[ObjectIdentifier(self)]?.limit = limit
+        if let state = states.states[ObjectIdentifier(self)]?.state {
+            if state.poolLimit != limit {
+                state.poolLimit = limit
+                state.memoryLimit = limit
             }
-            return entry.state
+            return state
         }
         let state = try self.openState(isMain: false, memoryLimit: limit, label: "pool thread")
-        states.states[ObjectIdentifier(self)] = (self, state, limit)
+        state.poolLimit = limit
+        states.states[ObjectIdentifier(self)] = (self, state)
         return state
     }
 
@@ -285,7 +286,7 @@ package func spawnThread(inlineOnFailure: Bool = true, _ body: @escaping @Sendab
 
 /// The Lua states that one pool thread keeps, one per host; closed when the thread exits.
 final class PoolStates {
-    var states: [ObjectIdentifier: (core: HostCore, state: LuaState, limit: Int)] = [:]
+    var states: [ObjectIdentifier: (core: HostCore, state: LuaState)] = [:]
 
     deinit {
         for entry in self.states.values {

@@ -15,6 +15,9 @@ enum LuaOutcome {
 final class LuaState {
     let pointer: OpaquePointer
     private(set) var isClosed = false
+    /// A pool thread's state: the pool's memory limit that it has (`set_thread_pool{memory_limit=}`), so that a new
+    /// one is applied when the thread next takes it.
+    var poolLimit = 0
     /// Where the state counts itself while it is open (`atasker_lua_states`).
     private let metrics: SupervisorMetrics?
 
@@ -109,6 +112,7 @@ final class LuaState {
     /// Runs `body` (a task's run, named `label` in errors) with the state's limit lowered to what it holds now plus
     /// `extra` bytes (a task's `memory_limit`; never above the state's own limit), and puts the state's limit back
     /// after it. A memory error of the run names the limit that it reached.
+    @inline(__always)
     func withRunMemoryLimit<R>(_ extra: Int, label: String, _ body: () throws(LuaError) -> R) throws(LuaError) -> R {
         guard extra > 0 else {
             // The common run: no limit of its own, and no lock taken.
