@@ -35,7 +35,6 @@ struct AllocationSweepTests {
             do {
                 try operation()
                 atl_test_fail_allocations(-1)
-                print("SWEEP \(name): \(k)")
                 return k
             } catch {
                 atl_test_fail_allocations(-1)
@@ -96,7 +95,6 @@ struct AllocationSweepTests {
             try? operation()
             #expect(settled() == once, "\(name): a run after the sweep left bytes behind")
         }
-        print("SWEEP \(name): \(steps)")
         return steps
     }
 
