@@ -211,6 +211,46 @@ h.test("mp: a task's memory_limit and set_mp_pool{memory_limit=} cap the child's
   assert(s:info().mp_memory_limit == nil)
 end)
 
+h.test("under a range of tight limits, every host call that runs out of memory fails cleanly", function()
+  local stats = atasker.shared("mem_range")
+  local sink = atasker.background_worker{name = "range_sink", q = true, fn = function() end}
+  sink:start()
+  local double = atasker.background_task(function(n) return n * 2 end)
+  local workers = {}
+  for limit = 12 * 1024, 60 * 1024, 1024 do
+    local w = atasker.background_worker{name = "range" .. limit, e = true, memory_limit = limit, fn = function(kw)
+      local stats = atasker.shared("mem_range")
+      local t = {}
+      for i = 1, 50 do t[i] = {i, tostring(i)} end
+      stats:set("w" .. limit, t)
+      kw.sink:put(t)
+      assert(atasker.wait_completed(kw.double(21)) == 42)
+      assert(#stats:get("w" .. limit) == 50)
+      stats:incr("ok")
+    end, on_error = function(kw)
+      atasker.shared("mem_range"):set("error", kw.error)
+    end}
+    w:start{sink = sink, double = double}
+    w:trigger()
+    workers[#workers + 1] = w
+  end
+  -- each one ends: its execution returned or failed (into on_error, or logged when on_error itself ran out), or its
+  -- state could not open (the start failed)
+  h.eventually(function()
+    for _, w in ipairs(workers) do
+      if w.executions < 1 and not w:is_stopped() then return false end
+    end
+    return true
+  end, "every worker to end its execution")
+  assert((stats:get("ok") or 0) > 0, "the larger limits are enough: " .. tostring(stats:get("error")))
+  for _, w in ipairs(workers) do
+    local info = workerInfo(w.name)
+    if info.memory_peak then assert(info.memory_peak <= info.memory_limit, w.name) end
+    w:stop()
+  end
+  sink:stop()
+end)
+
 h.test("bad memory_limit values are refused, naming the function, the worker and the option", function()
   local bad = {0 / 0, -1, 0, 1e300, math.huge, 0.5, "64X", "12 parsecs", "0k", "", "M", "1..5M", true, {}}
   for _, v in ipairs(bad) do

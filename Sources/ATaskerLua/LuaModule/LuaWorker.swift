@@ -179,7 +179,9 @@ final class LuaWorker: Sendable {
 
         /// A memory error of the worker's state with its `memory_limit` named (when it has one).
         func withLimit(_ error: LuaError) -> LuaError {
-            guard error.code == .memory, self.memoryLimit > 0, !error.message.contains("memory_limit") else {
+            guard error.code == .memory || error.message.hasSuffix("not enough memory"), self.memoryLimit > 0,
+                !error.message.contains("memory_limit"), !error.message.contains("memory limit")
+            else {
                 return error
             }
             return LuaError(
