@@ -581,20 +581,37 @@ void atl_handle_push(lua_State *L, void *obj, int kind) {
 ** The trampoline
 ** ======================================================================= */
 
-int atl_raise_owned(lua_State *L, char *msg) {
-  if (msg == NULL) return luaL_error(L, "unknown error");
-  lua_pushstring(L, msg);  /* may fail with memory: 'msg' would leak */
+static int pushmsg_p(lua_State *L) {
+  lua_pushstring(L, (const char *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* [-0, +1, m] Push 'msg' (malloc'd) and free it. Pushing it may run out of
+** memory: that error is raised once 'msg' is freed, so it never leaks. */
+static void pushowned(lua_State *L, char *msg) {
+  int st;
+  if (!lua_checkstack(L, 2)) {
+    free(msg);
+    luaL_error(L, "not enough memory");
+  }
+  lua_pushcfunction(L, pushmsg_p);
+  lua_pushlightuserdata(L, msg);
+  st = lua_pcall(L, 1, 1, 0);
   free(msg);
+  if (st != LUA_OK) lua_error(L);
+}
+
+int atl_raise_owned(lua_State *L, char *msg) {
+  if (msg == NULL) return luaL_error(L, "not enough memory");
+  pushowned(L, msg);
   return lua_error(L);
 }
 
 int atl_raise_owned_where(lua_State *L, char *msg) {
-  luaL_where(L, 1);
-  if (msg == NULL) lua_pushliteral(L, "unknown error");
-  else {
-    lua_pushstring(L, msg);
-    free(msg);
-  }
+  if (msg == NULL) return luaL_error(L, "not enough memory");
+  pushowned(L, msg);
+  luaL_where(L, 1);  /* 'msg' is freed: this may raise */
+  lua_insert(L, -2);
   lua_concat(L, 2);
   return lua_error(L);
 }
@@ -607,6 +624,7 @@ char *atl_strdup_top(lua_State *L, int idx) {
   char *r, *p;
   if (lua_type(L, idx) == LUA_TSTRING)  /* no conversion: never raises */
     s = lua_tolstring(L, idx, &l);
+  if (atl_fault()) return NULL;
   if (s == NULL) return strdup("(error object is not a string)");
   for (i = 0; i < l; i++) nul += (s[i] == '\0');
   if (nul == 0) return strdup(s);
@@ -748,11 +766,7 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
     givebuffer(atl_statedata(L), &c->result);
     if (c->error == NULL) return luaL_error(L, "host call failed");
     if (c->error_raw) return atl_raise_owned(L, c->error);
-    luaL_where(L, 1);
-    lua_pushstring(L, c->error);
-    free(c->error);
-    lua_concat(L, 2);
-    return lua_error(L);
+    return atl_raise_owned_where(L, c->error);
   }
   free(c->error);
   if (c->result.len > 0) {
@@ -886,7 +900,8 @@ int atl_async_mustyield(lua_State *L, const char *what) {
 
 int atl_host_yield(lua_State *L, int fn, int kind, void *self, int first,
                    lua_KContext ctx, lua_KFunction k) {
-  atl_PendingCall *p = (atl_PendingCall *)calloc(1, sizeof *p);
+  atl_PendingCall *p = atl_fault() ? NULL
+      : (atl_PendingCall *)calloc(1, sizeof *p);
   if (p == NULL) return luaL_error(L, "not enough memory");
   {
     char *err = NULL;

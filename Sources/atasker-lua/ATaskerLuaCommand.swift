@@ -51,6 +51,13 @@ struct ATaskerLuaCommand: ParsableCommand {
             "Let Lua code load binary chunks (trusted bytecode only: Lua 5.4 does not verify it). (default: text only)")
     var allowBytecode = false
 
+    @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Bytes that the main state may hold: 64M, 512k, 1G (units of 1024) or a number of bytes. (default: no limit)",
+            valueName: "size"))
+    var memoryLimit: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -73,6 +80,11 @@ struct ATaskerLuaCommand: ParsableCommand {
         }
         if let minSize = self.minSize, let maxSize = self.maxSize, minSize > maxSize {
             throw ValidationError("--min-size (\(minSize)) must not be above --max-size (\(maxSize))")
+        }
+        if let text = self.memoryLimit, LuaHost.memorySize(text) == nil {
+            throw ValidationError(
+                "--memory-limit must be a size from 1 byte to 1T, such as 64M, 512k or 1G (units of 1024), or a number "
+                    + "of bytes (got '\(text)')")
         }
         guard self.stopTimeout >= 0, self.stopTimeout <= 1e9, self.stopTimeout.isFinite else {
             throw ValidationError("--stop-timeout must be a number of seconds >= 0 and <= 1e9")

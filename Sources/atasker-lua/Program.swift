@@ -34,7 +34,8 @@ final class Program: Sendable {
         let host = LuaHost(
             supervisor: supervisor, logger: logger,
             configuration: .init(
-                exitHandler: { code in control.post(.exit(code)) }, allowsBytecode: self.command.allowBytecode))
+                exitHandler: { code in control.post(.exit(code)) }, allowsBytecode: self.command.allowBytecode,
+                memoryLimit: self.command.memoryLimit.flatMap(LuaHost.memorySize)))
         supervisor.start()
         // While the script's top level still runs (it may wait for a task), a signal cannot wait for it to
         // return: the stop starts at once on a thread of its own, and the script's waits end as the work does.

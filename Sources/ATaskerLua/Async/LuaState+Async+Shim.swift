@@ -200,7 +200,7 @@ extension LuaState {
             return .exit(out.exitcode)
         default:
             atl_buffer_free(&out.result)
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(out.err) ?? "unknown error")
+            throw shimError(st, out.err, "a step of async code")
         }
     }
 }

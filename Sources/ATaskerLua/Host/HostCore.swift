@@ -26,11 +26,18 @@ final class HostCore: Sendable {
     let cancelsNewExecutions = Atomic<Bool>(false)
     /// Whether this host has set up the process pool for its children (hello, service).
     let processPoolReady = Mutex(false)
+    /// `set_thread_pool{memory_limit=}`: the limit of each pool thread's state (0: none), applied when a pool
+    /// thread next takes its state.
+    let poolMemoryLimit = Atomic<Int>(0)
 
     struct Settings: Sendable {
         var packagePath: String?
         var packageCPath: String?
         var allowsBytecode = false
+        /// The main state's limit (`--memory-limit`, ``LuaHost/Configuration/memoryLimit``); 0: none.
+        var memoryLimit = 0
+        /// The limit of a process-pool child's state (`set_mp_pool{memory_limit=}`); 0: none.
+        var processMemoryLimit = 0
         var hostFunctions: [HostFunction] = []
         var frozen = false
     }
@@ -54,8 +61,11 @@ final class HostCore: Sendable {
         self.nextFunctionID.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
-    /// Opens a state of this host: the main state, or the state of a pool thread.
-    func openState(isMain: Bool, allocationLimit: Int = 0) throws(LuaError) -> LuaState {
+    /// Opens a state of this host: the main state, or the state of a pool thread. `memoryLimit` nil: the main state's
+    /// own (``Settings/memoryLimit``) for the main state, none for the others.
+    func openState(
+        isMain: Bool, allocationLimit: Int = 0, memoryLimit: Int? = nil, label: String? = nil
+    ) throws(LuaError) -> LuaState {
         let settings = self.settings.withLock { s in
             s.frozen = true
             return s
@@ -70,6 +80,8 @@ final class HostCore: Sendable {
             hostFunctions: settings.hostFunctions.map { ($0.name, $0) },
             allocationLimit: allocationLimit,
             allowsBytecode: settings.allowsBytecode,
+            memoryLimit: memoryLimit ?? (isMain ? settings.memoryLimit : 0),
+            label: label ?? (isMain ? "main" : nil),
             metrics: self.supervisor.metrics
         )
         return try LuaState(options: options)
@@ -80,15 +92,24 @@ final class HostCore: Sendable {
     /// The Lua state of this host on the current pool thread, created on first use.
     func poolState() throws(LuaError) -> LuaState {
         let states = PoolStates.current()
+        let limit = self.poolMemoryLimit.load(ordering: .relaxed)
         // a thread nearly always runs the tasks of one host: that one is checked first, without the dictionary
+        var found: LuaState? = nil
         if let last = states.last, last.core === self {
-            return last.state
-        }
-        if let state = states.states[ObjectIdentifier(self)]?.state {
+            found = last.state
+        } else if let state = states.states[ObjectIdentifier(self)]?.state {
             states.last = (self, state)
+            found = state
+        }
+        if let state = found {
+            if state.poolLimit != limit {
+                state.poolLimit = limit
+                state.memoryLimit = limit
+            }
             return state
         }
-        let state = try self.openState(isMain: false)
+        let state = try self.openState(isMain: false, memoryLimit: limit, label: "pool thread")
+        state.poolLimit = limit
         states.states[ObjectIdentifier(self)] = (self, state)
         states.last = (self, state)
         return state
@@ -106,9 +127,12 @@ final class HostCore: Sendable {
                         cancel: function.cancelOnTimeout)
                 }
                 defer { watchdog.map { self.unwatch($0) } }
-                return try state.runTask(
-                    functionID: function.id, function: function.function, member: function.member,
-                    arguments: arguments)
+                return try state.withRunMemoryLimit(function.memoryLimit, label: Self.taskLabel(task, function.name)) {
+                    () throws(LuaError) in
+                    try state.runTask(
+                        functionID: function.id, function: function.function, member: function.member,
+                        arguments: arguments)
+                }
             }
             switch outcome {
             case .values(let values):

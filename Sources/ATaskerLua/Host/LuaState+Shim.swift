@@ -15,6 +15,9 @@ enum LuaOutcome {
 final class LuaState {
     let pointer: OpaquePointer
     private(set) var isClosed = false
+    /// A pool thread's state: the pool's memory limit that it has (`set_thread_pool{memory_limit=}`), so that a new
+    /// one is applied when the thread next takes it.
+    var poolLimit = 0
     /// Where the state counts itself while it is open (`atasker_lua_states`).
     private let metrics: SupervisorMetrics?
 
@@ -28,6 +31,10 @@ final class LuaState {
         var hostFunctions: [(String, AnyObject)] = []
         var allocationLimit: Int = 0
         var allowsBytecode = false
+        /// Bytes the state may hold (0: no limit).
+        var memoryLimit: Int = 0
+        /// The state's name in memory reports (`main`, `worker 'w'`).
+        var label: String? = nil
         var metrics: SupervisorMetrics? = nil
     }
 
@@ -41,27 +48,31 @@ final class LuaState {
         let constNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
         let state: OpaquePointer? = withOptionalCString(options.packagePath) { path in
             withOptionalCString(options.packageCPath) { cpath in
-                constNames.withUnsafeBufferPointer { namesPtr in
-                    objects.withUnsafeBufferPointer { objectsPtr in
-                        var o = atl_StateOptions()
-                        o.host = options.host
-                        o.supervisor = options.supervisor
-                        o.is_main = options.isMain ? 1 : 0
-                        o.is_child = options.isChild ? 1 : 0
-                        o.package_path = path
-                        o.package_cpath = cpath
-                        o.hostfn_names = namesPtr.baseAddress
-                        o.hostfn_objs = objectsPtr.baseAddress
-                        o.nhostfn = Int32(options.hostFunctions.count)
-                        o.alloc_limit = options.allocationLimit
-                        o.allow_bytecode = options.allowsBytecode ? 1 : 0
-                        return atl_state_open(&o, &err)
+                withOptionalCString(options.label) { label in
+                    constNames.withUnsafeBufferPointer { namesPtr in
+                        objects.withUnsafeBufferPointer { objectsPtr in
+                            var o = atl_StateOptions()
+                            o.host = options.host
+                            o.supervisor = options.supervisor
+                            o.is_main = options.isMain ? 1 : 0
+                            o.is_child = options.isChild ? 1 : 0
+                            o.package_path = path
+                            o.package_cpath = cpath
+                            o.hostfn_names = namesPtr.baseAddress
+                            o.hostfn_objs = objectsPtr.baseAddress
+                            o.nhostfn = Int32(options.hostFunctions.count)
+                            o.alloc_limit = options.allocationLimit
+                            o.allow_bytecode = options.allowsBytecode ? 1 : 0
+                            o.memory_limit = max(0, options.memoryLimit)
+                            o.label = label
+                            return atl_state_open(&o, &err)
+                        }
                     }
                 }
             }
         }
         guard let state else {
-            throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "cannot create a Lua state")
+            throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "opening a Lua state: not enough memory")
         }
         self.pointer = state
         self.metrics = options.metrics
@@ -82,6 +93,65 @@ final class LuaState {
 
     var allocationCount: Int { Int(atl_state_alloc_count(self.pointer)) }
 
+    /// The bytes that the state holds now, the most it held, and its limit (0: none).
+    var memory: LuaHost.StateMemory {
+        var m = atl_StateMemory()
+        atl_state_memory(self.pointer, &m)
+        return LuaHost.StateMemory(m)
+    }
+
+    /// The bytes that the state holds now (on the owner's thread: no lock).
+    var bytes: Int { Int(atl_state_bytes(self.pointer)) }
+
+    /// The state's memory limit in bytes (0: none); set from the thread that owns the state.
+    var memoryLimit: Int {
+        get { Int(atl_state_memory_limit(self.pointer)) }
+        set { atl_state_set_memory_limit(self.pointer, max(0, newValue)) }
+    }
+
+    /// Runs `body` (a task's run, named `label` in errors) with the state's limit lowered to what it holds now plus
+    /// `extra` bytes (a task's `memory_limit`; never above the state's own limit), and puts the state's limit back
+    /// after it. A memory error of the run names the limit that it reached.
+    @inline(__always)
+    func withRunMemoryLimit<R>(
+        _ extra: Int, label: @autoclosure () -> String, _ body: () throws(LuaError) -> R
+    ) throws(LuaError) -> R {
+        guard extra > 0 else {
+            // The common run: no limit of its own, and no lock taken.
+            do {
+                return try body()
+            } catch  where error.code == .memory && self.hasMemoryLimit {
+                throw LuaError(
+                    code: .memory,
+                    fullMessage: "\(label()): not enough memory: the run reached the memory limit of its state "
+                        + "(\(self.memoryLimit) bytes)")
+            }
+        }
+        let bytes = Int(atl_state_bytes(self.pointer))
+        let limit = Int(atl_state_memory_limit(self.pointer))
+        let (sum, overflow) = bytes.addingReportingOverflow(extra)
+        let own = overflow ? Int.max : sum
+        atl_state_set_memory_limit(self.pointer, limit > 0 ? min(limit, own) : own)
+        defer { atl_state_set_memory_limit(self.pointer, limit) }
+        do {
+            return try body()
+        } catch  where error.code == .memory {
+            let reached =
+                limit == 0 || own < limit
+                ? "its memory_limit (\(extra) bytes above the \(bytes) that its state held when it began)"
+                : "the memory limit of its state (\(limit) bytes)"
+            throw LuaError(code: .memory, fullMessage: "\(label()): not enough memory: the run reached \(reached)")
+        }
+    }
+
+    /// Whether the state has a memory limit (read on the owner's thread).
+    var hasMemoryLimit: Bool { atl_state_memory_limit(self.pointer) != 0 }
+
+    /// Renames the state in memory reports.
+    func setLabel(_ label: String) {
+        atl_state_set_label(self.pointer, label)
+    }
+
     /// Sets the global `arg` table as the standalone `lua` does.
     func setArguments(_ arguments: [String]) throws(LuaError) {
         let copies = arguments.map { strdup($0) }
@@ -91,7 +161,7 @@ final class LuaState {
         let st = ptrs.withUnsafeBufferPointer {
             atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err)
         }
-        if st != ATL_OK { throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "not enough memory") }
+        if st != ATL_OK { throw shimError(st, err, "setting arg") }
     }
 
     /// Loads `path` in text mode and runs it.
@@ -99,7 +169,7 @@ final class LuaState {
         var err: UnsafeMutablePointer<CChar>?
         var code: Int32 = 0
         let st = atl_run_file(self.pointer, path, &err, &code)
-        return try outcome(st, err: err, exitCode: code, out: nil)
+        return try outcome(st, err: err, exitCode: code, out: nil, operation: "running \(path)")
     }
 
     /// Runs `code` as a chunk named `name` and returns its results.
@@ -114,7 +184,7 @@ final class LuaState {
                 atl_run_string(self.pointer, chars.baseAddress, chars.count - 1, name, &out, &err, &exitCode)
             }
         }
-        return try outcome(st, err: err, exitCode: exitCode, out: &out)
+        return try outcome(st, err: err, exitCode: exitCode, out: &out, operation: "running chunk \(name)")
     }
 
     /// Runs a background task's function (cached by `functionID`) with `arguments`; returns its first result.
@@ -132,7 +202,7 @@ final class LuaState {
                     atl_run_task(self.pointer, functionID, fn, Int32(member), args, resultPointer, &err, &exitCode)
                 }
             }
-            return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer)
+            return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer, operation: "running a task")
         }
     }
 
@@ -146,8 +216,7 @@ final class LuaState {
             }
         }
         if st != ATL_OK {
-            throw LuaError(
-                code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "worker setup failed")
+            throw shimError(st, err, "setting up the worker")
         }
     }
 
@@ -181,7 +250,7 @@ final class LuaState {
             free(err)
             return .exit(exitCode)
         default:
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "an execution of the worker")
         }
     }
 
@@ -191,7 +260,7 @@ final class LuaState {
         var out = atl_Buffer()
         let st = atl_worker_kwargs(self.pointer, Int64(taskID), &out, &err)
         guard st == ATL_OK else {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "copying the worker's kw")
         }
         return EncodedValues(taking: &out)
     }
@@ -203,7 +272,7 @@ final class LuaState {
         var handled: Int32 = 0
         let st = atl_worker_onerror(self.pointer, message, &handled, &err)
         guard st == ATL_OK else {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "calling on_error")
         }
         free(err)
         return handled != 0
@@ -219,7 +288,7 @@ final class LuaState {
         }
         let st = atl_codec_probe(self.pointer, &buffer, 0, &err)
         if st != ATL_OK {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "decoding failed")
+            throw shimError(st, err, "decoding")
         }
     }
 
@@ -232,7 +301,8 @@ final class LuaState {
     }
 
     private func outcome(
-        _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?
+        _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?,
+        operation: String
     ) throws(LuaError) -> LuaOutcome {
         switch st {
         case ATL_OK:
@@ -253,9 +323,20 @@ final class LuaState {
             return .exit(exitCode)
         default:
             if let out { atl_buffer_free(out) }
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, operation)
         }
     }
+}
+
+/// The error of a shim call that returned `st` with message `err` (taken and freed), or, when the shim had no memory
+/// left for a message, one that names `operation`.
+func shimError(_ st: Int32, _ err: UnsafeMutablePointer<CChar>?, _ operation: String) -> LuaError {
+    let code = LuaError.Code(rawValue: Int(st))
+    if let message = takeMessage(err) { return LuaError(code: code, fullMessage: message) }
+    let message =
+        st == ATL_ERRMEM
+        ? "\(operation): not enough memory" : "\(operation) failed (no memory was left for its message)"
+    return LuaError(code: code, fullMessage: message)
 }
 
 /// Takes a malloc'd C message from the shim and frees it.

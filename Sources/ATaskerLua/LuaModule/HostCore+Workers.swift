@@ -8,7 +8,7 @@ extension HostCore {
     static let workerOptions: Set<String> = [
         "name", "priority", "poll_delay", "interval", "i", "delay", "delay_before", "q", "queue", "e", "event",
         "max_queue", "async", "loop", "mp", "process_result", "supervisor", "run_timeout", "cancel_on_timeout",
-        "timeout",
+        "timeout", "memory_limit",
     ]
 
     /// `background_worker(fn | {...})`: the arguments are `kind` (from a named constructor, or nil), the executor,
@@ -38,6 +38,7 @@ extension HostCore {
         if !opts["process_result"].isNil && !inProcess {
             throw CallError(message: "\(label): process_result is for mp=true workers (their executor runs in a child)")
         }
+        let memoryLimit = try MemorySize.option(opts["memory_limit"], label) ?? 0
         let asyncRunner = try self.asyncRunner(opts, kindHint: kindHint, label: label)
         let priority = try taskPriority(opts["priority"], function: label)
         let queue = opts["q"].isNil ? opts["queue"] : opts["q"]
@@ -109,14 +110,14 @@ extension HostCore {
             let timeout = try LuaArguments.seconds(opts["timeout"], label, "timeout", lower: .positive)
             let function = TaskFunction(
                 id: self.makeFunctionID(), function: executor, priority: priority, delay: nil, name: name,
-                callback: nil, inProcess: true, processTimeout: timeout)
+                callback: nil, inProcess: true, processTimeout: timeout, memoryLimit: memoryLimit)
             process = .init(executor: function, processResult: processResult)
         } else if !opts["timeout"].isNil {
             throw CallError(message: "\(label): timeout= is for mp=true workers; use run_timeout= in the thread pool")
         }
         let execution = LuaWorker.Execution(
             core: self, function: executor, onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
-            process: process, async: asyncRunner)
+            process: process, async: asyncRunner, memoryLimit: memoryLimit)
         let hooks = Worker.Hooks(
             onStart: { worker in try execution.open(worker) },
             onStop: { worker in execution.close(worker) },

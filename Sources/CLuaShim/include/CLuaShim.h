@@ -263,6 +263,11 @@ typedef struct atl_StateOptions {
                                  (tests); 0: never */
   int allow_bytecode;         /* user code may load binary chunks; 0: text
                                  only (loadtext.c) */
+  size_t memory_limit;        /* bytes the state may hold (Lua's count, as
+                                 'collectgarbage("count")' gives it); an
+                                 allocation past it fails; 0: no limit */
+  const char *label;          /* the state's name in memory reports
+                                 ("main", "worker 'w'"), or NULL */
 } atl_StateOptions;
 
 /* [-0, +0, -] A new state with the standard libraries, the 'atasker' module
@@ -277,6 +282,50 @@ int atl_state_set_args(lua_State *L, const char *const *argv, int argc,
                        char **err);
 /* [-0, +0, -] How many allocations a state made (for the limit tests). */
 long atl_state_alloc_count(lua_State *L);
+
+/* ========================================================================
+** Memory of states (state.c, memory.c). Each state's allocator counts the
+** bytes that Lua holds in it (live, and the most it held: peak) and refuses
+** an allocation that would take it past its limit, so Lua raises "not
+** enough memory" (after one emergency collection) and the limit is never
+** exceeded. The host's states are listed, with these figures, per host.
+** ======================================================================== */
+
+#define ATL_LABELMAX 80
+
+/* One state's memory. */
+typedef struct atl_StateMemory {
+  uint64_t serial;        /* unique in the process: which state this is */
+  size_t bytes;           /* held now */
+  size_t peak;            /* the most held since the state opened */
+  size_t limit;           /* the limit in force; 0: none */
+  char label[ATL_LABELMAX];  /* 'atl_StateOptions.label' */
+} atl_StateMemory;
+
+/* [-0, +0, -] The memory of 'L' (its owner's thread). */
+void atl_state_memory(lua_State *L, atl_StateMemory *out);
+/* [-0, +0, -] Set the limit of 'L' (0: none), from its owner's thread. A
+** limit below what the state holds now refuses every allocation that grows
+** it until it holds less. */
+void atl_state_set_memory_limit(lua_State *L, size_t limit);
+/* [-0, +0, -] The bytes that 'L' holds now, on its owner's thread. */
+size_t atl_state_bytes(lua_State *L);
+/* [-0, +0, -] The limit of 'L' (0: none), on its owner's thread. */
+size_t atl_state_memory_limit(lua_State *L);
+/* [-0, +0, -] Rename 'L' in memory reports. */
+void atl_state_set_label(lua_State *L, const char *label);
+/* [-0, +0, -] The states of 'host' that are open now, at most 'max' of them
+** into 'out' (from any thread); returns how many there are. */
+int atl_states_memory(void *host, atl_StateMemory *out, int max);
+
+/* [-0, +0, -] Tests (the allocation-failure sweep): from now on, on the
+** calling thread, allocation number 'k' (0: the next one) and every later
+** one fails, whether Lua's (in any state that this thread runs) or the
+** shim's own (buffers, messages); 'k' < 0 ends it. Returns ATL_OK. */
+int atl_test_fail_allocations(long k);
+/* [-0, +0, -] Tests: the allocations counted on this thread since the last
+** 'atl_test_fail_allocations'. */
+long atl_test_allocations(void);
 
 /* [-0, +0, -] Load 'path' in text mode and run it with a traceback handler.
 ** Returns ATL_OK, ATL_ERRFILE, ATL_ERRSYNTAX, ATL_ERRRUN (message with
