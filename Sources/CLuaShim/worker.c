@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "shim_private.h"
 
@@ -300,11 +301,87 @@ static int run_p(lua_State *L) {
   return 0;
 }
 
+/* One run of the execution function 'run_p', which the caller pushed;
+** inside an announced execution. Fills 'p' (whose item and taskid are set)
+** and pops the function. */
+static void runone(lua_State *L, RunParams *p) {
+  int st;
+  lua_pushlightuserdata(L, p);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {  /* on_error raised, or out of memory */
+    free(p->err);
+    if (atl_isexit(L, -1)) p->status = ATL_EXIT;
+    else {
+      p->status = (st == LUA_ERRMEM) ? ATL_ERRMEM
+                : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
+      p->err = atl_strdup_top(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  if (st != LUA_OK || p->status != ATL_OK || p->handled) {
+    /* the error object, if one was kept, is not the next execution's (a
+    ** raw set of nil allocates nothing, so this cannot raise) */
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
+  }
+}
+
+static double coarse(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int atl_worker_run_batch(lua_State *L, const atl_Buffer *items, int n,
+                         long long taskid, double budget, int *ran,
+                         int *handled, int *stop, char **err, int *exitcode) {
+  atl_ExecFrame frame;
+  int i, fn, status = ATL_OK;
+  double deadline = coarse() + budget;
+  *ran = 0;
+  *handled = 0;
+  *stop = 0;
+  *err = NULL;
+  atl_exec_begin(L, &frame);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    atl_exec_end(L, &frame);
+    *err = strdup("the worker's state was not set up");
+    return ATL_ERRRUN;
+  }
+  fn = lua_gettop(L);
+  for (i = 0; i < n; i++) {
+    RunParams p;
+    memset(&p, 0, sizeof p);
+    p.item = &items[i];
+    p.taskid = taskid + i;
+    lua_pushvalue(L, fn);
+    runone(L, &p);
+    *ran = i + 1;
+    if (p.handled) (*handled)++;
+    if (p.status != ATL_OK) {
+      status = p.status;
+      *err = p.err;
+      if (status == ATL_EXIT && exitcode != NULL)
+        *exitcode = atl_statedata(L)->exitcode;
+      break;
+    }
+    free(p.err);
+    if (p.stop) {
+      *stop = 1;
+      break;
+    }
+    if (i + 1 < n && coarse() > deadline) break;
+  }
+  lua_settop(L, fn - 1);
+  atl_exec_end(L, &frame);
+  return status;
+}
+
 int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
                    int *stop, int *handled, char **err, int *exitcode) {
   RunParams p;
   atl_ExecFrame frame;
-  int st;
   memset(&p, 0, sizeof p);
   p.item = item;
   p.taskid = taskid;
@@ -317,24 +394,7 @@ int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
     *err = strdup("the worker's state was not set up");
     return ATL_ERRRUN;
   }
-  lua_pushlightuserdata(L, &p);
-  st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK) {  /* on_error raised, or out of memory */
-    free(p.err);
-    if (atl_isexit(L, -1)) p.status = ATL_EXIT;
-    else {
-      p.status = (st == LUA_ERRMEM) ? ATL_ERRMEM
-               : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
-      p.err = atl_strdup_top(L, -1);
-    }
-    lua_pop(L, 1);
-  }
-  if (st != LUA_OK || p.status != ATL_OK || p.handled) {
-    /* the error object, if one was kept, is not the next execution's (a
-    ** raw set of nil allocates nothing, so this cannot raise) */
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
-  }
+  runone(L, &p);
   atl_exec_end(L, &frame);
   if (p.status == ATL_EXIT && exitcode != NULL)
     *exitcode = atl_statedata(L)->exitcode;

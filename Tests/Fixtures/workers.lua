@@ -317,6 +317,33 @@ test("every kind of item arrives as it was put, in order, in every queue and exe
   check(collect("kinds_async"), "async")
 end)
 
+test("a burst of items: each has its own _task_id, its error goes to on_error, and false stops the worker", function()
+  local n = 2000
+  local w = atasker.background_worker{q = true, fn = function(item, kw)
+    local s = atasker.shared("burst")
+    s:set("id" .. item, kw._task_id)
+    if item % 100 == 0 then error({item = item}) end  -- a table error object, to on_error as itself
+    if item == n - 1 then return false end
+  end, on_error = function(kw)
+    atasker.shared("burst"):incr("handled")
+    assert(type(kw.error) == "table" and kw.error.item % 100 == 0, "on_error got " .. tostring(kw.error))
+  end}
+  for i = 1, n do w:put(i) end
+  w:start()
+  eventually(function() return w:is_stopped() end, "the worker to stop at item " .. n - 1)
+  local s, seen = atasker.shared("burst"), {}
+  for i = 1, n - 1 do
+    local id = s:get("id" .. i)
+    assert(id and not seen[id], "item " .. i .. ": _task_id " .. tostring(id))
+    seen[id] = true
+  end
+  assert(s:get("id" .. n) == nil, "item " .. n .. " ran after the worker stopped itself")
+  local failed = (n - 1) // 100
+  assert(s:get("handled") == failed, "handled " .. tostring(s:get("handled")))
+  assert(w.errors == failed, "errors " .. w.errors)
+  assert(w.executions == n - 1, "executions " .. w.executions)
+end)
+
 h.done()
 
 -- the program runs while a worker is active: this one stops itself

@@ -36,6 +36,32 @@ public final class QueueWorker<Item: Sendable>: Worker {
         case sync(@Sendable (Item, QueueWorker<Item>) throws -> Bool)
         case async(@Sendable (Item, QueueWorker<Item>) async throws -> Void)
     }
+    /// Runs several items in one call, for a layer whose executor can (the Lua layer's state runs a chunk of them
+    /// in one call into Lua); nil: one item per call of `executor`.
+    private let batchExecutor: BatchExecutor?
+
+    /// A chunk of items, in order, for a ``BatchExecutor``: it runs them from the first, and says how many ran,
+    /// the errors of those that failed (each counted and reported as an executor's error), and whether the worker
+    /// goes on (false: the last one's executor stopped it). It may run fewer than it got (at least one), to come
+    /// back soon: the rest is handed to it again, unless a stop dropped them meanwhile.
+    package typealias BatchExecutor = @Sendable (ArraySlice<Item>, QueueWorker<Item>) -> BatchRun
+
+    /// What a ``BatchExecutor`` ran.
+    package struct BatchRun {
+        package var ran: Int
+        package var errors: [any Error]
+        package var goOn: Bool
+
+        package init(ran: Int, errors: [any Error], goOn: Bool) {
+            self.ran = ran
+            self.errors = errors
+            self.goOn = goOn
+        }
+    }
+
+    /// The most items handed to a ``BatchExecutor`` at once.
+    private static var chunkSize: Int { 256 }
+
     /// FIFO without a limit: items are handed over in batches. Otherwise one at a time, so that an
     /// urgent or newer item is next as soon as it arrives, and a full queue gains room per item.
     private let usesBatches: Bool
@@ -139,6 +165,24 @@ public final class QueueWorker<Item: Sendable>: Worker {
             executor: Executor.async(executor))
     }
 
+    /// ``init(supervisor:name:priority:order:maxQueue:hooks:executor:)`` with a ``BatchExecutor`` that runs the
+    /// items of a FIFO queue without a limit in chunks (`executor` runs the items of the other orders, and those
+    /// left at a draining stop of them).
+    package convenience init(
+        supervisor: TaskSupervisor,
+        name: String? = nil,
+        priority: TaskPriority = .normal,
+        order: QueueOrder = .fifo,
+        maxQueue: Int? = nil,
+        hooks: Hooks = Hooks(),
+        executor: @escaping @Sendable (Item, QueueWorker<Item>) throws -> Bool,
+        batchExecutor: @escaping BatchExecutor
+    ) throws {
+        try self.init(
+            supervisor: supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue, hooks: hooks,
+            executor: Executor.sync(executor), batchExecutor: batchExecutor)
+    }
+
     private init(
         supervisor: TaskSupervisor,
         name: String?,
@@ -146,7 +190,8 @@ public final class QueueWorker<Item: Sendable>: Worker {
         order: QueueOrder,
         maxQueue: Int?,
         hooks: Hooks,
-        executor: Executor
+        executor: Executor,
+        batchExecutor: BatchExecutor? = nil
     ) throws {
         if let maxQueue, maxQueue < 1 {
             throw WorkerError(
@@ -157,6 +202,7 @@ public final class QueueWorker<Item: Sendable>: Worker {
         self.order = order
         self.maxQueue = maxQueue
         self.executor = executor
+        self.batchExecutor = batchExecutor
         // An async executor runs one item per execution: each item is a Swift task of its own.
         if case .sync = executor {
             self.usesBatches = order == .fifo && maxQueue == nil
@@ -332,6 +378,12 @@ public final class QueueWorker<Item: Sendable>: Worker {
 
     override func kindNextStep(now: Double, draining: Bool) -> Step {
         if draining {
+            // the items left at a draining stop run as a batch too
+            if self.usesBatches && !self.leftovers.isEmpty && self.aloopBinding.withLock({ $0.bound == nil }) {
+                self.leftovers.takeAll(into: &self.batch)
+                self.batchRemaining.store(self.batch.count, ordering: .relaxed)
+                return .execute
+            }
             guard let item = self.leftovers.popNext() else {
                 return .idle(deadline: nil)
             }
@@ -380,6 +432,9 @@ public final class QueueWorker<Item: Sendable>: Worker {
             self.single = nil
             return self.invoke { try executor(item as! Item, self) }
         }
+        if let batchExecutor = self.batchExecutor {
+            return self.executeChunks(batchExecutor)
+        }
         while let item = self.batch.popFirst() {
             if self.dropBatch.load(ordering: .relaxed) {
                 self.batch.removeAll(keepingCapacity: true)
@@ -394,6 +449,39 @@ public final class QueueWorker<Item: Sendable>: Worker {
                 return false
             }
         }
+        return true
+    }
+
+    /// Runs the batch in chunks through `batchExecutor`; returns false when an executor stopped the worker.
+    private func executeChunks(_ batchExecutor: BatchExecutor) -> Bool {
+        var chunk: [Item] = []
+        chunk.reserveCapacity(min(self.batch.count, Self.chunkSize))
+        while !self.batch.isEmpty {
+            chunk.removeAll(keepingCapacity: true)
+            while chunk.count < Self.chunkSize, let item = self.batch.popFirst() {
+                chunk.append(item as! Item)
+            }
+            var start = 0
+            while start < chunk.count {
+                if self.dropBatch.load(ordering: .relaxed) {
+                    self.batch.removeAll(keepingCapacity: true)
+                    self.batchRemaining.store(0, ordering: .relaxed)
+                    return true
+                }
+                self.batchRemaining.store(self.batch.count + chunk.count - start, ordering: .relaxed)
+                let run = batchExecutor(chunk[start...], self)
+                let ran = max(1, min(run.ran, chunk.count - start))
+                start += ran
+                self.countExecutions(ran, errors: run.errors)
+                if !run.goOn {
+                    // The executor stopped the worker: the rest of the batch is left at the stop, so dropped.
+                    self.batch.removeAll(keepingCapacity: true)
+                    self.batchRemaining.store(0, ordering: .relaxed)
+                    return false
+                }
+            }
+        }
+        self.batchRemaining.store(0, ordering: .relaxed)
         return true
     }
 

@@ -291,6 +291,18 @@ extension Worker {
         return goOn
     }
 
+    /// `count` executions ran in one call of a batch executor: counted as ``invoke(_:)`` counts each, with the
+    /// errors of those that failed reported in order.
+    func countExecutions(_ count: Int, errors: [any Error]) {
+        for error in errors {
+            self.report(error, during: nil)
+        }
+        self.executionCount.store(self.executionCount.load(ordering: .relaxed) + count, ordering: .relaxed)
+        for _ in 0..<count {
+            self.metrics.executionEnded()
+        }
+    }
+
     /// An execution has ended, with `core` locked: the kind's bookkeeping, and a stop if the executor said so.
     func endExecutionLocked(goOn: Bool, effects: inout WorkerStateMachine.Effects) {
         self.core.lockedValue.isExecuting = false

@@ -254,6 +254,72 @@ final class LuaState {
         }
     }
 
+    /// What a run of several queue items (``runWorkerBatch(_:taskID:budget:)``) ended with.
+    struct WorkerBatchRun {
+        /// The items that ran, from the first.
+        var ran = 0
+        /// Of those, the ones whose error `on_error` handled.
+        var handled = 0
+        var end = End.ranAll
+
+        enum End {
+            /// Every item ran, or the time budget ran out: the rest may run next.
+            case ranAll
+            /// The last item's executor returned false.
+            case stop
+            /// The last item called `os.exit`.
+            case exit(Int32)
+            /// The last item failed and `on_error` did not handle it.
+            case failed(LuaError)
+        }
+    }
+
+    /// Runs the worker's executor for `items` in turn, as one execution, item i with `kw._task_id` = `taskID` + i,
+    /// until one returns false, one fails unhandled, `os.exit`, or `budget` seconds have passed.
+    func runWorkerBatch(_ items: ArraySlice<LuaQueueItem>, taskID: Int, budget: Double) -> WorkerBatchRun {
+        let n = items.count
+        var scratch = [UInt8](repeating: 0, count: n * LuaQueueItem.scalarBytes)
+        var buffers = [atl_Buffer](repeating: atl_Buffer(), count: n)
+        var result = WorkerBatchRun()
+        var ran: Int32 = 0
+        var handled: Int32 = 0
+        var stop: Int32 = 0
+        var err: UnsafeMutablePointer<CChar>?
+        var exitCode: Int32 = 0
+        let st = scratch.withUnsafeMutableBytes { raw -> Int32 in
+            for (i, item) in items.enumerated() {
+                if case .encoded(let encoded) = item {
+                    buffers[i] = encoded.bufferDescription
+                    continue
+                }
+                let room = UnsafeMutableRawBufferPointer(
+                    rebasing: raw[(i * LuaQueueItem.scalarBytes)..<((i + 1) * LuaQueueItem.scalarBytes)])
+                buffers[i].data = room.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                buffers[i].len = item.writeScalar(into: room)
+                buffers[i].cap = room.count
+            }
+            // the encoded items stay alive in `items` for the whole call
+            return withExtendedLifetime(items) {
+                atl_worker_run_batch(
+                    self.pointer, buffers, Int32(n), Int64(taskID), budget, &ran, &handled, &stop, &err, &exitCode)
+            }
+        }
+        result.ran = Int(ran)
+        result.handled = Int(handled)
+        switch st {
+        case ATL_OK:
+            free(err)
+            result.end = stop != 0 ? .stop : .ranAll
+        case ATL_EXIT:
+            free(err)
+            result.end = .exit(exitCode)
+        default:
+            result.end = .failed(
+                LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error"))
+        }
+        return result
+    }
+
     /// A copy of the worker's `kw` with `_task_id` set, for an execution in a process-pool child.
     func workerKeywords(taskID: Int) throws(LuaError) -> EncodedValues {
         var err: UnsafeMutablePointer<CChar>?

@@ -149,10 +149,17 @@ extension HostCore {
                     throw CallError(message: "\(label): q must be true, \"fifo\", \"priority\" or \"lifo\"")
                 }
                 let maxQueue = try LuaArguments.integer(opts["max_queue"], label, "max_queue", in: 1...Int64.max)
-                worker = try QueueWorker<LuaQueueItem>(
-                    supervisor: self.supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue,
-                    hooks: hooks
-                ) { item, w in try execution.run(w, item: item) }
+                if execution.runsBatches {
+                    worker = try QueueWorker<LuaQueueItem>(
+                        supervisor: self.supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue,
+                        hooks: hooks, executor: { item, w in try execution.run(w, item: item) },
+                        batchExecutor: { items, w in execution.runBatch(w, items: items) })
+                } else {
+                    worker = try QueueWorker<LuaQueueItem>(
+                        supervisor: self.supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue,
+                        hooks: hooks
+                    ) { item, w in try execution.run(w, item: item) }
+                }
             default:
                 throw CallError(message: "\(label): unknown worker kind '\(kind)'")
             }

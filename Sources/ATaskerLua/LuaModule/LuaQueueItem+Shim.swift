@@ -115,36 +115,44 @@ enum LuaQueueItem: Sendable {
     /// Calls `body` with a buffer of the codec that holds the item: a scalar's bytes are written on the stack, in the
     /// format of the shim's encoder, so the shim reads them as it reads any buffer.
     func withBuffer<R>(_ body: (UnsafePointer<atl_Buffer>) throws -> R) rethrows -> R {
-        var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        let count: Int
-        switch self {
-        case .encoded(let encoded):
+        if case .encoded(let encoded) = self {
             return try encoded.withBuffer(body)
-        case .integer(let i):
-            count = Self.write(CodecTag.integer, UInt64(bitPattern: i), into: &scratch)
-        case .number(let d):
-            count = Self.write(CodecTag.float, d.bitPattern, into: &scratch)
-        case .boolean(let b):
-            count = Self.write(b ? CodecTag.true : CodecTag.false, nil, into: &scratch)
-        case .shortString(let low, let high):
-            count = withUnsafeMutableBytes(of: &scratch) { raw in
-                let n = Self.writeHead(CodecTag.string, into: raw)
-                var words = (low.littleEndian, high.littleEndian)
-                return withUnsafeBytes(of: &words) { string in
-                    let length = Int(string[15])
-                    raw[n] = UInt8(length)
-                    UnsafeMutableRawBufferPointer(rebasing: raw[(n + 1)...]).copyMemory(
-                        from: UnsafeRawBufferPointer(rebasing: string[..<length]))
-                    return n + 1 + length
-                }
-            }
         }
+        var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
         return try withUnsafeMutableBytes(of: &scratch) { raw in
             var buffer = atl_Buffer()
             buffer.data = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            buffer.len = count
+            buffer.len = self.writeScalar(into: raw)
             buffer.cap = raw.count
             return try body(&buffer)
+        }
+    }
+
+    /// The room that ``writeScalar(into:)`` needs.
+    static let scalarBytes = 24
+
+    /// Writes a scalar item as a buffer of one value into `raw` (``scalarBytes`` long) and returns its length;
+    /// 0 for an encoded item, which has bytes of its own.
+    func writeScalar(into raw: UnsafeMutableRawBufferPointer) -> Int {
+        switch self {
+        case .encoded:
+            return 0
+        case .integer(let i):
+            return Self.write(CodecTag.integer, UInt64(bitPattern: i), into: raw)
+        case .number(let d):
+            return Self.write(CodecTag.float, d.bitPattern, into: raw)
+        case .boolean(let b):
+            return Self.write(b ? CodecTag.true : CodecTag.false, nil, into: raw)
+        case .shortString(let low, let high):
+            let n = Self.writeHead(CodecTag.string, into: raw)
+            var words = (low.littleEndian, high.littleEndian)
+            return withUnsafeBytes(of: &words) { string in
+                let length = Int(string[15])
+                raw[n] = UInt8(length)
+                UnsafeMutableRawBufferPointer(rebasing: raw[(n + 1)...]).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: string[..<length]))
+                return n + 1 + length
+            }
         }
     }
 
@@ -160,12 +168,10 @@ enum LuaQueueItem: Sendable {
         return n + 2
     }
 
-    private static func write(_ tag: UInt8, _ bits: UInt64?, into scratch: inout (UInt64, UInt64, UInt64)) -> Int {
-        withUnsafeMutableBytes(of: &scratch) { raw in
-            let n = Self.writeHead(tag, into: raw)
-            guard let bits else { return n }
-            raw.storeBytes(of: bits.littleEndian, toByteOffset: n, as: UInt64.self)
-            return n + 8
-        }
+    private static func write(_ tag: UInt8, _ bits: UInt64?, into raw: UnsafeMutableRawBufferPointer) -> Int {
+        let n = Self.writeHead(tag, into: raw)
+        guard let bits else { return n }
+        raw.storeBytes(of: bits.littleEndian, toByteOffset: n, as: UInt64.self)
+        return n + 8
     }
 }

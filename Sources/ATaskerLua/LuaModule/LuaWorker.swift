@@ -129,6 +129,43 @@ final class LuaWorker: Sendable {
             }
         }
 
+        /// Whether items can run in chunks (``runBatch(_:items:)``): a thread worker without `run_timeout`, which
+        /// watches each execution on its own.
+        var runsBatches: Bool { self.async == nil && self.process == nil && self.runTimeout == nil }
+
+        /// Runs queue items in turn in one call into the worker's state, as one execution, for at most about 2 ms
+        /// (a stop drops the rest between chunks): each item is counted, gets its own `kw._task_id`, and fails or
+        /// goes to `on_error` on its own, as in ``run(_:item:)``.
+        func runBatch(_ worker: Worker, items: ArraySlice<LuaQueueItem>) -> QueueWorker<LuaQueueItem>.BatchRun {
+            guard let state = self.state.get() else { return .init(ran: 1, errors: [], goOn: false) }
+            let first = self.executions.load(ordering: .relaxed) + 1
+            let label = self.label.withLock { $0 }
+            let run: LuaState.WorkerBatchRun
+            do {
+                run = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerBatchRun in
+                    self.current.store(id, ordering: .releasing)
+                    defer { self.current.store(0, ordering: .releasing) }
+                    return state.runWorkerBatch(items, taskID: first, budget: 0.002)
+                }
+            } catch {
+                // not begun (the supervisor stops): the first item fails with that, as its own execution would
+                self.executions.wrappingAdd(1, ordering: .relaxed)
+                return .init(ran: 1, errors: [error], goOn: true)
+            }
+            let ran = max(run.ran, 1)
+            self.executions.wrappingAdd(ran, ordering: .relaxed)
+            var errors: [any Error] = Array(repeating: HandledError(), count: run.handled)
+            switch run.end {
+            case .ranAll:
+                return .init(ran: ran, errors: errors, goOn: true)
+            case .stop, .exit:
+                return .init(ran: ran, errors: errors, goOn: false)
+            case .failed(let error):
+                errors.append(error)
+                return .init(ran: ran, errors: errors, goOn: true)
+            }
+        }
+
         /// One execution of an mp worker: the executor runs in a child with `(item, kw)` or `(kw)`; its result goes
         /// to `process_result(result, kw)` in this worker's state (without one, a result of `false` stops the
         /// worker). An error in the child goes to `on_error` as any execution error does.

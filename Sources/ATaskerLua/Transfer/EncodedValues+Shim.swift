@@ -93,6 +93,10 @@ final class EncodedValues {
         try body(UnsafePointer(self.storage))
     }
 
+    /// A copy of the buffer's description (its pointers, not its bytes), valid while this object lives: for a call
+    /// that takes many buffers at once.
+    var bufferDescription: atl_Buffer { self.storage.pointee }
+
     /// Each value as a buffer of its own, without decoding (cycles, metatables and functions stay as they are).
     func split() throws -> [EncodedValues] {
         let buffer = self.storage.pointee

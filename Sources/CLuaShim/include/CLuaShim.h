@@ -365,6 +365,17 @@ int atl_worker_setup(lua_State *L, const atl_Buffer *fn, const atl_Buffer *kw,
 int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
                    int *stop, int *handled, char **err, int *exitcode);
 
+/* [-0, +0, -] 'atl_worker_run' for the queue items 'items[0..n-1]' in turn,
+** as one execution (announced once), item i with 'kw._task_id' = 'taskid'
+** + i. It ends after the item whose executor returned false ('*stop' = 1),
+** after the item whose error was not handled (its status and '*err' are
+** returned), or once 'budget' seconds have passed since it began (so that
+** a stop is not held up); '*ran' counts the items that ran, '*handled' those
+** whose error 'on_error' handled. */
+int atl_worker_run_batch(lua_State *L, const atl_Buffer *items, int n,
+                         long long taskid, double budget, int *ran,
+                         int *handled, int *stop, char **err, int *exitcode);
+
 /* [-0, +0, -] For a worker whose executor runs in a process-pool child:
 ** set 'kw._task_id' to 'taskid' in the worker's state 'L' and encode 'kw'
 ** into 'out' (zeroed by the caller). ATL_OK or ATL_ERRCODEC / ATL_ERRMEM
