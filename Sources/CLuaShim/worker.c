@@ -21,6 +21,9 @@ static const char run_key = 'r';      /* registry: 'run_p' with the executor,
                                       ** kw and the place as upvalues */
 
 static int run_p(lua_State *L);
+static int batch_p(lua_State *L);
+static const char batch_key = 'b';    /* registry: 'batch_p', its upvalues
+                                      ** those of 'run_p' */
 
 typedef struct SetupParams {
   const atl_Buffer *fn, *kw, *onerror;
@@ -109,6 +112,11 @@ static int setup_p(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
   lua_pushcclosure(L, run_p, 3);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
+  lua_pushcclosure(L, batch_p, 3);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &batch_key);
   /* only now: while the heap grows from nothing to the state's size, a
   ** short pause would run a cycle for every fifth of growth */
   lua_gc(L, LUA_GCINC, ATL_WORKER_GCPAUSE, 0, 0);
@@ -241,12 +249,65 @@ int atl_worker_handleerror(lua_State *L, int msgh) {
 /* One execution; upvalues: the executor, kw, the executor's place. The
 ** registry's error object is nil here ('atl_worker_run' clears it after an
 ** execution that failed). */
+static int runitem(lua_State *L, RunParams *p, int msgh);
+
 static int run_p(lua_State *L) {
   RunParams *p = (RunParams *)lua_touserdata(L, 1);
-  int msgh, nargs = 0, st, envup = 0;
+  int msgh;
   lua_pushcfunction(L, worker_msghandler);
   msgh = lua_gettop(L);
   atl_exec_setplacestr(lua_tostring(L, lua_upvalueindex(3)));
+  return runitem(L, p, msgh);
+}
+
+typedef struct BatchParams {
+  const atl_Buffer *items;
+  int n, i;             /* the items, and the one that runs now */
+  long long taskid;     /* of item 0 */
+  double deadline;
+  int handled, stop, status;
+  char *err;
+} BatchParams;
+
+static double coarse(void);
+
+/* The items of a batch in turn, in one protected call (upvalues as
+** 'run_p'): an item's own error is handled here as 'run_p' does; an error
+** that escapes (an 'on_error' that raised, memory) ends the call, with
+** 'b->i' at the item it came from. */
+static int batch_p(lua_State *L) {
+  BatchParams *b = (BatchParams *)lua_touserdata(L, 1);
+  int msgh;
+  lua_pushcfunction(L, worker_msghandler);
+  msgh = lua_gettop(L);
+  atl_exec_setplacestr(lua_tostring(L, lua_upvalueindex(3)));
+  while (b->i < b->n) {
+    RunParams p;
+    memset(&p, 0, sizeof p);
+    p.item = &b->items[b->i];
+    p.taskid = b->taskid + b->i;
+    runitem(L, &p, msgh);
+    lua_settop(L, msgh);
+    b->i++;
+    if (p.handled) b->handled++;
+    if (p.status != ATL_OK) {
+      b->status = p.status;
+      b->err = p.err;
+      return 0;
+    }
+    if (p.stop) {
+      b->stop = 1;
+      return 0;
+    }
+    if (b->i < b->n && coarse() > b->deadline) return 0;
+  }
+  return 0;
+}
+
+/* One item: 'fn(item, kw)' (or 'fn(kw)') with 'msgh' as its message
+** handler; an error goes to 'on_error'. Upvalues as 'run_p'. */
+static int runitem(lua_State *L, RunParams *p, int msgh) {
+  int nargs = 0, st, envup = 0;
   lua_pushvalue(L, lua_upvalueindex(1));
   if (p->item != NULL) {
     atl_PlainValue v;
@@ -336,46 +397,48 @@ int atl_worker_run_batch(lua_State *L, const atl_Buffer *items, int n,
                          long long taskid, double budget, int *ran,
                          int *handled, int *stop, char **err, int *exitcode) {
   atl_ExecFrame frame;
-  int i, fn, status = ATL_OK;
-  double deadline = coarse() + budget;
+  BatchParams b;
+  int st;
+  memset(&b, 0, sizeof b);
+  b.items = items;
+  b.n = n;
+  b.taskid = taskid;
+  b.deadline = coarse() + budget;
   *ran = 0;
   *handled = 0;
   *stop = 0;
   *err = NULL;
   atl_exec_begin(L, &frame);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key) != LUA_TFUNCTION) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &batch_key) != LUA_TFUNCTION) {
     lua_pop(L, 1);
     atl_exec_end(L, &frame);
     *err = strdup("the worker's state was not set up");
     return ATL_ERRRUN;
   }
-  fn = lua_gettop(L);
-  for (i = 0; i < n; i++) {
-    RunParams p;
-    memset(&p, 0, sizeof p);
-    p.item = &items[i];
-    p.taskid = taskid + i;
-    lua_pushvalue(L, fn);
-    runone(L, &p);
-    *ran = i + 1;
-    if (p.handled) (*handled)++;
-    if (p.status != ATL_OK) {
-      status = p.status;
-      *err = p.err;
-      if (status == ATL_EXIT && exitcode != NULL)
-        *exitcode = atl_statedata(L)->exitcode;
-      break;
-    }
-    free(p.err);
-    if (p.stop) {
-      *stop = 1;
-      break;
-    }
-    if (i + 1 < n && coarse() > deadline) break;
+  lua_pushlightuserdata(L, &b);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {  /* item b.i: its on_error raised, or out of memory */
+    b.status = atl_isexit(L, -1) ? ATL_EXIT
+             : (st == LUA_ERRMEM) ? ATL_ERRMEM
+             : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
+    if (b.status != ATL_EXIT) b.err = atl_strdup_top(L, -1);
+    lua_pop(L, 1);
+    b.i++;
   }
-  lua_settop(L, fn - 1);
+  if (st != LUA_OK || b.status != ATL_OK || b.handled > 0) {
+    /* the error object, if one was kept, is not the next execution's (a
+    ** raw set of nil allocates nothing, so this cannot raise) */
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
+  }
   atl_exec_end(L, &frame);
-  return status;
+  if (b.status == ATL_EXIT && exitcode != NULL)
+    *exitcode = atl_statedata(L)->exitcode;
+  *ran = b.i;
+  *handled = b.handled;
+  *stop = b.stop;
+  *err = b.err;
+  return b.status;
 }
 
 int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
