@@ -387,6 +387,21 @@ static void runone(lua_State *L, RunParams *p) {
   }
 }
 
+/* Begin an execution and push the worker's function kept at 'key'; 0 (and
+** '*err') when the state was not set up for a worker. */
+static int beginrun(lua_State *L, atl_ExecFrame *frame, const void *key,
+                    char **err) {
+  *err = NULL;
+  atl_exec_begin(L, frame);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    atl_exec_end(L, frame);
+    *err = strdup("the worker's state was not set up");
+    return 0;
+  }
+  return 1;
+}
+
 static double coarse(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
@@ -407,14 +422,7 @@ int atl_worker_run_batch(lua_State *L, const atl_Buffer *items, int n,
   *ran = 0;
   *handled = 0;
   *stop = 0;
-  *err = NULL;
-  atl_exec_begin(L, &frame);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &batch_key) != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    atl_exec_end(L, &frame);
-    *err = strdup("the worker's state was not set up");
-    return ATL_ERRRUN;
-  }
+  if (!beginrun(L, &frame, &batch_key, err)) return ATL_ERRRUN;
   lua_pushlightuserdata(L, &b);
   st = lua_pcall(L, 1, 0, 0);
   if (st != LUA_OK) {  /* item b.i: its on_error raised, or out of memory */
@@ -448,15 +456,9 @@ int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
   memset(&p, 0, sizeof p);
   p.item = item;
   p.taskid = taskid;
-  atl_exec_begin(L, &frame);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key) != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    atl_exec_end(L, &frame);
-    *stop = 0;
-    *handled = 0;
-    *err = strdup("the worker's state was not set up");
-    return ATL_ERRRUN;
-  }
+  *stop = 0;
+  *handled = 0;
+  if (!beginrun(L, &frame, &run_key, err)) return ATL_ERRRUN;
   runone(L, &p);
   atl_exec_end(L, &frame);
   if (p.status == ATL_EXIT && exitcode != NULL)
