@@ -32,6 +32,8 @@ final class HostCore: Sendable {
         var packageCPath: String?
         var allowsBytecode = false
         var hostFunctions: [HostFunction] = []
+        /// Lua modules written in Lua that the app registered (`LuaHost.register(module:source:)`).
+        var luaModules: LuaModuleTable? = nil
         var frozen = false
     }
 
@@ -70,7 +72,8 @@ final class HostCore: Sendable {
             hostFunctions: settings.hostFunctions.map { ($0.name, $0) },
             allocationLimit: allocationLimit,
             allowsBytecode: settings.allowsBytecode,
-            metrics: self.supervisor.metrics
+            metrics: self.supervisor.metrics,
+            luaModules: settings.luaModules
         )
         return try LuaState(options: options)
     }

@@ -29,6 +29,7 @@ final class LuaState {
         var allocationLimit: Int = 0
         var allowsBytecode = false
         var metrics: SupervisorMetrics? = nil
+        var luaModules: LuaModuleTable? = nil
     }
 
     init(options: Options) throws(LuaError) {
@@ -55,6 +56,7 @@ final class LuaState {
                         o.nhostfn = Int32(options.hostFunctions.count)
                         o.alloc_limit = options.allocationLimit
                         o.allow_bytecode = options.allowsBytecode ? 1 : 0
+                        o.lua_modules = options.luaModules.map { UnsafePointer($0.table) }
                         return atl_state_open(&o, &err)
                     }
                 }

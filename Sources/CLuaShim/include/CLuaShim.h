@@ -230,6 +230,16 @@ void atl_set_host_callbacks(const atl_HostCallbacks *cb);
 ** States (state.c) and running code (call.c, task.c).
 ** ======================================================================== */
 
+/* Lua modules written in Lua, registered by the app: 'names[i]' loads the
+** text 'sources[i]' of 'lengths[i]' bytes (module_app.c). Owned by the host,
+** which outlives its states. */
+typedef struct atl_LuaModules {
+  int n;
+  const char *const *names;
+  const char *const *sources;
+  const size_t *lengths;
+} atl_LuaModules;
+
 typedef struct atl_StateOptions {
   void *host;                 /* passed back in every 'atl_Call' */
   void *supervisor;           /* host object behind 'atasker.supervisor' */
@@ -248,6 +258,7 @@ typedef struct atl_StateOptions {
                                  (tests); 0: never */
   int allow_bytecode;         /* user code may load binary chunks; 0: text
                                  only (loadtext.c) */
+  const atl_LuaModules *lua_modules;  /* in 'package.preload', or NULL */
 } atl_StateOptions;
 
 /* [-0, +0, -] A new state with the standard libraries, the 'atasker' module
