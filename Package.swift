@@ -148,7 +148,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: [],
+            dependencies: ["CSQLite"],  // the durable-jobs tests damage a row as a bad disk would
             swiftSettings: swiftSettings
         ),
     ]

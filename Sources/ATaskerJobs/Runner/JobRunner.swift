@@ -326,6 +326,11 @@ final class JobRunner: Sendable {
             case .release:
                 let n = try self.store.release([lease])
                 self.counts.withLock { $0.released += n }
+                if n > 0 {
+                    self.logger.info(
+                        "worker '\(self.workerName)': job \(job.id) was given back to queue '\(self.queue)' at the stop (the run does not count as an attempt)"
+                    )
+                }
             }
         } catch {
             self.logger.error(

@@ -1,0 +1,208 @@
+import CSQLite
+import Foundation
+import Testing
+
+/// One SQLite store in a temporary folder, and host processes of the real binary on it (`Tests/Fixtures/jobs.lua`).
+final class JobsBench: @unchecked Sendable {
+    let dir: URL
+    let url: String
+
+    init() throws {
+        self.dir = FileManager.default.temporaryDirectory.appendingPathComponent("atasker-jobs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.dir, withIntermediateDirectories: true)
+        self.url = "sqlite://" + self.dir.appendingPathComponent("jobs.db").path
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: self.dir)
+    }
+
+    /// `jobs.lua` with `arguments`, run to its end.
+    func run(_ arguments: [String], extra: [String] = [], timeout: Double = 60) throws -> CLIRun {
+        try CLIRun.run(["--store", self.url] + extra + ["Tests/Fixtures/jobs.lua"] + arguments, timeout: timeout)
+    }
+
+    /// A host running `jobs.lua` with `arguments`, left running; the store comes from ATASKER_STORE.
+    func start(_ arguments: [String], extra: [String] = []) throws -> Host {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLIRun.binary)
+        process.arguments = extra + ["Tests/Fixtures/jobs.lua"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["ATASKER_STORE": self.url]) { $1 }
+        process.currentDirectoryURL = CLIRun.packageRoot
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return Host(
+            process: process, out: Collector(out.fileHandleForReading), err: Collector(err.fileHandleForReading))
+    }
+
+    struct Host {
+        let process: Process
+        let out: Collector
+        let err: Collector
+
+        /// Waits for the end (killing the host after `timeout`) and returns its status and whether a signal ended it.
+        func wait(timeout: Double = 60) -> (status: Int32, signaled: Bool) {
+            let deadline = Date().addingTimeInterval(timeout)
+            while self.process.isRunning && Date() < deadline { usleep(10_000) }
+            if self.process.isRunning {
+                Issue.record("host \(self.process.processIdentifier) did not end within \(timeout) s")
+                kill(self.process.processIdentifier, SIGKILL)
+            }
+            self.process.waitUntilExit()
+            return (self.process.terminationStatus, self.process.terminationReason == .uncaughtSignal)
+        }
+    }
+
+    /// Each job's state and attempts, from `jobs.lua status`, and its summary line.
+    func status() throws -> (jobs: [Int: (state: String, attempts: Int, rest: String)], summary: String) {
+        let run = try self.run(["status"])
+        #expect(run.status == 0, "status: \(run.stderr)")
+        var jobs: [Int: (String, Int, String)] = [:]
+        var summary = ""
+        for line in run.stdout.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 4).map(String.init)
+            if parts.first == "job", parts.count >= 4, let id = Int(parts[1]), let attempts = Int(parts[3]) {
+                jobs[id] = (parts[2], attempts, parts.count > 4 ? parts[4] : "")
+            } else if parts.first == "summary" {
+                summary = String(line)
+            }
+        }
+        return (jobs, summary)
+    }
+
+    /// Runs `sql` on the store's file directly (to damage a row as a bug or a bad disk would).
+    func execute(_ sql: String) {
+        var db: OpaquePointer? = nil
+        #expect(sqlite3_open(String(self.url.dropFirst("sqlite://".count)), &db) == SQLITE_OK)
+        sqlite3_busy_timeout(db, 10_000)
+        #expect(sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(db)
+    }
+}
+
+/// The ids in lines `prefix ID ...` of `text`, with how often each came.
+func idCounts(_ text: String, _ prefix: String) -> [Int: Int] {
+    var counts: [Int: Int] = [:]
+    for line in text.split(separator: "\n") where line.hasPrefix(prefix + " ") {
+        let parts = line.split(separator: " ")
+        if parts.count > 1, let id = Int(parts[1]) { counts[id, default: 0] += 1 }
+    }
+    return counts
+}
+
+@Suite("atasker-lua: durable jobs on SQLite", .serialized)
+struct JobsCLITests {
+    @Test("a host SIGKILLed mid-job: the next host takes its jobs once their leases run out, and every job is done")
+    func sigkillMidJob() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put-special", "20"]).status == 0)
+        let first = try bench.start(["serve", "A", "4", "1"])
+        #expect(first.out.waitFor("holding 1"), "the holder never started: \(first.err.snapshot())")
+        kill(first.process.processIdentifier, SIGKILL)
+        let killed = first.wait()
+        #expect(killed.signaled && killed.status == SIGKILL)
+        let second = try bench.run(["work", "B", "4", "1"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=21 pending=0 running=0 dead=1 canceled=0", "\(summary)")
+        #expect(jobs[1]?.state == "completed" && jobs[1]?.attempts == 2, "the held job: \(String(describing: jobs[1]))")
+        #expect(jobs[1]?.rest.contains("by=B") == true)
+        // Every plain job completed once: in A before the kill, or in B.
+        let done = idCounts(first.out.snapshot() + second.stdout, "done")
+        for id in 3...22 { #expect(done[id] == 1, "job \(id) done \(done[id] ?? 0) times") }
+    }
+
+    @Test("a host SIGSTOPped past its lease: another host completes the job, and the late ack is refused")
+    func sigstopPastLease() throws {
+        let bench = try JobsBench()
+        let gate = bench.dir.appendingPathComponent("gate").path
+        #expect(try bench.run(["put-special", "0"]).status == 0)
+        let stalled = try bench.start(["serve", "A", "1", "1", gate])
+        #expect(stalled.out.waitFor("holding 1"), "the holder never started: \(stalled.err.snapshot())")
+        kill(stalled.process.processIdentifier, SIGSTOP)
+        // B claims job 1 once A's lease has run out, and completes it (the gate is open for B's attempt).
+        FileManager.default.createFile(atPath: gate, contents: Data())
+        let other = try bench.run(["work", "B", "2", "1"])
+        #expect(other.status == 0, "\(other.stderr)")
+        #expect(other.stdout.contains("done 1 B"))
+        kill(stalled.process.processIdentifier, SIGCONT)
+        #expect(
+            stalled.err.waitFor("the lease was lost"), "A's late ack was not refused: \(stalled.err.snapshot())")
+        kill(stalled.process.processIdentifier, SIGTERM)
+        _ = stalled.wait()
+        let (jobs, _) = try bench.status()
+        #expect(
+            jobs[1]?.state == "completed" && jobs[1]?.rest.contains("by=B") == true, "\(String(describing: jobs[1]))")
+        #expect(jobs[2]?.state == "dead" && jobs[2]?.attempts == 3, "\(String(describing: jobs[2]))")
+    }
+
+    @Test("a job that always fails is dead after max_attempts, with its last error and traceback")
+    func deadAfterMaxAttempts() throws {
+        let bench = try JobsBench()
+        let gate = bench.dir.appendingPathComponent("gate").path
+        FileManager.default.createFile(atPath: gate, contents: Data())
+        #expect(try bench.run(["put-special", "2"]).status == 0)
+        let run = try bench.run(["work", "A", "2", "5", gate])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("job 2 is dead after attempt 3 of 3"), "\(run.stderr)")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=3 pending=0 running=0 dead=1 canceled=0", "\(summary)")
+        let dead = try #require(jobs[2])
+        #expect(dead.state == "dead" && dead.attempts == 3)
+        #expect(dead.rest.contains("error=Tests/Fixtures/jobs.lua:"), "\(dead.rest)")
+        #expect(dead.rest.contains("job 2 always fails") && dead.rest.contains("traceback=yes"), "\(dead.rest)")
+    }
+
+    @Test("a row whose stored value cannot be decoded: that job is dead with a clear error, the others are done")
+    func undecodablePayload() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put", "5"]).status == 0)
+        bench.execute("UPDATE atasker_jobs SET payload = x'01067f' WHERE id = 3")
+        let run = try bench.run(["work", "A", "2", "5"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=4 pending=0 running=0 dead=1 canceled=0", "\(summary)")
+        #expect(jobs[3]?.state == "dead")
+        #expect(jobs[3]?.rest.contains("its stored value cannot be decoded") == true, "\(String(describing: jobs[3]))")
+        #expect(jobs[3]?.rest.contains("value_error=") == true)
+    }
+
+    @Test("four host processes on one SQLite file do every job exactly once, to completion")
+    func fourHosts() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put", "400"]).status == 0)
+        let hosts = try ["A", "B", "C", "D"].map { try bench.start(["work", $0, "4", "10"]) }
+        var output = ""
+        for host in hosts {
+            let end = host.wait(timeout: 120)
+            #expect(end.status == 0 && !end.signaled, "\(host.err.snapshot())")
+            output += host.out.snapshot()
+        }
+        let done = idCounts(output, "done")
+        #expect(done.count == 400)
+        #expect(done.values.allSatisfy { $0 == 1 }, "some job ran twice")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=400 pending=0 running=0 dead=0 canceled=0", "\(summary)")
+        #expect(jobs.values.allSatisfy { $0.attempts == 1 })
+    }
+
+    @Test("a graceful stop: a job that finishes within --stop-timeout is completed, one that does not is given back")
+    func gracefulStopReleases() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put-special", "1"]).status == 0)
+        let host = try bench.start(["serve", "A", "4", "30"], extra: ["--stop-timeout", "1"])
+        #expect(host.out.waitFor("holding 1"), "the holder never started: \(host.err.snapshot())")
+        #expect(host.out.waitFor("done 3 A"), "\(host.err.snapshot())")
+        kill(host.process.processIdentifier, SIGTERM)
+        let end = host.wait()
+        #expect(end.signaled && end.status == SIGTERM)
+        let (jobs, _) = try bench.status()
+        // Given back at once (not left leased for 30 s), and the lost run does not count as an attempt.
+        #expect(jobs[1]?.state == "pending" && jobs[1]?.attempts == 0, "\(String(describing: jobs[1]))")
+        #expect(jobs[3]?.state == "completed")
+    }
+}
