@@ -23,10 +23,10 @@ final class JobsBench: @unchecked Sendable {
     }
 
     /// A host running `jobs.lua` with `arguments`, left running; the store comes from ATASKER_STORE.
-    func start(_ arguments: [String], extra: [String] = []) throws -> Host {
+    func start(_ arguments: [String], extra: [String] = [], fixture: String = "jobs.lua") throws -> Host {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLIRun.binary)
-        process.arguments = extra + ["Tests/Fixtures/jobs.lua"] + arguments
+        process.arguments = extra + ["Tests/Fixtures/\(fixture)"] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(["ATASKER_STORE": self.url]) { $1 }
         process.currentDirectoryURL = CLIRun.packageRoot
         let out = Pipe()
@@ -204,5 +204,95 @@ struct JobsCLITests {
         // Given back at once (not left leased for 30 s), and the lost run does not count as an attempt.
         #expect(jobs[1]?.state == "pending" && jobs[1]?.attempts == 0, "\(String(describing: jobs[1]))")
         #expect(jobs[3]?.state == "completed")
+    }
+}
+
+@Suite("atasker-lua: the atasker.jobs API")
+struct JobsAPICLITests {
+    func run(_ bench: JobsBench, _ arguments: [String]) throws -> CLIRun {
+        try CLIRun.run(["--store", bench.url, "Tests/Fixtures/jobs_api.lua"] + arguments)
+    }
+
+    @Test("misuse is an error at the caller's line that names the option and what to do")
+    func misuse() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["misuse"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        let errors = lines.filter { $0.hasPrefix("error ") }
+        #expect(errors.count == 29, "\(run.stdout)")
+        // Each one at the line of the call in the script.
+        for line in errors {
+            #expect(line.contains("Tests/Fixtures/jobs_api.lua:"), "\(line)")
+        }
+        for (label, text) in [
+            ("function value", "the job's value.cb is a function: jobs are data, never code"),
+            ("metatable", "has a metatable: a job carries plain data"),
+            ("misspelt option", "unknown option \"dealy\" (options are: priority, run_at, delay"),
+            ("nan delay", "option 'delay' must be a number of seconds >= 0 and <= 1e9, got -nan"),
+            ("huge delay", "got inf"), ("both times", "not both"),
+            ("fractional attempts", "option 'max_attempts' must be an integer from 1 to 1000000, got 1.5"),
+            ("huge priority", "got 1e+300"), ("dot call", "call put as a method of a queue: q:put(...)"),
+            ("postgres", "the PostgreSQL driver is not built yet"), ("unknown url", "unknown kind of store URL"),
+            ("worker misspelt", "unknown option 'concurency'"), ("worker no fn", "option 'fn' must be a function"),
+            ("worker fn with a file", "cannot copy upvalue 'fh'"), ("worker name taken", "already exists"),
+            ("periodic nan every", "option 'every' must be a number of seconds > 0"),
+            ("put_many holes", "no holes"),
+        ] {
+            #expect(
+                errors.contains { $0.hasPrefix("error \(label): ") && $0.contains(text) },
+                "\(label): \(errors.first { $0.hasPrefix("error \(label): ") } ?? "missing")")
+        }
+        #expect(lines.contains("put_many\t3\ttrue\t2"), "\(run.stdout)")
+        #expect(lines.contains("info\t3"), "\(run.stdout)")
+    }
+
+    @Test("a queue without a store says how to name one")
+    func noStore() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/jobs_api.lua", "no-store"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(
+            run.stdout.contains("no store: pass {store = 'sqlite:///path/file.db'}, or run atasker-lua with --store"))
+    }
+
+    @Test("jobs run on the thread pool, an aloop and the process pool; cancel, timeout and an unstorable result")
+    func kinds() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["kinds"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = Set(run.stdout.split(separator: "\n").map(String.init))
+        for expected in [
+            "cancel\ttrue\tfalse", "queue\tk\t0\t0\t0", "queue\tka\t0\t0\t0", "queue\tkm\t0\t0\t0",
+            "job 1 k completed 10 here", "job 3 k completed 30 here", "job 4 k canceled - -",
+            "job 7 ka completed 10 here", "job 9 ka completed 30 here", "job 10 km completed 10 child",
+        ] {
+            #expect(lines.contains(expected), "missing '\(expected)' in \(run.stdout)")
+        }
+        #expect(lines.contains { $0.hasPrefix("job 5 k dead - job 5 timed out after 0.3 s") }, "\(run.stdout)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("job 6 k dead - job 6: its result cannot be stored: the result is a function")
+            },
+            "\(run.stdout)")
+    }
+
+    @Test("a periodic job is put once per period across hosts")
+    func periodicOncePerPeriod() throws {
+        let bench = try JobsBench()
+        let hosts = try (0..<3).map { _ in
+            try bench.start(["periodic", "3600"], fixture: "jobs_api.lua")
+        }
+        var puts = 0
+        for host in hosts {
+            let end = host.wait()
+            #expect(end.status == 0, "\(host.err.snapshot())")
+            let out = host.out.snapshot()
+            #expect(out.contains("handled period "), "\(out)")
+            if out.contains(", put 1") { puts += 1 }
+        }
+        #expect(puts == 1, "periods put by the three hosts: \(puts)")
+        let short = try self.run(bench, ["periodic-run", "0.2", "3"])
+        #expect(short.status == 0, "\(short.stderr)")
+        #expect(short.stdout.contains("put 3, completed 3"), "\(short.stdout)")
     }
 }

@@ -7,7 +7,7 @@ let jobsLuaSource = #"""
     local M = {}
 
     local f = {}
-    for _, name in ipairs {"queue", "put", "get", "cancel", "info", "worker", "periodic", "control"} do
+    for _, name in ipairs {"queue", "put", "put_many", "get", "cancel", "info", "worker", "periodic", "control"} do
       f[name] = host["jobs." .. name]
     end
 
@@ -44,19 +44,29 @@ let jobsLuaSource = #"""
       return r[1], r[2]
     end
 
+    -- q:put_many({v1, v2, ...}, opts) -> {ids}, {added}: all in one transaction
+    function Queue:put_many(values, opts)
+      self_queue(self, "put_many")
+      local r = call(f.put_many, self.store, self.name, self.keep, values, opts)
+      return r[1], r[2]
+    end
+
     function Queue:get_job(id)
       self_queue(self, "get_job")
-      return call(f.get, self.store, id)
+      local r = call(f.get, self.store, id)
+      return r
     end
 
     function Queue:cancel(id)
       self_queue(self, "cancel")
-      return call(f.cancel, self.store, id)
+      local r = call(f.cancel, self.store, id)
+      return r
     end
 
     function Queue:info()
       self_queue(self, "info")
-      return call(f.info, self.store, self.name)
+      local r = call(f.info, self.store, self.name)
+      return r
     end
 
     function Queue:__tostring()
@@ -81,17 +91,20 @@ let jobsLuaSource = #"""
 
     function Worker:stop(opts)
       self_worker(self, "stop")
-      return call(f.control, self.name, "stop", opts)
+      local r = call(f.control, self.name, "stop", opts)
+      return r
     end
 
     function Worker:is_active()
       self_worker(self, "is_active")
-      return call(f.control, self.name, "is_active")
+      local r = call(f.control, self.name, "is_active")
+      return r
     end
 
     function Worker:info()
       self_worker(self, "info")
-      return call(f.control, self.name, "info")
+      local r = call(f.control, self.name, "info")
+      return r
     end
 
     function Worker:__tostring()

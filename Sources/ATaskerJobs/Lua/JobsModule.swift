@@ -22,7 +22,8 @@ public enum JobsModule {
     public static func install(on host: LuaHost, defaultStore: String? = nil, logger: Logger) throws {
         let module = JobsFunctions(host: host, defaultStore: defaultStore, logger: logger)
         let functions: [(String, @Sendable ([LuaValue]) throws -> LuaValue)] = [
-            ("jobs.queue", module.queue), ("jobs.put", module.put), ("jobs.get", module.get),
+            ("jobs.queue", module.queue), ("jobs.put", module.put), ("jobs.put_many", module.putMany),
+            ("jobs.get", module.get),
             ("jobs.cancel", module.cancel), ("jobs.info", module.info), ("jobs.worker", module.worker),
             ("jobs.periodic", module.periodic), ("jobs.control", module.control),
         ]
@@ -134,6 +135,53 @@ final class JobsFunctions: Sendable {
         case .added(let id): return [.integer(id), true]
         case .duplicate(let id): return [.integer(id), false]
         }
+    }
+
+    /// `jobs.put_many(url, queue, keep, values, opts)` → `{ids, added}`: every value in one transaction.
+    func putMany(_ args: [LuaValue]) throws -> LuaValue {
+        let f = "put_many"
+        let (store, queue, keep) = try self.queueArguments(args)
+        guard let list = (args.count > 3 ? args[3] : .nil).tableValue else {
+            throw argumentError("\(f): argument #1 must be a list of values ({v1, v2, ...})")
+        }
+        let values = list.array
+        guard values.count == list.entries.count else {
+            throw argumentError("\(f): argument #1 must be a list (keys 1..n, no holes), got other keys")
+        }
+        let opts = try options(args.count > 4 ? args[4] : .nil, f, Self.putOptions)
+        var batch: [NewJob] = []
+        batch.reserveCapacity(values.count)
+        for (i, value) in values.enumerated() {
+            let payload: [UInt8]
+            do {
+                payload = try JobPayload.encode(value, what: "\(f): value #\(i + 1)")
+            } catch let error as JobStoreError {
+                throw argumentError(error.message)
+            }
+            batch.append(try self.newJob(queue: queue, keep: keep, payload: payload, opts, f))
+        }
+        if batch.contains(where: { $0.uniqueKey != nil }) && batch.count > 1 {
+            throw argumentError("\(f): unique_key names one job: put such jobs one by one with q:put")
+        }
+        let outcomes: [PutOutcome]
+        do {
+            outcomes = try store.put(batch)
+        } catch {
+            throw argumentError("\(f): the store \(store.url) failed: \(error)")
+        }
+        var ids = LuaTable()
+        var added = LuaTable()
+        for (i, outcome) in outcomes.enumerated() {
+            switch outcome {
+            case .added(let id):
+                ids[.integer(Int64(i + 1))] = .integer(id)
+                added[.integer(Int64(i + 1))] = true
+            case .duplicate(let id):
+                ids[.integer(Int64(i + 1))] = .integer(id)
+                added[.integer(Int64(i + 1))] = false
+            }
+        }
+        return [.table(ids), .table(added)]
     }
 
     private func newJob(queue: String, keep: Double, payload: [UInt8], _ opts: LuaTable, _ f: String) throws -> NewJob {
@@ -343,7 +391,10 @@ final class JobsFunctions: Sendable {
                 t["lost"] = .integer(Int64(counts.lost))
                 t["running"] = .integer(Int64(counts.running))
             }
-            if let schedule { t["periods_put"] = .integer(Int64(schedule.periodsPut)) }
+            if let schedule {
+                t["periods_put"] = .integer(Int64(schedule.periodsPut))
+                t["period"] = schedule.lastPeriod.map { .integer($0) } ?? .nil
+            }
             return .table(t)
         default:
             throw argumentError("unknown action '\(action)'")
@@ -391,7 +442,7 @@ func seconds(_ value: LuaValue, _ f: String, _ name: String, minimum: Double, po
 {
     if value.isNil { return nil }
     guard let d = value.doubleValue, d.isFinite, d >= minimum, d <= 1e9, !positive || d > 0 else {
-        let bound = positive ? "> 0" : ">= \(minimum)"
+        let bound = positive ? "> 0" : ">= \(minimum == minimum.rounded() ? String(Int(minimum)) : String(minimum))"
         throw argumentError("\(f): option '\(name)' must be a number of seconds \(bound) and <= 1e9, got \(value)")
     }
     return d

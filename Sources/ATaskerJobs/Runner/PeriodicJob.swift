@@ -54,6 +54,12 @@ public final class PeriodicJob: Sendable {
         }
     }
 
+    /// The last period this host has handled (put, or found put by another host), or `nil` before the first.
+    public var lastPeriod: Int64? {
+        let p = self.progress.lastPeriod.load(ordering: .relaxed)
+        return p == Int64.min ? nil : p
+    }
+
     /// How many periods this host put (the others were put by other hosts).
     public var periodsPut: Int { self.progress.puts.load(ordering: .relaxed) }
 }

@@ -1,0 +1,109 @@
+-- atasker.jobs misuse and the worker kinds, in one run: `atasker-lua --store URL jobs_api.lua MODE`.
+local jobs = require "atasker.jobs"
+local mode = arg[1]
+
+local function try(label, f, ...)
+  local ok, e = pcall(f, ...)
+  print((ok and "no error " or "error ") .. label .. ": " .. tostring(e))
+end
+
+if mode == "misuse" then
+  local q = jobs.queue("m")
+  try("function value", function() q:put({cb = function() end}) end)
+  try("userdata value", function() q:put({io.stdout}) end)
+  try("metatable", function() q:put(setmetatable({}, {})) end)
+  try("misspelt option", function() q:put(1, {dealy = 5}) end)
+  try("nan delay", function() q:put(1, {delay = 0 / 0}) end)
+  try("huge delay", function() q:put(1, {delay = math.huge}) end)
+  try("negative delay", function() q:put(1, {delay = -1}) end)
+  try("both times", function() q:put(1, {delay = 1, run_at = atasker.time()}) end)
+  try("zero attempts", function() q:put(1, {max_attempts = 0}) end)
+  try("fractional attempts", function() q:put(1, {max_attempts = 1.5}) end)
+  try("huge priority", function() q:put(1, {priority = 1e300}) end)
+  try("empty key", function() q:put(1, {unique_key = ""}) end)
+  try("zero timeout", function() q:put(1, {timeout = 0}) end)
+  try("dot call", function() q.put(1) end)
+  try("options not a table", function() q:put(1, 5) end)
+  try("get_job bad id", function() q:get_job("x") end)
+  try("postgres", function() jobs.queue("m", {store = "postgres://localhost/db"}) end)
+  try("unknown url", function() jobs.queue("m", {store = "redis://x"}) end)
+  try("queue no name", function() jobs.queue() end)
+  try("worker misspelt", function() jobs.worker{queue = q, fn = print, concurency = 2} end)
+  try("worker no fn", function() jobs.worker{queue = q} end)
+  try("worker not a queue", function() jobs.worker{queue = {name = "m"}, fn = function() end} end)
+  try("worker concurrency 0", function() jobs.worker{queue = q, fn = function() end, concurrency = 0} end)
+  try("worker nan lease", function() jobs.worker{queue = q, fn = function() end, lease = 0 / 0} end)
+  try("worker fn with a file", function()
+    local fh = io.stdout
+    jobs.worker{queue = q, fn = function() return fh end}
+  end)
+  local w = jobs.worker{queue = q, name = "taken", fn = function() end}
+  try("worker name taken", function() jobs.worker{queue = q, name = "taken", fn = function() end} end)
+  try("periodic no every", function() jobs.periodic{queue = q, name = "p"} end)
+  try("periodic nan every", function() jobs.periodic{queue = q, name = "p", every = 0 / 0} end)
+  try("put_many holes", function() q:put_many({1, nil, 3}) end)
+  local ids, added = q:put_many({1, 2, 3})
+  print("put_many", #ids, added[1], ids[3] - ids[1])
+  print("info", q:info().ready)
+elseif mode == "periodic" then
+  -- declare the schedule, wait until this host has handled one period, and report
+  local q = jobs.queue("p")
+  local p = jobs.periodic{queue = q, name = "tick", every = tonumber(arg[2]), value = {tick = true}}:start()
+  atasker.background_task(function()
+    while not p:info().period do atasker.sleep(0.01) end
+    print("handled period " .. p:info().period .. ", put " .. p:info().periods_put)
+    p:stop()
+  end)()
+elseif mode == "periodic-run" then
+  -- a short period, with a worker: stop once N periods were put and their jobs done
+  local q = jobs.queue("pr")
+  local n = tonumber(arg[3])
+  local p = jobs.periodic{queue = q, name = "fast", every = tonumber(arg[2]), value = {tick = true}}:start()
+  local w = jobs.worker{queue = q, poll = 0.05, fn = function(v, job) return job.id end}:start()
+  atasker.background_task(function()
+    while p:info().periods_put < n do atasker.sleep(0.01) end
+    p:stop()
+    while w:info().completed < n do atasker.sleep(0.01) end
+    w:stop()
+    print("put " .. p:info().periods_put .. ", completed " .. w:info().completed)
+  end)()
+elseif mode == "no-store" then
+  try("queue without a store", function() jobs.queue("m") end)
+elseif mode == "kinds" then
+  -- each kind of executor runs jobs; results are kept; a cancelled job never runs; a timeout fails the run
+  local s = atasker.supervisor
+  s:create_aloop("io")
+  local q = jobs.queue("k")
+  for i = 1, 3 do q:put({n = i, kind = "thread"}) end
+  local canceled = q:put({n = 99, kind = "thread"}, {delay = 60})
+  print("cancel", q:cancel(canceled), q:cancel(canceled))
+  local slow = q:put({n = 0, kind = "thread", spin = true}, {timeout = 0.3, max_attempts = 1})
+  local badresult = q:put({n = 0, kind = "thread", fn = true})
+  local qa = jobs.queue("ka")
+  for i = 1, 3 do qa:put({n = i, kind = "aloop"}) end
+  local qm = jobs.queue("km")
+  for i = 1, 3 do qm:put({n = i, kind = "mp"}) end
+  local function work(v, job)
+    if v.spin then while true do end end
+    if v.fn then return function() end end
+    if v.kind == "aloop" then atasker.sleep(0.01) end
+    return {n = v.n * 10, pid = atasker.getpid(), attempt = job.attempt}
+  end
+  local w1 = jobs.worker{queue = q, fn = work, stop_when_empty = true, concurrency = 2}:start()
+  local w2 = jobs.worker{queue = qa, fn = work, loop = "io", stop_when_empty = true}:start()
+  local w3 = jobs.worker{queue = qm, fn = work, mp = true, stop_when_empty = true}:start()
+  atasker.background_task(function()
+    while w1:is_active() or w2:is_active() or w3:is_active() do atasker.sleep(0.05) end
+    local me = atasker.getpid()
+    for _, qq in ipairs {q, qa, qm} do
+      local info = qq:info()
+      print("queue", qq.name, info.ready, info.later, info.running)
+    end
+    for id = 1, 11 do
+      local job = q:get_job(id)
+      local r = job.result
+      print(string.format("job %d %s %s %s %s", id, job.queue, job.state,
+        r and tostring(r.n) or "-", r and (r.pid == me and "here" or "child") or (job.error or "-")))
+    end
+  end)()
+end
