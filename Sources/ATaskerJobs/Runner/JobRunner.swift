@@ -56,6 +56,7 @@ final class JobRunner: Sendable {
     let logger: Logger
     private let state = ConditionLock(RunnerState())
     private let timedStarters = Mutex<[Double: LuaValue]>([:])
+    private let acks = GroupCommit()
     let counts = Mutex(JobWorkerCounts())
 
     struct RunnerState: Sendable {
@@ -126,6 +127,7 @@ final class JobRunner: Sendable {
         var nextPoll = 0.0  // claim at once
         var fullClaim = false
         var failures = 0
+        let lowWater = max(1, self.options.concurrency / 4)
         while true {
             // Decide under the lock; talk to the store outside it.
             self.state.lock()
@@ -139,7 +141,9 @@ final class JobRunner: Sendable {
                 }
                 let now = Monotonic.now()
                 free = s.stopping ? 0 : self.options.concurrency - s.inflight.count
-                if free > 0 && (s.woken || now >= nextPoll || fullClaim) {
+                // With a backlog (the last claim was full), claim again once a quarter of the slots are free, so
+                // claims stay batches instead of one job per finished job.
+                if free > 0 && (s.woken || now >= nextPoll || (fullClaim && free >= lowWater)) {
                     claimNow = true
                     break
                 }
@@ -292,7 +296,7 @@ final class JobRunner: Sendable {
         do {
             switch outcome {
             case .completed(let result):
-                if try self.store.complete(lease, result: result) {
+                if try self.acks.complete(lease, result: result, in: self.store) {
                     self.counts.withLock { $0.completed += 1 }
                 } else {
                     self.refused(lease, "its result")
@@ -340,6 +344,8 @@ final class JobRunner: Sendable {
         self.counts.withLock { $0.running -= 1 }
         self.state.withLock { s in
             if s.inflight[lease.id]?.lease == lease { s.inflight[lease.id] = nil }
+            // The last job of a worker that stops when the queue is empty: look at the queue now, not at the poll.
+            if s.inflight.isEmpty && self.options.stopWhenEmpty { s.woken = true }
         }
         self.state.broadcast()
     }
@@ -371,4 +377,55 @@ func hostName() -> String {
     var buffer = [CChar](repeating: 0, count: 256)
     guard gethostname(&buffer, buffer.count - 1) == 0 else { return "host" }
     return String(cString: buffer)
+}
+
+/// Acks of completed jobs, committed in groups: the first thread that finds no commit under way commits every ack
+/// queued so far in one transaction; the threads that queued meanwhile wait for their turn's result. Each thread
+/// returns once its own ack is committed, as with one transaction each, but under load a commit carries many.
+final class GroupCommit: Sendable {
+    private struct State: Sendable {
+        var queued: [(ticket: UInt64, lease: Lease, result: [UInt8])] = []
+        var done: [UInt64: Result<Bool, JobStoreError>] = [:]
+        var committing = false
+        var nextTicket: UInt64 = 0
+    }
+    private let state = ConditionLock(State())
+
+    func complete(_ lease: Lease, result: [UInt8], in store: any JobStore) throws -> Bool {
+        self.state.lock()
+        let ticket = self.state.lockedValue.nextTicket
+        self.state.lockedValue.nextTicket += 1
+        self.state.lockedValue.queued.append((ticket, lease, result))
+        while true {
+            if let outcome = self.state.lockedValue.done.removeValue(forKey: ticket) {
+                self.state.unlock()
+                return try outcome.get()
+            }
+            if self.state.lockedValue.committing {
+                self.state.wait()
+                continue
+            }
+            self.state.lockedValue.committing = true
+            let batch = self.state.lockedValue.queued
+            self.state.lockedValue.queued = []
+            self.state.unlock()
+            let outcome: Result<[Bool], JobStoreError>
+            do {
+                outcome = .success(try store.complete(batch.map { ($0.lease, $0.result) }))
+            } catch let error as JobStoreError {
+                outcome = .failure(error)
+            } catch {
+                outcome = .failure(JobStoreError("\(error)"))
+            }
+            self.state.lock()
+            for (i, item) in batch.enumerated() {
+                switch outcome {
+                case .success(let accepted): self.state.lockedValue.done[item.ticket] = .success(accepted[i])
+                case .failure(let error): self.state.lockedValue.done[item.ticket] = .failure(error)
+                }
+            }
+            self.state.lockedValue.committing = false
+            self.state.broadcast()
+        }
+    }
 }

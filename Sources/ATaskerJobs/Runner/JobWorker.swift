@@ -40,6 +40,8 @@ public final class JobWorker: Sendable {
                         ended.store(true, ordering: .releasing)
                         continuation.resume()
                     }
+                    // A cancel that came before `run` (which clears an old stop request) is not lost.
+                    if Task.isCancelled { runner.requestStop() }
                 }
             } onCancel: {
                 runner.requestStop()

@@ -193,14 +193,24 @@ public final class SQLiteJobStore: JobStore {
     }
 
     public func complete(_ lease: Lease, result: [UInt8]) throws -> Bool {
+        try self.complete([(lease, result)])[0]
+    }
+
+    public func complete(_ items: [(lease: Lease, result: [UInt8])]) throws -> [Bool] {
+        guard !items.isEmpty else { return [] }
         let now = wallClock()
-        return try self.transaction { (c: SQLiteConnection) throws(JobStoreError) -> Bool in
-            try c.query(
-                "UPDATE atasker_jobs SET state = 'completed', result = ?1, lease_until = NULL, lease_owner = NULL, "
-                    + "finished_at = ?2, expires_at = ?2 + keep WHERE id = ?3 AND fence = ?4 AND state = 'running' "
-                    + "AND lease_until >= ?2",
-                [.blob(result), .real(now), .integer(lease.id), .integer(lease.fence)])
-            return c.changes == 1
+        return try self.transaction { (c: SQLiteConnection) throws(JobStoreError) -> [Bool] in
+            var accepted: [Bool] = []
+            accepted.reserveCapacity(items.count)
+            for (lease, result) in items {
+                try c.query(
+                    "UPDATE atasker_jobs SET state = 'completed', result = ?1, lease_until = NULL, "
+                        + "lease_owner = NULL, finished_at = ?2, expires_at = ?2 + keep WHERE id = ?3 AND fence = ?4 "
+                        + "AND state = 'running' AND lease_until >= ?2",
+                    [.blob(result), .real(now), .integer(lease.id), .integer(lease.fence)])
+                accepted.append(c.changes == 1)
+            }
+            return accepted
         }
     }
 

@@ -204,6 +204,9 @@ public protocol JobStore: AnyObject, Sendable {
     /// Completes a job with its result; `false` (nothing recorded) when the lease was lost.
     func complete(_ lease: Lease, result: [UInt8]) throws -> Bool
 
+    /// Completes several jobs in one transaction (a group commit of acks); for each, whether it was accepted.
+    func complete(_ items: [(lease: Lease, result: [UInt8])]) throws -> [Bool]
+
     /// Records a failed run: retried at `retryAt` while attempts are left, dead otherwise or when `retryAt` is
     /// `nil`.
     func fail(_ lease: Lease, error: String, traceback: String?, retryAt: Double?) throws -> FailOutcome
