@@ -13,10 +13,10 @@ extension LuaHost {
     /// module (its functions and tables) travel between states by name.
     ///
     /// ```swift
-    /// try host.register("clock_ms") { _ in .integer(Int64(Date().timeIntervalSince1970 * 1000)) }
-    /// try host.register(module: "app.clock", source: """
+    /// try host.register("answer") { _ in 42 }
+    /// try host.register(module: "app.answers", source: """
     ///     local host = require "host"
-    ///     return {now = function() return host.clock_ms() / 1000 end}
+    ///     return {twice = function() return 2 * host.answer() end}
     ///     """)
     /// ```
     /// - Throws: ``LuaHostError`` with ``LuaHostError/Code/registeredTooLate`` once a state is open.
