@@ -190,6 +190,22 @@ struct JobsCLITests {
         #expect(jobs.values.allSatisfy { $0.attempts == 1 })
     }
 
+    @Test("a job that runs longer than its lease keeps it (renewed), and another host does not take it")
+    func leaseRenewed() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put-sleep", "2.5"]).status == 0)
+        let owner = try bench.start(["work", "A", "1", "0.6"])
+        #expect(owner.out.waitFor("start 1 1 A"), "\(owner.err.snapshot())")
+        // B looks at the queue while A runs the job: it waits for it to end, as the job is running.
+        let other = try bench.run(["work", "B", "1", "0.6"])
+        #expect(other.status == 0, "\(other.stderr)")
+        #expect(owner.wait().status == 0, "\(owner.err.snapshot())")
+        #expect(!other.stdout.contains("start 1"), "B took a job whose lease A renewed: \(other.stdout)")
+        let (jobs, _) = try bench.status()
+        #expect(jobs[1]?.state == "completed" && jobs[1]?.attempts == 1, "\(String(describing: jobs[1]))")
+        #expect(jobs[1]?.rest.contains("by=A") == true)
+    }
+
     @Test("a graceful stop: a job that finishes within --stop-timeout is completed, one that does not is given back")
     func gracefulStopReleases() throws {
         let bench = try JobsBench()
@@ -245,6 +261,16 @@ struct JobsAPICLITests {
         }
         #expect(lines.contains("put_many\t3\ttrue\t2"), "\(run.stdout)")
         #expect(lines.contains("info\t3"), "\(run.stdout)")
+    }
+
+    @Test("finished jobs are deleted once their keep time has passed")
+    func keep() throws {
+        let bench = try JobsBench()
+        let first = try self.run(bench, ["keep", "run"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let second = try self.run(bench, ["keep", "look"])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.contains("job 1: gone"), "\(first.stdout) \(second.stdout)")
     }
 
     @Test("a queue without a store says how to name one")

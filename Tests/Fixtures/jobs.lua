@@ -5,6 +5,7 @@
 --                            its first attempt (prints "holding ID") until the file arg[5] exists, if given, or for
 --                            ever; a job with fail = true always fails
 --   serve TAG CONC LEASE     as work, but runs until a signal stops it
+--   put-sleep S              put one job that runs for S seconds
 --   status                   print "job ID STATE ATTEMPTS" for each job and "summary ..." with the counts
 local jobs = require "atasker.jobs"
 local mode = arg[1]
@@ -17,6 +18,9 @@ if mode == "put" then
     local id = q:put({n = i}, {max_attempts = max_attempts})
     print("put " .. id)
   end
+elseif mode == "put-sleep" then
+  -- one job that runs for arg[2] seconds (longer than the lease: it is renewed while it runs)
+  print("put " .. q:put({n = 1, sleep = tonumber(arg[2])}))
 elseif mode == "put-special" then
   -- one holder, one that always fails, then plain jobs
   print("put " .. q:put({n = 0, hold = true}))
@@ -39,6 +43,7 @@ elseif mode == "work" or mode == "serve" then
           atasker.sleep(0.02)
         end
       end
+      if v.sleep then atasker.sleep(v.sleep) end
       if v.fail then error("job " .. job.id .. " always fails") end
       print(string.format("done %d %s", job.id, tag))
       return {n = v.n, by = tag, attempt = job.attempt}

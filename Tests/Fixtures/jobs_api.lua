@@ -67,6 +67,17 @@ elseif mode == "periodic-run" then
     w:stop()
     print("put " .. p:info().periods_put .. ", completed " .. w:info().completed)
   end)()
+elseif mode == "keep" then
+  -- arg[2] "run": put a job into a queue that keeps finished jobs 0 s and run it; "look": a new process (whose
+  -- first claim prunes) runs a worker on the queue, then looks for job 1
+  local q = jobs.queue("keep", {keep = 0})
+  if arg[2] == "run" then q:put("x") end
+  local w = jobs.worker{queue = q, fn = function(v) return v end, stop_when_empty = true}:start()
+  atasker.background_task(function()
+    while w:is_active() do atasker.sleep(0.01) end
+    local job = q:get_job(1)
+    print("job 1: " .. (job and job.state or "gone"))
+  end)()
 elseif mode == "no-store" then
   try("queue without a store", function() jobs.queue("m") end)
 elseif mode == "kinds" then
