@@ -1,6 +1,22 @@
 -- Durable jobs in an SQLite file: `scripts/run Examples/durable_sqlite.lua [/path/jobs.db]`.
 -- The jobs survive a crash: kill the program with `kill -9` while it works, start it again, and the jobs that it
--- held run again once their lease (lease = 2 below) has run out; the others were done already or are still pending.
+-- held run again once their lease (lease = 2 below) has run out ("attempt 2"); the others were done already or
+-- are still pending ("already queued"). A run that nothing interrupted
+-- Prints:
+--   put photo1.png
+--   put photo2.png
+--   put photo3.png
+--   put photo4.png
+--   put photo5.png
+--   put photo6.png
+--   photo1-small.png attempt 1
+--   photo2-small.png attempt 1
+--   photo3-small.png attempt 1
+--   photo4-small.png attempt 1
+--   photo5-small.png attempt 1
+--   photo6-small.png attempt 1
+--   broken.png dead after 2 attempts: Examples/durable_sqlite.lua:40: cannot decode broken.png
+--   this run: 6 completed, 2 failed, 1 dead
 local atasker = require "atasker"
 local jobs = require "atasker.jobs"
 
@@ -12,7 +28,7 @@ local q = jobs.queue("thumbnails", {store = "sqlite://" .. path, keep = 3600})
 local ids = {}
 for i = 1, 6 do
   local id, added = q:put({image = "photo" .. i .. ".png", size = 64 * i}, {unique_key = "photo" .. i})
-  print(added and "put" or "already queued", id)
+  print((added and "put " or "already queued ") .. "photo" .. i .. ".png")
   ids[i] = id
 end
 local broken = q:put({image = "broken.png"}, {unique_key = "broken", max_attempts = 2})
@@ -32,10 +48,10 @@ atasker.background_task(function()
   while w:is_active() do atasker.sleep(0.1) end
   for _, id in ipairs(ids) do
     local job = q:get_job(id)
-    print(job.id, job.state, job.result.thumbnail, "attempt " .. job.result.attempt)
+    print(job.result.thumbnail .. " attempt " .. job.result.attempt)
   end
   local b = q:get_job(broken)
-  print(b.id, b.state, "after " .. b.attempts .. " attempts:", b.error)
+  print(b.value.image .. " " .. b.state .. " after " .. b.attempts .. " attempts: " .. b.error)
   local info = w:info()
   print(string.format("this run: %d completed, %d failed, %d dead", info.completed, info.failed, info.dead))
 end)()
