@@ -131,6 +131,19 @@ public final class SQLiteJobStore: JobStore {
             last = now
             return true
         }
+        // A look without the write lock first (WAL readers never wait): an idle worker's poll costs no write
+        // transaction when nothing is ready and no lease has run out.
+        if !prune {
+            let due = try self.withConnection { (c: SQLiteConnection) throws(JobStoreError) -> Bool in
+                let rows = try c.query(
+                    "SELECT EXISTS (SELECT 1 FROM atasker_jobs WHERE queue = ?1 AND state = 'pending' AND "
+                        + "run_at <= ?2) OR EXISTS (SELECT 1 FROM atasker_jobs WHERE state = 'running' AND "
+                        + "lease_until < ?2)",
+                    [.text(queue), .real(now)])
+                return rows.first?.first?.int == 1
+            }
+            if !due { return [] }
+        }
         return try self.transaction { (c: SQLiteConnection) throws(JobStoreError) -> [ClaimedJob] in
             try Self.sweep(c, now: now)
             if prune { try Self.prune(c, now: now) }
