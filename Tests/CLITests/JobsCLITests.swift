@@ -273,6 +273,14 @@ struct JobsAPICLITests {
         #expect(second.stdout.contains("job 1: gone"), "\(first.stdout) \(second.stdout)")
     }
 
+    @Test("a job that stops its own worker: the stop asks, the job ends, and the program exits")
+    func stopFromInside() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["stop-inside"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("stop from inside returned\tfalse"), "\(run.stdout)")
+    }
+
     @Test("a queue without a store says how to name one")
     func noStore() throws {
         let run = try CLIRun.run(["Tests/Fixtures/jobs_api.lua", "no-store"])

@@ -78,6 +78,17 @@ elseif mode == "keep" then
     local job = q:get_job(1)
     print("job 1: " .. (job and job.state or "gone"))
   end)()
+elseif mode == "stop-inside" then
+  -- a job stops its own worker: the stop asks and returns, the job ends, the worker stops
+  local q = jobs.queue("si")
+  q:put("stop")
+  local w
+  w = jobs.worker{queue = q, fn = function(v)
+    local handle = require("atasker.jobs").Worker
+    print("stop from inside returned", setmetatable({name = "stopper"}, handle):stop())
+    return v
+  end, name = "stopper"}
+  w:start()
 elseif mode == "no-store" then
   try("queue without a store", function() jobs.queue("m") end)
 elseif mode == "kinds" then

@@ -7,7 +7,7 @@ let jobsLuaSource = #"""
     local M = {}
 
     local f = {}
-    for _, name in ipairs {"queue", "put", "put_many", "get", "cancel", "info", "worker", "periodic", "control"} do
+    for _, name in ipairs {"queue", "put", "put_many", "get", "enter", "leave", "cancel", "info", "worker", "periodic", "control"} do
       f[name] = host["jobs." .. name]
     end
 
@@ -148,13 +148,17 @@ let jobsLuaSource = #"""
       name = name or ("jobs:" .. opts.queue.name)
       -- The job's function runs inside xpcall, so that a failure comes back as data with its traceback (the
       -- worker records it; the task itself succeeds). A cancel is not caught: it ends the task.
-      local userfn = opts.fn
+      -- enter/leave mark the thread as running a job of this worker, so that w:stop() called from the job
+      -- itself does not wait for the job to end.
+      local userfn, enter, leave = opts.fn, f.enter, f.leave
       local function run(value, job)
         local tb
+        enter(name)
         local ok, r = xpcall(userfn, function(e)
           tb = debug.traceback(nil, 2)
           return e
         end, value, job)
+        leave(name)
         if ok then return {true, r} end
         return {false, tostring(r), tb}
       end

@@ -25,7 +25,8 @@ public enum JobsModule {
             ("jobs.queue", module.queue), ("jobs.put", module.put), ("jobs.put_many", module.putMany),
             ("jobs.get", module.get),
             ("jobs.cancel", module.cancel), ("jobs.info", module.info), ("jobs.worker", module.worker),
-            ("jobs.periodic", module.periodic), ("jobs.control", module.control),
+            ("jobs.periodic", module.periodic), ("jobs.control", module.control), ("jobs.enter", module.enter),
+            ("jobs.leave", module.leave),
         ]
         for (name, body) in functions {
             try host.register(name, body)
@@ -67,6 +68,8 @@ final class JobsFunctions: Sendable {
     let logger: Logger
     private let workers = Mutex<[String: JobWorker]>([:])
     private let schedules = Mutex<[String: PeriodicJob]>([:])
+    /// For each worker, the threads that run one of its jobs now (and how many: aloop coroutines interleave).
+    private let insideJobs = Mutex<[String: [UInt: Int]]>([:])
 
     init(host: LuaHost, defaultStore: String?, logger: Logger) {
         self.host = host
@@ -347,6 +350,32 @@ final class JobsFunctions: Sendable {
         return .string(LuaString(workerName))
     }
 
+    /// `jobs.enter(name)`: this thread runs a job of worker `name`.
+    func enter(_ args: [LuaValue]) throws -> LuaValue {
+        let name = args.first?.stringValue ?? ""
+        let thread = UInt(pthread_self())
+        self.insideJobs.withLock { $0[name, default: [:]][thread, default: 0] += 1 }
+        return .nil
+    }
+
+    /// `jobs.leave(name)`: the job has returned.
+    func leave(_ args: [LuaValue]) throws -> LuaValue {
+        let name = args.first?.stringValue ?? ""
+        let thread = UInt(pthread_self())
+        self.insideJobs.withLock { all in
+            let n = (all[name]?[thread] ?? 1) - 1
+            all[name]?[thread] = n > 0 ? n : nil
+        }
+        return .nil
+    }
+
+    /// Whether the calling thread runs a job of worker `name`, or is an aloop's (where nothing waits for a job).
+    private func mustNotWait(for name: String) -> Bool {
+        if Aloop.current != nil { return true }
+        let thread = UInt(pthread_self())
+        return self.insideJobs.withLock { ($0[name]?[thread] ?? 0) > 0 }
+    }
+
     /// `jobs.control(name, action, opts)`: start, stop, is_active, info of a worker or schedule.
     func control(_ args: [LuaValue]) throws -> LuaValue {
         guard args.count >= 2, let name = args[0].stringValue, let action = args[1].stringValue else {
@@ -375,7 +404,8 @@ final class JobsFunctions: Sendable {
                 guard let s = try seconds(opts["wait"], "stop", "wait", minimum: 0) else { wait = .forever; break }
                 wait = .seconds(s)
             }
-            return .boolean(worker.stop(wait: wait))
+            // From inside one of its own jobs (or on an aloop), a stop only asks: waiting would wait for itself.
+            return .boolean(worker.stop(wait: self.mustNotWait(for: name) ? .none : wait))
         case "is_active":
             return .boolean(worker.isActive)
         case "info":
