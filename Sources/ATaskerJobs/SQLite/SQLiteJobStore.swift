@@ -295,11 +295,10 @@ public final class SQLiteJobStore: JobStore {
         let now = wallClock()
         let rows = try self.withConnection { (c: SQLiteConnection) throws(JobStoreError) in
             try c.query(
-                "SELECT coalesce(sum(state = 'pending' AND run_at <= ?1), 0), "
-                    + "coalesce(sum(state = 'pending' AND run_at > ?1), 0), "
-                    + "min(CASE WHEN state = 'pending' AND run_at > ?1 THEN run_at END), "
-                    + "coalesce(sum(state = 'running'), 0) FROM atasker_jobs "
-                    + "WHERE queue = ?2 AND state IN ('pending', 'running')",
+                "SELECT coalesce(sum(run_at <= ?1), 0), coalesce(sum(run_at > ?1), 0), "
+                    + "min(CASE WHEN run_at > ?1 THEN run_at END), "
+                    + "(SELECT count(*) FROM atasker_jobs WHERE queue = ?2 AND state = 'running') "
+                    + "FROM atasker_jobs WHERE queue = ?2 AND state = 'pending'",
                 [.real(now), .text(queue)])
         }
         let row = rows.first ?? [.integer(0), .integer(0), .null, .integer(0)]
@@ -391,8 +390,9 @@ enum SQLiteSchema {
             finished_at REAL,
             expires_at REAL
         );
-        CREATE INDEX atasker_jobs_queue ON atasker_jobs (queue, state, priority, run_at, id);
+        CREATE INDEX atasker_jobs_ready ON atasker_jobs (queue, priority, run_at, id) WHERE state = 'pending';
         CREATE INDEX atasker_jobs_leases ON atasker_jobs (lease_until) WHERE state = 'running';
+        CREATE INDEX atasker_jobs_running ON atasker_jobs (queue) WHERE state = 'running';
         CREATE INDEX atasker_jobs_expiry ON atasker_jobs (expires_at) WHERE expires_at IS NOT NULL;
         CREATE UNIQUE INDEX atasker_jobs_unique ON atasker_jobs (queue, unique_key)
             WHERE unique_key IS NOT NULL AND state IN ('pending', 'running');
