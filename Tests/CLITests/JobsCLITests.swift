@@ -282,6 +282,19 @@ struct JobsAPICLITests {
         #expect(run.stdout.contains("stop from inside returned\tfalse"), "\(run.stdout)")
     }
 
+    @Test("a job put by another process wakes a worker at once, not at its next poll (30 s)")
+    func wakeAcrossProcesses() throws {
+        let bench = try JobsBench()
+        #expect(try self.run(bench, ["put-one", "other"]).status == 0)  // the file exists, as its WAL does
+        let host = try bench.start(["slow-poll"], fixture: "jobs_api.lua")
+        #expect(host.out.waitFor("ready"), "\(host.err.snapshot())")
+        let started = Date()
+        #expect(try self.run(bench, ["put-one", "sp"]).status == 0)
+        #expect(host.out.waitFor("ran ", timeout: 20), "\(host.err.snapshot())")
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(host.wait().status == 0, "\(host.err.snapshot())")
+    }
+
     @Test("a queue without a store says how to name one")
     func noStore() throws {
         let run = try CLIRun.run(["Tests/Fixtures/jobs_api.lua", "no-store"])

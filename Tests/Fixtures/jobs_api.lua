@@ -89,6 +89,23 @@ elseif mode == "stop-inside" then
     return v
   end, name = "stopper"}
   w:start()
+elseif mode == "slow-poll" then
+  -- a worker that polls every 30 s: a job put by another process must reach it through the wake-up
+  local q = jobs.queue("sp")
+  local w = jobs.worker{queue = q, poll = 30, fn = function(v, job)
+    print("ran " .. job.id)
+    setmetatable({name = "jobs:sp"}, require("atasker.jobs").Worker):stop()   -- from inside: asks, never waits
+    return v
+  end}
+  w:start()
+  -- the worker looks at the (empty) queue as it starts; "ready" comes well after that look, so that the put
+  -- reaches an idle worker
+  atasker.background_task(function()
+    atasker.sleep(0.5)
+    print("ready")
+  end)()
+elseif mode == "put-one" then
+  print("put " .. jobs.queue(arg[2]):put(arg[3] or "x"))
 elseif mode == "no-store" then
   try("queue without a store", function() jobs.queue("m") end)
 elseif mode == "kinds" then

@@ -143,7 +143,9 @@ final class JobRunner: Sendable {
                 free = s.stopping ? 0 : self.options.concurrency - s.inflight.count
                 // With a backlog (the last claim was full), claim again once a quarter of the slots are free, so
                 // claims stay batches instead of one job per finished job.
-                if free > 0 && (s.woken || now >= nextPoll || (fullClaim && free >= lowWater)) {
+                // A wake-up (a put, another process's commit) is for a worker that found the queue drained; with a
+                // backlog the low-water mark decides.
+                if free > 0 && ((s.woken && !fullClaim) || now >= nextPoll || (fullClaim && free >= lowWater)) {
                     claimNow = true
                     break
                 }

@@ -11,6 +11,8 @@ public final class SQLiteJobStore: JobStore {
     private let connection: Mutex<SQLiteConnection>
     private let subscribers = Mutex<[String: [UInt64: @Sendable () -> Void]]>([:])
     private let nextSubscriber = Atomic<UInt64>(1)
+    /// Started with the first subscription: wakes the subscribers when another process commits.
+    private let watcher = Mutex<SQLiteWalWatcher?>(nil)
     /// When the last prune ran (the wall clock); claims prune at most every ``pruneInterval``.
     private let lastPrune = Mutex<Double>(0)
     static let pruneInterval = 30.0
@@ -342,11 +344,20 @@ public final class SQLiteJobStore: JobStore {
     public func subscribe(queue: String, _ wake: @escaping @Sendable () -> Void) -> any JobStoreSubscription {
         let id = self.nextSubscriber.wrappingAdd(1, ordering: .relaxed).oldValue
         self.subscribers.withLock { $0[queue, default: [:]][id] = wake }
+        self.watcher.withLock { watcher in
+            guard watcher == nil else { return }
+            watcher = SQLiteWalWatcher(databasePath: self.path) { [weak self] in self?.wakeAll() }
+        }
         return SQLiteSubscription(store: self, queue: queue, id: id)
     }
 
     fileprivate func unsubscribe(queue: String, id: UInt64) {
         self.subscribers.withLock { $0[queue]?[id] = nil }
+    }
+
+    private func wakeAll() {
+        let calls = self.subscribers.withLock { $0.values.flatMap(\.values) }
+        for call in calls { call() }
     }
 
     private func wake(_ queue: String) {
