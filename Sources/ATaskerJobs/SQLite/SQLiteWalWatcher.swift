@@ -4,7 +4,7 @@ import Synchronization
 
 /// Wakes this process's workers when any process writes to an SQLite file in WAL mode: a thread waits on inotify
 /// for changes of the file's `-wal` (every commit appends to it), so a job put by another process starts at once
-/// instead of at the next poll. Wake-ups are hints, at most one per 5 ms: a worker looks at the store (a read) and
+/// instead of at the next poll. Wake-ups are hints, at most one per millisecond: a worker looks at the store (a read) and
 /// sleeps again when nothing is ready. Where inotify is not available, the workers' polls remain.
 final class SQLiteWalWatcher: Sendable {
     private let stopped = Atomic<Bool>(false)
@@ -63,7 +63,7 @@ final class SQLiteWalWatcher: Sendable {
                 at += 16 + Int(len)
             }
             onChange()
-            usleep(5_000)
+            usleep(1_000)
         }
     }
 }
