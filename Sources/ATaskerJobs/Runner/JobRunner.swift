@@ -117,8 +117,13 @@ final class JobRunner: Sendable {
     }
 
     private func wake() {
-        self.state.withLock { $0.woken = true }
-        self.state.broadcast()
+        // A wake-up that is pending already needs no second broadcast (the watcher of another process's commits
+        // may call this up to a thousand times a second).
+        let first = self.state.withLock { s -> Bool in
+            defer { s.woken = true }
+            return !s.woken
+        }
+        if first { self.state.broadcast() }
     }
 
     private func loop() {
