@@ -9,7 +9,7 @@ import Synchronization
 /// ```swift
 /// let host = LuaHost(supervisor: supervisor, logger: logger)
 /// try JobsModule.install(on: host, defaultStore: "sqlite:///var/lib/app/jobs.db", logger: logger)
-/// try host.run(file: "workers.lua")   -- local jobs = require "atasker.jobs"
+/// try host.run(file: "workers.lua")   // where Lua code does `local jobs = require "atasker.jobs"`
 /// ```
 ///
 /// It is made of what any app can register: Swift functions in module `host` (named `jobs.*`) and a Lua module
