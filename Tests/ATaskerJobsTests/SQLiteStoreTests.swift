@@ -168,3 +168,29 @@ struct SQLiteStoreTests {
         }
     }
 }
+
+@Suite("JobQueue: durable queues from Swift")
+struct JobQueueTests {
+    struct Order: Codable, Equatable {
+        var id: Int
+        var items: [String]
+    }
+
+    @Test func putFromSwiftReadTheRecord() throws {
+        try withStoreFile { path in
+            let queue = try JobQueue(store: "sqlite://" + path, name: "orders", keep: 60)
+            let order = Order(id: 7, items: ["apple", "pear"])
+            let (id, added) = try queue.put(try LuaValueEncoder().encode(order), delay: 30, uniqueKey: "order:7")
+            #expect(added)
+            #expect(try queue.put("again", uniqueKey: "order:7") == (id, false))
+            let record = try #require(try queue.job(id: id))
+            #expect(record.state == .pending && record.uniqueKey == "order:7")
+            #expect(try LuaValueDecoder().decode(Order.self, from: try JobPayload.decode(record.payload)) == order)
+            #expect(try queue.work().later == 1)
+            #expect(throws: JobStoreError.self) { try queue.put(1, delay: .nan) }
+            #expect(throws: JobStoreError.self) { try queue.put(1, runAt: 5, delay: 1) }
+            #expect(throws: JobStoreError.self) { try queue.put(1, maxAttempts: 0) }
+            #expect(try queue.cancel(id: id))
+        }
+    }
+}
