@@ -295,6 +295,16 @@ struct JobsAPICLITests {
         #expect(host.wait().status == 0, "\(host.err.snapshot())")
     }
 
+    @Test("a job cancelled while it runs: its ack is refused and it does not run again")
+    func cancelRunning() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["cancel-running"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("cancel\ttrue"), "\(run.stdout)")
+        #expect(run.stdout.contains("state canceled, result nil, lost 1"), "\(run.stdout)")
+        #expect(!run.stdout.contains("attempt 2"), "\(run.stdout)")
+    }
+
     @Test("a queue without a store says how to name one")
     func noStore() throws {
         let run = try CLIRun.run(["Tests/Fixtures/jobs_api.lua", "no-store"])

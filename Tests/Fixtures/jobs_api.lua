@@ -106,6 +106,22 @@ elseif mode == "slow-poll" then
   end)()
 elseif mode == "put-one" then
   print("put " .. jobs.queue(arg[2]):put(arg[3] or "x"))
+elseif mode == "cancel-running" then
+  -- a job cancelled while it runs: it sees its state, returns, and its ack is refused; it does not run again
+  local q = jobs.queue("cr")
+  local id = q:put("hold")
+  local w = jobs.worker{queue = q, stop_when_empty = true, poll = 0.05, fn = function(v, job)
+    print("running " .. job.id .. " attempt " .. job.attempt)
+    while q:get_job(job.id).state ~= "canceled" do atasker.sleep(0.01) end
+    return "finished anyway"
+  end}:start()
+  atasker.background_task(function()
+    while q:get_job(id).state ~= "running" do atasker.sleep(0.01) end
+    print("cancel", q:cancel(id))
+    while w:is_active() do atasker.sleep(0.01) end
+    local job = q:get_job(id)
+    print("state " .. job.state .. ", result " .. tostring(job.result) .. ", lost " .. w:info().lost)
+  end)()
 elseif mode == "no-store" then
   try("queue without a store", function() jobs.queue("m") end)
 elseif mode == "kinds" then
