@@ -11,6 +11,8 @@ public final class SQLiteJobStore: JobStore {
     private let connection: Mutex<SQLiteConnection>
     private let subscribers = Mutex<[String: [UInt64: @Sendable () -> Void]]>([:])
     private let nextSubscriber = Atomic<UInt64>(1)
+    /// Queues whose last claim here took as many jobs as it asked for.
+    private let backlogs = Mutex<Set<String>>([])
     /// Started with the first subscription: wakes the subscribers when another process commits.
     private let watcher = Mutex<SQLiteWalWatcher?>(nil)
     /// When the last prune ran (the wall clock); claims prune at most every ``pruneInterval``.
@@ -134,8 +136,10 @@ public final class SQLiteJobStore: JobStore {
             return true
         }
         // A look without the write lock first (WAL readers never wait): an idle worker's poll costs no write
-        // transaction when nothing is ready and no lease has run out.
-        if !prune {
+        // transaction when nothing is ready and no lease has run out. After a full claim (a backlog) it would only
+        // cost a read.
+        let backlog = self.backlogs.withLock { $0.contains(queue) }
+        if !prune && !backlog {
             let due = try self.withConnection { (c: SQLiteConnection) throws(JobStoreError) -> Bool in
                 let rows = try c.query(
                     "SELECT EXISTS (SELECT 1 FROM atasker_jobs WHERE queue = ?1 AND state = 'pending' AND "
@@ -146,7 +150,7 @@ public final class SQLiteJobStore: JobStore {
             }
             if !due { return [] }
         }
-        return try self.transaction { (c: SQLiteConnection) throws(JobStoreError) -> [ClaimedJob] in
+        let jobs = try self.transaction { (c: SQLiteConnection) throws(JobStoreError) -> [ClaimedJob] in
             try Self.sweep(c, now: now)
             if prune { try Self.prune(c, now: now) }
             guard limit > 0 else { return [] }
@@ -171,6 +175,10 @@ public final class SQLiteJobStore: JobStore {
             }
             return claimed.map(\.0)
         }
+        self.backlogs.withLock { queues in
+            if jobs.count == limit { queues.insert(queue) } else { queues.remove(queue) }
+        }
+        return jobs
     }
 
     /// Gives back the jobs whose lease ran out: pending again, or dead when that was their last attempt.
@@ -403,7 +411,6 @@ enum SQLiteSchema {
         );
         CREATE INDEX atasker_jobs_ready ON atasker_jobs (queue, priority, run_at, id) WHERE state = 'pending';
         CREATE INDEX atasker_jobs_leases ON atasker_jobs (lease_until) WHERE state = 'running';
-        CREATE INDEX atasker_jobs_running ON atasker_jobs (queue) WHERE state = 'running';
         CREATE INDEX atasker_jobs_expiry ON atasker_jobs (expires_at) WHERE expires_at IS NOT NULL;
         CREATE UNIQUE INDEX atasker_jobs_unique ON atasker_jobs (queue, unique_key)
             WHERE unique_key IS NOT NULL AND state IN ('pending', 'running');
