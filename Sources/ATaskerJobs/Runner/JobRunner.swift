@@ -56,7 +56,7 @@ final class JobRunner: Sendable {
     let logger: Logger
     private let state = ConditionLock(RunnerState())
     private let timedStarters = Mutex<[Double: LuaValue]>([:])
-    private let acks = GroupCommit()
+    private let acks: AckFlusher
     let counts = Mutex(JobWorkerCounts())
 
     struct RunnerState: Sendable {
@@ -84,6 +84,8 @@ final class JobRunner: Sendable {
         self.workerName = workerName
         self.logger = logger
         self.owner = "\(hostName()):\(getpid())/\(workerName)"
+        self.acks = AckFlusher(supervisor: host.supervisor, name: workerName)
+        self.acks.runner = self
     }
 
     /// Starts the loop on a thread of its own; `onEnd` runs once it has ended (after a stop, every job of this
@@ -303,11 +305,8 @@ final class JobRunner: Sendable {
         do {
             switch outcome {
             case .completed(let result):
-                if try self.acks.complete(lease, result: result, in: self.store) {
-                    self.counts.withLock { $0.completed += 1 }
-                } else {
-                    self.refused(lease, "its result")
-                }
+                self.acks.add(job, result: result)
+                return  // the ack's commit ends the job's bookkeeping
             case .failed(let message, let traceback):
                 let retryAt = wallClock() + self.backoff(attempt: job.attempt)
                 switch try self.store.fail(lease, error: message, traceback: traceback, retryAt: retryAt) {
@@ -348,13 +347,35 @@ final class JobRunner: Sendable {
                 "worker '\(self.workerName)': recording the end of job \(job.id) in \(self.store.url) failed: \(error); its lease runs out and it runs again"
             )
         }
-        self.counts.withLock { $0.running -= 1 }
+        self.ended([lease])
+    }
+
+    /// The jobs of `leases` are acked (or their ack failed): their slots are free.
+    private func ended(_ leases: [Lease]) {
+        self.counts.withLock { $0.running -= leases.count }
         self.state.withLock { s in
-            if s.inflight[lease.id]?.lease == lease { s.inflight[lease.id] = nil }
+            for lease in leases where s.inflight[lease.id]?.lease == lease { s.inflight[lease.id] = nil }
             // The last job of a worker that stops when the queue is empty: look at the queue now, not at the poll.
             if s.inflight.isEmpty && self.options.stopWhenEmpty { s.woken = true }
         }
         self.state.broadcast()
+    }
+
+    /// Commits a batch of acks of completed jobs (on the flusher's task).
+    fileprivate func commit(_ batch: [(job: ClaimedJob, result: [UInt8])]) {
+        do {
+            let accepted = try self.store.complete(batch.map { ($0.job.lease, $0.result) })
+            var completed = 0
+            for (item, ok) in zip(batch, accepted) {
+                if ok { completed += 1 } else { self.refused(item.job.lease, "its result") }
+            }
+            self.counts.withLock { $0.completed += completed }
+        } catch {
+            self.logger.error(
+                "worker '\(self.workerName)': recording the end of \(batch.count) jobs in \(self.store.url) failed: \(error); their leases run out and they run again"
+            )
+        }
+        self.ended(batch.map(\.job.lease))
     }
 
     private func refused(_ lease: Lease, _ what: String) {
@@ -386,53 +407,67 @@ func hostName() -> String {
     return String(cString: buffer)
 }
 
-/// Acks of completed jobs, committed in groups: the first thread that finds no commit under way commits every ack
-/// queued so far in one transaction; the threads that queued meanwhile wait for their turn's result. Each thread
-/// returns once its own ack is committed, as with one transaction each, but under load a commit carries many.
-final class GroupCommit: Sendable {
+/// Acks of completed jobs, committed in batches by a task of the supervisor: a job's end queues its ack and
+/// returns at once (its pool thread takes the next job); the flusher task, started by the first ack of a batch,
+/// commits every ack queued so far in one transaction, and again while more came meanwhile. Being a task, it keeps
+/// the supervisor busy until every ack is committed, so a graceful stop (or the end of a program that waits until
+/// it is idle) never leaves a finished job leased. If the task cannot run (the supervisor stops), the acks are
+/// committed on the calling thread.
+final class AckFlusher: Sendable {
     private struct State: Sendable {
-        var queued: [(ticket: UInt64, lease: Lease, result: [UInt8])] = []
-        var done: [UInt64: Result<Bool, JobStoreError>] = [:]
-        var committing = false
-        var nextTicket: UInt64 = 0
+        var queued: [(job: ClaimedJob, result: [UInt8])] = []
+        var flushing = false
     }
-    private let state = ConditionLock(State())
+    private let state = Mutex(State())
+    private let supervisor: TaskSupervisor
+    private let name: String
+    private let runnerSlot = Mutex<JobRunnerBox?>(nil)
 
-    func complete(_ lease: Lease, result: [UInt8], in store: any JobStore) throws -> Bool {
-        self.state.lock()
-        let ticket = self.state.lockedValue.nextTicket
-        self.state.lockedValue.nextTicket += 1
-        self.state.lockedValue.queued.append((ticket, lease, result))
+    private struct JobRunnerBox: Sendable {
+        weak var runner: JobRunner?
+    }
+
+    init(supervisor: TaskSupervisor, name: String) {
+        self.supervisor = supervisor
+        self.name = name
+    }
+
+    var runner: JobRunner? {
+        get { self.runnerSlot.withLock { $0?.runner } }
+        set { self.runnerSlot.withLock { $0 = JobRunnerBox(runner: newValue) } }
+    }
+
+    func add(_ job: ClaimedJob, result: [UInt8]) {
+        let start = self.state.withLock { s -> Bool in
+            s.queued.append((job, result))
+            if s.flushing { return false }
+            s.flushing = true
+            return true
+        }
+        guard start else { return }
+        let task = self.supervisor.submit(priority: .critical, name: "acks of \(self.name)") { [self] _ in
+            self.flush()
+            return nil
+        }
+        // Refused (the supervisor stops) or cancelled before it ran: commit here.
+        task.onFinish { [self] task in
+            if task.status != .completed { self.flush() }
+        }
+    }
+
+    private func flush() {
         while true {
-            if let outcome = self.state.lockedValue.done.removeValue(forKey: ticket) {
-                self.state.unlock()
-                return try outcome.get()
-            }
-            if self.state.lockedValue.committing {
-                self.state.wait()
-                continue
-            }
-            self.state.lockedValue.committing = true
-            let batch = self.state.lockedValue.queued
-            self.state.lockedValue.queued = []
-            self.state.unlock()
-            let outcome: Result<[Bool], JobStoreError>
-            do {
-                outcome = .success(try store.complete(batch.map { ($0.lease, $0.result) }))
-            } catch let error as JobStoreError {
-                outcome = .failure(error)
-            } catch {
-                outcome = .failure(JobStoreError("\(error)"))
-            }
-            self.state.lock()
-            for (i, item) in batch.enumerated() {
-                switch outcome {
-                case .success(let accepted): self.state.lockedValue.done[item.ticket] = .success(accepted[i])
-                case .failure(let error): self.state.lockedValue.done[item.ticket] = .failure(error)
+            let batch = self.state.withLock { s -> [(job: ClaimedJob, result: [UInt8])] in
+                if s.queued.isEmpty {
+                    s.flushing = false
+                    return []
                 }
+                defer { s.queued = [] }
+                return s.queued
             }
-            self.state.lockedValue.committing = false
-            self.state.broadcast()
+            guard !batch.isEmpty else { return }
+            guard let runner = self.runner else { return }
+            runner.commit(batch)
         }
     }
 }
