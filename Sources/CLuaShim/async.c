@@ -12,6 +12,7 @@
 */
 #define atl_async_c
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +194,43 @@ static void pusherror(lua_State *L, lua_State *co, int nomem) {
   luaL_traceback(L, co, msg, 0);
 }
 
+/* The message of a coroutine that ran out of memory: "file:line: not
+** enough memory" (its first Lua frame: Lua adds no place to a memory
+** error) and a traceback, written into 'buf' without allocating: until the
+** coroutine is reset its stack holds what filled the memory, and under a
+** memory limit there may be no room for one more string. */
+#define MEMMSG 1024
+static void memmessage(lua_State *co, char *buf, size_t size) {
+  lua_Debug ar;
+  int level, frames = 0;
+  size_t n = 0;
+  const char *head = NULL;
+  buf[0] = '\0';
+  for (level = 0; lua_getstack(co, level, &ar) && frames < 12; level++) {
+    int w;
+    if (!lua_getinfo(co, "Sln", &ar) || ar.currentline <= 0) continue;
+    if (head == NULL) {
+      head = "stack traceback:";
+      w = snprintf(buf, size, "%s:%d: not enough memory\n%s", ar.short_src,
+                   ar.currentline, head);
+    }
+    else w = 0;
+    if (w < 0) break;
+    n += (size_t)w < size - n ? (size_t)w : size - n - 1;
+    if (ar.name != NULL)
+      w = snprintf(buf + n, size - n, "\n\t%s:%d: in function '%s'",
+                   ar.short_src, ar.currentline, ar.name);
+    else
+      w = snprintf(buf + n, size - n, "\n\t%s:%d: in function <%s:%d>",
+                   ar.short_src, ar.currentline, ar.short_src,
+                   ar.linedefined);
+    if (w < 0) break;
+    n += (size_t)w < size - n ? (size_t)w : size - n - 1;
+    frames++;
+  }
+  if (head == NULL) snprintf(buf, size, "not enough memory");
+}
+
 /* [-0, +0, m] Close the dead coroutine of 'p' and put a new one in its place
 ** for the next execution. An error raised out of a hook (a cancel, or a
 ** memory error while taking a traceback) leaves Lua's 'allowhook' of that
@@ -244,14 +282,25 @@ static int finish_p(lua_State *L) {
     renew(L, p);
     return 0;
   }
-  pusherror(L, co, p->rst == LUA_ERRMEM);
-  renew(L, p);
+  if (p->rst == LUA_ERRMEM && !p->cancelled) {
+    /* out of memory: the message is taken without allocating, then the
+    ** failed execution's stack goes and its garbage is collected, so that
+    ** 'on_error' gets its turn with room to run */
+    char msg[MEMMSG];
+    memmessage(co, msg, sizeof msg);
+    renew(L, p);
+    lua_gc(L, LUA_GCCOLLECT);
+    lua_pushstring(L, msg);
+  }
+  else {
+    pusherror(L, co, p->rst == LUA_ERRMEM);
+    renew(L, p);
+  }
   if (p->cancelled) out->status = ATL_ERRCANCEL;
   else {
-    /* out of memory too: the traceback names the line, and 'on_error'
+    /* out of memory too: the message names the line, and 'on_error'
     ** gets its turn once the failed execution's garbage is collected */
     out->status = (p->rst == LUA_ERRMEM) ? ATL_ERRMEM : ATL_ERRRUN;
-    if (p->rst == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
     if (p->taskid >= 0) {  /* a worker: its on_error, if any */
       int msgh;
       lua_pushcfunction(L, atl_msghandler);
@@ -307,8 +356,10 @@ static int step(lua_State *L, StepParams *p) {
       atl_async_call_free(out->call);
       out->call = NULL;
     }
-    if (p->resumed && p->rst != LUA_OK)
-      lua_resetthread(p->co);  /* not read: close it, ready for the next */
+    /* the execution is over: its coroutine must not hold its stack (what
+    ** it was given, where it stopped) until the next one begins; a failed
+    ** resume is not read either: close it, ready for the next */
+    if (p->co != NULL) lua_resetthread(p->co);
     out->status = st;
     out->err = err;
   }

@@ -47,7 +47,7 @@ static int growbytes (atl_Buffer *b, size_t extra) {
     if (cap > (size_t)-1 / 2) { cap = need; break; }
     cap *= 2;
   }
-  p = (unsigned char *)realloc(b->data, cap);
+  p = atl_fault() ? NULL : (unsigned char *)realloc(b->data, cap);
   if (p == NULL)
     return ATL_ERRMEM;
   b->data = p;
@@ -81,7 +81,8 @@ int atl_buffer_add_handle (atl_Buffer *b, void *obj) {
     void **h;
     if (cap > (size_t)-1 / sizeof(void *))
       return ATL_ERRMEM;
-    h = (void **)realloc(b->handles, cap * sizeof(void *));
+    h = atl_fault() ? NULL
+        : (void **)realloc(b->handles, cap * sizeof(void *));
     if (h == NULL)
       return ATL_ERRMEM;
     b->handles = h;

@@ -79,7 +79,7 @@ char *atl_codec_errcopy (lua_State *L) {
   if (lua_type(L, -1) == LUA_TSTRING)
     msg = lua_tolstring(L, -1, &l);
   l = strlen(msg);
-  s = (char *)malloc(l + 1);
+  s = atl_fault() ? NULL : (char *)malloc(l + 1);
   if (s != NULL)
     memcpy(s, msg, l + 1);
   return s;

@@ -288,18 +288,45 @@ uint64_t atl_exec_next(const char *what) {
 }
 
 uint64_t atl_exec_next_host(const char *what, void *host) {
+  if (what == NULL) what = "code";
+  return atl_exec_next_hostn(what, strlen(what), host);
+}
+
+uint64_t atl_exec_next_hostn(const char *what, size_t n, void *host) {
   Slot *s = getslot();
   uint64_t id = atomic_fetch_add(&lastid, 1) + 1;
-  size_t n;
   if (s == NULL) return 0;
-  if (what == NULL) what = "code";
-  n = strlen(what);  /* a copy, not snprintf: async code announces often */
+  /* a copy, not snprintf: async code announces often */
   if (n >= sizeof s->nextwhat) n = sizeof s->nextwhat - 1;
   memcpy(s->nextwhat, what, n);
   s->nextwhat[n] = '\0';
   atomic_store(&s->nexthost, host);
   atomic_store(&s->nextid, id);
   return id;
+}
+
+uint64_t atl_exec_next_task(unsigned long long taskid, const char *name,
+                            void *host) {
+  char what[WHATMAX], digits[24];
+  size_t n = 0, d = 0;
+  memcpy(what, "task ", 5);
+  n = 5;
+  do {
+    digits[d++] = (char)('0' + taskid % 10);
+    taskid /= 10;
+  } while (taskid != 0);
+  while (d > 0) what[n++] = digits[--d];
+  if (name != NULL) {
+    size_t l = strlen(name);
+    if (l > sizeof what - n - 4) l = sizeof what - n - 4;
+    what[n++] = ' ';
+    what[n++] = '(';
+    memcpy(what + n, name, l);
+    n += l;
+    what[n++] = ')';
+  }
+  what[n] = '\0';
+  return atl_exec_next_host(what, host);
 }
 
 int atl_exec_running(void *host, uint64_t *ids, int max) {
@@ -482,10 +509,15 @@ void atl_exec_setplace(lua_State *L, int idx) {
 
 void atl_exec_setplacestr(const char *place) {
   Slot *s = myslot;
-  if (s == NULL || atomic_load(&s->id) == 0 || strcmp(place, "?") == 0)
+  size_t n;
+  if (s == NULL || place == NULL || atomic_load(&s->id) == 0 ||
+      (place[0] == '?' && place[1] == '\0'))
     return;
+  n = strlen(place);  /* a copy, not snprintf: a queue worker sets it per item */
+  if (n >= sizeof s->where) n = sizeof s->where - 1;
   pthread_mutex_lock(&s->lock);
-  snprintf(s->where, sizeof s->where, "%s", place);
+  memcpy(s->where, place, n);
+  s->where[n] = '\0';
   pthread_mutex_unlock(&s->lock);
 }
 

@@ -31,7 +31,7 @@ static void probe_in(lua_State *L, int idx, const char *what,
   char *err = NULL;
   if (atl_codec_encode(L, idx, 1, what, 0, &b, &err) != ATL_OK) {
     size_t n = strlen(prefix), m = err != NULL ? strlen(err) : 0;
-    char *msg = (char *)malloc(n + m + 1);
+    char *msg = atl_fault() ? NULL : (char *)malloc(n + m + 1);
     if (msg != NULL) {
       memcpy(msg, prefix, n);
       if (err != NULL) memcpy(msg + n, err, m);

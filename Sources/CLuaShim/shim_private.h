@@ -55,6 +55,14 @@ typedef struct atl_StateData {
   int exitcode;         /* set with the exit sentinel by 'os.exit' */
   long alloc_count;
   long alloc_limit;
+  /* Memory (see 'atl_StateMemory'), beside the allocator's other fields:
+  ** written by the owner's thread only, in the allocator (plain adds and
+  ** compares; stored with relaxed atomic stores, which are plain stores, so
+  ** that a report may read them from another thread); 'mem_limit' is
+  ** (size_t)-1 when there is none. */
+  size_t mem_live;
+  size_t mem_peak;
+  size_t mem_limit;
   uint64_t task_tick;   /* LRU clock of the function cache */
   int async_depth;      /* > 0 while an aloop resumes a coroutine of this
                            state (async.c): blocking calls yield instead */
@@ -63,11 +71,30 @@ typedef struct atl_StateData {
   atl_Buffer spare[ATL_NSPARE];  /* empty buffers kept for the next host
                            calls, so that a call mallocs none (trampoline.c) */
   int nspare;
+  const void *handle_mt[ATL_H_MAX + 1];  /* each kind's metatable once made:
+                           a handle's check compares pointers (trampoline.c) */
   char *package_path;   /* prepended to 'package.path' when it loads */
   char *package_cpath;
   int allow_bytecode;   /* user code may load binary chunks (loadtext.c) */
   const atl_LuaModules *lua_modules;  /* the app's Lua modules (module_app.c) */
+  /* The host's list of open states (memory.c), under its lock. */
+  uint64_t serial;
+  struct atl_StateData *reg_prev, *reg_next;
+  char label[ATL_LABELMAX];
 } atl_StateData;
+
+/* [-0, +0, -] Add an opened state's data to the list of states / take it
+** out before it is freed (memory.c). */
+void atl_registry_add(atl_StateData *d, const char *label);
+void atl_registry_remove(atl_StateData *d);
+
+/* Allocation-failure tests (memory.c): 'atl_faults_armed' is nonzero while
+** some thread has armed them; 'atl_fault_take' counts one allocation of the
+** calling thread and says whether it must fail. */
+extern int atl_faults_armed;
+int atl_fault_take(void);
+#define atl_fault() \
+  (__atomic_load_n(&atl_faults_armed, __ATOMIC_RELAXED) && atl_fault_take())
 
 /* [-0, +0, e] Make 'load', 'loadfile' and 'dofile' load text only, unless
 ** the state allows bytecode (loadtext.c). */

@@ -6,6 +6,7 @@
 #define atl_state_c
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,23 +20,25 @@ atl_StateData *atl_statedata(lua_State *L) {
 /* {======================================================================
 ** Small blocks (see 'atl_Small'). A block is ours when it lies in one of
 ** the state's pages (at most ATL_SMALL_PAGES of them, so the test is a
-** short scan); anything else came from malloc. Freed blocks go to the free
+** short scan, and none for a block larger than ATL_SMALL_MAX, which Lua's
+** 'osize' tells); anything else came from malloc. Freed blocks go to the free
 ** list of their class; pages are freed with the state.
 ** ======================================================================= */
 
-static int isours(const atl_Small *sm, const void *p) {
+static int isours(const atl_Small *sm, const void *p, size_t osize) {
   int i;
+  if (osize > ATL_SMALL_MAX) return 0;  /* no small block is larger */
   for (i = sm->npages - 1; i >= 0; i--) {  /* young objects die first */
-    const char *page = sm->pages[i];
-    if ((const char *)p >= page && (const char *)p < page + ATL_SMALL_PAGE)
-      return 1;
+    if ((uintptr_t)p - (uintptr_t)sm->pages[i] < ATL_SMALL_PAGE) return 1;
   }
   return 0;
 }
 
 /* A block of class 'c' (c * 8 bytes), or NULL when the pages are used up
-** (the caller then uses malloc). */
-static void *smallalloc(atl_Small *sm, size_t c) {
+** (the caller then uses malloc). Inlined: it is the allocator's common
+** case. */
+static inline __attribute__((always_inline))
+void *smallalloc(atl_Small *sm, size_t c) {
   size_t size = c * 8;
   void *p = sm->free[c - 1];
   if (p != NULL) {
@@ -82,32 +85,59 @@ static void freepages(atl_Small *sm) {
 ** only one would be silently recovered). Lua never asks a shrinking
 ** reallocation to fail: a shrinking block stays where it is. Small blocks
 ** come from the state's pages (above).
+**
+** It counts the bytes that Lua holds ('osize' and 'nsize' as Lua gives
+** them, so the count is what 'collectgarbage("count")' says) and refuses a
+** growth that would take them past 'mem_limit': Lua then collects garbage
+** and tries once more, and raises "not enough memory" if it still does not
+** fit. The state is used by one thread at a time, so the counters are plain
+** fields, stored with relaxed atomic stores (plain stores) for reports.
 */
+static void setlive(atl_StateData *d, size_t live) {
+  __atomic_store_n(&d->mem_live, live, __ATOMIC_RELAXED);
+  if (live > d->mem_peak) __atomic_store_n(&d->mem_peak, live, __ATOMIC_RELAXED);
+}
+
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   atl_StateData *d = (atl_StateData *)ud;
   atl_Small *sm = &d->small;
   void *p;
-  int ours = ptr != NULL && isours(sm, ptr);
+  int ours = ptr != NULL && isours(sm, ptr, osize);
+  size_t old = ptr != NULL ? osize : 0;  /* else 'osize' is a type tag */
+  size_t live;
   if (nsize == 0) {
     if (ours) smallfree(sm, ptr, osize);
     else free(ptr);
+    __atomic_store_n(&d->mem_live, d->mem_live - old, __ATOMIC_RELAXED);
     return NULL;
   }
-  if (ptr != NULL && nsize <= osize)  /* shrinking: never fails */
+  if (ptr != NULL && nsize <= osize) {  /* shrinking: never fails */
+    __atomic_store_n(&d->mem_live, d->mem_live - (osize - nsize),
+                     __ATOMIC_RELAXED);
     return ours ? ptr : realloc(ptr, nsize);
+  }
   d->alloc_count++;
   if (d->alloc_limit > 0 && d->alloc_count >= d->alloc_limit)
     return NULL;
-  if (ptr != NULL && !ours && nsize > ATL_SMALL_MAX)
-    return realloc(ptr, nsize);
+  live = d->mem_live + (nsize - old);  /* no overflow: Lua's sizes are
+                                          below its MAX_SIZE */
+  if (live > d->mem_limit || atl_fault())
+    return NULL;
+  if (ptr != NULL && !ours && nsize > ATL_SMALL_MAX) {
+    p = realloc(ptr, nsize);
+    if (p != NULL) setlive(d, live);
+    return p;
+  }
   p = NULL;
   if (nsize <= ATL_SMALL_MAX) p = smallalloc(sm, (nsize + 7) / 8);
   if (p == NULL) p = malloc(nsize);
-  if (p != NULL && ptr != NULL) {
+  if (p == NULL) return NULL;
+  if (ptr != NULL) {
     memcpy(p, ptr, osize < nsize ? osize : nsize);
     if (ours) smallfree(sm, ptr, osize);
     else free(ptr);
   }
+  setlive(d, live);
   return p;
 }
 
@@ -398,8 +428,25 @@ static int open_p(lua_State *L) {
   return 0;
 }
 
+/* The message of a state that could not open: 'msg' (malloc'd, or NULL
+** when there was no memory for it), and the limit when there is one. */
+static char *openerror(const atl_StateOptions *opts, char *msg) {
+  char *full;
+  size_t n;
+  if (opts->memory_limit == 0 || msg == NULL) return msg;
+  n = strlen(msg) + 128;
+  full = (char *)malloc(n);
+  if (full == NULL) return msg;
+  snprintf(full, n, "%s (the memory limit is %zu bytes: it must leave room "
+           "for the state itself, about 10 KB, and what it runs)", msg,
+           opts->memory_limit);
+  free(msg);
+  return full;
+}
+
 lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
-  atl_StateData *d = (atl_StateData *)calloc(1, sizeof(atl_StateData));
+  atl_StateData *d = atl_fault() ? NULL
+      : (atl_StateData *)calloc(1, sizeof(atl_StateData));
   lua_State *L;
   int st;
   if (d == NULL) {
@@ -421,6 +468,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   d->is_child = opts->is_child;
   d->alloc_limit = opts->alloc_limit;
   d->allow_bytecode = opts->allow_bytecode;
+  d->mem_limit = opts->memory_limit == 0 ? (size_t)-1 : opts->memory_limit;
   d->lua_modules = opts->lua_modules;
   L = lua_newstate(l_alloc, d);
   if (L == NULL) {
@@ -428,7 +476,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
     free(d->package_path);
     free(d->package_cpath);
     free(d);
-    *err = strdup("not enough memory");
+    *err = openerror(opts, strdup("not enough memory"));
     return NULL;
   }
   *(atl_StateData **)lua_getextraspace(L) = d;
@@ -437,7 +485,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   lua_pushlightuserdata(L, (void *)opts);
   st = lua_pcall(L, 1, 0, 0);
   if (st != LUA_OK) {
-    *err = atl_strdup_top(L, -1);
+    *err = openerror(opts, atl_strdup_top(L, -1));
     lua_close(L);
     freepages(&d->small);
     free(d->package_path);
@@ -445,6 +493,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
     free(d);
     return NULL;
   }
+  atl_registry_add(d, opts->label);
   return L;
 }
 
@@ -453,6 +502,7 @@ void atl_state_close(lua_State *L) {
   if (L == NULL) return;
   d = atl_statedata(L);
   lua_close(L);
+  atl_registry_remove(d);
   atl_host_freespare(d);
   freepages(&d->small);
   free(d->package_path);

@@ -21,6 +21,7 @@ static const char envmt_key = 'e';    /* registry: {__index = _G} */
 #define E_ENVFN  2  /* function that owns the joined '_ENV' cell, or nil */
 #define E_ENVUP  3
 #define E_TICK   4
+#define E_PLACE  5  /* + member: the 'file:line' of the function run */
 
 typedef struct TaskParams {
   uint64_t fnid;
@@ -145,19 +146,31 @@ static void freshenv(lua_State *L) {
 
 static int runtask_p(lua_State *L) {
   TaskParams *p = (TaskParams *)lua_touserdata(L, 1);
-  int msgh, nargs = 0, st, envup;
+  int msgh, nargs = 0, st, envup, entry;
   lua_pushcfunction(L, atl_msghandler);
   msgh = lua_gettop(L);
   getentry(L, p);
   freshenv(L);
-  lua_rawgeti(L, -1, E_FN);
-  lua_remove(L, -2);  /* the entry */
+  entry = lua_gettop(L);
+  lua_rawgeti(L, entry, E_FN);
   if (p->member > 0) {
     if (lua_rawgeti(L, -1, p->member) != LUA_TFUNCTION)
       luaL_error(L, "task function buffer holds no function");
     lua_remove(L, -2);  /* the table of functions */
   }
-  atl_exec_setplace(L, -1);
+  /* the place of the function, found once and kept in its entry: a task
+  ** announces it at every run */
+  if (lua_rawgeti(L, entry, E_PLACE + p->member) != LUA_TSTRING) {
+    char place[256];
+    lua_pop(L, 1);
+    atl_funcplace(L, -1, place, sizeof place);
+    lua_pushstring(L, place);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, entry, E_PLACE + p->member);
+  }
+  atl_exec_setplacestr(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_remove(L, entry);
   if (p->args != NULL && p->args->len > 0)
     nargs = atl_codec_decode_raw(L, p->args, 0, &envup);
   st = lua_pcall(L, nargs, 1, msgh);

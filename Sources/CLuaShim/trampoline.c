@@ -47,7 +47,20 @@ atl_Handle *atl_handle_test(lua_State *L, int idx) {
 
 /* Check that argument 'arg' is a live handle of 'kind'. */
 static atl_Handle *checkhandle(lua_State *L, int arg, int kind) {
-  atl_Handle *h = (atl_Handle *)luaL_checkudata(L, arg, atl_handle_tname(kind));
+  const void *mt = atl_statedata(L)->handle_mt[kind];
+  atl_Handle *h = (atl_Handle *)lua_touserdata(L, arg);
+  /* the common case without the registry's lookup by name that
+  ** 'luaL_checkudata' makes: the metatable that this state made */
+  if (h != NULL && mt != NULL && lua_getmetatable(L, arg)) {
+    int same = lua_topointer(L, -1) == mt;
+    lua_pop(L, 1);
+    if (same) {
+      if (h->obj == NULL)
+        luaL_error(L, "attempt to use a released %s", atl_handle_tname(kind));
+      return h;
+    }
+  }
+  h = (atl_Handle *)luaL_checkudata(L, arg, atl_handle_tname(kind));
   if (h->obj == NULL)
     luaL_error(L, "attempt to use a released %s", atl_handle_tname(kind));
   return h;
@@ -116,10 +129,49 @@ static int create_job(lua_State *L, int fn, int kind, atl_Handle *h) {
 ** A method: upvalue 1 is the function id, upvalue 2 the kind of 'self'.
 ** Arguments after 'self' go to the host.
 */
+/* Whether the value at 'idx' is a number, a boolean or a string of at most
+** ATL_SCALAR_MAXSTR bytes; if so it is read into 'v'. */
+static int toscalar(lua_State *L, int idx, atl_Scalar *v) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        v->type = ATL_T_INT;
+        v->bits = (uint64_t)lua_tointeger(L, idx);
+      }
+      else {
+        lua_Number d = lua_tonumber(L, idx);
+        v->type = ATL_T_FLOAT;
+        memcpy(&v->bits, &d, sizeof v->bits);
+      }
+      return 1;
+    case LUA_TBOOLEAN:
+      v->type = lua_toboolean(L, idx) ? ATL_T_TRUE : ATL_T_FALSE;
+      return 1;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      if (len > ATL_SCALAR_MAXSTR) return 0;
+      v->type = ATL_T_STRING;
+      v->len = len;
+      memcpy(v->s, s, len);
+      return 1;
+    }
+    default:
+      return 0;
+  }
+}
+
 static int handle_method(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = checkhandle(L, 1, kind);
+  if (fn == ATL_FN_WORKER_PUT && lua_gettop(L) == 2 && atl_host.put != NULL) {
+    /* the hot call of a queue: a scalar item goes to the host as it is,
+    ** with no buffer and no call record */
+    atl_Scalar v;
+    if (toscalar(L, 2, &v) && atl_host.put(atl_statedata(L)->host, h->obj, &v))
+      return 0;
+  }
   if (fn == ATL_FN_SUP_CREATE_ASYNC_JOB || fn == ATL_FN_SCHED_CREATE_JOB)
     return create_job(L, fn, kind, h);
   return atl_host_call(L, fn, kind, h->obj, 2);
@@ -187,11 +239,23 @@ static int handle_newindex(lua_State *L) {
   return atl_host_call(L, fn, h->kind, h->obj, 2);
 }
 
-/* '__call': upvalue 1 is the function id; all arguments but 'self'. */
+static int host_call_blank(lua_State *L, int fn, int kind, void *self,
+                           int first, int blank);
+static atl_Handle *pushblank(lua_State *L, int kind);
+
+/* '__call': upvalue 1 is the function id; all arguments but 'self'. A
+** starter's call returns a task: its userdata is made before the call,
+** below the arguments, and the host's handle goes into it (see
+** 'host_call_blank'). */
 static int handle_call(lua_State *L) {
   int fn = (int)lua_tointeger(L, lua_upvalueindex(1));
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
   atl_Handle *h = checkhandle(L, 1, kind);
+  if (fn == ATL_FN_SPAWN) {
+    pushblank(L, ATL_H_TASK);
+    lua_insert(L, 2);
+    return host_call_blank(L, fn, kind, h->obj, 3, 2);
+  }
   return atl_host_call(L, fn, kind, h->obj, 2);
 }
 
@@ -447,7 +511,9 @@ static int handle_eq(lua_State *L);
 /* [-0, +1, m] Push the metatable of handles of 'kind', creating it once. */
 static void pushmetatable(lua_State *L, int kind) {
   const KindDef *k = &kinds[kind];
-  if (!luaL_newmetatable(L, atl_handle_tname(kind)))
+  int made = luaL_newmetatable(L, atl_handle_tname(kind));
+  atl_statedata(L)->handle_mt[kind] = lua_topointer(L, -1);
+  if (!made)
     return;  /* already made */
   lua_pushboolean(L, 1);
   lua_rawsetp(L, -2, &atl_host);  /* marker: this is a handle metatable */
@@ -485,6 +551,17 @@ static int handle_eq(lua_State *L) {
   return 1;
 }
 
+/* [-0, +1, m] A handle of 'kind' that names nothing yet (its '__gc' does
+** nothing until 'obj' is set). */
+static atl_Handle *pushblank(lua_State *L, int kind) {
+  atl_Handle *h = (atl_Handle *)lua_newuserdatauv(L, sizeof(atl_Handle), 0);
+  h->obj = NULL;
+  h->kind = kind;
+  pushmetatable(L, kind);
+  lua_setmetatable(L, -2);
+  return h;
+}
+
 void atl_handle_push(lua_State *L, void *obj, int kind) {
   atl_Handle *h;
   if (kind < 1 || kind > ATL_H_MAX)
@@ -504,20 +581,37 @@ void atl_handle_push(lua_State *L, void *obj, int kind) {
 ** The trampoline
 ** ======================================================================= */
 
-int atl_raise_owned(lua_State *L, char *msg) {
-  if (msg == NULL) return luaL_error(L, "unknown error");
-  lua_pushstring(L, msg);  /* may fail with memory: 'msg' would leak */
+static int pushmsg_p(lua_State *L) {
+  lua_pushstring(L, (const char *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* [-0, +1, m] Push 'msg' (malloc'd) and free it. Pushing it may run out of
+** memory: that error is raised once 'msg' is freed, so it never leaks. */
+static void pushowned(lua_State *L, char *msg) {
+  int st;
+  if (!lua_checkstack(L, 2)) {
+    free(msg);
+    luaL_error(L, "not enough memory");
+  }
+  lua_pushcfunction(L, pushmsg_p);
+  lua_pushlightuserdata(L, msg);
+  st = lua_pcall(L, 1, 1, 0);
   free(msg);
+  if (st != LUA_OK) lua_error(L);
+}
+
+int atl_raise_owned(lua_State *L, char *msg) {
+  if (msg == NULL) return luaL_error(L, "not enough memory");
+  pushowned(L, msg);
   return lua_error(L);
 }
 
 int atl_raise_owned_where(lua_State *L, char *msg) {
-  luaL_where(L, 1);
-  if (msg == NULL) lua_pushliteral(L, "unknown error");
-  else {
-    lua_pushstring(L, msg);
-    free(msg);
-  }
+  if (msg == NULL) return luaL_error(L, "not enough memory");
+  pushowned(L, msg);
+  luaL_where(L, 1);  /* 'msg' is freed: this may raise */
+  lua_insert(L, -2);
   lua_concat(L, 2);
   return lua_error(L);
 }
@@ -530,6 +624,7 @@ char *atl_strdup_top(lua_State *L, int idx) {
   char *r, *p;
   if (lua_type(L, idx) == LUA_TSTRING)  /* no conversion: never raises */
     s = lua_tolstring(L, idx, &l);
+  if (atl_fault()) return NULL;
   if (s == NULL) return strdup("(error object is not a string)");
   for (i = 0; i < l; i++) nul += (s[i] == '\0');
   if (nul == 0) return strdup(s);
@@ -671,11 +766,7 @@ static int finishcall(lua_State *L, atl_Call *c, int st) {
     givebuffer(atl_statedata(L), &c->result);
     if (c->error == NULL) return luaL_error(L, "host call failed");
     if (c->error_raw) return atl_raise_owned(L, c->error);
-    luaL_where(L, 1);
-    lua_pushstring(L, c->error);
-    free(c->error);
-    lua_concat(L, 2);
-    return lua_error(L);
+    return atl_raise_owned_where(L, c->error);
   }
   free(c->error);
   if (c->result.len > 0) {
@@ -714,6 +805,55 @@ static int host_call_full(lua_State *L, int fn, int kind, void *self,
 static int host_call_field(lua_State *L, int fn, int kind, void *self,
                            int first, int field) {
   return host_call_full(L, fn, kind, self, first, field, NULL, 0, 0);
+}
+
+/* Whether 'b' holds one handle of 'kind' and nothing else, and the
+** reference on it; its object then goes to '*obj'. */
+static int onehandle(const atl_Buffer *b, int kind, void **obj) {
+  const unsigned char *p = b->data;
+  void *o;
+  if (b->len != 14 || b->nhandles != 1 || p[0] != ATL_CODEC_MAGIC0 ||
+      p[1] != ATL_CODEC_MAGIC1 || p[2] != ATL_CODEC_VERSION || p[3] != 1 ||
+      p[4] != ATL_T_HANDLE || p[5] != kind)
+    return 0;
+  {  /* the pointer, little-endian (the codec's) */
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[6 + i];
+    o = (void *)(uintptr_t)v;
+  }
+  if (o == NULL || b->handles[0] != o) return 0;
+  *obj = o;
+  return 1;
+}
+
+/* A call whose result is a handle of the kind of the blank userdata at
+** 'blank' (made before the call, so that nothing allocates once the
+** result holds a reference): the handle goes into it with no decoding.
+** Any other result (an error) goes the common way. */
+static int host_call_blank(lua_State *L, int fn, int kind, void *self,
+                           int first, int blank) {
+  atl_Call c;
+  atl_Buffer args;
+  atl_Handle *h = (atl_Handle *)lua_touserdata(L, blank);
+  void *obj;
+  int st;
+  memset(&c, 0, sizeof c);
+  memset(&args, 0, sizeof args);
+  preparecall(L, &c, &args, fn, kind, self, first, NULL, 0, 0);
+  takebuffer(atl_statedata(L), &c.result);
+  st = atl_host.call(&c);
+  givebuffer(atl_statedata(L), &args);
+  if (st == ATL_OK && !atl_statedata(L)->is_child &&
+      onehandle(&c.result, h->kind, &obj)) {
+    free(c.error);
+    h->obj = obj;
+    c.result.nhandles = 0;  /* the buffer's reference is now the userdata's */
+    givebuffer(atl_statedata(L), &c.result);
+    lua_pushvalue(L, blank);
+    return 1;
+  }
+  return finishcall(L, &c, st);
 }
 
 int atl_host_call(lua_State *L, int fn, int kind, void *self, int first) {
@@ -760,7 +900,8 @@ int atl_async_mustyield(lua_State *L, const char *what) {
 
 int atl_host_yield(lua_State *L, int fn, int kind, void *self, int first,
                    lua_KContext ctx, lua_KFunction k) {
-  atl_PendingCall *p = (atl_PendingCall *)calloc(1, sizeof *p);
+  atl_PendingCall *p = atl_fault() ? NULL
+      : (atl_PendingCall *)calloc(1, sizeof *p);
   if (p == NULL) return luaL_error(L, "not enough memory");
   {
     char *err = NULL;

@@ -16,6 +16,10 @@ static const char place_key = 'l';    /* registry: its 'file:line' */
 static const char kw_key = 'k';       /* registry: the kw table */
 static const char onerror_key = 'o';  /* registry: on_error, or absent */
 static const char extra_key = 'x';    /* registry: on_error_kwargs, or nil */
+static const char run_key = 'r';      /* registry: 'run_p' with the executor,
+                                      ** kw and the place as upvalues */
+
+static int run_p(lua_State *L);
 
 typedef struct SetupParams {
   const atl_Buffer *fn, *kw, *onerror;
@@ -97,6 +101,13 @@ static int setup_p(lua_State *L) {
     if (n == 2) lua_rawsetp(L, LUA_REGISTRYINDEX, &extra_key);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &onerror_key);
   }
+  /* an execution's own function, with what it reads as upvalues: no
+  ** registry lookup per execution */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
+  lua_pushcclosure(L, run_p, 3);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
   /* only now: while the heap grows from nothing to the state's size, a
   ** short pause would run a cycle for every fifth of growth */
   lua_gc(L, LUA_GCINC, ATL_WORKER_GCPAUSE, 0, 0);
@@ -226,22 +237,29 @@ int atl_worker_handleerror(lua_State *L, int msgh) {
   return callonerror(L, msgh);
 }
 
+/* One execution; upvalues: the executor, kw, the executor's place. The
+** registry's error object is nil here ('atl_worker_run' clears it after an
+** execution that failed). */
 static int run_p(lua_State *L) {
   RunParams *p = (RunParams *)lua_touserdata(L, 1);
   int msgh, nargs = 0, st, envup = 0;
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
   lua_pushcfunction(L, worker_msghandler);
   msgh = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
-  atl_exec_setplacestr(lua_tostring(L, -1));
-  lua_pop(L, 1);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
+  atl_exec_setplacestr(lua_tostring(L, lua_upvalueindex(3)));
+  lua_pushvalue(L, lua_upvalueindex(1));
   if (p->item != NULL) {
-    nargs = atl_codec_decode_raw(L, p->item, 0, &envup);
-    if (nargs != 1) luaL_error(L, "a queue item buffer holds %d values", nargs);
+    atl_PlainValue v;
+    if (atl_codec_peek_plain(p->item, &v)) {  /* the common item: a number */
+      atl_codec_push_plain(L, &v);
+      nargs = 1;
+    }
+    else {
+      nargs = atl_codec_decode_raw(L, p->item, 0, &envup);
+      if (nargs != 1)
+        luaL_error(L, "a queue item buffer holds %d values", nargs);
+    }
   }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
+  lua_pushvalue(L, lua_upvalueindex(2));
   lua_pushinteger(L, (lua_Integer)p->taskid);
   lua_setfield(L, -2, "_task_id");
   nargs++;
@@ -291,7 +309,14 @@ int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
   p.item = item;
   p.taskid = taskid;
   atl_exec_begin(L, &frame);
-  lua_pushcfunction(L, run_p);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    atl_exec_end(L, &frame);
+    *stop = 0;
+    *handled = 0;
+    *err = strdup("the worker's state was not set up");
+    return ATL_ERRRUN;
+  }
   lua_pushlightuserdata(L, &p);
   st = lua_pcall(L, 1, 0, 0);
   if (st != LUA_OK) {  /* on_error raised, or out of memory */
@@ -303,6 +328,12 @@ int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
       p.err = atl_strdup_top(L, -1);
     }
     lua_pop(L, 1);
+  }
+  if (st != LUA_OK || p.status != ATL_OK || p.handled) {
+    /* the error object, if one was kept, is not the next execution's (a
+    ** raw set of nil allocates nothing, so this cannot raise) */
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
   }
   atl_exec_end(L, &frame);
   if (p.status == ATL_EXIT && exitcode != NULL)

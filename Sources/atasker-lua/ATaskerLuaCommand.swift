@@ -53,6 +53,13 @@ struct ATaskerLuaCommand: ParsableCommand {
     var allowBytecode = false
 
     @Option(
+        name: .long, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Bytes that the main state may hold: 64M, 512k, 1G (units of 1024) or a number of bytes. (default: no limit)",
+            valueName: "size"))
+    var memoryLimit: String?
+
+    @Option(
         name: .long,
         help:
             "The store of durable queues (atasker.jobs) that name none: sqlite:///path/file.db. (default: $ATASKER_STORE)"
@@ -81,6 +88,11 @@ struct ATaskerLuaCommand: ParsableCommand {
         }
         if let minSize = self.minSize, let maxSize = self.maxSize, minSize > maxSize {
             throw ValidationError("--min-size (\(minSize)) must not be above --max-size (\(maxSize))")
+        }
+        if let text = self.memoryLimit, LuaHost.memorySize(text) == nil {
+            throw ValidationError(
+                "--memory-limit must be a size from 1 byte to 1T, such as 64M, 512k or 1G (units of 1024), or a number "
+                    + "of bytes (got '\(text)')")
         }
         if let store = self.store, store.isEmpty {
             throw ValidationError("--store must be a store URL, such as sqlite:///path/file.db")

@@ -35,7 +35,8 @@ final class Program: Sendable {
         let host = LuaHost(
             supervisor: supervisor, logger: logger,
             configuration: .init(
-                exitHandler: { code in control.post(.exit(code)) }, allowsBytecode: self.command.allowBytecode))
+                exitHandler: { code in control.post(.exit(code)) }, allowsBytecode: self.command.allowBytecode,
+                memoryLimit: self.command.memoryLimit.flatMap(LuaHost.memorySize)))
         do {
             try JobsModule.install(
                 on: host, defaultStore: getenv("ATASKER_STORE").map { String(cString: $0) }, logger: logger)

@@ -70,8 +70,15 @@ struct OperatorCLITests {
               atasker.shared("s"):set("spinning", true)
               spin()
             end}:start()
-            atasker.background_task(function() os.execute("sleep 2") end, {name = "sleeper"})()
-            while not atasker.shared("s"):get("spinning") do atasker.sleep(0.01) end
+            atasker.background_task(function()
+              atasker.shared("s"):set("sleeping", true)
+              -- (the runner's Process waits for the sleep too: it holds the socket that Foundation watches)
+              os.execute("exec sleep 5 </dev/null >/dev/null 2>&1")
+            end, {name = "sleeper"})()
+            -- both run before the first report, and the sleeper's C call outlasts both reports on a busy machine
+            while not (atasker.shared("s"):get("spinning") and atasker.shared("s"):get("sleeping")) do
+              atasker.sleep(0.01)
+            end
             print("ready")
             """, options: ["--stop-timeout", "0.2"]
         ) { process, out, err in

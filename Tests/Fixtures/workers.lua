@@ -249,6 +249,74 @@ test("stop{wait=T} cancels a sleeping execution at its deadline", function()
   assert(atasker.shared("sleeper"):get("woke") == nil)
 end)
 
+test("every kind of item arrives as it was put, in order, in every queue and executor kind", function()
+  local nan = 0 / 0
+  local items = {1, -0.0, 2^53, math.mininteger, math.maxinteger, 1.5, math.huge, -math.huge, nan, 1e300,
+    true, false, "", "a", "fifteen bytes!!", "sixteen bytes!!!", "nul\0byte", string.rep("x", 300),
+    {1, 2, k = "v"}, {}}
+  local function same(a, b)
+    if a ~= a then return b ~= b end  -- NaN
+    if type(a) == "table" then
+      if type(b) ~= "table" then return false end
+      for k, v in pairs(a) do if b[k] ~= v then return false end end
+      for k in pairs(b) do if a[k] == nil then return false end end
+      return true
+    end
+    return a == b and math.type(a) == math.type(b) and (a ~= 0 or 1 / a == 1 / b)
+  end
+  local function describe(v)
+    if type(v) == "table" then return "table" end
+    return string.format("%s %q", math.type(v) or type(v), v)
+  end
+  local function check(got, label)
+    for i, v in ipairs(items) do
+      assert(same(got[i], v), label .. ": item " .. i .. " is " .. describe(got[i]) .. ", put " .. describe(v))
+    end
+  end
+  local function record(name)
+    return function(item, kw)
+      local s = atasker.shared(name)
+      s:set(s:incr("n"), type(item) == "table" and {table.unpack(item)} or item)
+      if type(item) == "table" then s:set("k" .. s:get("n"), item.k) end
+    end
+  end
+  local function collect(name)
+    local s, got = atasker.shared(name), {}
+    for i = 1, s:get("n") or 0 do
+      got[i] = s:get(i)
+      if type(got[i]) == "table" then got[i].k = s:get("k" .. i) end
+    end
+    return got
+  end
+  -- a thread worker, FIFO: items put before and after the start
+  local w = atasker.background_worker{q = true, fn = record("kinds_fifo")}
+  for i = 1, 10 do w:put(items[i]) end
+  w:start()
+  for i = 11, #items do w:put(items[i]) end
+  w:stop{drain = true}
+  check(collect("kinds_fifo"), "thread FIFO")
+  -- LIFO runs them newest first
+  local l = atasker.background_worker{q = "lifo", fn = record("kinds_lifo")}
+  for i = #items, 1, -1 do l:put_threadsafe(items[i]) end
+  l:start()
+  l:stop{drain = true}
+  check(collect("kinds_lifo"), "thread LIFO")
+  -- an async worker (on an aloop), and puts from inside another worker's execution
+  local a = atasker.background_worker{q = true, async = true, fn = record("kinds_async")}
+  a:start()
+  local feeder = atasker.background_worker{q = true, fn = function(list, kw)
+    for _, v in ipairs(list) do kw.o:put(v) end
+  end, o = a}
+  feeder:start()
+  local list = {}
+  for i, v in ipairs(items) do list[i] = v end
+  feeder:put(list)
+  feeder:stop{drain = true}
+  eventually(function() return (atasker.shared("kinds_async"):get("n") or 0) >= #items end, "the async items")
+  a:stop{drain = true}
+  check(collect("kinds_async"), "async")
+end)
+
 h.done()
 
 -- the program runs while a worker is active: this one stops itself

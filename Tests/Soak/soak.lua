@@ -3,7 +3,8 @@
 -- Kinds: 40% interval (thread), 20% queue and 15% event (each interval worker feeds one of them), 20% async interval, 5% mp
 -- interval. Faults, in turn: an executor error, a pool child SIGKILLed, a runaway loop cancelled, a value refused.
 -- At 10 s and at the end it prints "sample start" / "sample end" with no fault in flight, for the outside counters
--- (descriptors, threads, children); then "result k=v ..." with its own counters.
+-- (descriptors, threads, children), with the bytes that all Lua states hold (s:info().lua_memory), their number,
+-- and the part of the pool threads' states; then "result k=v ...", with its own counters.
 local duration = tonumber(arg[1]) or 60
 local count = tonumber(arg[2]) or 1000
 local s = atasker.supervisor
@@ -24,6 +25,17 @@ local function lag(kw, interval)
   end
 end
 
+-- Before each sample every worker collects its garbage once (at its next execution), so that both samples count
+-- what the states hold, not how far each one's collector has got: a state's heap grows by up to a fifth between two
+-- cycles, and right after the start every state has just been collected.
+local function settle()
+  local generation = stats:get("gc")
+  if generation ~= GC then
+    GC = generation
+    collectgarbage()
+  end
+end
+
 local started = atasker.monotonic()
 local kinds = {interval = 0, queue = 0, event = 0, async = 0, mp = 0}
 local workers, feeds, sinks = {}, {}, {}
@@ -32,26 +44,28 @@ for i = 1, count do
   local interval = 0.5 + (i % 10) / 10  -- 0.5 .. 1.4 s
   local w
   if r < 4 then  -- 20% queue, each fed by the next interval worker
-    w = atasker.background_worker{name = "q" .. i, q = true, fn = function(item) stats:incr("items") end}
+    w = atasker.background_worker{name = "q" .. i, q = true, fn = function(item) stats:incr("items") settle() end}
     kinds.queue = kinds.queue + 1
   elseif r < 7 then  -- 15% event
-    w = atasker.background_worker{name = "e" .. i, e = true, fn = function() stats:incr("events") end}
+    w = atasker.background_worker{name = "e" .. i, e = true, fn = function() stats:incr("events") settle() end}
     kinds.event = kinds.event + 1
   elseif r < 11 then  -- 20% async interval
     w = atasker.background_worker{name = "a" .. i, async = true, interval = interval, fn = function(kw)
       lag(kw, interval)
+      settle()
       atasker.sleep(0.001)
     end}
     kinds.async = kinds.async + 1
   elseif r == 11 then  -- 5% mp interval
     w = atasker.background_worker{name = "m" .. i, mp = true, interval = 2, fn = function(kw)
       return kw._task_id
-    end, process_result = function() stats:incr("mp_results") end}
+    end, process_result = function() stats:incr("mp_results") settle() end}
     kinds.mp = kinds.mp + 1
   else  -- 40% interval, each feeding a queue or event worker made before it
     local target = #sinks > 0 and sinks[i % #sinks + 1] or false
     w = atasker.background_worker{name = "i" .. i, interval = interval, fn = function(kw)
       lag(kw, interval)
+      settle()
       local t = kw.target
       if t then
         if t.kind == "queue" then t:put(kw._task_id) else t:trigger() end
@@ -103,9 +117,18 @@ faults:start{faulty = faulty, victim = workers[1]}
 local both = atasker.background_task(function() atasker.sleep(0.05) end, {mp = true, timeout = 30})
 local function sample(what)
   stats:set("quiet", true)
-  atasker.sleep(1.5)  -- the fault in flight ends (a killed child is replaced, a runaway cancelled)
+  stats:incr("gc")
+  atasker.sleep(2.5)  -- the fault in flight ends (a killed child is replaced, a runaway cancelled); states settle
   atasker.wait_completed({both(), both()}, 30)
-  print("sample " .. what)
+  collectgarbage()
+  local info = s:info()
+  -- Pool threads' states open and close with their threads (the thread count is checked outside): apart.
+  local pool, pools = 0, 0
+  for _, state in ipairs(info.states) do
+    if state.name == "pool thread" then pool, pools = pool + state.bytes, pools + 1 end
+  end
+  print(string.format("sample %s lua_bytes=%d states=%d pool_bytes=%d pool_states=%d", what, info.lua_memory,
+    #info.states, pool, pools))
   io.stdout:flush()
   atasker.sleep(0.5)  -- scripts/soak reads /proc meanwhile
   stats:set("quiet", false)

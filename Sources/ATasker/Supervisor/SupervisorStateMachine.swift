@@ -87,23 +87,83 @@ struct SupervisorStateMachine: Sendable {
     struct Effects {
         var signals = 0
         var broadcast = false
-        var spawnNumbers: [Int] = []
-        var delayTimers: [DelayTimer] = []
         var latencyTimer: (id: TimerID, deadline: Double)?
-        var cancelTimers: [TimerID] = []
-        var canceled: [SupervisorTask] = []
-        var reports: [LatencyReport] = []
-        var waiters: [Waiter] = []
-        var continuations: [CheckedContinuation<Void, Never>] = []
         var shutdownTimers = false
         /// Make the leader return from serving the timers (`TimerQueue.interruptServer()`).
         var interruptLeader = false
+        /// The lists, which most steps leave empty: kept apart so that such a step makes and drops one empty
+        /// optional, not seven arrays (every submission and every task's end makes an `Effects`).
+        private var lists: Lists?
+
+        private struct Lists {
+            var spawnNumbers: [Int] = []
+            var delayTimers: [DelayTimer] = []
+            var cancelTimers: [TimerID] = []
+            var canceled: [SupervisorTask] = []
+            var reports: [LatencyReport] = []
+            var waiters: [Waiter] = []
+            var continuations: [CheckedContinuation<Void, Never>] = []
+
+            var isEmpty: Bool {
+                self.spawnNumbers.isEmpty && self.delayTimers.isEmpty && self.cancelTimers.isEmpty
+                    && self.canceled.isEmpty && self.reports.isEmpty && self.waiters.isEmpty
+                    && self.continuations.isEmpty
+            }
+        }
+
+        var spawnNumbers: [Int] {
+            get { self.lists?.spawnNumbers ?? [] }
+            _modify {
+                if self.lists == nil { self.lists = Lists() }
+                yield &self.lists!.spawnNumbers
+            }
+        }
+        var delayTimers: [DelayTimer] {
+            get { self.lists?.delayTimers ?? [] }
+            _modify {
+                if self.lists == nil { self.lists = Lists() }
+                yield &self.lists!.delayTimers
+            }
+        }
+        var cancelTimers: [TimerID] {
+            get { self.lists?.cancelTimers ?? [] }
+            _modify {
+                if self.lists == nil { self.lists = Lists() }
+                yield &self.lists!.cancelTimers
+            }
+        }
+        var canceled: [SupervisorTask] {
+            get { self.lists?.canceled ?? [] }
+            _modify {
+                if self.lists == nil { self.lists = Lists() }
+                yield &self.lists!.canceled
+            }
+        }
+        var reports: [LatencyReport] {
+            get { self.lists?.reports ?? [] }
+            _modify {
+                if self.lists == nil { self.lists = Lists() }
+                yield &self.lists!.reports
+            }
+        }
+        var waiters: [Waiter] {
+            get { self.lists?.waiters ?? [] }
+            _modify {
+                if self.lists == nil { self.lists = Lists() }
+                yield &self.lists!.waiters
+            }
+        }
+        var continuations: [CheckedContinuation<Void, Never>] {
+            get { self.lists?.continuations ?? [] }
+            _modify {
+                if self.lists == nil { self.lists = Lists() }
+                yield &self.lists!.continuations
+            }
+        }
 
         var isEmpty: Bool {
-            self.signals == 0 && !self.broadcast && self.spawnNumbers.isEmpty && self.delayTimers.isEmpty
-                && self.latencyTimer == nil && self.cancelTimers.isEmpty && self.canceled.isEmpty
-                && self.reports.isEmpty && self.waiters.isEmpty && self.continuations.isEmpty
-                && !self.shutdownTimers && !self.interruptLeader
+            self.signals == 0 && !self.broadcast && self.latencyTimer == nil && !self.shutdownTimers
+                && !self.interruptLeader && self.lists?.isEmpty != false
         }
     }
 
@@ -118,7 +178,7 @@ struct SupervisorStateMachine: Sendable {
     /// for them; any thread that looks for work takes these first.
     private var ready = Deque<TaskQueue.Entry>()
     /// Tasks that are delayed, queued or running, by id.
-    private(set) var registry: [Int: SupervisorTask] = [:]
+    private(set) var registry: [TaskKey: SupervisorTask] = [:]
     /// The ids of process-pool tasks (in `registry` too) that have not finished; their queue is the pool's.
     private(set) var processTaskIDs: Set<Int> = []
     /// Delayed tasks' timers, by task id.
@@ -198,7 +258,7 @@ struct SupervisorStateMachine: Sendable {
             self.spawning -= 1
         case .finished(let task):
             self.running -= 1
-            self.registry.removeValue(forKey: task.id)
+            self.registry.removeValue(forKey: TaskKey(task.id))
             if self.running == 0 {
                 self.checkQuiescence(&effects)
             }
@@ -378,7 +438,7 @@ struct SupervisorStateMachine: Sendable {
         guard !self.isStopRequested else {
             return false
         }
-        self.registry[entry.task.id] = entry.task
+        self.registry[TaskKey(entry.task.id)] = entry.task
         if let delay {
             self.delayed[entry.task.id] = delay.id
             effects.delayTimers.append(DelayTimer(id: delay.id, deadline: delay.deadline, entry: entry))
@@ -422,7 +482,7 @@ struct SupervisorStateMachine: Sendable {
         } else {
             return false
         }
-        self.registry.removeValue(forKey: task.id)
+        self.registry.removeValue(forKey: TaskKey(task.id))
         self.finishing += 1
         effects.canceled.append(task)
         return true
@@ -434,7 +494,7 @@ struct SupervisorStateMachine: Sendable {
         guard !self.isStopRequested else {
             return false
         }
-        self.registry[task.id] = task
+        self.registry[TaskKey(task.id)] = task
         self.processTaskIDs.insert(task.id)
         return true
     }
@@ -444,7 +504,7 @@ struct SupervisorStateMachine: Sendable {
         guard self.processTaskIDs.remove(task.id) != nil else {
             return
         }
-        self.registry.removeValue(forKey: task.id)
+        self.registry.removeValue(forKey: TaskKey(task.id))
         self.checkQuiescence(&effects)
     }
 
@@ -503,7 +563,7 @@ struct SupervisorStateMachine: Sendable {
         }
         if cancelTasks {
             for entry in self.queue.removeAll() where entry.task.transition(from: .queued, to: .canceled) {
-                self.registry.removeValue(forKey: entry.task.id)
+                self.registry.removeValue(forKey: TaskKey(entry.task.id))
                 self.finishing += 1
                 effects.canceled.append(entry.task)
             }
@@ -511,7 +571,8 @@ struct SupervisorStateMachine: Sendable {
         // A delayed task has not started: a stop never waits out its delay (`delay = 1e6` would hold it for days).
         for (id, timer) in self.delayed {
             effects.cancelTimers.append(timer)
-            if let task = self.registry.removeValue(forKey: id), task.transition(from: .delayed, to: .canceled) {
+            if let task = self.registry.removeValue(forKey: TaskKey(id)), task.transition(from: .delayed, to: .canceled)
+            {
                 self.finishing += 1
                 effects.canceled.append(task)
             }
@@ -669,5 +730,28 @@ struct SupervisorStateMachine: Sendable {
     ) {
         self.warningHandler = warning
         self.criticalHandler = critical
+    }
+}
+
+/// A task id as the key of the supervisor's registry, hashed by one multiplication instead of SipHash: the ids are
+/// the supervisor's own sequence numbers (nothing outside chooses them), and a task is inserted and removed at every
+/// run, where SipHash cost more than the rest of the bookkeeping.
+struct TaskKey: Hashable {
+    let id: Int
+
+    init(_ id: Int) {
+        self.id = id
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(self.id)
+    }
+
+    // Dictionary asks for this, not `hash(into:)`; the seed keeps each table's order its own.
+    func _rawHashValue(seed: Int) -> Int {
+        var x = UInt64(bitPattern: Int64(self.id)) ^ UInt64(bitPattern: Int64(seed))
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Int(bitPattern: UInt(truncatingIfNeeded: x ^ (x >> 31)))
     }
 }

@@ -187,7 +187,7 @@ public final class TaskSupervisor: Sendable {
     /// - Parameter id: A ``SupervisorTask/id``.
     /// - Returns: The task, or `nil` if it finished or never existed.
     public func task(id: Int) -> SupervisorTask? {
-        self.state.withLock { $0.registry[id] }
+        self.state.withLock { $0.registry[TaskKey(id)] }
     }
 
     /// Cancels a queued or delayed task (see ``SupervisorTask/cancel()``).

@@ -72,22 +72,6 @@ public final class QueueWorker<Item: Sendable>: Worker {
     /// Numbers the calls of the async `put` that may suspend.
     private let putterIDs = Atomic<UInt64>(0)
 
-    /// A Swift task suspended in the async `put` until the queue has room.
-    private struct SuspendedPutter {
-        let id: UInt64
-        let continuation: CheckedContinuation<PutWake, Never>
-    }
-
-    /// Why a suspended `put` resumes.
-    private enum PutWake {
-        /// The item was added.
-        case added
-        /// Room may have been made: try again.
-        case retry
-        /// The putting task was cancelled.
-        case cancelled
-    }
-
     /// Creates a queue worker; items can be put at once, and run once it is started.
     ///
     /// - Parameters:
@@ -429,6 +413,25 @@ public final class QueueWorker<Item: Sendable>: Worker {
     }
 }
 
+// Outside `QueueWorker`: a type nested in a generic class is generic itself, and unspecialized code (the Lua layer's
+// `QueueWorker<LuaQueueItem>`, in another module) looks its metadata up at run time at every use, such as the
+// check for a putter to resume after each item.
+
+/// A Swift task suspended in the async `put` until the queue has room.
+private struct SuspendedPutter {
+    let id: UInt64
+    let continuation: CheckedContinuation<PutWake, Never>
+}
+
+/// Why a suspended `put` resumes.
+private enum PutWake {
+    /// The item was added.
+    case added
+    /// Room may have been made: try again.
+    case retry
+    /// The putting task was cancelled.
+    case cancelled
+}
 /// `QueueWorker` is safe to share between threads for the reasons given on `Worker`'s conformance:
 /// the queues and the count of blocked putters are protected by `core`; the batch, the single item
 /// and `wakePutter` are owned by the slot's task (handed from task to task under `core`); the batch

@@ -83,7 +83,7 @@ final class AsyncJob: AloopWork {
         }
         if self.state == nil {
             do {
-                let state = try self.core.openState(isMain: false)
+                let state = try self.core.openState(isMain: false, label: "async job '\(self.name)'")
                 do {
                     let ref = try state.newCoroutine()
                     self.coroutine = AsyncCoroutine(

@@ -156,7 +156,7 @@ extension HostCore {
     /// function's first result, or fails with its error.
     func spawnAloopTask(
         _ function: EncodedValues, arguments: EncodedValues?, on aloop: Aloop, name: String? = nil,
-        callback: TaskFunction? = nil
+        callback: TaskFunction? = nil, memoryLimit: Int = 0
     ) -> SupervisorTask {
         guard let task = aloop.makeTask(name: name) else {
             return aloop.failedTask(name: name)
@@ -164,7 +164,7 @@ extension HostCore {
         let stopped = LuaError(
             code: .canceled, fullMessage: "aloop '\(aloop.name)' stopped before task \(task.id) could start")
         let accepted = aloop.enqueue(
-            run: { [self] in self.runAloopTask(task, function, arguments, aloop, callback) },
+            run: { [self] in self.runAloopTask(task, function, arguments, aloop, callback, memoryLimit) },
             lost: { aloop.finishTask(task, result: nil, error: stopped) })
         if !accepted {
             aloop.finishTask(task, result: nil, error: stopped)
@@ -175,13 +175,18 @@ extension HostCore {
     /// The first step of an aloop task, on the aloop's thread.
     private func runAloopTask(
         _ task: SupervisorTask, _ function: EncodedValues, _ arguments: EncodedValues?, _ aloop: Aloop,
-        _ callback: TaskFunction?
+        _ callback: TaskFunction?, _ memoryLimit: Int
     ) {
         let label = "task \(task.id)\(task.name.map { " (\($0))" } ?? "")"
         let state: LuaState
         let ref: Int32
         do {
-            state = try self.openState(isMain: false)
+            state = try self.openState(isMain: false, label: label)
+            if memoryLimit > 0 {
+                // The task's own state: what it holds once open, plus the task's limit, for the task's life.
+                let (cap, overflow) = state.bytes.addingReportingOverflow(memoryLimit)
+                state.memoryLimit = overflow ? Int.max : cap
+            }
         } catch {
             self.endAloopTask(task, .failed(error), label: label, aloop: aloop, callback: callback)
             return

@@ -75,6 +75,9 @@ final class PendingCall {
                 ? ATL_OK : ATL_ERRMEM
         case .list(let parts):
             pointer.pointee.status = EncodedValues.appendList(parts, into: &call.pointee.result) ? ATL_OK : ATL_ERRMEM
+        case .handle(let object, let kind):
+            pointer.pointee.status =
+                CallResultWriter.write(handle: object, kind: kind, into: &call.pointee.result) ? ATL_OK : ATL_ERRMEM
         case .exit(let code):
             call.pointee.exitcode = code
             pointer.pointee.status = ATL_EXIT
@@ -197,7 +200,7 @@ extension LuaState {
             return .exit(out.exitcode)
         default:
             atl_buffer_free(&out.result)
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(out.err) ?? "unknown error")
+            throw shimError(st, out.err, "a step of async code")
         }
     }
 }

@@ -12,11 +12,12 @@ import Synchronization
 final class ChildRunner: ProcessChildHandler {
     let core: HostCore
     private let state: LuaState
-    private var functions: [UInt64: EncodedValues] = [:]
+    private var functions: [UInt64: (function: EncodedValues, memoryLimit: Int)] = [:]
 
     init(core: HostCore) throws {
         self.core = core
-        self.state = try core.openState(isMain: false)
+        let limit = core.settings.withLock { $0.processMemoryLimit }
+        self.state = try core.openState(isMain: false, memoryLimit: limit, label: "mp child")
     }
 
     deinit {
@@ -27,14 +28,19 @@ final class ChildRunner: ProcessChildHandler {
         defer { atl_output_flush() }
         do {
             for definition in definitions {
-                self.functions[definition.key] = try self.values(definition.payload[...])
+                let (limit, transfer) = try ChildWire.readDefinition(definition.payload[...])
+                self.functions[definition.key] = (try self.values(transfer), limit)
             }
             let (id, argumentBytes) = try ChildWire.readCall(payload)
-            guard let function = self.functions[id] else {
+            guard let (function, limit) = self.functions[id] else {
                 throw LuaError(code: .runtime, fullMessage: "mp child: function \(id) was never sent to this child")
             }
             let arguments = try argumentBytes.map { try self.values($0) }
-            switch try self.state.runTask(functionID: id, function: function, arguments: arguments) {
+            let outcome = try self.state.withRunMemoryLimit(limit, label: "mp child \(getpid())") {
+                () throws(LuaError) in
+                try self.state.runTask(functionID: id, function: function, arguments: arguments)
+            }
+            switch outcome {
             case .values(let result):
                 return .success(result.map { $0.withBytes { Array($0) } } ?? ChildWire.plain([.nil]))
             case .exit(let code):

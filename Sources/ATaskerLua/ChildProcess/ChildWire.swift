@@ -9,7 +9,8 @@ import ATasker
 /// refuses every use with a message naming it), and its states match the codec's handle tags to them by order.
 ///
 /// - call: `u64 function id` + transfer of the arguments (no values: no arguments);
-/// - definition of function `id`: transfer of the function (sent once to each child);
+/// - definition of function `id`: varint memory limit of each run (0: none), then transfer of the function (sent
+///   once to each child);
 /// - success reply: the codec's bytes of the result, which the child encodes without functions or handles;
 /// - failure reply: codec values `(error code, full message)`;
 /// - hello: codec value `{path=, cpath=, debug=}`;
@@ -84,6 +85,22 @@ enum ChildWire {
     }
 
     // MARK: - Calls
+
+    /// The payload of the definition of `function`, whose runs may add at most `memoryLimit` bytes to the child's
+    /// state (0: no limit of their own).
+    static func definition(_ function: EncodedValues, memoryLimit: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        appendVarint(UInt64(max(0, memoryLimit)), to: &out)
+        return out + transfer(function)
+    }
+
+    /// Reads a definition: the memory limit of each run and the function's transfer.
+    static func readDefinition(_ payload: ArraySlice<UInt8>) throws -> (memoryLimit: Int, transfer: ArraySlice<UInt8>) {
+        var reader = Reader(payload)
+        let limit = try reader.varint()
+        guard limit <= UInt64(MemorySize.maximum) else { throw Malformed(description: "bad memory limit") }
+        return (Int(limit), reader.rest)
+    }
 
     /// The payload of a call of function `id` with `arguments`.
     static func call(function id: UInt64, arguments: EncodedValues?) -> [UInt8] {

@@ -8,8 +8,11 @@ extension HostCore {
     func setProcessPool(_ value: LuaValue) throws {
         let opts = value.isNil ? LuaTable() : value.tableValue
         guard let opts else { throw CallError(message: "bad argument #1 to 'set_mp_pool' (table expected)") }
-        let known = ["pool_size", "reserve_normal", "reserve_high", "stop_timeout"]
+        let known = ["pool_size", "reserve_normal", "reserve_high", "stop_timeout", "memory_limit"]
         try LuaArguments.refuseUnknown(opts, known, "set_mp_pool")
+        if let limit = try MemorySize.poolOption(opts["memory_limit"], "set_mp_pool") {
+            self.settings.withLock { $0.processMemoryLimit = limit }
+        }
         func size(_ name: String) throws -> Int? {
             try LuaArguments.integer(
                 opts[LuaValue.string(LuaString(name))], "set_mp_pool", name, in: 0...Int64(LuaArguments.maxPoolSize))
@@ -36,6 +39,7 @@ extension HostCore {
         if let path = settings.packagePath { hello["path"] = .string(LuaString(path)) }
         if let cpath = settings.packageCPath { hello["cpath"] = .string(LuaString(cpath)) }
         if settings.allowsBytecode { hello["bytecode"] = .boolean(true) }
+        if settings.processMemoryLimit > 0 { hello["memory_limit"] = .integer(Int64(settings.processMemoryLimit)) }
         hello["debug"] = .boolean(self.currentLogger.logLevel <= .debug)
         configuration.hello = ChildWire.plain([.table(hello)])
         configuration.service = { [weak self] payload, isNotify in

@@ -36,7 +36,8 @@ extension LuaHost {
                 childOf: TaskSupervisor(logger: logger), logger: logger,
                 configuration: Configuration(
                     packagePath: settings["path"].stringValue, packageCPath: settings["cpath"].stringValue,
-                    exitHandler: { _ in }, allowsBytecode: settings["bytecode"].boolValue))
+                    exitHandler: { _ in }, allowsBytecode: settings["bytecode"].boolValue,
+                    processMemoryLimit: settings["memory_limit"].intValue.map { Int($0) }))
             try register?(host)
             return try ChildRunner(core: host.core)
         }

@@ -80,6 +80,12 @@ struct WorkerCallArguments {
         return EncodedValues(taking: &buffer.pointee)
     }
 
+    /// The one argument as a queue item of its own when it is a number, a boolean or a short string (read from the
+    /// bytes, the buffer left to the shim to reuse); nil otherwise.
+    func scalarItem() -> LuaQueueItem? {
+        LuaQueueItem(scalarOf: self.call)
+    }
+
     /// The first argument on its own, or nil when there is none (or it is nil).
     func first() throws -> EncodedValues? {
         guard let all = self.takeAll() else { return nil }
@@ -112,6 +118,11 @@ enum HostCallbacks {
             guard let call, let host = call.pointee.host else { return ATL_ERRRUN }
             let core = Unmanaged<HostCore>.fromOpaque(host).takeUnretainedValue()
             return core.handle(call)
+        }
+        callbacks.put = { host, object, item in
+            guard let host, let object, let item else { return 0 }
+            let core = Unmanaged<HostCore>.fromOpaque(host).takeUnretainedValue()
+            return core.fastPut(object, item.pointee) ? 1 : 0
         }
         atl_set_host_callbacks(&callbacks)
         return true
@@ -157,6 +168,9 @@ extension HostCore {
             case .list(let parts):
                 return EncodedValues.appendList(parts, into: &call.pointee.result)
                     ? ATL_OK : fail(call, "not enough memory")
+            case .handle(let object, let kind):
+                return CallResultWriter.write(handle: object, kind: kind, into: &call.pointee.result)
+                    ? ATL_OK : fail(call, "not enough memory")
             case .exit(let code):
                 call.pointee.exitcode = code
                 return ATL_EXIT
@@ -188,6 +202,8 @@ extension HostCore {
         case concatenated([EncodedValues])
         /// One value: a list (a table at keys 1, 2, ...) of the first value of each buffer.
         case list([EncodedValues])
+        /// One value: a handle of an object, of a kind (`ATL_H_*`), with no ``LuaHandle`` made for it.
+        case handle(any AnyObject & Sendable, kind: Int32)
         case exit(Int32)
     }
 
@@ -220,7 +236,7 @@ extension HostCore {
                 try self.checkProcessCallSize(function, arguments: arguments)
             }
             let task = self.spawn(function, arguments: arguments)
-            return .value(.handle(LuaHandle(object: task, kind: Int32(ATLKind.task))))
+            return .handle(task, kind: Int32(ATLKind.task))
         case .ATL_FN_BACKGROUND_TASK:
             guard let buffer = call.pointee.argsbuf, buffer.pointee.len > 0 else {
                 throw CallError(message: "background_task: no arguments")

@@ -31,8 +31,9 @@ extension HostCore {
         return nil
     }
 
-    /// Answers a call to a worker handle (`fn`) when it reads a property or a state, or returns nil to leave it to
-    /// the general path (another call, a child, an object of another type).
+    /// Answers a call to a worker handle (`fn`) when it reads a property or a state, or puts a scalar item into a
+    /// FIFO or LIFO queue; returns nil to leave it to the general path (another call, a child, an object of another
+    /// type).
     func fastWorkerCall(_ fn: atl_Fn, _ call: UnsafeMutablePointer<atl_Call>) -> CallResults? {
         guard !self.isChild, let pointer = call.pointee.`self`,
             let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker
@@ -41,7 +42,35 @@ extension HostCore {
         if fn == .ATL_FN_WORKER_IS_ACTIVE { return .value(.boolean(lw.worker.isActive)) }
         if fn == .ATL_FN_WORKER_IS_STARTED { return .value(.boolean(lw.worker.isStarted)) }
         if fn == .ATL_FN_WORKER_IS_STOPPED { return .value(.boolean(lw.worker.isStopped)) }
+        if fn == .ATL_FN_WORKER_PUT, let queue = lw.queue, queue.order != .priority,
+            let item = LuaQueueItem(scalarOf: call)
+        {
+            // A number, a boolean or a short string: no buffer is taken and nothing is allocated (see LuaQueueItem).
+            if Aloop.current != nil {
+                queue.putWithoutWaiting(item)  // a full queue never blocks an aloop's thread
+            } else {
+                queue.put(item)
+            }
+            return CallResults.none
+        }
         return nil
+    }
+}
+
+extension HostCore {
+    /// `worker:put(item)` of a scalar item, called by the shim with no call record: puts it into the queue of the
+    /// Lua worker `object` when that is a FIFO or LIFO queue of this process, and returns whether it did (false
+    /// leaves the call to the general path, which gives the errors).
+    func fastPut(_ object: UnsafeMutableRawPointer, _ scalar: atl_Scalar) -> Bool {
+        guard !self.isChild, let lw = Unmanaged<AnyObject>.fromOpaque(object).takeUnretainedValue() as? LuaWorker,
+            let queue = lw.queue, queue.order != .priority, let item = LuaQueueItem(scalar)
+        else { return false }
+        if Aloop.current != nil {
+            queue.putWithoutWaiting(item)  // a full queue never blocks an aloop's thread
+        } else {
+            queue.put(item)
+        }
+        return true
     }
 }
 
@@ -171,7 +200,14 @@ enum CallResultWriter {
     /// Appends `handle` to `out` as a buffer of one value (the buffer retains its object), with no array or
     /// ``EncodedValues`` between: a task's submission returns one. Returns false when memory ran out.
     static func write(_ handle: LuaHandle, into out: UnsafeMutablePointer<atl_Buffer>) -> Bool {
-        let object = Unmanaged.passUnretained(handle.object as AnyObject).toOpaque()
+        self.write(handle: handle.object, kind: handle.kind, into: out)
+    }
+
+    /// ``write(_:into:)`` for a handle of `object` of `kind`, with no ``LuaHandle`` made for it.
+    static func write(handle: any AnyObject & Sendable, kind: Int32, into out: UnsafeMutablePointer<atl_Buffer>)
+        -> Bool
+    {
+        let object = Unmanaged.passUnretained(handle as AnyObject).toOpaque()
         var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
         return withUnsafeMutableBytes(of: &scratch) { raw -> Bool in
             var n = 0
@@ -181,7 +217,7 @@ enum CallResultWriter {
             }
             raw[n] = 1  // one value
             raw[n + 1] = CodecTag.handle
-            raw[n + 2] = UInt8(truncatingIfNeeded: handle.kind)
+            raw[n + 2] = UInt8(truncatingIfNeeded: kind)
             raw.storeBytes(of: UInt64(UInt(bitPattern: object)).littleEndian, toByteOffset: n + 3, as: UInt64.self)
             n += 11
             return atl_buffer_append(out, raw.baseAddress, n) == ATL_OK && atl_buffer_add_handle(out, object) == ATL_OK

@@ -26,11 +26,18 @@ final class HostCore: Sendable {
     let cancelsNewExecutions = Atomic<Bool>(false)
     /// Whether this host has set up the process pool for its children (hello, service).
     let processPoolReady = Mutex(false)
+    /// `set_thread_pool{memory_limit=}`: the limit of each pool thread's state (0: none), applied when a pool
+    /// thread next takes its state.
+    let poolMemoryLimit = Atomic<Int>(0)
 
     struct Settings: Sendable {
         var packagePath: String?
         var packageCPath: String?
         var allowsBytecode = false
+        /// The main state's limit (`--memory-limit`, ``LuaHost/Configuration/memoryLimit``); 0: none.
+        var memoryLimit = 0
+        /// The limit of a process-pool child's state (`set_mp_pool{memory_limit=}`); 0: none.
+        var processMemoryLimit = 0
         var hostFunctions: [HostFunction] = []
         /// Lua modules written in Lua that the app registered (`LuaHost.register(module:source:)`).
         var luaModules: LuaModuleTable? = nil
@@ -56,8 +63,11 @@ final class HostCore: Sendable {
         self.nextFunctionID.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
-    /// Opens a state of this host: the main state, or the state of a pool thread.
-    func openState(isMain: Bool, allocationLimit: Int = 0) throws(LuaError) -> LuaState {
+    /// Opens a state of this host: the main state, or the state of a pool thread. `memoryLimit` nil: the main state's
+    /// own (``Settings/memoryLimit``) for the main state, none for the others.
+    func openState(
+        isMain: Bool, allocationLimit: Int = 0, memoryLimit: Int? = nil, label: String? = nil
+    ) throws(LuaError) -> LuaState {
         let settings = self.settings.withLock { s in
             s.frozen = true
             return s
@@ -72,6 +82,8 @@ final class HostCore: Sendable {
             hostFunctions: settings.hostFunctions.map { ($0.name, $0) },
             allocationLimit: allocationLimit,
             allowsBytecode: settings.allowsBytecode,
+            memoryLimit: memoryLimit ?? (isMain ? settings.memoryLimit : 0),
+            label: label ?? (isMain ? "main" : nil),
             metrics: self.supervisor.metrics,
             luaModules: settings.luaModules
         )
@@ -83,11 +95,26 @@ final class HostCore: Sendable {
     /// The Lua state of this host on the current pool thread, created on first use.
     func poolState() throws(LuaError) -> LuaState {
         let states = PoolStates.current()
-        if let state = states.states[ObjectIdentifier(self)]?.state {
+        let limit = self.poolMemoryLimit.load(ordering: .relaxed)
+        // a thread nearly always runs the tasks of one host: that one is checked first, without the dictionary
+        var found: LuaState? = nil
+        if let last = states.last, last.core === self {
+            found = last.state
+        } else if let state = states.states[ObjectIdentifier(self)]?.state {
+            states.last = (self, state)
+            found = state
+        }
+        if let state = found {
+            if state.poolLimit != limit {
+                state.poolLimit = limit
+                state.memoryLimit = limit
+            }
             return state
         }
-        let state = try self.openState(isMain: false)
+        let state = try self.openState(isMain: false, memoryLimit: limit, label: "pool thread")
+        state.poolLimit = limit
         states.states[ObjectIdentifier(self)] = (self, state)
+        states.last = (self, state)
         return state
     }
 
@@ -96,15 +123,19 @@ final class HostCore: Sendable {
         let state = try self.poolState()
         let result: EncodedValues?
         do {
-            let label = "task \(task.id)\(function.name.map { " (\($0))" } ?? "")"
-            let outcome = try self.execute(label) { (id) throws(LuaError) -> LuaOutcome in
+            let outcome = try self.executeTask(task, name: function.name) { (id) throws(LuaError) -> LuaOutcome in
                 let watchdog = function.runTimeout.map {
-                    self.watch(id, label: label, runTimeout: $0, cancel: function.cancelOnTimeout)
+                    self.watch(
+                        id, label: Self.taskLabel(task, function.name), runTimeout: $0,
+                        cancel: function.cancelOnTimeout)
                 }
                 defer { watchdog.map { self.unwatch($0) } }
-                return try state.runTask(
-                    functionID: function.id, function: function.function, member: function.member,
-                    arguments: arguments)
+                return try state.withRunMemoryLimit(function.memoryLimit, label: Self.taskLabel(task, function.name)) {
+                    () throws(LuaError) in
+                    try state.runTask(
+                        functionID: function.id, function: function.function, member: function.member,
+                        arguments: arguments)
+                }
             }
             switch outcome {
             case .values(let values):
@@ -116,7 +147,7 @@ final class HostCore: Sendable {
             if error.code == .canceled {
                 self.currentLogger.warning("\(error)", metadata: Self.metadata(task))
             } else {
-                self.logFailure(of: task, "task \(task.id)\(function.name.map { " (\($0))" } ?? "") failed: \(error)")
+                self.logFailure(of: task, "\(Self.taskLabel(task, function.name)) failed: \(error)")
             }
             if let callback = function.callback {
                 self.runCallback(callback, arguments: try? EncodedValues([.nil, .string(LuaString(error.message))]))
@@ -169,6 +200,25 @@ final class HostCore: Sendable {
 
     /// Runs `body`, which must call the shim's worker or task run at once, as an execution named `label`
     /// (`worker 'w'`, `task 7`) that a stop can cancel; `body` gets the execution's id.
+    /// How messages name a task: `task 7`, or `task 7 (name)`.
+    static func taskLabel(_ task: SupervisorTask, _ name: String?) -> String {
+        "task \(task.id)\(name.map { " (\($0))" } ?? "")"
+    }
+
+    /// ``execute(_:_:)`` for a run of `task`: the shim writes its label, and a String of it is made only for a
+    /// message (a task announces itself at every run).
+    func executeTask<R>(_ task: SupervisorTask, name: String?, _ body: (UInt64) throws(LuaError) -> R) throws(LuaError)
+        -> R
+    {
+        let id = LuaState.announceTask(task.id, name: name, host: self)
+        if self.cancelsNewExecutions.load(ordering: .acquiring) {
+            throw LuaError(
+                code: .canceled,
+                fullMessage: "\(Self.taskLabel(task, name)) cancelled before it began: the supervisor stops")
+        }
+        return try body(id)
+    }
+
     func execute<R>(_ label: String, _ body: (UInt64) throws(LuaError) -> R) throws(LuaError) -> R {
         // The shim keeps the running execution of each thread (and its host): no lock shared by all pool threads
         // is taken per execution.
@@ -270,6 +320,8 @@ package func spawnThread(inlineOnFailure: Bool = true, _ body: @escaping @Sendab
 /// The Lua states that one pool thread keeps, one per host; closed when the thread exits.
 final class PoolStates {
     var states: [ObjectIdentifier: (core: HostCore, state: LuaState)] = [:]
+    /// The entry used last (one of `states`).
+    var last: (core: HostCore, state: LuaState)?
 
     deinit {
         for entry in self.states.values {

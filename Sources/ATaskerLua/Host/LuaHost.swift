@@ -38,16 +38,28 @@ public final class LuaHost: Sendable {
         /// file). Default `false`: every state loads source text only, since Lua 5.4 does not verify bytecode and a
         /// corrupted chunk can crash the process. Allow it only for bytecode you trust.
         public var allowsBytecode: Bool
+        /// Bytes that the main state may hold (`--memory-limit` of the command line); `nil`: no limit. An
+        /// allocation past it fails, and the Lua code gets "not enough memory". See ``LuaHost/memorySize(_:)``.
+        public var memoryLimit: Int?
+        /// Bytes that each pool thread's state may hold (Lua: `set_thread_pool{memory_limit=}`); `nil`: no limit.
+        public var poolMemoryLimit: Int?
+        /// Bytes that the state of each process-pool child may hold (Lua: `set_mp_pool{memory_limit=}`); `nil`: no
+        /// limit.
+        public var processMemoryLimit: Int?
 
         /// Creates a configuration.
         public init(
             packagePath: String? = nil, packageCPath: String? = nil,
-            exitHandler: (@Sendable (Int32) -> Void)? = nil, allowsBytecode: Bool = false
+            exitHandler: (@Sendable (Int32) -> Void)? = nil, allowsBytecode: Bool = false,
+            memoryLimit: Int? = nil, poolMemoryLimit: Int? = nil, processMemoryLimit: Int? = nil
         ) {
             self.packagePath = packagePath
             self.packageCPath = packageCPath
             self.exitHandler = exitHandler
             self.allowsBytecode = allowsBytecode
+            self.memoryLimit = memoryLimit
+            self.poolMemoryLimit = poolMemoryLimit
+            self.processMemoryLimit = processMemoryLimit
         }
     }
 
@@ -77,7 +89,10 @@ public final class LuaHost: Sendable {
             $0.packagePath = configuration.packagePath
             $0.packageCPath = configuration.packageCPath
             $0.allowsBytecode = configuration.allowsBytecode
+            $0.memoryLimit = Self.clampedLimit(configuration.memoryLimit)
+            $0.processMemoryLimit = Self.clampedLimit(configuration.processMemoryLimit)
         }
+        self.core.poolMemoryLimit.store(Self.clampedLimit(configuration.poolMemoryLimit), ordering: .relaxed)
         self.main = Mutex(MainState())
         supervisor.addCodeCanceller(self.core)
     }
@@ -169,10 +184,22 @@ public final class LuaHost: Sendable {
             if let existing = main.state {
                 state = existing
             } else {
-                state = try self.core.openState(isMain: true)
+                do throws(LuaError) {
+                    state = try self.core.openState(isMain: true)
+                } catch {
+                    throw LuaError(code: error.code, fullMessage: "the main Lua state: \(error.fullMessage)")
+                }
                 main.state = state
             }
-            return try body(state)
+            do throws(LuaError) {
+                return try body(state)
+            } catch  where error.code == .memory && state.hasMemoryLimit {
+                throw LuaError(
+                    code: .memory,
+                    fullMessage:
+                        "\(error.message): the main state reached its memory limit of \(state.memoryLimit) bytes"
+                        + (error.traceback.map { "\n\($0)" } ?? ""))
+            }
         }
     }
 
@@ -183,7 +210,7 @@ public final class LuaHost: Sendable {
         guard let worker = self.core.supervisor.worker(named: name) else {
             throw LuaError(code: .runtime, fullMessage: "no worker named '\(name)'")
         }
-        guard let queue = worker as? QueueWorker<EncodedValues> else {
+        guard let queue = worker as? QueueWorker<LuaQueueItem> else {
             throw LuaError(code: .runtime, fullMessage: "worker '\(name)' is not a Lua queue worker")
         }
         var priority = 0
@@ -194,7 +221,7 @@ public final class LuaHost: Sendable {
             }
             priority = Int(truncatingIfNeeded: p)
         }
-        queue.put(try EncodedValues([value]), priority: priority)
+        queue.put(try LuaQueueItem(value), priority: priority)
     }
 
     /// Triggers the event or interval worker named `name`; returns whether the trigger was taken.

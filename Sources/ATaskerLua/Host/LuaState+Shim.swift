@@ -15,6 +15,9 @@ enum LuaOutcome {
 final class LuaState {
     let pointer: OpaquePointer
     private(set) var isClosed = false
+    /// A pool thread's state: the pool's memory limit that it has (`set_thread_pool{memory_limit=}`), so that a new
+    /// one is applied when the thread next takes it.
+    var poolLimit = 0
     /// Where the state counts itself while it is open (`atasker_lua_states`).
     private let metrics: SupervisorMetrics?
 
@@ -28,6 +31,10 @@ final class LuaState {
         var hostFunctions: [(String, AnyObject)] = []
         var allocationLimit: Int = 0
         var allowsBytecode = false
+        /// Bytes the state may hold (0: no limit).
+        var memoryLimit: Int = 0
+        /// The state's name in memory reports (`main`, `worker 'w'`).
+        var label: String? = nil
         var metrics: SupervisorMetrics? = nil
         var luaModules: LuaModuleTable? = nil
     }
@@ -42,28 +49,32 @@ final class LuaState {
         let constNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
         let state: OpaquePointer? = withOptionalCString(options.packagePath) { path in
             withOptionalCString(options.packageCPath) { cpath in
-                constNames.withUnsafeBufferPointer { namesPtr in
-                    objects.withUnsafeBufferPointer { objectsPtr in
-                        var o = atl_StateOptions()
-                        o.host = options.host
-                        o.supervisor = options.supervisor
-                        o.is_main = options.isMain ? 1 : 0
-                        o.is_child = options.isChild ? 1 : 0
-                        o.package_path = path
-                        o.package_cpath = cpath
-                        o.hostfn_names = namesPtr.baseAddress
-                        o.hostfn_objs = objectsPtr.baseAddress
-                        o.nhostfn = Int32(options.hostFunctions.count)
-                        o.alloc_limit = options.allocationLimit
-                        o.allow_bytecode = options.allowsBytecode ? 1 : 0
-                        o.lua_modules = options.luaModules.map { UnsafePointer($0.table) }
-                        return atl_state_open(&o, &err)
+                withOptionalCString(options.label) { label in
+                    constNames.withUnsafeBufferPointer { namesPtr in
+                        objects.withUnsafeBufferPointer { objectsPtr in
+                            var o = atl_StateOptions()
+                            o.host = options.host
+                            o.supervisor = options.supervisor
+                            o.is_main = options.isMain ? 1 : 0
+                            o.is_child = options.isChild ? 1 : 0
+                            o.package_path = path
+                            o.package_cpath = cpath
+                            o.hostfn_names = namesPtr.baseAddress
+                            o.hostfn_objs = objectsPtr.baseAddress
+                            o.nhostfn = Int32(options.hostFunctions.count)
+                            o.alloc_limit = options.allocationLimit
+                            o.allow_bytecode = options.allowsBytecode ? 1 : 0
+                            o.memory_limit = max(0, options.memoryLimit)
+                            o.label = label
+                            o.lua_modules = options.luaModules.map { UnsafePointer($0.table) }
+                            return atl_state_open(&o, &err)
+                        }
                     }
                 }
             }
         }
         guard let state else {
-            throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "cannot create a Lua state")
+            throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "opening a Lua state: not enough memory")
         }
         self.pointer = state
         self.metrics = options.metrics
@@ -84,6 +95,65 @@ final class LuaState {
 
     var allocationCount: Int { Int(atl_state_alloc_count(self.pointer)) }
 
+    /// The bytes that the state holds now, the most it held, and its limit (0: none).
+    var memory: LuaHost.StateMemory {
+        var m = atl_StateMemory()
+        atl_state_memory(self.pointer, &m)
+        return LuaHost.StateMemory(m)
+    }
+
+    /// The bytes that the state holds now (on the owner's thread: no lock).
+    var bytes: Int { Int(atl_state_bytes(self.pointer)) }
+
+    /// The state's memory limit in bytes (0: none); set from the thread that owns the state.
+    var memoryLimit: Int {
+        get { Int(atl_state_memory_limit(self.pointer)) }
+        set { atl_state_set_memory_limit(self.pointer, max(0, newValue)) }
+    }
+
+    /// Runs `body` (a task's run, named `label` in errors) with the state's limit lowered to what it holds now plus
+    /// `extra` bytes (a task's `memory_limit`; never above the state's own limit), and puts the state's limit back
+    /// after it. A memory error of the run names the limit that it reached.
+    @inline(__always)
+    func withRunMemoryLimit<R>(
+        _ extra: Int, label: @autoclosure () -> String, _ body: () throws(LuaError) -> R
+    ) throws(LuaError) -> R {
+        guard extra > 0 else {
+            // The common run: no limit of its own, and no lock taken.
+            do {
+                return try body()
+            } catch  where error.code == .memory && self.hasMemoryLimit {
+                throw LuaError(
+                    code: .memory,
+                    fullMessage: "\(label()): not enough memory: the run reached the memory limit of its state "
+                        + "(\(self.memoryLimit) bytes)")
+            }
+        }
+        let bytes = Int(atl_state_bytes(self.pointer))
+        let limit = Int(atl_state_memory_limit(self.pointer))
+        let (sum, overflow) = bytes.addingReportingOverflow(extra)
+        let own = overflow ? Int.max : sum
+        atl_state_set_memory_limit(self.pointer, limit > 0 ? min(limit, own) : own)
+        defer { atl_state_set_memory_limit(self.pointer, limit) }
+        do {
+            return try body()
+        } catch  where error.code == .memory {
+            let reached =
+                limit == 0 || own < limit
+                ? "its memory_limit (\(extra) bytes above the \(bytes) that its state held when it began)"
+                : "the memory limit of its state (\(limit) bytes)"
+            throw LuaError(code: .memory, fullMessage: "\(label()): not enough memory: the run reached \(reached)")
+        }
+    }
+
+    /// Whether the state has a memory limit (read on the owner's thread).
+    var hasMemoryLimit: Bool { atl_state_memory_limit(self.pointer) != 0 }
+
+    /// Renames the state in memory reports.
+    func setLabel(_ label: String) {
+        atl_state_set_label(self.pointer, label)
+    }
+
     /// Sets the global `arg` table as the standalone `lua` does.
     func setArguments(_ arguments: [String]) throws(LuaError) {
         let copies = arguments.map { strdup($0) }
@@ -93,7 +163,7 @@ final class LuaState {
         let st = ptrs.withUnsafeBufferPointer {
             atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err)
         }
-        if st != ATL_OK { throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "not enough memory") }
+        if st != ATL_OK { throw shimError(st, err, "setting arg") }
     }
 
     /// Loads `path` in text mode and runs it.
@@ -101,7 +171,7 @@ final class LuaState {
         var err: UnsafeMutablePointer<CChar>?
         var code: Int32 = 0
         let st = atl_run_file(self.pointer, path, &err, &code)
-        return try outcome(st, err: err, exitCode: code, out: nil)
+        return try outcome(st, err: err, exitCode: code, out: nil, operation: "running \(path)")
     }
 
     /// Runs `code` as a chunk named `name` and returns its results.
@@ -116,7 +186,7 @@ final class LuaState {
                 atl_run_string(self.pointer, chars.baseAddress, chars.count - 1, name, &out, &err, &exitCode)
             }
         }
-        return try outcome(st, err: err, exitCode: exitCode, out: &out)
+        return try outcome(st, err: err, exitCode: exitCode, out: &out, operation: "running chunk \(name)")
     }
 
     /// Runs a background task's function (cached by `functionID`) with `arguments`; returns its first result.
@@ -134,7 +204,7 @@ final class LuaState {
                     atl_run_task(self.pointer, functionID, fn, Int32(member), args, resultPointer, &err, &exitCode)
                 }
             }
-            return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer)
+            return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer, operation: "running a task")
         }
     }
 
@@ -148,8 +218,7 @@ final class LuaState {
             }
         }
         if st != ATL_OK {
-            throw LuaError(
-                code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "worker setup failed")
+            throw shimError(st, err, "setting up the worker")
         }
     }
 
@@ -164,13 +233,16 @@ final class LuaState {
     }
 
     /// Runs one execution of the worker set up in this state: `fn(kw)`, or `fn(item, kw)`.
-    func runWorker(item: EncodedValues?, taskID: Int) throws(LuaError) -> WorkerRun {
+    func runWorker(item: LuaQueueItem?, taskID: Int) throws(LuaError) -> WorkerRun {
         var err: UnsafeMutablePointer<CChar>?
         var stop: Int32 = 0
         var handled: Int32 = 0
         var exitCode: Int32 = 0
-        let st = withOptionalBuffer(item) {
-            atl_worker_run(self.pointer, $0, Int64(taskID), &stop, &handled, &err, &exitCode)
+        let st: Int32
+        if let item {
+            st = item.withBuffer { atl_worker_run(self.pointer, $0, Int64(taskID), &stop, &handled, &err, &exitCode) }
+        } else {
+            st = atl_worker_run(self.pointer, nil, Int64(taskID), &stop, &handled, &err, &exitCode)
         }
         switch st {
         case ATL_OK:
@@ -180,7 +252,7 @@ final class LuaState {
             free(err)
             return .exit(exitCode)
         default:
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "an execution of the worker")
         }
     }
 
@@ -190,7 +262,7 @@ final class LuaState {
         var out = atl_Buffer()
         let st = atl_worker_kwargs(self.pointer, Int64(taskID), &out, &err)
         guard st == ATL_OK else {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "copying the worker's kw")
         }
         return EncodedValues(taking: &out)
     }
@@ -202,7 +274,7 @@ final class LuaState {
         var handled: Int32 = 0
         let st = atl_worker_onerror(self.pointer, message, &handled, &err)
         guard st == ATL_OK else {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, "calling on_error")
         }
         free(err)
         return handled != 0
@@ -218,12 +290,21 @@ final class LuaState {
         }
         let st = atl_codec_probe(self.pointer, &buffer, 0, &err)
         if st != ATL_OK {
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "decoding failed")
+            throw shimError(st, err, "decoding")
         }
     }
 
+    /// Whether `buffer` holds one nil and nothing else.
+    private static func isOneNil(_ buffer: atl_Buffer) -> Bool {
+        let h = CodecTag.header.count
+        guard buffer.len == h + 2, buffer.nhandles == 0, let data = buffer.data else { return false }
+        let bytes = UnsafeBufferPointer(start: data, count: buffer.len)
+        return bytes[h] == 1 && bytes[h + 1] == CodecTag.nil && bytes.starts(with: CodecTag.header)
+    }
+
     private func outcome(
-        _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?
+        _ st: Int32, err: UnsafeMutablePointer<CChar>?, exitCode: Int32, out: UnsafeMutablePointer<atl_Buffer>?,
+        operation: String
     ) throws(LuaError) -> LuaOutcome {
         switch st {
         case ATL_OK:
@@ -232,6 +313,11 @@ final class LuaState {
                 if let out { atl_buffer_free(out) }
                 return .values(nil)
             }
+            if Self.isOneNil(out.pointee) {
+                // the result of a function that returns nothing: shared, not allocated per task
+                atl_buffer_free(out)
+                return .values(HostCore.nilResult)
+            }
             return .values(EncodedValues(taking: &out.pointee))
         case ATL_EXIT:
             free(err)
@@ -239,9 +325,20 @@ final class LuaState {
             return .exit(exitCode)
         default:
             if let out { atl_buffer_free(out) }
-            throw LuaError(code: LuaError.Code(rawValue: Int(st)), fullMessage: takeMessage(err) ?? "unknown error")
+            throw shimError(st, err, operation)
         }
     }
+}
+
+/// The error of a shim call that returned `st` with message `err` (taken and freed), or, when the shim had no memory
+/// left for a message, one that names `operation`.
+func shimError(_ st: Int32, _ err: UnsafeMutablePointer<CChar>?, _ operation: String) -> LuaError {
+    let code = LuaError.Code(rawValue: Int(st))
+    if let message = takeMessage(err) { return LuaError(code: code, fullMessage: message) }
+    let message =
+        st == ATL_ERRMEM
+        ? "\(operation): not enough memory" : "\(operation) failed (no memory was left for its message)"
+    return LuaError(code: code, fullMessage: message)
 }
 
 /// Takes a malloc'd C message from the shim and frees it.
@@ -277,7 +374,21 @@ extension LuaState {
     /// Announces the next execution on the calling thread (a worker's or a task's run, which must follow at once),
     /// named `label` in messages; returns its id.
     static func announceExecution(_ label: String, host: AnyObject) -> UInt64 {
-        atl_exec_next_host(label, Unmanaged.passUnretained(host).toOpaque())
+        // the bytes as they are, with their length: passing the String as a C string would copy a short one
+        // (a small string, such as "worker 'sink'") into a new array at every execution
+        var label = label
+        return label.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) {
+                atl_exec_next_hostn($0.baseAddress, $0.count, Unmanaged.passUnretained(host).toOpaque())
+            }
+        }
+    }
+
+    /// ``announceExecution(_:host:)`` for task `taskID`, named `task 7 (name)` by the shim: no String is made.
+    static func announceTask(_ taskID: Int, name: String?, host: AnyObject) -> UInt64 {
+        let host = Unmanaged.passUnretained(host).toOpaque()
+        guard let name else { return atl_exec_next_task(UInt64(truncatingIfNeeded: taskID), nil, host) }
+        return name.withCString { atl_exec_next_task(UInt64(truncatingIfNeeded: taskID), $0, host) }
     }
 
     /// The id of the execution that runs on the calling thread, or 0 (the main state's top level, an app's thread).

@@ -11,6 +11,7 @@ extension HostCore {
     /// The options of `background_task(fn, opts)`.
     static let taskOptions = [
         "name", "priority", "delay", "callback", "mp", "loop", "run_timeout", "cancel_on_timeout", "timeout",
+        "memory_limit",
     ]
 
     /// `atasker.background_task(fn, opts)`: the arguments are the function (or `{fn, callback}`, which travel as one
@@ -27,6 +28,7 @@ extension HostCore {
         let aloop = try self.taskAloop(opts)
         let priority = try taskPriority(opts["priority"], function: "background_task")
         let delay = try LuaArguments.seconds(opts["delay"], "background_task", "delay")
+        let memoryLimit = try MemorySize.option(opts["memory_limit"], "background_task") ?? 0
         let id = self.makeFunctionID()
         var callback: TaskFunction? = nil
         switch callbackKind {
@@ -71,7 +73,7 @@ extension HostCore {
         let starter = TaskFunction(
             id: id, function: parts[0], priority: priority, delay: delay, name: name, callback: callback,
             member: bundled ? 1 : 0, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout, inProcess: inProcess,
-            processTimeout: processTimeout, aloop: aloop)
+            processTimeout: processTimeout, aloop: aloop, memoryLimit: memoryLimit)
         return .handle(LuaHandle(object: starter, kind: Int32(ATLKind.spawner)))
     }
 
@@ -82,7 +84,8 @@ extension HostCore {
         }
         if let aloop = function.aloop {
             return self.spawnAloopTask(
-                function.function, arguments: arguments, on: aloop, name: function.name, callback: function.callback)
+                function.function, arguments: arguments, on: aloop, name: function.name, callback: function.callback,
+                memoryLimit: function.memoryLimit)
         }
         return self.supervisor.submit(priority: function.priority, delay: function.delay, name: function.name) {
             [self] task in
@@ -294,7 +297,9 @@ extension HostCore {
             throw CallError(message: "bad argument #1 to 'set_thread_pool' (table expected)")
         }
         try LuaArguments.refuseUnknown(
-            opts, ["pool_size", "reserve_normal", "reserve_high", "min_size", "max_size"], "set_thread_pool")
+            opts, ["pool_size", "reserve_normal", "reserve_high", "min_size", "max_size", "memory_limit"],
+            "set_thread_pool")
+        let memoryLimit = try MemorySize.poolOption(opts["memory_limit"], "set_thread_pool")
         func size(_ name: String, from lowest: Int64 = 0) throws -> Int? {
             try LuaArguments.integer(
                 opts[LuaValue.string(LuaString(name))], "set_thread_pool", name,
@@ -320,6 +325,9 @@ extension HostCore {
         self.supervisor.setThreadPool(
             poolSize: poolSize, reserveNormal: reserveNormal, reserveHigh: reserveHigh, minSize: minSize,
             maxSize: maxSize)
+        if let memoryLimit {
+            self.poolMemoryLimit.store(memoryLimit, ordering: .relaxed)
+        }
     }
 
     func infoTable() -> LuaValue {
@@ -354,21 +362,45 @@ extension HostCore {
             table["mp_child_deaths"] = .integer(Int64(pool.childDeaths))
             if let cause = pool.brokenCause { table["mp_broken"] = .string(LuaString(cause)) }
         }
+        let states = self.stateMemory()
+        var workerStates: [String: LuaHost.StateMemory] = [:]
+        for state in states where state.label.hasPrefix("worker '") { workerStates[state.label] = state }
         table["workers"] = .table(
             LuaTable(
                 array: info.workers.map { w in
-                    .table(
-                        LuaTable([
-                            "name": .string(LuaString(w.name)),
-                            "kind": .string(LuaString(w.kind == .background ? "plain" : w.kind.rawValue)),
-                            "state": .string(LuaString(w.state.rawValue)),
-                            "priority": .integer(Int64(w.priority.rawValue)),
-                            "executions": .integer(Int64(w.executions)),
-                            "errors": .integer(Int64(w.errors)),
-                            "skipped": .integer(Int64(w.skipped)),
-                            "queue_depth": .integer(Int64(w.queueDepth)),
-                        ]))
+                    var entry = LuaTable([
+                        "name": .string(LuaString(w.name)),
+                        "kind": .string(LuaString(w.kind == .background ? "plain" : w.kind.rawValue)),
+                        "state": .string(LuaString(w.state.rawValue)),
+                        "priority": .integer(Int64(w.priority.rawValue)),
+                        "executions": .integer(Int64(w.executions)),
+                        "errors": .integer(Int64(w.errors)),
+                        "skipped": .integer(Int64(w.skipped)),
+                        "queue_depth": .integer(Int64(w.queueDepth)),
+                    ])
+                    if let memory = workerStates["worker '\(w.name)'"] {
+                        entry["memory"] = .integer(Int64(memory.bytes))
+                        entry["memory_peak"] = .integer(Int64(memory.peak))
+                        if memory.limit > 0 { entry["memory_limit"] = .integer(Int64(memory.limit)) }
+                    }
+                    return .table(entry)
                 }))
+        table["states"] = .table(
+            LuaTable(
+                array: states.map { m in
+                    var entry = LuaTable([
+                        "name": .string(LuaString(m.label)),
+                        "bytes": .integer(Int64(m.bytes)),
+                        "peak": .integer(Int64(m.peak)),
+                    ])
+                    if m.limit > 0 { entry["limit"] = .integer(Int64(m.limit)) }
+                    return .table(entry)
+                }))
+        table["lua_memory"] = .integer(Int64(states.reduce(0) { $0 + $1.bytes }))
+        let poolLimit = self.poolMemoryLimit.load(ordering: .relaxed)
+        if poolLimit > 0 { table["thread_memory_limit"] = .integer(Int64(poolLimit)) }
+        let processLimit = self.settings.withLock { $0.processMemoryLimit }
+        if processLimit > 0 { table["mp_memory_limit"] = .integer(Int64(processLimit)) }
         return .table(LuaTable(table))
     }
 

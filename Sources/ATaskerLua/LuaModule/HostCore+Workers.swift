@@ -8,7 +8,7 @@ extension HostCore {
     static let workerOptions: Set<String> = [
         "name", "priority", "poll_delay", "interval", "i", "delay", "delay_before", "q", "queue", "e", "event",
         "max_queue", "async", "loop", "mp", "process_result", "supervisor", "run_timeout", "cancel_on_timeout",
-        "timeout",
+        "timeout", "memory_limit",
     ]
 
     /// `background_worker(fn | {...})`: the arguments are `kind` (from a named constructor, or nil), the executor,
@@ -38,6 +38,7 @@ extension HostCore {
         if !opts["process_result"].isNil && !inProcess {
             throw CallError(message: "\(label): process_result is for mp=true workers (their executor runs in a child)")
         }
+        let memoryLimit = try MemorySize.option(opts["memory_limit"], label) ?? 0
         let asyncRunner = try self.asyncRunner(opts, kindHint: kindHint, label: label)
         let priority = try taskPriority(opts["priority"], function: label)
         let queue = opts["q"].isNil ? opts["queue"] : opts["q"]
@@ -109,14 +110,14 @@ extension HostCore {
             let timeout = try LuaArguments.seconds(opts["timeout"], label, "timeout", lower: .positive)
             let function = TaskFunction(
                 id: self.makeFunctionID(), function: executor, priority: priority, delay: nil, name: name,
-                callback: nil, inProcess: true, processTimeout: timeout)
+                callback: nil, inProcess: true, processTimeout: timeout, memoryLimit: memoryLimit)
             process = .init(executor: function, processResult: processResult)
         } else if !opts["timeout"].isNil {
             throw CallError(message: "\(label): timeout= is for mp=true workers; use run_timeout= in the thread pool")
         }
         let execution = LuaWorker.Execution(
             core: self, function: executor, onError: onError, runTimeout: runTimeout, cancelOnTimeout: cancelOnTimeout,
-            process: process, async: asyncRunner)
+            process: process, async: asyncRunner, memoryLimit: memoryLimit)
         let hooks = Worker.Hooks(
             onStart: { worker in try execution.open(worker) },
             onStop: { worker in execution.close(worker) },
@@ -148,7 +149,7 @@ extension HostCore {
                     throw CallError(message: "\(label): q must be true, \"fifo\", \"priority\" or \"lifo\"")
                 }
                 let maxQueue = try LuaArguments.integer(opts["max_queue"], label, "max_queue", in: 1...Int64.max)
-                worker = try QueueWorker<EncodedValues>(
+                worker = try QueueWorker<LuaQueueItem>(
                     supervisor: self.supervisor, name: name, priority: priority, order: order, maxQueue: maxQueue,
                     hooks: hooks
                 ) { item, w in try execution.run(w, item: item) }
@@ -211,15 +212,22 @@ extension HostCore {
                 throw CallError(
                     message: "put: worker '\(worker.name)' is a \(worker.kind.rawValue) worker, not a queue worker")
             }
-            guard let item = call.takeAll() else { throw CallError(message: "put: an item expected") }
+            let item: LuaQueueItem
             var priority = 0
             if queue.order == .priority {
-                guard let p = try item.decode().first?.tableValue?[1].intValue, Int(exactly: p) != nil else {
+                guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
+                item = LuaQueueItem(encoded: encoded)
+                guard let p = item.priority else {
                     throw CallError(
                         message: "put: worker '\(worker.name)' has a priority queue: put {priority, value} with an "
                             + "integer priority")
                 }
-                priority = Int(p)
+                priority = p
+            } else if let scalar = call.scalarItem() {
+                item = scalar
+            } else {
+                guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
+                item = LuaQueueItem(encoded: encoded)
             }
             if Aloop.current != nil {
                 // A full queue never blocks an aloop's thread: the item is added anyway.

@@ -12,7 +12,7 @@ final class LuaWorker: Sendable {
     let worker: Worker
     let execution: Execution
     /// The worker as a queue worker, found once (a generic cast on every `put` costs a metadata lookup).
-    let queue: QueueWorker<EncodedValues>?
+    let queue: QueueWorker<LuaQueueItem>?
 
     /// What the ``Worker``'s hooks and executor use: no reference back to the ``LuaWorker``, so that the worker's
     /// closures form no cycle with it.
@@ -39,6 +39,8 @@ final class LuaWorker: Sendable {
         let process: InProcess?
         /// `async = true`: the executions are coroutines resumed by an aloop.
         let async: AsyncWorkerRunner?
+        /// `memory_limit`: the bytes that the worker's state may hold (0: no limit).
+        let memoryLimit: Int
 
         /// How an `mp = true` worker runs: its executor in a child, `process_result(result, kw)` (if any) in the
         /// worker's own state.
@@ -51,8 +53,10 @@ final class LuaWorker: Sendable {
 
         init(
             core: HostCore, function: EncodedValues, onError: EncodedValues?, runTimeout: Double? = nil,
-            cancelOnTimeout: Bool = false, process: InProcess? = nil, async: AsyncWorkerRunner? = nil
+            cancelOnTimeout: Bool = false, process: InProcess? = nil, async: AsyncWorkerRunner? = nil,
+            memoryLimit: Int = 0
         ) {
+            self.memoryLimit = memoryLimit
             self.core = core
             self.function = function
             self.onError = onError
@@ -67,7 +71,13 @@ final class LuaWorker: Sendable {
             guard let keywords = self.keywords.withLock({ $0 }) else {
                 throw LuaError(code: .runtime, fullMessage: "worker '\(worker.name)' started without arguments")
             }
-            let state = try self.core.openState(isMain: false)
+            let state: LuaState
+            do {
+                state = try self.core.openState(
+                    isMain: false, memoryLimit: self.memoryLimit, label: "worker '\(worker.name)'")
+            } catch {
+                throw LuaError(code: error.code, fullMessage: "worker '\(worker.name)': \(error.fullMessage)")
+            }
             do {
                 // An mp worker's state runs process_result as its executor (`process_result(result, kw)`).
                 let local = self.process.map { $0.processResult ?? self.function } ?? self.function
@@ -75,7 +85,8 @@ final class LuaWorker: Sendable {
                 try self.async?.opened(worker, state: state)
             } catch {
                 state.close()
-                throw LuaError(code: error.code, fullMessage: "worker '\(worker.name)': \(error.fullMessage)")
+                throw LuaError(
+                    code: error.code, fullMessage: "worker '\(worker.name)': \(self.withLimit(error).fullMessage)")
             }
             self.label.withLock { $0 = "worker '\(worker.name)'" }
             self.state.set(state)
@@ -88,14 +99,15 @@ final class LuaWorker: Sendable {
         }
 
         /// One execution: `fn(kw)` or `fn(item, kw)`.
-        func run(_ worker: Worker, item: EncodedValues?) throws -> Bool {
+        func run(_ worker: Worker, item: LuaQueueItem?) throws -> Bool {
             guard let state = self.state.get() else { return false }
             let taskID = self.executions.wrappingAdd(1, ordering: .relaxed).newValue
             if let async = self.async {
-                return try async.run(worker, state: state, item: item, taskID: taskID)
+                return try async.run(worker, state: state, item: item?.encodedValues(), taskID: taskID)
             }
             if let process = self.process {
-                return try self.runInProcess(process, worker, state: state, item: item, taskID: taskID)
+                return try self.runInProcess(
+                    process, worker, state: state, item: item?.encodedValues(), taskID: taskID)
             }
             let label = self.label.withLock { $0 }
             let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
@@ -144,7 +156,7 @@ final class LuaWorker: Sendable {
             let outcome = try self.core.execute(label) { (id) throws(LuaError) -> LuaState.WorkerRun in
                 self.current.store(id, ordering: .releasing)
                 defer { self.current.store(0, ordering: .releasing) }
-                return try state.runWorker(item: value, taskID: taskID)
+                return try state.runWorker(item: .encoded(value), taskID: taskID)
             }
             switch outcome {
             case .returned(let stop): return !stop
@@ -161,9 +173,22 @@ final class LuaWorker: Sendable {
                 self.core.currentLogger.warning("\(error.fullMessage)", metadata: ["worker": "\(worker.name)"])
                 return
             }
-            let text = (error as? LuaError)?.fullMessage ?? "\(error)"
+            let text = (error as? LuaError).map { self.withLimit($0).fullMessage } ?? "\(error)"
             self.core.currentLogger.error(
                 "worker '\(worker.name)' failed: \(text)", metadata: ["worker": "\(worker.name)"])
+        }
+
+        /// A memory error of the worker's state with its `memory_limit` named (when it has one).
+        func withLimit(_ error: LuaError) -> LuaError {
+            guard error.code == .memory || error.message.hasSuffix("not enough memory"), self.memoryLimit > 0,
+                !error.message.contains("memory_limit"), !error.message.contains("memory limit")
+            else {
+                return error
+            }
+            return LuaError(
+                code: .memory,
+                fullMessage: "\(error.message) (the worker's memory_limit is \(self.memoryLimit) bytes)"
+                    + (error.traceback.map { "\n\($0)" } ?? ""))
         }
 
         /// `stop{wait=T}` found the worker still running at its deadline: cancels the running execution (and drops
@@ -218,6 +243,6 @@ final class LuaWorker: Sendable {
         self.core = core
         self.worker = worker
         self.execution = execution
-        self.queue = worker as? QueueWorker<EncodedValues>
+        self.queue = worker as? QueueWorker<LuaQueueItem>
     }
 }

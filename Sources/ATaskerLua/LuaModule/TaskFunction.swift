@@ -26,17 +26,22 @@ final class TaskFunction: Sendable {
     let definition: ProcessDefinition
     /// `loop=`: each run is a task of this aloop (a coroutine), not a pool task.
     let aloop: Aloop?
+    /// `memory_limit`: the bytes that a run may add to the state that runs it (what that state held when the run
+    /// began, plus this, is its limit while the run lasts); 0: no limit of its own.
+    let memoryLimit: Int
 
     init(
         id: UInt64, function: EncodedValues, priority: TaskPriority, delay: Double?, name: String?,
         callback: TaskFunction?, member: Int = 0, runTimeout: Double? = nil, cancelOnTimeout: Bool = false,
-        inProcess: Bool = false, processTimeout: Double? = nil, aloop: Aloop? = nil
+        inProcess: Bool = false, processTimeout: Double? = nil, aloop: Aloop? = nil, memoryLimit: Int = 0
     ) {
+        self.memoryLimit = memoryLimit
         self.member = member
         self.aloop = aloop
         self.inProcess = inProcess
         self.processTimeout = processTimeout
-        self.definition = ProcessDefinition(key: id, payload: inProcess ? ChildWire.transfer(function) : [])
+        self.definition = ProcessDefinition(
+            key: id, payload: inProcess ? ChildWire.definition(function, memoryLimit: memoryLimit) : [])
         self.id = id
         self.function = function
         self.priority = priority

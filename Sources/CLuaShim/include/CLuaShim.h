@@ -213,6 +213,16 @@ typedef struct atl_Call {
   int exitcode;               /* with ATL_EXIT */
 } atl_Call;
 
+/* A queue item that is one number, boolean or short string, as 'put'
+** hands it to the host. */
+#define ATL_SCALAR_MAXSTR 15
+typedef struct atl_Scalar {
+  int type;                       /* ATL_T_INT, _FLOAT, _TRUE, _FALSE, _STRING */
+  uint64_t bits;                  /* an integer, or a float's bits */
+  size_t len;                     /* a string's length */
+  char s[ATL_SCALAR_MAXSTR + 1];  /* a string's bytes */
+} atl_Scalar;
+
 /* Callbacks into the host, set once with 'atl_set_host_callbacks'. None of
 ** them may raise (they are Swift '@convention(c)' functions). */
 typedef struct atl_HostCallbacks {
@@ -221,6 +231,11 @@ typedef struct atl_HostCallbacks {
   /* Returns ATL_OK with 'call->result' set, ATL_ERRRUN with 'call->error'
   ** set, or ATL_EXIT with 'call->exitcode' set. */
   int (*call)(atl_Call *call);
+  /* 'worker:put(item)' of a scalar item, for host 'host': returns 1 when the
+  ** host put it into the queue of worker 'self', 0 to leave the call to
+  ** 'call' (another kind of worker or queue, a child: that path also gives
+  ** the errors). May be NULL. */
+  int (*put)(void *host, void *self, const atl_Scalar *item);
 } atl_HostCallbacks;
 
 /* [-0, +0, -] Install the host callbacks (once, before any state opens). */
@@ -258,6 +273,11 @@ typedef struct atl_StateOptions {
                                  (tests); 0: never */
   int allow_bytecode;         /* user code may load binary chunks; 0: text
                                  only (loadtext.c) */
+  size_t memory_limit;        /* bytes the state may hold (Lua's count, as
+                                 'collectgarbage("count")' gives it); an
+                                 allocation past it fails; 0: no limit */
+  const char *label;          /* the state's name in memory reports
+                                 ("main", "worker 'w'"), or NULL */
   const atl_LuaModules *lua_modules;  /* in 'package.preload', or NULL */
 } atl_StateOptions;
 
@@ -273,6 +293,50 @@ int atl_state_set_args(lua_State *L, const char *const *argv, int argc,
                        char **err);
 /* [-0, +0, -] How many allocations a state made (for the limit tests). */
 long atl_state_alloc_count(lua_State *L);
+
+/* ========================================================================
+** Memory of states (state.c, memory.c). Each state's allocator counts the
+** bytes that Lua holds in it (live, and the most it held: peak) and refuses
+** an allocation that would take it past its limit, so Lua raises "not
+** enough memory" (after one emergency collection) and the limit is never
+** exceeded. The host's states are listed, with these figures, per host.
+** ======================================================================== */
+
+#define ATL_LABELMAX 80
+
+/* One state's memory. */
+typedef struct atl_StateMemory {
+  uint64_t serial;        /* unique in the process: which state this is */
+  size_t bytes;           /* held now */
+  size_t peak;            /* the most held since the state opened */
+  size_t limit;           /* the limit in force; 0: none */
+  char label[ATL_LABELMAX];  /* 'atl_StateOptions.label' */
+} atl_StateMemory;
+
+/* [-0, +0, -] The memory of 'L' (its owner's thread). */
+void atl_state_memory(lua_State *L, atl_StateMemory *out);
+/* [-0, +0, -] Set the limit of 'L' (0: none), from its owner's thread. A
+** limit below what the state holds now refuses every allocation that grows
+** it until it holds less. */
+void atl_state_set_memory_limit(lua_State *L, size_t limit);
+/* [-0, +0, -] The bytes that 'L' holds now, on its owner's thread. */
+size_t atl_state_bytes(lua_State *L);
+/* [-0, +0, -] The limit of 'L' (0: none), on its owner's thread. */
+size_t atl_state_memory_limit(lua_State *L);
+/* [-0, +0, -] Rename 'L' in memory reports. */
+void atl_state_set_label(lua_State *L, const char *label);
+/* [-0, +0, -] The states of 'host' that are open now, at most 'max' of them
+** into 'out' (from any thread); returns how many there are. */
+int atl_states_memory(void *host, atl_StateMemory *out, int max);
+
+/* [-0, +0, -] Tests (the allocation-failure sweep): from now on, on the
+** calling thread, allocation number 'k' (0: the next one) and every later
+** one fails, whether Lua's (in any state that this thread runs) or the
+** shim's own (buffers, messages); 'k' < 0 ends it. Returns ATL_OK. */
+int atl_test_fail_allocations(long k);
+/* [-0, +0, -] Tests: the allocations counted on this thread since the last
+** 'atl_test_fail_allocations'. */
+long atl_test_allocations(void);
 
 /* [-0, +0, -] Load 'path' in text mode and run it with a traceback handler.
 ** Returns ATL_OK, ATL_ERRFILE, ATL_ERRSYNTAX, ATL_ERRRUN (message with
@@ -361,6 +425,13 @@ uint64_t atl_exec_next(const char *what);
 /* [-0, +0, -] The same, for an execution of host 'host' (found again by
 ** 'atl_exec_running'). */
 uint64_t atl_exec_next_host(const char *what, void *host);
+/* [-0, +0, -] The same with the name's length ('what' needs no '\0'). */
+uint64_t atl_exec_next_hostn(const char *what, size_t len, void *host);
+/* [-0, +0, -] The same for task 'taskid' of 'host', named "task N" or
+** "task N (name)" ('name' may be NULL), written without a format call:
+** tasks announce themselves at every run. */
+uint64_t atl_exec_next_task(unsigned long long taskid, const char *name,
+                            void *host);
 /* [-0, +0, -] The ids of the executions of 'host' that run now, or are
 ** announced and about to begin (at most 'max' of them into 'ids'); returns
 ** their count. */
