@@ -1,4 +1,4 @@
-/// The Lua side of module `atasker.jobs`: objects with methods over the Swift functions `host["jobs.*"]`. Errors are
+/// The Lua side of module `atasker.jobs`: objects with methods over the Swift function `host["atasker.jobs"]`. Errors are
 /// raised at the caller's line.
 let jobsLuaSource = #"""
     -- atasker.jobs: durable queues (a store URL and a queue name), their workers and periodic jobs.
@@ -6,9 +6,12 @@ let jobsLuaSource = #"""
     local atasker = require "atasker"
     local M = {}
 
+    -- The Swift side: one function, the operation's name first.
+    local swift = host["atasker.jobs"]
     local f = {}
-    for _, name in ipairs {"queue", "put", "put_many", "get", "enter", "leave", "cancel", "info", "worker", "periodic", "control"} do
-      f[name] = host["jobs." .. name]
+    for _, name in ipairs {"queue", "put", "put_many", "get", "enter", "leave", "cancel", "info", "worker",
+                           "periodic", "control"} do
+      f[name] = function(...) return swift(name, ...) end
     end
 
     -- Calls a Swift function; its error is raised at the line that called the method (level 3).

@@ -12,7 +12,7 @@ import Synchronization
 /// try host.run(file: "workers.lua")   // where Lua code does `local jobs = require "atasker.jobs"`
 /// ```
 ///
-/// It is made of what any app can register: Swift functions in module `host` (named `jobs.*`) and a Lua module
+/// It is made of what any app can register: a Swift function in module `host` (`atasker.jobs`) and a Lua module
 /// that wraps them in objects (``LuaHost/register(module:source:)``); the core does not know of it.
 public enum JobsModule {
     /// Registers `atasker.jobs` and its functions on `host`. Call it before the first script runs (and in the
@@ -21,15 +21,18 @@ public enum JobsModule {
     ///   `--store` or `ATASKER_STORE`).
     public static func install(on host: LuaHost, defaultStore: String? = nil, logger: Logger) throws {
         let module = JobsFunctions(host: host, defaultStore: defaultStore, logger: logger)
-        let functions: [(String, @Sendable ([LuaValue]) throws -> LuaValue)] = [
-            ("jobs.queue", module.queue), ("jobs.put", module.put), ("jobs.put_many", module.putMany),
-            ("jobs.get", module.get),
-            ("jobs.cancel", module.cancel), ("jobs.info", module.info), ("jobs.worker", module.worker),
-            ("jobs.periodic", module.periodic), ("jobs.control", module.control), ("jobs.enter", module.enter),
-            ("jobs.leave", module.leave),
+        let functions: [String: @Sendable ([LuaValue]) throws -> LuaValue] = [
+            "queue": module.queue, "put": module.put, "put_many": module.putMany, "get": module.get,
+            "cancel": module.cancel, "info": module.info, "worker": module.worker, "periodic": module.periodic,
+            "control": module.control, "enter": module.enter, "leave": module.leave,
         ]
-        for (name, body) in functions {
-            try host.register(name, body)
+        // One function in module `host` (each registered function is a handle in every state): the Lua module
+        // calls it with the operation's name first.
+        try host.register("atasker.jobs") { args in
+            guard let op = args.first?.stringValue, let body = functions[op] else {
+                throw argumentError("atasker.jobs: unknown operation \(args.first ?? .nil)")
+            }
+            return try body(Array(args.dropFirst()))
         }
         try host.register(module: "atasker.jobs", source: jobsLuaSource)
     }
