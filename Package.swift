@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .library(name: "ATasker", targets: ["ATasker"]),
         .library(name: "ATaskerLua", targets: ["ATaskerLua"]),
+        .library(name: "ATaskerJobs", targets: ["ATaskerJobs"]),
         .executable(name: "atasker-lua", targets: ["atasker-lua"]),
     ],
     dependencies: [
@@ -30,6 +31,12 @@ let package = Package(
             name: "CLua",
             pkgConfig: "lua5.4",
             providers: [.apt(["liblua5.4-dev"])]
+        ),
+        // The system's SQLite 3 (durable jobs' embedded store).
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
         ),
         // No unsafe build flags in any target: SwiftPM refuses a dependency that has them. The C targets are built -O2 by
         // the release configuration (`swift build -c release`), which is what scripts/run and scripts/bench use.
@@ -61,11 +68,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Durable jobs: the store protocol, its SQLite driver, the job runner and the Lua module `atasker.jobs`.
+        // The core (ATasker, ATaskerLua) builds without it.
+        .target(
+            name: "ATaskerJobs",
+            dependencies: [
+                "ATasker",
+                "ATaskerLua",
+                "CSQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "atasker-lua",
             dependencies: [
                 "ATasker",
                 "ATaskerLua",
+                "ATaskerJobs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -119,8 +139,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ATaskerJobsTests",
+            dependencies: [
+                "ATaskerJobs", "ATaskerLua",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CLITests",
-            dependencies: [],
+            dependencies: ["CSQLite"],  // the durable-jobs tests damage a row as a bad disk would
             swiftSettings: swiftSettings
         ),
     ]

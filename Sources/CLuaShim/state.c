@@ -338,6 +338,7 @@ static int open_package(lua_State *L) {
   lua_pushcfunction(L, atl_open_extra);
   lua_setfield(L, -2, "atasker.extra");
   lua_pop(L, 1);
+  atl_preload_app_modules(L);
   return 1;
 }
 
@@ -409,6 +410,7 @@ static int open_p(lua_State *L) {
     prependpath(L, "path", o->package_path);
     prependpath(L, "cpath", o->package_cpath);
     lua_pop(L, 1);
+    atl_preload_app_modules(L);
   }
   /* module "host": the functions that the embedding app registered */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -467,6 +469,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   d->alloc_limit = opts->alloc_limit;
   d->allow_bytecode = opts->allow_bytecode;
   d->mem_limit = opts->memory_limit == 0 ? (size_t)-1 : opts->memory_limit;
+  d->lua_modules = opts->lua_modules;
   L = lua_newstate(l_alloc, d);
   if (L == NULL) {
     freepages(&d->small);

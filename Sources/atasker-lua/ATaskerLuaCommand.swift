@@ -1,4 +1,5 @@
 import ATasker
+import ATaskerJobs
 import ATaskerLua
 import ArgumentParser
 import Glibc
@@ -58,6 +59,13 @@ struct ATaskerLuaCommand: ParsableCommand {
             valueName: "size"))
     var memoryLimit: String?
 
+    @Option(
+        name: .long,
+        help:
+            "The store of durable queues (atasker.jobs) that name none: sqlite:///path/file.db. (default: $ATASKER_STORE)"
+    )
+    var store: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -86,6 +94,9 @@ struct ATaskerLuaCommand: ParsableCommand {
                 "--memory-limit must be a size from 1 byte to 1T, such as 64M, 512k or 1G (units of 1024), or a number "
                     + "of bytes (got '\(text)')")
         }
+        if let store = self.store, store.isEmpty {
+            throw ValidationError("--store must be a store URL, such as sqlite:///path/file.db")
+        }
         guard self.stopTimeout >= 0, self.stopTimeout <= 1e9, self.stopTimeout.isFinite else {
             throw ValidationError("--stop-timeout must be a number of seconds >= 0 and <= 1e9")
         }
@@ -93,7 +104,11 @@ struct ATaskerLuaCommand: ParsableCommand {
 
     static func main() {
         // A process-pool child of a running atasker-lua serves its parent and never returns from this call.
-        LuaHost.runChildIfNeeded()
+        LuaHost.runChildIfNeeded { host in
+            try JobsModule.install(
+                on: host, defaultStore: getenv("ATASKER_STORE").map { String(cString: $0) },
+                logger: Logger(label: "atasker-lua"))
+        }
         // Before any thread exists, so that every thread inherits the mask and only the signal thread sees them.
         ProgramSignals.resetDefaultActions()
         ProgramSignals.block()
@@ -111,6 +126,8 @@ struct ATaskerLuaCommand: ParsableCommand {
             // ArgumentParser says 64 (EX_USAGE); the contract says 2, as most Unix tools do.
             Glibc.exit(code == .validationFailure ? 2 : code.rawValue)
         }
+        // The store reaches the process pool's children (and what the script starts) through the environment.
+        if let store = command.store { setenv("ATASKER_STORE", store, 1) }
         let level = Logger.Level(rawValue: command.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = CLILogHandler(label: label)

@@ -1,4 +1,5 @@
 import ATasker
+import ATaskerJobs
 import ATaskerLua
 import Glibc
 import Logging
@@ -36,6 +37,13 @@ final class Program: Sendable {
             configuration: .init(
                 exitHandler: { code in control.post(.exit(code)) }, allowsBytecode: self.command.allowBytecode,
                 memoryLimit: self.command.memoryLimit.flatMap(LuaHost.memorySize)))
+        do {
+            try JobsModule.install(
+                on: host, defaultStore: getenv("ATASKER_STORE").map { String(cString: $0) }, logger: logger)
+        } catch {
+            writeStandardError("atasker-lua: \(error)\n")
+            return 1
+        }
         supervisor.start()
         // While the script's top level still runs (it may wait for a task), a signal cannot wait for it to
         // return: the stop starts at once on a thread of its own, and the script's waits end as the work does.

@@ -39,6 +39,8 @@ final class HostCore: Sendable {
         /// The limit of a process-pool child's state (`set_mp_pool{memory_limit=}`); 0: none.
         var processMemoryLimit = 0
         var hostFunctions: [HostFunction] = []
+        /// Lua modules written in Lua that the app registered (`LuaHost.register(module:source:)`).
+        var luaModules: LuaModuleTable? = nil
         var frozen = false
     }
 
@@ -82,7 +84,8 @@ final class HostCore: Sendable {
             allowsBytecode: settings.allowsBytecode,
             memoryLimit: memoryLimit ?? (isMain ? settings.memoryLimit : 0),
             label: label ?? (isMain ? "main" : nil),
-            metrics: self.supervisor.metrics
+            metrics: self.supervisor.metrics,
+            luaModules: settings.luaModules
         )
         return try LuaState(options: options)
     }

@@ -36,6 +36,7 @@ final class LuaState {
         /// The state's name in memory reports (`main`, `worker 'w'`).
         var label: String? = nil
         var metrics: SupervisorMetrics? = nil
+        var luaModules: LuaModuleTable? = nil
     }
 
     init(options: Options) throws(LuaError) {
@@ -65,6 +66,7 @@ final class LuaState {
                             o.allow_bytecode = options.allowsBytecode ? 1 : 0
                             o.memory_limit = max(0, options.memoryLimit)
                             o.label = label
+                            o.lua_modules = options.luaModules.map { UnsafePointer($0.table) }
                             return atl_state_open(&o, &err)
                         }
                     }

@@ -245,6 +245,16 @@ void atl_set_host_callbacks(const atl_HostCallbacks *cb);
 ** States (state.c) and running code (call.c, task.c).
 ** ======================================================================== */
 
+/* Lua modules written in Lua, registered by the app: 'names[i]' loads the
+** text 'sources[i]' of 'lengths[i]' bytes (module_app.c). Owned by the host,
+** which outlives its states. */
+typedef struct atl_LuaModules {
+  int n;
+  const char *const *names;
+  const char *const *sources;
+  const size_t *lengths;
+} atl_LuaModules;
+
 typedef struct atl_StateOptions {
   void *host;                 /* passed back in every 'atl_Call' */
   void *supervisor;           /* host object behind 'atasker.supervisor' */
@@ -268,6 +278,7 @@ typedef struct atl_StateOptions {
                                  allocation past it fails; 0: no limit */
   const char *label;          /* the state's name in memory reports
                                  ("main", "worker 'w'"), or NULL */
+  const atl_LuaModules *lua_modules;  /* in 'package.preload', or NULL */
 } atl_StateOptions;
 
 /* [-0, +0, -] A new state with the standard libraries, the 'atasker' module

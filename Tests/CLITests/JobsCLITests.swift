@@ -1,0 +1,382 @@
+import CSQLite
+import Foundation
+import Testing
+
+/// One SQLite store in a temporary folder, and host processes of the real binary on it (`Tests/Fixtures/jobs.lua`).
+final class JobsBench: @unchecked Sendable {
+    let dir: URL
+    let url: String
+
+    init() throws {
+        self.dir = FileManager.default.temporaryDirectory.appendingPathComponent("atasker-jobs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.dir, withIntermediateDirectories: true)
+        self.url = "sqlite://" + self.dir.appendingPathComponent("jobs.db").path
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: self.dir)
+    }
+
+    /// `jobs.lua` with `arguments`, run to its end.
+    func run(_ arguments: [String], extra: [String] = [], timeout: Double = 60) throws -> CLIRun {
+        try CLIRun.run(["--store", self.url] + extra + ["Tests/Fixtures/jobs.lua"] + arguments, timeout: timeout)
+    }
+
+    /// A host running `jobs.lua` with `arguments`, left running; the store comes from ATASKER_STORE.
+    func start(_ arguments: [String], extra: [String] = [], fixture: String = "jobs.lua") throws -> Host {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLIRun.binary)
+        process.arguments = extra + ["Tests/Fixtures/\(fixture)"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["ATASKER_STORE": self.url]) { $1 }
+        process.currentDirectoryURL = CLIRun.packageRoot
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return Host(
+            process: process, out: Collector(out.fileHandleForReading), err: Collector(err.fileHandleForReading))
+    }
+
+    struct Host {
+        let process: Process
+        let out: Collector
+        let err: Collector
+
+        /// Waits for the end (killing the host after `timeout`) and returns its status and whether a signal ended it.
+        func wait(timeout: Double = 60) -> (status: Int32, signaled: Bool) {
+            let deadline = Date().addingTimeInterval(timeout)
+            while self.process.isRunning && Date() < deadline { usleep(10_000) }
+            if self.process.isRunning {
+                Issue.record("host \(self.process.processIdentifier) did not end within \(timeout) s")
+                kill(self.process.processIdentifier, SIGKILL)
+            }
+            self.process.waitUntilExit()
+            return (self.process.terminationStatus, self.process.terminationReason == .uncaughtSignal)
+        }
+    }
+
+    /// Each job's state and attempts, from `jobs.lua status`, and its summary line.
+    func status() throws -> (jobs: [Int: (state: String, attempts: Int, rest: String)], summary: String) {
+        let run = try self.run(["status"])
+        #expect(run.status == 0, "status: \(run.stderr)")
+        var jobs: [Int: (String, Int, String)] = [:]
+        var summary = ""
+        for line in run.stdout.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 4).map(String.init)
+            if parts.first == "job", parts.count >= 4, let id = Int(parts[1]), let attempts = Int(parts[3]) {
+                jobs[id] = (parts[2], attempts, parts.count > 4 ? parts[4] : "")
+            } else if parts.first == "summary" {
+                summary = String(line)
+            }
+        }
+        return (jobs, summary)
+    }
+
+    /// Runs `sql` on the store's file directly (to damage a row as a bug or a bad disk would).
+    func execute(_ sql: String) {
+        var db: OpaquePointer? = nil
+        #expect(sqlite3_open(String(self.url.dropFirst("sqlite://".count)), &db) == SQLITE_OK)
+        sqlite3_busy_timeout(db, 10_000)
+        #expect(sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(db)
+    }
+}
+
+/// The ids in lines `prefix ID ...` of `text`, with how often each came.
+func idCounts(_ text: String, _ prefix: String) -> [Int: Int] {
+    var counts: [Int: Int] = [:]
+    for line in text.split(separator: "\n") where line.hasPrefix(prefix + " ") {
+        let parts = line.split(separator: " ")
+        if parts.count > 1, let id = Int(parts[1]) { counts[id, default: 0] += 1 }
+    }
+    return counts
+}
+
+@Suite("atasker-lua: durable jobs on SQLite", .serialized)
+struct JobsCLITests {
+    @Test("a host SIGKILLed mid-job: the next host takes its jobs once their leases run out, and every job is done")
+    func sigkillMidJob() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put-special", "20"]).status == 0)
+        let first = try bench.start(["serve", "A", "4", "1"])
+        #expect(first.out.waitFor("holding 1"), "the holder never started: \(first.err.snapshot())")
+        kill(first.process.processIdentifier, SIGKILL)
+        let killed = first.wait()
+        #expect(killed.signaled && killed.status == SIGKILL)
+        let second = try bench.run(["work", "B", "4", "1"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=21 pending=0 running=0 dead=1 canceled=0", "\(summary)")
+        #expect(jobs[1]?.state == "completed" && jobs[1]?.attempts == 2, "the held job: \(String(describing: jobs[1]))")
+        #expect(jobs[1]?.rest.contains("by=B") == true)
+        // Every plain job ran to its end once, in A before the kill or in B; but for those that A had claimed and
+        // not yet acked when it died (at most its 4 slots, the holder's among them): at least once, they ran again
+        // in B after their lease, as attempt 2. No acked job ran again.
+        let done = idCounts(first.out.snapshot() + second.stdout, "done")
+        for id in 3...22 { #expect(done[id] == 1 || done[id] == 2, "job \(id) done \(done[id] ?? 0) times") }
+        let twice = done.filter { $0.value == 2 }.map(\.key)
+        #expect(twice.count <= 3, "jobs run twice: \(twice)")
+        for id in twice {
+            #expect(
+                jobs[id]?.attempts == 2 && jobs[id]?.rest.contains("by=B") == true,
+                "\(id): \(String(describing: jobs[id]))")
+        }
+    }
+
+    @Test("a host SIGKILLed while it holds its only job: the next host runs it, and every other job exactly once")
+    func sigkillHoldingOneJob() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put-special", "20"]).status == 0)
+        let first = try bench.start(["serve", "A", "1", "1"])  // one slot: the holder, claimed first
+        #expect(first.out.waitFor("holding 1"), "the holder never started: \(first.err.snapshot())")
+        kill(first.process.processIdentifier, SIGKILL)
+        _ = first.wait()
+        let second = try bench.run(["work", "B", "4", "1"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=21 pending=0 running=0 dead=1 canceled=0", "\(summary)")
+        #expect(jobs[1]?.attempts == 2 && jobs[1]?.rest.contains("by=B") == true)
+        let done = idCounts(first.out.snapshot() + second.stdout, "done")
+        for id in 3...22 { #expect(done[id] == 1 && jobs[id]?.attempts == 1, "job \(id) done \(done[id] ?? 0) times") }
+    }
+
+    @Test("a host SIGSTOPped past its lease: another host completes the job, and the late ack is refused")
+    func sigstopPastLease() throws {
+        let bench = try JobsBench()
+        let gate = bench.dir.appendingPathComponent("gate").path
+        #expect(try bench.run(["put-special", "0"]).status == 0)
+        let stalled = try bench.start(["serve", "A", "1", "1", gate])
+        #expect(stalled.out.waitFor("holding 1"), "the holder never started: \(stalled.err.snapshot())")
+        kill(stalled.process.processIdentifier, SIGSTOP)
+        // B claims job 1 once A's lease has run out, and completes it (the gate is open for B's attempt).
+        FileManager.default.createFile(atPath: gate, contents: Data())
+        let other = try bench.run(["work", "B", "2", "1"])
+        #expect(other.status == 0, "\(other.stderr)")
+        #expect(other.stdout.contains("done 1 B"))
+        kill(stalled.process.processIdentifier, SIGCONT)
+        #expect(
+            stalled.err.waitFor("the lease was lost"), "A's late ack was not refused: \(stalled.err.snapshot())")
+        kill(stalled.process.processIdentifier, SIGTERM)
+        _ = stalled.wait()
+        let (jobs, _) = try bench.status()
+        #expect(
+            jobs[1]?.state == "completed" && jobs[1]?.rest.contains("by=B") == true, "\(String(describing: jobs[1]))")
+        #expect(jobs[2]?.state == "dead" && jobs[2]?.attempts == 3, "\(String(describing: jobs[2]))")
+    }
+
+    @Test("a job that always fails is dead after max_attempts, with its last error and traceback")
+    func deadAfterMaxAttempts() throws {
+        let bench = try JobsBench()
+        let gate = bench.dir.appendingPathComponent("gate").path
+        FileManager.default.createFile(atPath: gate, contents: Data())
+        #expect(try bench.run(["put-special", "2"]).status == 0)
+        let run = try bench.run(["work", "A", "2", "5", gate])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("job 2 is dead after attempt 3 of 3"), "\(run.stderr)")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=3 pending=0 running=0 dead=1 canceled=0", "\(summary)")
+        let dead = try #require(jobs[2])
+        #expect(dead.state == "dead" && dead.attempts == 3)
+        #expect(dead.rest.contains("error=Tests/Fixtures/jobs.lua:"), "\(dead.rest)")
+        #expect(dead.rest.contains("job 2 always fails") && dead.rest.contains("traceback=yes"), "\(dead.rest)")
+    }
+
+    @Test("a row whose stored value cannot be decoded: that job is dead with a clear error, the others are done")
+    func undecodablePayload() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put", "5"]).status == 0)
+        bench.execute("UPDATE atasker_jobs SET payload = x'01067f' WHERE id = 3")
+        let run = try bench.run(["work", "A", "2", "5"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=4 pending=0 running=0 dead=1 canceled=0", "\(summary)")
+        #expect(jobs[3]?.state == "dead")
+        #expect(jobs[3]?.rest.contains("its stored value cannot be decoded") == true, "\(String(describing: jobs[3]))")
+        #expect(jobs[3]?.rest.contains("value_error=") == true)
+    }
+
+    @Test("four host processes on one SQLite file do every job exactly once, to completion")
+    func fourHosts() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put", "400"]).status == 0)
+        let hosts = try ["A", "B", "C", "D"].map { try bench.start(["work", $0, "4", "10"]) }
+        var output = ""
+        for host in hosts {
+            let end = host.wait(timeout: 120)
+            #expect(end.status == 0 && !end.signaled, "\(host.err.snapshot())")
+            output += host.out.snapshot()
+        }
+        let done = idCounts(output, "done")
+        #expect(done.count == 400)
+        #expect(done.values.allSatisfy { $0 == 1 }, "some job ran twice")
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=400 pending=0 running=0 dead=0 canceled=0", "\(summary)")
+        #expect(jobs.values.allSatisfy { $0.attempts == 1 })
+    }
+
+    @Test("a job that runs longer than its lease keeps it (renewed), and another host does not take it")
+    func leaseRenewed() throws {
+        let bench = try JobsBench()
+        // The job runs for 2.7 leases: renewed every third of a lease, it is never lost, even on a busy machine.
+        #expect(try bench.run(["put-sleep", "4"]).status == 0)
+        let owner = try bench.start(["work", "A", "1", "1.5"])
+        #expect(owner.out.waitFor("start 1 1 A"), "\(owner.err.snapshot())")
+        // B looks at the queue while A runs the job: it waits for it to end, as the job is running.
+        let other = try bench.run(["work", "B", "1", "1.5"])
+        #expect(other.status == 0, "\(other.stderr)")
+        #expect(owner.wait().status == 0, "\(owner.err.snapshot())")
+        #expect(!other.stdout.contains("start 1"), "B took a job whose lease A renewed: \(other.stdout)")
+        let (jobs, _) = try bench.status()
+        #expect(jobs[1]?.state == "completed" && jobs[1]?.attempts == 1, "\(String(describing: jobs[1]))")
+        #expect(jobs[1]?.rest.contains("by=A") == true)
+    }
+
+    @Test("a graceful stop: a job that finishes within --stop-timeout is completed, one that does not is given back")
+    func gracefulStopReleases() throws {
+        let bench = try JobsBench()
+        #expect(try bench.run(["put-special", "1"]).status == 0)
+        let host = try bench.start(["serve", "A", "4", "30"], extra: ["--stop-timeout", "1"])
+        #expect(host.out.waitFor("holding 1"), "the holder never started: \(host.err.snapshot())")
+        #expect(host.out.waitFor("done 3 A"), "\(host.err.snapshot())")
+        kill(host.process.processIdentifier, SIGTERM)
+        let end = host.wait()
+        #expect(end.signaled && end.status == SIGTERM)
+        let (jobs, _) = try bench.status()
+        // Given back at once (not left leased for 30 s), and the lost run does not count as an attempt.
+        #expect(jobs[1]?.state == "pending" && jobs[1]?.attempts == 0, "\(String(describing: jobs[1]))")
+        #expect(jobs[3]?.state == "completed")
+    }
+}
+
+@Suite("atasker-lua: the atasker.jobs API")
+struct JobsAPICLITests {
+    func run(_ bench: JobsBench, _ arguments: [String]) throws -> CLIRun {
+        try CLIRun.run(["--store", bench.url, "Tests/Fixtures/jobs_api.lua"] + arguments)
+    }
+
+    @Test("misuse is an error at the caller's line that names the option and what to do")
+    func misuse() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["misuse"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = run.stdout.split(separator: "\n").map(String.init)
+        let errors = lines.filter { $0.hasPrefix("error ") }
+        #expect(errors.count == 29, "\(run.stdout)")
+        // Each one at the line of the call in the script.
+        for line in errors {
+            #expect(line.contains("Tests/Fixtures/jobs_api.lua:"), "\(line)")
+        }
+        for (label, text) in [
+            ("function value", "the job's value.cb is a function: jobs are data, never code"),
+            ("metatable", "has a metatable: a job carries plain data"),
+            ("misspelt option", "unknown option \"dealy\" (options are: priority, run_at, delay"),
+            ("nan delay", "option 'delay' must be a number of seconds >= 0 and <= 1e9, got -nan"),
+            ("huge delay", "got inf"), ("both times", "not both"),
+            ("fractional attempts", "option 'max_attempts' must be an integer from 1 to 1000000, got 1.5"),
+            ("huge priority", "got 1e+300"), ("dot call", "call put as a method of a queue: q:put(...)"),
+            ("postgres", "the PostgreSQL driver is not built yet"), ("unknown url", "unknown kind of store URL"),
+            ("worker misspelt", "unknown option 'concurency'"), ("worker no fn", "option 'fn' must be a function"),
+            ("worker fn with a file", "cannot copy upvalue 'fh'"), ("worker name taken", "already exists"),
+            ("periodic nan every", "option 'every' must be a number of seconds > 0"),
+            ("put_many holes", "no holes"),
+        ] {
+            #expect(
+                errors.contains { $0.hasPrefix("error \(label): ") && $0.contains(text) },
+                "\(label): \(errors.first { $0.hasPrefix("error \(label): ") } ?? "missing")")
+        }
+        #expect(lines.contains("put_many\t3\ttrue\t2"), "\(run.stdout)")
+        #expect(lines.contains("info\t3"), "\(run.stdout)")
+    }
+
+    @Test("finished jobs are deleted once their keep time has passed")
+    func keep() throws {
+        let bench = try JobsBench()
+        let first = try self.run(bench, ["keep", "run"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let second = try self.run(bench, ["keep", "look"])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.contains("job 1: gone"), "\(first.stdout) \(second.stdout)")
+    }
+
+    @Test("a job that stops its own worker: the stop asks, the job ends, and the program exits")
+    func stopFromInside() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["stop-inside"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("stop from inside returned\tfalse"), "\(run.stdout)")
+    }
+
+    @Test("a job put by another process wakes a worker at once, not at its next poll (30 s)")
+    func wakeAcrossProcesses() throws {
+        let bench = try JobsBench()
+        #expect(try self.run(bench, ["put-one", "other"]).status == 0)  // the file exists, as its WAL does
+        let host = try bench.start(["slow-poll"], fixture: "jobs_api.lua")
+        #expect(host.out.waitFor("ready"), "\(host.err.snapshot())")
+        let started = Date()
+        #expect(try self.run(bench, ["put-one", "sp"]).status == 0)
+        #expect(host.out.waitFor("ran ", timeout: 20), "\(host.err.snapshot())")
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(host.wait().status == 0, "\(host.err.snapshot())")
+    }
+
+    @Test("a job cancelled while it runs: its ack is refused and it does not run again")
+    func cancelRunning() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["cancel-running"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("cancel\ttrue"), "\(run.stdout)")
+        #expect(run.stdout.contains("state canceled, result nil, lost 1"), "\(run.stdout)")
+        #expect(!run.stdout.contains("attempt 2"), "\(run.stdout)")
+    }
+
+    @Test("a queue without a store says how to name one")
+    func noStore() throws {
+        let run = try CLIRun.run(["Tests/Fixtures/jobs_api.lua", "no-store"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(
+            run.stdout.contains("no store: pass {store = 'sqlite:///path/file.db'}, or run atasker-lua with --store"))
+    }
+
+    @Test("jobs run on the thread pool, an aloop and the process pool; cancel, timeout and an unstorable result")
+    func kinds() throws {
+        let bench = try JobsBench()
+        let run = try self.run(bench, ["kinds"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = Set(run.stdout.split(separator: "\n").map(String.init))
+        for expected in [
+            "cancel\ttrue\tfalse", "queue\tk\t0\t0\t0", "queue\tka\t0\t0\t0", "queue\tkm\t0\t0\t0",
+            "job 1 k completed 10 here", "job 3 k completed 30 here", "job 4 k canceled - -",
+            "job 7 ka completed 10 here", "job 9 ka completed 30 here", "job 10 km completed 10 child",
+        ] {
+            #expect(lines.contains(expected), "missing '\(expected)' in \(run.stdout)")
+        }
+        #expect(lines.contains { $0.hasPrefix("job 5 k dead - job 5 timed out after 0.3 s") }, "\(run.stdout)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("job 6 k dead - job 6: its result cannot be stored: the result is a function")
+            },
+            "\(run.stdout)")
+    }
+
+    @Test("a periodic job is put once per period across hosts")
+    func periodicOncePerPeriod() throws {
+        let bench = try JobsBench()
+        let hosts = try (0..<3).map { _ in
+            try bench.start(["periodic", "3600"], fixture: "jobs_api.lua")
+        }
+        var puts = 0
+        for host in hosts {
+            let end = host.wait()
+            #expect(end.status == 0, "\(host.err.snapshot())")
+            let out = host.out.snapshot()
+            #expect(out.contains("handled period "), "\(out)")
+            if out.contains(", put 1") { puts += 1 }
+        }
+        #expect(puts == 1, "periods put by the three hosts: \(puts)")
+        let short = try self.run(bench, ["periodic-run", "0.2", "3"])
+        #expect(short.status == 0, "\(short.stderr)")
+        #expect(short.stdout.contains("put 3, completed 3"), "\(short.stdout)")
+    }
+}
