@@ -151,7 +151,7 @@ struct JobsCLITests {
         #expect(stalled.out.waitFor("holding 1"), "the holder never started: \(stalled.err.snapshot())")
         kill(stalled.process.processIdentifier, SIGSTOP)
         // B claims job 1 once A's lease has run out, and completes it (the gate is open for B's attempt).
-        FileManager.default.createFile(atPath: gate, contents: Data())
+        _ = FileManager.default.createFile(atPath: gate, contents: Data())
         let other = try bench.run(["work", "B", "2", "1"])
         #expect(other.status == 0, "\(other.stderr)")
         #expect(other.stdout.contains("done 1 B"))
@@ -170,7 +170,7 @@ struct JobsCLITests {
     func deadAfterMaxAttempts() throws {
         let bench = try JobsBench()
         let gate = bench.dir.appendingPathComponent("gate").path
-        FileManager.default.createFile(atPath: gate, contents: Data())
+        _ = FileManager.default.createFile(atPath: gate, contents: Data())
         #expect(try bench.run(["put-special", "2"]).status == 0)
         let run = try bench.run(["work", "A", "2", "5", gate])
         #expect(run.status == 0, "\(run.stderr)")
