@@ -1,7 +1,8 @@
 // libFuzzer target: the process pool's frame reader (Sources/ATasker/ProcessPool/ProcessFrame.swift), compiled
 // together with it by scripts/fuzz.
 //
-// Each input is the byte stream that one side of a pool socket receives. It is cut into frames twice, once as one
+// Each input is the byte stream that one side of a pool socket receives, taken as it is and with the checksum of
+// each whole frame made right (so that mutations reach the bodies). Each is cut into frames twice, once as one
 // chunk and once a byte at a time (as `recv` may deliver it); both ways must give the same frames and the same
 // violation. Each frame is written again from what was read (`ProcessFrame.append`), which must give its bytes
 // exactly: the frame format is canonical. A body is read as its kind says (`readCall`, `readAnswer`,
@@ -10,6 +11,7 @@
 //
 // With ATL_FUZZ_SEED_DIR set, the target writes its seed corpus there and exits.
 
+import CProcessSpawn
 import Glibc
 
 private func fail(_ message: String) -> Never {
@@ -79,12 +81,33 @@ private func check(kind: ProcessFrame.Kind, body: ArraySlice<UInt8>, original: [
     if parsed != original { fail("a \(kind) body read and written again differs") }
 }
 
+/// `input` with the checksum of each whole frame made right, so that mutations reach the bodies (a fuzzer rarely
+/// guesses a CRC-32C).
+private func repaired(_ input: [UInt8]) -> [UInt8] {
+    var bytes = input
+    var offset = 0
+    while bytes.count - offset >= ProcessFrame.headerSize {
+        let length =
+            Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16
+            | Int(bytes[offset + 3]) << 24
+        guard length >= 1, length <= bytes.count - offset - ProcessFrame.headerSize else { break }
+        let crc = bytes.withUnsafeBufferPointer {
+            atp_crc32c(0, $0.baseAddress! + offset + ProcessFrame.headerSize, length)
+        }
+        for i in 0..<4 { bytes[offset + 4 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
+        offset += ProcessFrame.headerSize + length
+    }
+    return bytes
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzFrame(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    let input = Array(UnsafeBufferPointer(start: data, count: size))
-    let whole = cut(input, chunk: max(input.count, 1))
-    let bytewise = cut(input, chunk: 1)
-    if whole != bytewise { fail("the frames differ when the bytes arrive one at a time") }
+    let raw = Array(UnsafeBufferPointer(start: data, count: size))
+    for input in [raw, repaired(raw)] {
+        let whole = cut(input, chunk: max(input.count, 1))
+        let bytewise = cut(input, chunk: 1)
+        if whole != bytewise { fail("the frames differ when the bytes arrive one at a time") }
+    }
     return 0
 }
 
