@@ -504,22 +504,41 @@ void atl_handle_push(lua_State *L, void *obj, int kind) {
 ** The trampoline
 ** ======================================================================= */
 
-int atl_raise_owned(lua_State *L, char *msg) {
-  if (msg == NULL) return luaL_error(L, "unknown error");
-  lua_pushstring(L, msg);  /* may fail with memory: 'msg' would leak */
+/* Stack: the message (light userdata), and whether to put the place of
+** the caller of the function that raises before it. Pushing the string may
+** fail with memory: this runs protected, so that the caller frees the
+** message either way (ASan found the leak under allocation failures). */
+static int pushowned(lua_State *L) {
+  int where = lua_toboolean(L, 2);
+  const char *msg = (const char *)lua_touserdata(L, 1);
+  if (where) luaL_where(L, 2);  /* level 1 is that function, seen from here */
+  lua_pushstring(L, msg);
+  if (where) lua_concat(L, 2);
+  return 1;
+}
+
+static int raiseowned(lua_State *L, char *msg, int where) {
+  lua_pushcfunction(L, pushowned);
+  lua_pushlightuserdata(L, msg);
+  lua_pushboolean(L, where);
+  lua_pcall(L, 2, 1, 0);  /* the message, or the memory error */
   free(msg);
   return lua_error(L);
 }
 
+int atl_raise_owned(lua_State *L, char *msg) {
+  if (msg == NULL) return luaL_error(L, "unknown error");
+  return raiseowned(L, msg, 0);
+}
+
 int atl_raise_owned_where(lua_State *L, char *msg) {
-  luaL_where(L, 1);
-  if (msg == NULL) lua_pushliteral(L, "unknown error");
-  else {
-    lua_pushstring(L, msg);
-    free(msg);
+  if (msg == NULL) {
+    luaL_where(L, 1);
+    lua_pushliteral(L, "unknown error");
+    lua_concat(L, 2);
+    return lua_error(L);
   }
-  lua_concat(L, 2);
-  return lua_error(L);
+  return raiseowned(L, msg, 1);
 }
 
 /* A NUL byte of the message becomes the two characters '\0', so that the
