@@ -45,6 +45,16 @@ typedef struct atl_Small {
 #define ATL_NSPARE   2
 #define ATL_SPAREMAX 1024
 
+/* The thread that is inside a state now, through an entry point of the
+** shim (owner.c; checked only when compiled with ATL_STATE_OWNER). */
+typedef struct atl_Owner {
+  _Atomic(uintptr_t) thread;      /* its pthread_t, or 0: none */
+  _Atomic(long) tid;              /* its kernel thread id, for messages */
+  _Atomic(const char *) where;    /* the entry point it came in by */
+  int depth;                      /* nested entries (a host call that comes
+                                     back into the same state) */
+} atl_Owner;
+
 /* Per-state data, kept in the state's extra space (a pointer to it). */
 typedef struct atl_StateData {
   atl_Small small;
@@ -81,6 +91,7 @@ typedef struct atl_StateData {
   uint64_t serial;
   struct atl_StateData *reg_prev, *reg_next;
   char label[ATL_LABELMAX];
+  atl_Owner owner;      /* the thread inside the state (owner.c) */
 } atl_StateData;
 
 /* [-0, +0, -] Add an opened state's data to the list of states / take it

@@ -114,21 +114,14 @@ public enum ProcessChild {
         while let frame = channel.next() {
             switch frame.kind {
             case .call:
-                var body = ProcessFrame.BodyReader(frame.body[...], kind: .call)
                 let id: UInt64
-                var definitions: [ProcessDefinition] = []
+                let definitions: [ProcessDefinition]
+                let payload: [UInt8]
                 do {
-                    id = try body.u64()
-                    let count = try body.u32()
-                    for _ in 0..<count {
-                        let key = try body.u64()
-                        let size = try body.u32()
-                        definitions.append(ProcessDefinition(key: key, payload: try body.bytes(count: Int(size))))
-                    }
+                    (id, definitions, payload) = try ProcessFrame.readCall(frame.body[...])
                 } catch {
                     Self.protocolFailure(error.detail)
                 }
-                let payload = body.rest()
                 channel.inCall = true
                 let reply = handler.call(definitions: definitions, payload: payload)
                 channel.inCall = false

@@ -68,20 +68,18 @@ final class ProcessChildChannel {
             }
             switch frame.kind {
             case .response:
-                var body = ProcessFrame.BodyReader(frame.body[...], kind: .response)
                 let answered: UInt64
-                let status: UInt8
+                let success: Bool
+                let answer: [UInt8]
                 do {
-                    answered = try body.u64()
-                    status = try body.u8()
+                    (answered, success, answer) = try ProcessFrame.readAnswer(frame.body[...], kind: .response)
                 } catch {
                     ProcessChild.protocolFailure(error.detail)
                 }
                 guard answered == id else {
                     ProcessChild.protocolFailure("a response to request \(answered) while waiting for \(id)")
                 }
-                let answer = body.rest()
-                if status == 0 {
+                if success {
                     return answer
                 }
                 throw ProcessChildError(ProcessPoolError.text(answer))

@@ -346,13 +346,8 @@ final class ProcessChildConnection: Sendable {
             do {
                 switch frame.kind {
                 case .reply:
-                    let callID = try body.u64()
-                    let status = try body.u8()
-                    guard status <= 1 else {
-                        return flushReplies() ?? "bad reply status \(status)"
-                    }
-                    let payload = body.rest()
-                    replies.append((callID, status == 0 ? .success(payload) : .failure(payload)))
+                    let (callID, success, payload) = try ProcessFrame.readAnswer(frame.body, kind: .reply)
+                    replies.append((callID, success ? .success(payload) : .failure(payload)))
                 case .ready:
                     if let violation = flushReplies() {
                         return violation
@@ -371,8 +366,7 @@ final class ProcessChildConnection: Sendable {
                     if let violation = flushReplies() {
                         return violation
                     }
-                    let id = try body.u64()
-                    let payload = body.rest()
+                    let (id, payload) = try ProcessFrame.readRequest(frame.body)
                     let answer: (success: Bool, bytes: [UInt8])
                     if let service = pool.service {
                         answer = (true, service(payload, false))

@@ -117,6 +117,42 @@ enum ProcessFrame {
 
     // MARK: - Decoding bodies
 
+    /// The fields of a `call` body: the call's id, the definitions that it carries and its payload.
+    static func readCall(
+        _ bytes: ArraySlice<UInt8>
+    ) throws(Violation) -> (id: UInt64, definitions: [ProcessDefinition], payload: [UInt8]) {
+        var body = BodyReader(bytes, kind: .call)
+        let id = try body.u64()
+        let count = try body.u32()
+        var definitions: [ProcessDefinition] = []
+        for _ in 0..<count {
+            let key = try body.u64()
+            let size = try body.u32()
+            definitions.append(ProcessDefinition(key: key, payload: try body.bytes(count: Int(size))))
+        }
+        return (id, definitions, body.rest())
+    }
+
+    /// The fields of a `reply` or `response` body: the id, whether it reports a success, and the payload. A
+    /// status other than 0 (success) or 1 (failure) is a violation.
+    static func readAnswer(
+        _ bytes: ArraySlice<UInt8>, kind: Kind
+    ) throws(Violation) -> (id: UInt64, success: Bool, payload: [UInt8]) {
+        var body = BodyReader(bytes, kind: kind)
+        let id = try body.u64()
+        let status = try body.u8()
+        guard status <= 1 else {
+            throw Violation(detail: "bad \(kind) status \(status)")
+        }
+        return (id, status == 0, body.rest())
+    }
+
+    /// The fields of a `request` body: the id and the payload.
+    static func readRequest(_ bytes: ArraySlice<UInt8>) throws(Violation) -> (id: UInt64, payload: [UInt8]) {
+        var body = BodyReader(bytes, kind: .request)
+        return (try body.u64(), body.rest())
+    }
+
     /// Reads the fields of a frame body from the front, throwing a ``Violation`` when it is too short.
     struct BodyReader {
         let bytes: ArraySlice<UInt8>

@@ -127,7 +127,7 @@ extension LuaState {
     func newCoroutine() throws(LuaError) -> Int32 {
         var ref: Int32 = 0
         var err: UnsafeMutablePointer<CChar>?
-        let st = atl_async_new(self.pointer, &ref, &err)
+        let st = self.inside("atl_async_new", atl_async_new(self.pointer, &ref, &err))
         guard st == ATL_OK else {
             throw LuaError(code: .memory, fullMessage: takeMessage(err) ?? "not enough memory")
         }
@@ -136,7 +136,7 @@ extension LuaState {
 
     /// A full garbage collection (the garbage of a worker's setup is not kept for its life).
     func collectGarbage() {
-        atl_async_collect(self.pointer)
+        self.inside("atl_async_collect", atl_async_collect(self.pointer))
     }
 
     /// The name of running execution `id` (`worker 'w'`), or nil when it does not run.
@@ -148,13 +148,15 @@ extension LuaState {
 
     /// Drops coroutine `ref`.
     func freeCoroutine(_ ref: Int32) {
-        atl_async_free(self.pointer, ref)
+        self.inside("atl_async_free", atl_async_free(self.pointer, ref))
     }
 
     /// Starts an execution of the worker set up in this state, in coroutine `ref`.
     func beginWorkerCoroutine(_ ref: Int32, item: EncodedValues?, taskID: Int) throws(LuaError) -> AsyncStep {
         var out = atl_AsyncStep()
-        let st = withOptionalEncoded(item) { atl_async_begin_worker(self.pointer, ref, $0, Int64(taskID), &out) }
+        let st = withOptionalEncoded(item) {
+            self.inside("atl_async_begin_worker", atl_async_begin_worker(self.pointer, ref, $0, Int64(taskID), &out))
+        }
         return try Self.asyncStep(st, &out)
     }
 
@@ -164,7 +166,9 @@ extension LuaState {
     {
         var out = atl_AsyncStep()
         let st = function.withBuffer { fn in
-            withOptionalEncoded(arguments) { atl_async_begin_task(self.pointer, ref, fn, $0, &out) }
+            withOptionalEncoded(arguments) {
+                self.inside("atl_async_begin_task", atl_async_begin_task(self.pointer, ref, fn, $0, &out))
+            }
         }
         return try Self.asyncStep(st, &out)
     }
@@ -175,7 +179,8 @@ extension LuaState {
     {
         var out = atl_AsyncStep()
         let pointer = call?.take()
-        let st = atl_async_resume(self.pointer, ref, isWorker ? 1 : 0, pointer, cancel ? 1 : 0, &out)
+        let st = self.inside(
+            "atl_async_resume", atl_async_resume(self.pointer, ref, isWorker ? 1 : 0, pointer, cancel ? 1 : 0, &out))
         return try Self.asyncStep(st, &out)
     }
 

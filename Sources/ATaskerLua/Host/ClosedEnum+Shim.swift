@@ -10,3 +10,10 @@ func closedEnum<E: RawRepresentable>(_ raw: UInt32, first: E, last: E) -> E? whe
     guard raw >= first.rawValue, raw <= last.rawValue else { return nil }
     return E(rawValue: raw)
 }
+
+/// The handle kind numbered `kind`, or nil when the shim has none of that number. (Here rather than with the other
+/// `HostCore` helpers so that the codec's Swift reader needs nothing else: the fuzz target compiles just these files.)
+func shimHandleKind(_ kind: Int) -> atl_HandleKind? {
+    guard let raw = UInt32(exactly: kind) else { return nil }
+    return closedEnum(raw, first: .ATL_H_SUPERVISOR, last: .ATL_H_JOB)
+}

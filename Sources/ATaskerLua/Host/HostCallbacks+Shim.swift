@@ -18,8 +18,7 @@ enum ATLKind {
 extension HostCore {
     /// The handle kind numbered `kind`, or nil when the shim has none of that number.
     static func handleKind(_ kind: Int) -> atl_HandleKind? {
-        guard let raw = UInt32(exactly: kind) else { return nil }
-        return closedEnum(raw, first: .ATL_H_SUPERVISOR, last: .ATL_H_JOB)
+        shimHandleKind(kind)
     }
 
     /// The function that `call` asks for, or nil when the shim has none of that number.

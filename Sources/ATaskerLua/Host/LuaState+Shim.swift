@@ -89,6 +89,7 @@ final class LuaState {
     func close() {
         guard !self.isClosed else { return }
         self.isClosed = true
+        atl_state_enter(self.pointer, "atl_state_close")  // (closing frees the owner word: no leave)
         atl_state_close(self.pointer)
         self.metrics?.luaStateClosed()
     }
@@ -154,6 +155,15 @@ final class LuaState {
         atl_state_set_label(self.pointer, label)
     }
 
+    /// Makes `call`, an entry point of the shim on this state, as the thread inside the state: with the shim's owner
+    /// check compiled in (scripts/sanitize), a second thread inside it at the same time aborts naming both.
+    @inline(__always)
+    func inside<T>(_ entry: StaticString, _ call: @autoclosure () -> T) -> T {
+        atl_state_enter(self.pointer, UnsafeRawPointer(entry.utf8Start).assumingMemoryBound(to: CChar.self))
+        defer { atl_state_leave(self.pointer) }
+        return call()
+    }
+
     /// Sets the global `arg` table as the standalone `lua` does.
     func setArguments(_ arguments: [String]) throws(LuaError) {
         let copies = arguments.map { strdup($0) }
@@ -161,7 +171,7 @@ final class LuaState {
         let ptrs: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
         var err: UnsafeMutablePointer<CChar>?
         let st = ptrs.withUnsafeBufferPointer {
-            atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err)
+            self.inside("atl_state_set_args", atl_state_set_args(self.pointer, $0.baseAddress, Int32($0.count), &err))
         }
         if st != ATL_OK { throw shimError(st, err, "setting arg") }
     }
@@ -170,7 +180,7 @@ final class LuaState {
     func runFile(_ path: String) throws(LuaError) -> LuaOutcome {
         var err: UnsafeMutablePointer<CChar>?
         var code: Int32 = 0
-        let st = atl_run_file(self.pointer, path, &err, &code)
+        let st = self.inside("atl_run_file", atl_run_file(self.pointer, path, &err, &code))
         return try outcome(st, err: err, exitCode: code, out: nil, operation: "running \(path)")
     }
 
@@ -183,7 +193,9 @@ final class LuaState {
         bytes.append(0)
         let st = bytes.withUnsafeBufferPointer { raw in
             raw.withMemoryRebound(to: CChar.self) { chars in
-                atl_run_string(self.pointer, chars.baseAddress, chars.count - 1, name, &out, &err, &exitCode)
+                self.inside(
+                    "atl_run_string",
+                    atl_run_string(self.pointer, chars.baseAddress, chars.count - 1, name, &out, &err, &exitCode))
             }
         }
         return try outcome(st, err: err, exitCode: exitCode, out: &out, operation: "running chunk \(name)")
@@ -201,7 +213,9 @@ final class LuaState {
             let resultPointer: UnsafeMutablePointer<atl_Buffer>? = wantResult ? outPointer : nil
             let st = function.withBuffer { fn in
                 withOptionalBuffer(arguments) { args in
-                    atl_run_task(self.pointer, functionID, fn, Int32(member), args, resultPointer, &err, &exitCode)
+                    self.inside(
+                        "atl_run_task",
+                        atl_run_task(self.pointer, functionID, fn, Int32(member), args, resultPointer, &err, &exitCode))
                 }
             }
             return try self.outcome(st, err: err, exitCode: exitCode, out: resultPointer, operation: "running a task")
@@ -214,7 +228,9 @@ final class LuaState {
         var err: UnsafeMutablePointer<CChar>?
         let st = function.withBuffer { fn in
             keywords.withBuffer { kw in
-                withOptionalBuffer(onError) { atl_worker_setup(self.pointer, fn, kw, $0, &err) }
+                withOptionalBuffer(onError) {
+                    self.inside("atl_worker_setup", atl_worker_setup(self.pointer, fn, kw, $0, &err))
+                }
             }
         }
         if st != ATL_OK {
@@ -240,9 +256,13 @@ final class LuaState {
         var exitCode: Int32 = 0
         let st: Int32
         if let item {
-            st = item.withBuffer { atl_worker_run(self.pointer, $0, Int64(taskID), &stop, &handled, &err, &exitCode) }
+            st = item.withBuffer {
+                self.inside(
+                    "atl_worker_run", atl_worker_run(self.pointer, $0, Int64(taskID), &stop, &handled, &err, &exitCode))
+            }
         } else {
-            st = atl_worker_run(self.pointer, nil, Int64(taskID), &stop, &handled, &err, &exitCode)
+            st = self.inside(
+                "atl_worker_run", atl_worker_run(self.pointer, nil, Int64(taskID), &stop, &handled, &err, &exitCode))
         }
         switch st {
         case ATL_OK:
@@ -302,8 +322,10 @@ final class LuaState {
             }
             // the encoded items stay alive in `items` for the whole call
             return withExtendedLifetime(items) {
-                atl_worker_run_batch(
-                    self.pointer, buffers, Int32(n), Int64(taskID), budget, &ran, &handled, &stop, &err, &exitCode)
+                self.inside(
+                    "atl_worker_run_batch",
+                    atl_worker_run_batch(
+                        self.pointer, buffers, Int32(n), Int64(taskID), budget, &ran, &handled, &stop, &err, &exitCode))
             }
         }
         result.ran = Int(ran)
@@ -326,7 +348,7 @@ final class LuaState {
     func workerKeywords(taskID: Int) throws(LuaError) -> EncodedValues {
         var err: UnsafeMutablePointer<CChar>?
         var out = atl_Buffer()
-        let st = atl_worker_kwargs(self.pointer, Int64(taskID), &out, &err)
+        let st = self.inside("atl_worker_kwargs", atl_worker_kwargs(self.pointer, Int64(taskID), &out, &err))
         guard st == ATL_OK else {
             throw shimError(st, err, "copying the worker's kw")
         }
@@ -338,7 +360,7 @@ final class LuaState {
     func workerFailed(_ message: String) throws(LuaError) -> Bool {
         var err: UnsafeMutablePointer<CChar>?
         var handled: Int32 = 0
-        let st = atl_worker_onerror(self.pointer, message, &handled, &err)
+        let st = self.inside("atl_worker_onerror", atl_worker_onerror(self.pointer, message, &handled, &err))
         guard st == ATL_OK else {
             throw shimError(st, err, "calling on_error")
         }
@@ -354,7 +376,7 @@ final class LuaState {
         guard bytes.withUnsafeBytes({ atl_buffer_append(&buffer, $0.baseAddress, $0.count) }) == ATL_OK else {
             throw LuaError(code: .memory, fullMessage: "not enough memory")
         }
-        let st = atl_codec_probe(self.pointer, &buffer, 0, &err)
+        let st = self.inside("atl_codec_probe", atl_codec_probe(self.pointer, &buffer, 0, &err))
         if st != ATL_OK {
             throw shimError(st, err, "decoding")
         }

@@ -450,7 +450,7 @@ private struct ValueDecoder {
         let kind = self.base[self.pos]
         self.pos += 1
         let bits = try self.u64("handle")
-        guard HostCore.handleKind(Int(kind)) != nil, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
+        guard shimHandleKind(Int(kind)) != nil, let pointer = UnsafeRawPointer(bitPattern: UInt(bits))
         else { throw self.corrupted("bad handle", at: self.pos - 9) }
         // The encoders retain one object per HANDLE tag, in the order of the tags: the k-th tag must name the
         // k-th object that the buffer holds.

@@ -285,6 +285,17 @@ typedef struct atl_StateOptions {
 ** (also global 'atasker'), module "host" and the process-wide 'print' and
 ** 'os.exit'. Returns NULL and sets '*err' on failure. */
 lua_State *atl_state_open(const atl_StateOptions *opts, char **err);
+/* [-0, +0, -] The calling thread enters / leaves state 'L' through entry
+** point 'where' (a static string). Built with ATL_STATE_OWNER defined
+** (scripts/sanitize passes -Xcc -DATL_STATE_OWNER), entering a state that
+** another thread is inside, or leaving one that this thread is not inside,
+** prints what happened, naming the state, both threads and their entry
+** points, and aborts: TSan cannot see a 'lua_State' shared by two threads,
+** since liblua is not instrumented. The same thread may enter again (a host
+** call that comes back into its own state). Without the define both do
+** nothing. 'atl_state_close' needs no 'atl_state_leave' after it. */
+void atl_state_enter(lua_State *L, const char *where);
+void atl_state_leave(lua_State *L);
 /* [-0, +0, -] Close a state (runs finalizers, releases handles). */
 void atl_state_close(lua_State *L);
 /* [-0, +0, -] Set the global table 'arg' of the main state: 'argv[0]' is the
