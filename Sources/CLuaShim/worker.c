@@ -21,9 +21,6 @@ static const char run_key = 'r';      /* registry: 'run_p' with the executor,
                                       ** kw and the place as upvalues */
 
 static int run_p(lua_State *L);
-static int batch_p(lua_State *L);
-static const char batch_key = 'b';    /* registry: 'batch_p', its upvalues
-                                      ** those of 'run_p' */
 
 typedef struct SetupParams {
   const atl_Buffer *fn, *kw, *onerror;
@@ -112,11 +109,6 @@ static int setup_p(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
   lua_pushcclosure(L, run_p, 3);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &run_key);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &fn_key);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &kw_key);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &place_key);
-  lua_pushcclosure(L, batch_p, 3);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &batch_key);
   /* only now: while the heap grows from nothing to the state's size, a
   ** short pause would run a cycle for every fifth of growth */
   lua_gc(L, LUA_GCINC, ATL_WORKER_GCPAUSE, 0, 0);
@@ -246,22 +238,10 @@ int atl_worker_handleerror(lua_State *L, int msgh) {
   return callonerror(L, msgh);
 }
 
-/* One execution; upvalues: the executor, kw, the executor's place. The
-** registry's error object is nil here ('atl_worker_run' clears it after an
-** execution that failed). */
 static int runitem(lua_State *L, RunParams *p, int msgh);
 
-static int run_p(lua_State *L) {
-  RunParams *p = (RunParams *)lua_touserdata(L, 1);
-  int msgh;
-  lua_pushcfunction(L, worker_msghandler);
-  msgh = lua_gettop(L);
-  atl_exec_setplacestr(lua_tostring(L, lua_upvalueindex(3)));
-  return runitem(L, p, msgh);
-}
-
 typedef struct BatchParams {
-  const atl_Buffer *items;
+  const atl_Buffer *items;  /* NULL: executions without an item, 'fn(kw)' */
   int n, i;             /* the items, and the one that runs now */
   long long taskid;     /* of item 0 */
   double deadline;
@@ -269,13 +249,19 @@ typedef struct BatchParams {
   char *err;
 } BatchParams;
 
-static double coarse(void);
+static double coarse(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
-/* The items of a batch in turn, in one protected call (upvalues as
-** 'run_p'): an item's own error is handled here as 'run_p' does; an error
-** that escapes (an 'on_error' that raised, memory) ends the call, with
-** 'b->i' at the item it came from. */
-static int batch_p(lua_State *L) {
+/* The executions of 'b' in turn, in one protected call; upvalues: the
+** executor, kw, the executor's place. An execution's own error goes to
+** 'on_error' here; an error that escapes (an 'on_error' that raised,
+** memory) ends the call, with 'b->i' at the execution it came from. The
+** registry's error object is nil here ('atl_worker_run_batch' clears it
+** after a run that failed). */
+static int run_p(lua_State *L) {
   BatchParams *b = (BatchParams *)lua_touserdata(L, 1);
   int msgh;
   lua_pushcfunction(L, worker_msghandler);
@@ -284,7 +270,7 @@ static int batch_p(lua_State *L) {
   while (b->i < b->n) {
     RunParams p;
     memset(&p, 0, sizeof p);
-    p.item = &b->items[b->i];
+    p.item = (b->items != NULL) ? &b->items[b->i] : NULL;
     p.taskid = b->taskid + b->i;
     runitem(L, &p, msgh);
     lua_settop(L, msgh);
@@ -362,52 +348,7 @@ static int runitem(lua_State *L, RunParams *p, int msgh) {
   return 0;
 }
 
-/* One run of the execution function 'run_p', which the caller pushed;
-** inside an announced execution. Fills 'p' (whose item and taskid are set)
-** and pops the function. */
-static void runone(lua_State *L, RunParams *p) {
-  int st;
-  lua_pushlightuserdata(L, p);
-  st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK) {  /* on_error raised, or out of memory */
-    free(p->err);
-    if (atl_isexit(L, -1)) p->status = ATL_EXIT;
-    else {
-      p->status = (st == LUA_ERRMEM) ? ATL_ERRMEM
-                : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
-      p->err = atl_strdup_top(L, -1);
-    }
-    lua_pop(L, 1);
-  }
-  if (st != LUA_OK || p->status != ATL_OK || p->handled) {
-    /* the error object, if one was kept, is not the next execution's (a
-    ** raw set of nil allocates nothing, so this cannot raise) */
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &errobj_key);
-  }
-}
-
-/* Begin an execution and push the worker's function kept at 'key'; 0 (and
-** '*err') when the state was not set up for a worker. */
-static int beginrun(lua_State *L, atl_ExecFrame *frame, const void *key,
-                    char **err) {
-  *err = NULL;
-  atl_exec_begin(L, frame);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TFUNCTION) {
-    lua_pop(L, 1);
-    atl_exec_end(L, frame);
-    *err = strdup("the worker's state was not set up");
-    return 0;
-  }
-  return 1;
-}
-
-static double coarse(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
+/* Also 'atl_worker_run', as one execution without an item (items NULL). */
 int atl_worker_run_batch(lua_State *L, const atl_Buffer *items, int n,
                          long long taskid, double budget, int *ran,
                          int *handled, int *stop, char **err, int *exitcode) {
@@ -422,10 +363,17 @@ int atl_worker_run_batch(lua_State *L, const atl_Buffer *items, int n,
   *ran = 0;
   *handled = 0;
   *stop = 0;
-  if (!beginrun(L, &frame, &batch_key, err)) return ATL_ERRRUN;
+  *err = NULL;
+  atl_exec_begin(L, &frame);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &run_key) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    atl_exec_end(L, &frame);
+    *err = strdup("the worker's state was not set up");
+    return ATL_ERRRUN;
+  }
   lua_pushlightuserdata(L, &b);
   st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK) {  /* item b.i: its on_error raised, or out of memory */
+  if (st != LUA_OK) {  /* execution b.i: its on_error raised, or memory */
     b.status = atl_isexit(L, -1) ? ATL_EXIT
              : (st == LUA_ERRMEM) ? ATL_ERRMEM
              : atl_exec_cancelling() ? ATL_ERRCANCEL : ATL_ERRRUN;
@@ -451,22 +399,9 @@ int atl_worker_run_batch(lua_State *L, const atl_Buffer *items, int n,
 
 int atl_worker_run(lua_State *L, const atl_Buffer *item, long long taskid,
                    int *stop, int *handled, char **err, int *exitcode) {
-  RunParams p;
-  atl_ExecFrame frame;
-  memset(&p, 0, sizeof p);
-  p.item = item;
-  p.taskid = taskid;
-  *stop = 0;
-  *handled = 0;
-  if (!beginrun(L, &frame, &run_key, err)) return ATL_ERRRUN;
-  runone(L, &p);
-  atl_exec_end(L, &frame);
-  if (p.status == ATL_EXIT && exitcode != NULL)
-    *exitcode = atl_statedata(L)->exitcode;
-  *stop = p.stop;
-  *handled = p.handled;
-  *err = p.err;
-  return p.status;
+  int ran;
+  return atl_worker_run_batch(L, item, 1, taskid, 0, &ran, handled, stop, err,
+                              exitcode);
 }
 
 /* {======================================================================

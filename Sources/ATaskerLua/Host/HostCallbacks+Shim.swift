@@ -79,12 +79,6 @@ struct WorkerCallArguments {
         return EncodedValues(taking: &buffer.pointee)
     }
 
-    /// The one argument as a queue item of its own when it is a number, a boolean or a short string (read from the
-    /// bytes, the buffer left to the shim to reuse); nil otherwise.
-    func scalarItem() -> LuaQueueItem? {
-        LuaQueueItem(scalarOf: self.call)
-    }
-
     /// The first argument on its own, or nil when there is none (or it is nil).
     func first() throws -> EncodedValues? {
         guard let all = self.takeAll() else { return nil }

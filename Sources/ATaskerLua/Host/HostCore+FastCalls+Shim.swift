@@ -31,9 +31,9 @@ extension HostCore {
         return nil
     }
 
-    /// Answers a call to a worker handle (`fn`) when it reads a property or a state, or puts a scalar item into a
-    /// FIFO or LIFO queue; returns nil to leave it to the general path (another call, a child, an object of another
-    /// type).
+    /// Answers a call to a worker handle (`fn`) when it reads a property or a state, or returns nil to leave it to
+    /// the general path (another call, a child, an object of another type). A scalar `put` never gets here: the shim
+    /// hands it to ``fastPut(_:_:)``.
     func fastWorkerCall(_ fn: atl_Fn, _ call: UnsafeMutablePointer<atl_Call>) -> CallResults? {
         guard !self.isChild, let pointer = call.pointee.`self`,
             let lw = Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as? LuaWorker
@@ -42,17 +42,6 @@ extension HostCore {
         if fn == .ATL_FN_WORKER_IS_ACTIVE { return .value(.boolean(lw.worker.isActive)) }
         if fn == .ATL_FN_WORKER_IS_STARTED { return .value(.boolean(lw.worker.isStarted)) }
         if fn == .ATL_FN_WORKER_IS_STOPPED { return .value(.boolean(lw.worker.isStopped)) }
-        if fn == .ATL_FN_WORKER_PUT, let queue = lw.queue, queue.order != .priority,
-            let item = LuaQueueItem(scalarOf: call)
-        {
-            // A number, a boolean or a short string: no buffer is taken and nothing is allocated (see LuaQueueItem).
-            if Aloop.current != nil {
-                queue.putWithoutWaiting(item)  // a full queue never blocks an aloop's thread
-            } else {
-                queue.put(item)
-            }
-            return CallResults.none
-        }
         return nil
     }
 }

@@ -219,22 +219,17 @@ extension HostCore {
                 throw CallError(
                     message: "put: worker '\(worker.name)' is a \(worker.kind.rawValue) worker, not a queue worker")
             }
-            let item: LuaQueueItem
+            // (a scalar item of a FIFO or LIFO queue went to the host's fastPut: this is any other)
+            guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
+            let item = LuaQueueItem(encoded: encoded)
             var priority = 0
             if queue.order == .priority {
-                guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
-                item = LuaQueueItem(encoded: encoded)
                 guard let p = item.priority else {
                     throw CallError(
                         message: "put: worker '\(worker.name)' has a priority queue: put {priority, value} with an "
                             + "integer priority")
                 }
                 priority = p
-            } else if let scalar = call.scalarItem() {
-                item = scalar
-            } else {
-                guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
-                item = LuaQueueItem(encoded: encoded)
             }
             if Aloop.current != nil {
                 // A full queue never blocks an aloop's thread: the item is added anyway.

@@ -18,35 +18,6 @@ enum LuaQueueItem: Sendable {
     /// The longest string kept as itself.
     static let shortStringMax = 15
 
-    /// The item that the arguments of a `put` call hold, read from the call's bytes when they are one number, one
-    /// boolean or one string of at most ``shortStringMax`` bytes; nil for anything else (the buffer is then taken
-    /// as it is, see ``init(encoded:)``).
-    init?(scalarOf call: UnsafeMutablePointer<atl_Call>) {
-        guard let start = call.pointee.args, call.pointee.argsbuf?.pointee.nhandles == 0 else { return nil }
-        let bytes = UnsafeRawBufferPointer(start: start, count: call.pointee.argslen)
-        let h = CodecTag.header.count
-        guard bytes.count > h + 1, bytes[h] == 1, bytes.starts(with: CodecTag.header) else { return nil }
-        let tag = bytes[h + 1]
-        let payload = h + 2
-        switch tag {
-        case CodecTag.integer, CodecTag.float:
-            guard bytes.count == payload + 8 else { return nil }
-            let bits = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: payload, as: UInt64.self))
-            self = tag == CodecTag.integer ? .integer(Int64(bitPattern: bits)) : .number(Double(bitPattern: bits))
-        case CodecTag.true, CodecTag.false:
-            guard bytes.count == payload else { return nil }
-            self = .boolean(tag == CodecTag.true)
-        case CodecTag.string:
-            // a one-byte length (the codec's varint below 0x80), then the bytes
-            guard bytes.count > payload, bytes[payload] <= Self.shortStringMax,
-                bytes.count == payload + 1 + Int(bytes[payload])
-            else { return nil }
-            self = Self.short(UnsafeRawBufferPointer(rebasing: bytes[(payload + 1)...]))
-        default:
-            return nil
-        }
-    }
-
     /// The item that the shim read from a `put` call's argument; nil for a type it does not name.
     init?(_ scalar: atl_Scalar) {
         guard let tag = UInt8(exactly: scalar.type) else { return nil }
