@@ -344,6 +344,13 @@ test("a burst of items: each has its own _task_id, its error goes to on_error, a
   assert(w.executions == n - 1, "executions " .. w.executions)
 end)
 
+test("put takes one item: more values are refused at the call", function()
+  local w = atasker.background_worker{q = true, fn = function(item, kw) end}
+  local ok, err = pcall(w.put, w, 1, 2)
+  assert(not ok and err:find("one item expected, got 2 values", 1, true), tostring(err))
+  assert(w.queue_depth == 0, "depth " .. w.queue_depth)
+end)
+
 h.done()
 
 -- the program runs while a worker is active: this one stops itself

@@ -221,6 +221,10 @@ extension HostCore {
             }
             // (a scalar item of a FIFO or LIFO queue went to the host's fastPut: this is any other)
             guard let encoded = call.takeAll() else { throw CallError(message: "put: an item expected") }
+            guard encoded.valueCount == 1 else {
+                throw CallError(
+                    message: "put: one item expected, got \(encoded.valueCount) values (put a table to pass several)")
+            }
             let item = LuaQueueItem(encoded: encoded)
             var priority = 0
             if queue.order == .priority {
