@@ -5,6 +5,10 @@
 ** 'require' finds it by name and values that name it travel by name. The
 ** sources belong to the host, which outlives its states; they are loaded in
 ** text mode like every chunk.
+**
+** Module "host" (the Swift functions that the app registered) is a loader
+** there too: a state builds its table of handles only when its code first
+** requires it, so a worker that never calls the host pays nothing for it.
 */
 #define atl_module_app_c
 
@@ -25,12 +29,25 @@ static int load_app_module(lua_State *L) {
   return 1;
 }
 
+/* The loader of module "host": a table of the host functions' handles. */
+static int load_host(lua_State *L) {
+  const atl_HostFunctions *f = atl_statedata(L)->host_functions;
+  int i, n = f == NULL ? 0 : f->n;
+  lua_createtable(L, 0, n);
+  for (i = 0; i < n; i++) {
+    atl_handle_push(L, f->objs[i], ATL_H_HOSTFN);
+    lua_setfield(L, -2, f->names[i]);
+  }
+  return 1;
+}
+
 void atl_preload_app_modules(lua_State *L) {
   const atl_LuaModules *m = atl_statedata(L)->lua_modules;
   int i;
-  if (m == NULL || m->n == 0) return;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  for (i = 0; i < m->n; i++) {
+  lua_pushcfunction(L, load_host);
+  lua_setfield(L, -2, "host");
+  for (i = 0; m != NULL && i < m->n; i++) {
     lua_pushlightuserdata(L, (void *)m);
     lua_pushinteger(L, i);
     lua_pushcclosure(L, load_app_module, 2);

@@ -87,6 +87,7 @@ typedef struct atl_StateData {
   char *package_cpath;
   int allow_bytecode;   /* user code may load binary chunks (loadtext.c) */
   const atl_LuaModules *lua_modules;  /* the app's Lua modules (module_app.c) */
+  const atl_HostFunctions *host_functions;  /* module "host" (module_app.c) */
   /* The host's list of open states (memory.c), under its lock. */
   uint64_t serial;
   struct atl_StateData *reg_prev, *reg_next;
@@ -121,8 +122,8 @@ int atl_state_loadlazy(lua_State *L, const char *name);
 
 atl_StateData *atl_statedata(lua_State *L);
 
-/* [-0, +0, e] Put the app's Lua modules of the state into
-** 'package.preload' (module_app.c). */
+/* [-0, +0, e] Put the app's Lua modules of the state and the loader of
+** module "host" into 'package.preload' (module_app.c). */
 void atl_preload_app_modules(lua_State *L);
 
 /* [-0, +0, -] Free the spare buffers of a state that is closing. */

@@ -388,7 +388,6 @@ static void openlazy(lua_State *L) {
 static int open_p(lua_State *L) {
   const atl_StateOptions *o =
       (const atl_StateOptions *)lua_touserdata(L, 1);
-  int i;
   if (o->is_main) {
     luaL_openlibs(L);
     atl_loadtext_base(L);
@@ -412,15 +411,6 @@ static int open_p(lua_State *L) {
     lua_pop(L, 1);
     atl_preload_app_modules(L);
   }
-  /* module "host": the functions that the embedding app registered */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_createtable(L, 0, o->nhostfn);
-  for (i = 0; i < o->nhostfn; i++) {
-    atl_handle_push(L, o->hostfn_objs[i], ATL_H_HOSTFN);
-    lua_setfield(L, -2, o->hostfn_names[i]);
-  }
-  lua_setfield(L, -2, "host");
-  lua_pop(L, 1);
   if (o->is_main) {
     luaL_requiref(L, "atasker", atl_open_atasker, 1);
     lua_pop(L, 1);
@@ -470,6 +460,7 @@ lua_State *atl_state_open(const atl_StateOptions *opts, char **err) {
   d->allow_bytecode = opts->allow_bytecode;
   d->mem_limit = opts->memory_limit == 0 ? (size_t)-1 : opts->memory_limit;
   d->lua_modules = opts->lua_modules;
+  d->host_functions = opts->host_functions;
   L = lua_newstate(l_alloc, d);
   if (L == NULL) {
     freepages(&d->small);

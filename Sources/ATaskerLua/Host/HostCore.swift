@@ -39,6 +39,8 @@ final class HostCore: Sendable {
         /// The limit of a process-pool child's state (`set_mp_pool{memory_limit=}`); 0: none.
         var processMemoryLimit = 0
         var hostFunctions: [HostFunction] = []
+        /// ``hostFunctions`` as the shim reads them, made when the settings freeze (the first state opens).
+        var hostFunctionTable: HostFunctionTable? = nil
         /// Lua modules written in Lua that the app registered (`LuaHost.register(module:source:)`).
         var luaModules: LuaModuleTable? = nil
         var frozen = false
@@ -70,6 +72,7 @@ final class HostCore: Sendable {
     ) throws(LuaError) -> LuaState {
         let settings = self.settings.withLock { s in
             s.frozen = true
+            if s.hostFunctionTable == nil { s.hostFunctionTable = HostFunctionTable(s.hostFunctions) }
             return s
         }
         let options = LuaState.Options(
@@ -79,7 +82,7 @@ final class HostCore: Sendable {
             isChild: self.isChild,
             packagePath: settings.packagePath,
             packageCPath: settings.packageCPath,
-            hostFunctions: settings.hostFunctions.map { ($0.name, $0) },
+            hostFunctions: settings.hostFunctionTable,
             allocationLimit: allocationLimit,
             allowsBytecode: settings.allowsBytecode,
             memoryLimit: memoryLimit ?? (isMain ? settings.memoryLimit : 0),

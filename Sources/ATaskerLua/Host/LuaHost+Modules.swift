@@ -77,3 +77,34 @@ final class LuaModuleTable: Sendable {
         self.table.deallocate()
     }
 }
+
+/// The functions of module `host` as the shim reads them (each state builds the module when its code first requires
+/// it): names made once as C strings, and the functions, which the table keeps alive with the host.
+final class HostFunctionTable: Sendable {
+    let functions: [HostFunction]
+    // protected by immutability: written in `init`, freed in `deinit`.
+    nonisolated(unsafe) let table: UnsafeMutablePointer<atl_HostFunctions>
+    nonisolated(unsafe) private let names: UnsafeMutablePointer<UnsafePointer<CChar>?>
+    nonisolated(unsafe) private let objects: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+
+    init(_ functions: [HostFunction]) {
+        self.functions = functions
+        let n = functions.count
+        self.names = .allocate(capacity: max(n, 1))
+        self.objects = .allocate(capacity: max(n, 1))
+        for (i, function) in functions.enumerated() {
+            self.names[i] = UnsafePointer(strdup(function.name))
+            self.objects[i] = Unmanaged.passUnretained(function).toOpaque()
+        }
+        self.table = .allocate(capacity: 1)
+        self.table.initialize(
+            to: atl_HostFunctions(n: Int32(n), names: UnsafePointer(self.names), objs: UnsafePointer(self.objects)))
+    }
+
+    deinit {
+        for i in 0..<self.functions.count { free(UnsafeMutablePointer(mutating: self.names[i])) }
+        self.names.deallocate()
+        self.objects.deallocate()
+        self.table.deallocate()
+    }
+}

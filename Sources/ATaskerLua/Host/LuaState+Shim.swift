@@ -20,6 +20,10 @@ final class LuaState {
     var poolLimit = 0
     /// Where the state counts itself while it is open (`atasker_lua_states`).
     private let metrics: SupervisorMetrics?
+    /// The tables that the shim reads from the state's data when its code requires them (kept for as long as the
+    /// state is).
+    private let hostFunctions: HostFunctionTable?
+    private let luaModules: LuaModuleTable?
 
     struct Options {
         var host: UnsafeMutableRawPointer? = nil
@@ -28,7 +32,7 @@ final class LuaState {
         var isChild = false
         var packagePath: String? = nil
         var packageCPath: String? = nil
-        var hostFunctions: [(String, AnyObject)] = []
+        var hostFunctions: HostFunctionTable? = nil
         var allocationLimit: Int = 0
         var allowsBytecode = false
         /// Bytes the state may hold (0: no limit).
@@ -41,35 +45,23 @@ final class LuaState {
 
     init(options: Options) throws(LuaError) {
         var err: UnsafeMutablePointer<CChar>?
-        let names = options.hostFunctions.map { strdup($0.0) }
-        defer { names.forEach { free($0) } }
-        let objects: [UnsafeMutableRawPointer?] = options.hostFunctions.map {
-            Unmanaged.passUnretained($0.1).toOpaque()
-        }
-        let constNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
         let state: OpaquePointer? = withOptionalCString(options.packagePath) { path in
             withOptionalCString(options.packageCPath) { cpath in
                 withOptionalCString(options.label) { label in
-                    constNames.withUnsafeBufferPointer { namesPtr in
-                        objects.withUnsafeBufferPointer { objectsPtr in
-                            var o = atl_StateOptions()
-                            o.host = options.host
-                            o.supervisor = options.supervisor
-                            o.is_main = options.isMain ? 1 : 0
-                            o.is_child = options.isChild ? 1 : 0
-                            o.package_path = path
-                            o.package_cpath = cpath
-                            o.hostfn_names = namesPtr.baseAddress
-                            o.hostfn_objs = objectsPtr.baseAddress
-                            o.nhostfn = Int32(options.hostFunctions.count)
-                            o.alloc_limit = options.allocationLimit
-                            o.allow_bytecode = options.allowsBytecode ? 1 : 0
-                            o.memory_limit = max(0, options.memoryLimit)
-                            o.label = label
-                            o.lua_modules = options.luaModules.map { UnsafePointer($0.table) }
-                            return atl_state_open(&o, &err)
-                        }
-                    }
+                    var o = atl_StateOptions()
+                    o.host = options.host
+                    o.supervisor = options.supervisor
+                    o.is_main = options.isMain ? 1 : 0
+                    o.is_child = options.isChild ? 1 : 0
+                    o.package_path = path
+                    o.package_cpath = cpath
+                    o.host_functions = options.hostFunctions.map { UnsafePointer($0.table) }
+                    o.alloc_limit = options.allocationLimit
+                    o.allow_bytecode = options.allowsBytecode ? 1 : 0
+                    o.memory_limit = max(0, options.memoryLimit)
+                    o.label = label
+                    o.lua_modules = options.luaModules.map { UnsafePointer($0.table) }
+                    return atl_state_open(&o, &err)
                 }
             }
         }
@@ -78,6 +70,8 @@ final class LuaState {
         }
         self.pointer = state
         self.metrics = options.metrics
+        self.hostFunctions = options.hostFunctions
+        self.luaModules = options.luaModules
         self.metrics?.luaStateOpened()
     }
 

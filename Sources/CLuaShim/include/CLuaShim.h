@@ -255,6 +255,15 @@ typedef struct atl_LuaModules {
   const size_t *lengths;
 } atl_LuaModules;
 
+/* The functions of module "host" that the embedding app registered: names
+** and host objects, kept by the host for as long as its states may load the
+** module (it is built on the first 'require "host"' of each state). */
+typedef struct atl_HostFunctions {
+  int n;
+  const char *const *names;
+  void *const *objs;
+} atl_HostFunctions;
+
 typedef struct atl_StateOptions {
   void *host;                 /* passed back in every 'atl_Call' */
   void *supervisor;           /* host object behind 'atasker.supervisor' */
@@ -266,9 +275,7 @@ typedef struct atl_StateOptions {
                                  or handles */
   const char *package_path;   /* prepended to 'package.path', or NULL */
   const char *package_cpath;  /* prepended to 'package.cpath', or NULL */
-  const char *const *hostfn_names;  /* names of functions of module "host" */
-  void *const *hostfn_objs;         /* their host objects */
-  int nhostfn;
+  const atl_HostFunctions *host_functions;  /* module "host", or NULL */
   long alloc_limit;           /* fail the Nth allocation and all later ones
                                  (tests); 0: never */
   int allow_bytecode;         /* user code may load binary chunks; 0: text
