@@ -264,6 +264,17 @@ static int l_wait_completed(lua_State *L) {
     return atl_host_yield(L, ATL_FN_WAIT_COMPLETED, 0, NULL, 1,
                           (lua_KContext)islist, wait_k);
   base = lua_gettop(L);
+  if (islist) {
+    /* a list of task handles goes as their objects, with no encoding */
+    size_t n;
+    void **objs = atl_handle_objects(L, 1, ATL_H_TASK, &n);
+    if (objs != NULL) {
+      lua_insert(L, 1);  /* the array, below the list and the timeout */
+      return waitresults(L, islist, base,
+                         atl_host_call_objs(L, ATL_FN_WAIT_COMPLETED, objs,
+                                            n, 3));
+    }
+  }
   return waitresults(L, islist, base,
                      atl_host_call(L, ATL_FN_WAIT_COMPLETED, 0, NULL, 1));
 }

@@ -230,6 +230,16 @@ int atl_host_call_labelled(lua_State *L, int fn, int kind, void *self,
                            int nlabels);
 /* [-0, +r, e] 'atl_host_call' encoding the arguments with codec 'flags'
 ** (ATL_CODEC_FIRSTALONE: a task function and its arguments). */
+/* [-0, +(0|1), m] The objects of the handles of 'kind' at 1..#t of the
+** list at 't', in a userdata array pushed on the stack (which keeps it for
+** the caller), with their count in '*n'; NULL, pushing nothing, when the
+** list is empty or holds anything else (a value of another kind, a released
+** handle, a hole): the caller then goes the general way. */
+void **atl_handle_objects(lua_State *L, int t, int kind, size_t *n);
+/* [-0, +?, e] Host call 'fn' with the objects 'objs' (see 'atl_Call.objs')
+** and the encoded arguments from 'first' to the top. */
+int atl_host_call_objs(lua_State *L, int fn, void *const *objs, size_t n,
+                       int first);
 int atl_host_call_flags(lua_State *L, int fn, int kind, void *self,
                         int first, int flags);
 

@@ -183,7 +183,7 @@ static int runtask_p(lua_State *L) {
     }
     return 0;
   }
-  if (p->out != NULL) {
+  if (p->out != NULL && !lua_isnil(L, -1)) {  /* nil: no bytes at all */
     /* a child's result goes to its parent: no bytecode, no handles */
     int flags = atl_statedata(L)->is_child
                 ? ATL_CODEC_NOFUNCTIONS | ATL_CODEC_NOHANDLES : 0;

@@ -867,6 +867,49 @@ int atl_host_call_labelled(lua_State *L, int fn, int kind, void *self,
                         ATL_CODEC_SEPARATE);
 }
 
+int atl_host_call_objs(lua_State *L, int fn, void *const *objs, size_t n,
+                       int first) {
+  atl_Call c;
+  atl_Buffer args;
+  int st;
+  memset(&c, 0, sizeof c);
+  memset(&args, 0, sizeof args);
+  preparecall(L, &c, &args, fn, 0, NULL, first, NULL, 0, 0);
+  c.objs = objs;
+  c.nobjs = n;
+  takebuffer(atl_statedata(L), &c.result);
+  st = atl_host.call(&c);
+  givebuffer(atl_statedata(L), &args);
+  return finishcall(L, &c, st);
+}
+
+void **atl_handle_objects(lua_State *L, int t, int kind, size_t *n) {
+  const void *mt = atl_statedata(L)->handle_mt[kind];
+  lua_Unsigned len = lua_rawlen(L, t), i;
+  void **objs;
+  if (mt == NULL || len == 0 || len > ((size_t)-1) / sizeof(void *))
+    return NULL;
+  objs = (void **)lua_newuserdatauv(L, (size_t)len * sizeof(void *), 0);
+  for (i = 1; i <= len; i++) {
+    atl_Handle *h;
+    int same = 0;
+    lua_rawgeti(L, t, (lua_Integer)i);
+    h = (atl_Handle *)lua_touserdata(L, -1);
+    if (h != NULL && lua_getmetatable(L, -1)) {
+      same = lua_topointer(L, -1) == mt;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (!same || h->obj == NULL) {
+      lua_pop(L, 1);  /* the array */
+      return NULL;
+    }
+    objs[i - 1] = h->obj;
+  }
+  *n = (size_t)len;
+  return objs;
+}
+
 int atl_host_call_flags(lua_State *L, int fn, int kind, void *self,
                         int first, int flags) {
   return host_call_full(L, fn, kind, self, first, 0, NULL, 0, flags);

@@ -84,6 +84,7 @@ struct CLITests {
         let expected = [
             "loop: 2 4 nil 8 {5,6} nil 14 16 nil {10,11}", "backwards: 2 4 nil", "hashed: 2", "empty: 0",
             "not a task: bad argument #1 to 'wait_completed' (item 2 is not an atasker.Task)",
+            "another handle: bad argument #1 to 'wait_completed' (item 2 is not an atasker.Task)", "a hole: table",
             "nan timeout: wait_completed: argument #2 (timeout) must be a number of seconds >= 0 and <= 1e9 (got nan)",
             "same task twice: 2 2", "async: 2 4 nil 8",
         ]

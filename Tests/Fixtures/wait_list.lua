@@ -23,6 +23,8 @@ local hashed = {[1] = ts[1], [2] = ts[2], x = "not a task"}
 print("hashed: " .. #atasker.wait_completed(hashed))
 print("empty: " .. #atasker.wait_completed({}))
 print("not a task: " .. select(2, pcall(atasker.wait_completed, {ts[1], 5})))
+print("another handle: " .. select(2, pcall(atasker.wait_completed, {ts[1], atasker.shared("w")})))
+print("a hole: " .. type(atasker.wait_completed({ts[1], nil, ts[2]})))
 print("nan timeout: " .. select(2, pcall(atasker.wait_completed, ts, 0 / 0)))
 print("same task twice: " .. table.concat(atasker.wait_completed({ts[1], ts[1]}), " "))
 

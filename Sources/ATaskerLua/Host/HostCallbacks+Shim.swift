@@ -236,6 +236,23 @@ extension HostCore {
             }
             return .values([try self.backgroundTask(EncodedValues(taking: &buffer.pointee).split())])
         case .ATL_FN_WAIT_COMPLETED:
+            if let objects = call.pointee.objs {
+                // a list of task handles: their objects, unretained (the list holds them), and the timeout
+                var tasks: [SupervisorTask] = []
+                tasks.reserveCapacity(call.pointee.nobjs)
+                for index in 0..<call.pointee.nobjs {
+                    guard let object = objects[index],
+                        let task = Unmanaged<AnyObject>.fromOpaque(object).takeUnretainedValue() as? SupervisorTask
+                    else {
+                        throw CallError(
+                            message: "bad argument #1 to 'wait_completed' (item \(index + 1) is not an atasker.Task)")
+                    }
+                    tasks.append(task)
+                }
+                let timeout = try LuaArguments.seconds(
+                    self.arguments(call).first ?? .nil, "wait_completed", "argument #2 (timeout)")
+                return try self.waitCompleted(tasks, single: false, timeout: timeout)
+            }
             if let (tasks, timeout) = try self.fastWaitArguments(call) {
                 return try self.waitCompleted(tasks, single: false, timeout: timeout)
             }

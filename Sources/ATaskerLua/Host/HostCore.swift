@@ -158,7 +158,8 @@ final class HostCore: Sendable {
             throw error
         }
         if let callback = function.callback {
-            self.runCallback(callback, arguments: result)
+            // (a nil result has no bytes: the callback still gets it as its one argument)
+            self.runCallback(callback, arguments: result ?? Self.nilResult)
         }
         return result
     }

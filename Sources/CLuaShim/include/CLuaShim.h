@@ -211,6 +211,11 @@ typedef struct atl_Call {
                                  'file:line:' goes before the message) as an
                                  'atasker.Error', 'error' being its message */
   int exitcode;               /* with ATL_EXIT */
+  void *const *objs;          /* 'wait_completed' of a list of tasks: their
+                                 objects, in order (not retained: the list
+                                 holds them during the call; the arguments
+                                 are then the timeout alone), or NULL */
+  size_t nobjs;
 } atl_Call;
 
 /* A queue item that is one number, boolean or short string, as 'put'
