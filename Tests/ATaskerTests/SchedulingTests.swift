@@ -266,6 +266,7 @@ struct SchedulingTests {
     @Test("a burst of submissions wakes one idle thread; a submission on its own wakes its own")
     func wakeUpsOfBurstsAndSingleSubmissions() {
         var machine = SupervisorStateMachine(configuration: .init(poolSize: 8, minSize: 4))
+        machine.awakeLimit = 8  // (the cap on awake threads is the next test's)
         var effects = SupervisorStateMachine.Effects()
         let started = machine.start(&effects)
         #expect(started && effects.spawnNumbers.count == 4)
@@ -295,6 +296,84 @@ struct SchedulingTests {
         // rather than wait behind it.
         let alone = submit(at: start + 0.001)
         #expect(alone == 1)
+    }
+
+    @Test("wake-ups stop at the cap on awake threads; the wake timer then wakes threads for every ready task")
+    func wakeUpsStopAtTheCap() throws {
+        var machine = SupervisorStateMachine(configuration: .init(poolSize: 8, minSize: 4))
+        machine.awakeLimit = 1
+        var effects = SupervisorStateMachine.Effects()
+        let started = machine.start(&effects)
+        #expect(started)
+        for _ in 0..<4 {
+            var spawned = SupervisorStateMachine.Effects()
+            _ = machine.threadStep(.spawned, effects: &spawned)
+        }
+        #expect(machine.idleThreads == 3)  // and the leader
+        func submit(at now: Double) -> SupervisorStateMachine.Effects {
+            let task = SupervisorTask(priority: .normal, name: nil, supervisor: nil, status: .queued, queuedAt: now)
+            var effects = SupervisorStateMachine.Effects()
+            let accepted = machine.submit(
+                TaskQueue.Entry(task: task) { _ in nil }, delay: nil, now: now, effects: &effects)
+            #expect(accepted)
+            return effects
+        }
+        // The first submission wakes a thread; one that comes alone later does not wake a second one (one thread
+        // is awake, the cap), nor the leader: it arms the wake timer.
+        let first = submit(at: 1000)
+        #expect(first.signals == 1 && first.wakeTimer == nil && !first.interruptLeader)
+        let alone = submit(at: 1000.001)
+        #expect(alone.signals == 0 && !alone.interruptLeader)
+        let timer = try #require(alone.wakeTimer)
+        // The woken thread takes a task and does not fan out either.
+        var woke = SupervisorStateMachine.Effects()
+        guard case .run = machine.threadStep(.woke(timedOut: false), effects: &woke) else {
+            Issue.record("the woken thread did not take a task")
+            return
+        }
+        #expect(woke.signals == 0)
+        // The timer fires: the task still ready gets a thread, whatever the cap; a stale timer does nothing.
+        var fired = SupervisorStateMachine.Effects()
+        machine.wakeTimerFired(timer, effects: &fired)
+        #expect(fired.signals == 1)
+        var stale = SupervisorStateMachine.Effects()
+        machine.wakeTimerFired(timer, effects: &stale)
+        #expect(stale.signals == 0 && stale.wakeTimer == nil)
+    }
+
+    @Test("tasks that wait for each other all start, whatever the CPUs: the cap on wake-ups never holds one back")
+    func blockedTasksDoNotHoldOthersBack() {
+        let count = SupervisorStateMachine.cpuCount + 6
+        // min_size: the threads never time out of their idle wait (which would start a held-back task too)
+        let supervisor = TaskSupervisor(
+            configuration: .init(poolSize: count, minSize: count, timeoutWarning: 60, timeoutCritical: 120))
+        supervisor.start()
+        // Twice: the pool may still be making its threads in the first round (a new thread is not held back by
+        // the cap); in the second the tasks find them idle, and the cap decides which ones are woken.
+        for round in 1...2 {
+            let log = EventLog()
+            let gate = Gate()
+            var tasks: [SupervisorTask] = []
+            for i in 0..<count {
+                tasks.append(
+                    supervisor.submit(name: "t\(i)") { _ in
+                        log.append("started")
+                        // every task blocks its thread until all of them have started
+                        return gate.wait(timeout: 120)  // (longer than the wait for their starts below)
+                    })
+            }
+            #expect(
+                log.wait(forCount: count), "round \(round): only \(log.count(of: "started")) of \(count) tasks started")
+            gate.open()
+            for task in tasks {
+                #expect(task.wait(timeout: 30))
+                #expect(task.result as? Bool == true)
+            }
+            if round == 1 {
+                #expect(eventually { supervisor.info().threadsCount == count })
+            }
+        }
+        supervisor.finish()
     }
 
     static func currentThreadName() -> String {

@@ -162,6 +162,13 @@ extension TaskSupervisor {
                 self.delayElapsed(entry)
             }
         }
+        if let id = effects.wakeTimer {
+            self.timers.schedule(id, at: Monotonic.now() + SupervisorStateMachine.wakeDelay) { [self] in
+                var more = SupervisorStateMachine.Effects()
+                self.state.withLock { $0.wakeTimerFired(id, effects: &more) }
+                self.perform(more)
+            }
+        }
         if let (id, deadline) = effects.latencyTimer {
             self.timers.schedule(id, at: deadline) { [self] in
                 self.latencyTimerFired(id)

@@ -1,4 +1,5 @@
 import DequeModule
+import Glibc
 
 /// The state of a ``TaskSupervisor`` and its thread pool, and the events that change it.
 ///
@@ -17,6 +18,14 @@ import DequeModule
 ///   thread has consumed yet, so that a burst of submissions wakes one idle thread per task and never
 ///   signals a thread twice;
 /// - `running` counts tasks that have started and not yet been counted as done.
+///
+/// Wake-ups are capped at the CPUs: an idle thread is signalled for a ready task only while fewer
+/// threads than ``awakeLimit`` (the CPUs but one) are awake (running a task, between tasks, or signalled and on their way).
+/// More awake threads than CPUs make a burst slower, not faster: they take turns on the CPUs and on
+/// the lock. A thread that is awake may be blocked in its task (a sleep, a wait) rather than using a
+/// CPU, so a ready task held back by the cap arms the wake timer: ``wakeDelay`` later it wakes threads
+/// for every task still ready, whatever the cap. A task thus waits at most about that long for a
+/// thread because others are busy, and never for a task to end.
 ///
 /// Admission is decided under the lock, against `running`, in two places: ``dispatch(_:)`` admits
 /// the most urgent waiting tasks for which an idle thread can be woken (or a thread created), moves
@@ -88,6 +97,8 @@ struct SupervisorStateMachine: Sendable {
         var signals = 0
         var broadcast = false
         var latencyTimer: (id: TimerID, deadline: Double)?
+        /// Arm the wake timer (``SupervisorStateMachine/wakeDelay`` from now).
+        var wakeTimer: TimerID?
         var shutdownTimers = false
         /// Make the leader return from serving the timers (`TimerQueue.interruptServer()`).
         var interruptLeader = false
@@ -162,7 +173,8 @@ struct SupervisorStateMachine: Sendable {
         }
 
         var isEmpty: Bool {
-            self.signals == 0 && !self.broadcast && self.latencyTimer == nil && !self.shutdownTimers
+            self.signals == 0 && !self.broadcast && self.latencyTimer == nil && self.wakeTimer == nil
+                && !self.shutdownTimers
                 && !self.interruptLeader && self.lists?.isEmpty != false
         }
     }
@@ -200,6 +212,10 @@ struct SupervisorStateMachine: Sendable {
     private var nextThreadNumber = 1
     /// The one armed start-latency timer, if any.
     var latencyTimer: TimerID?
+    /// The armed wake timer, if any (see the type's notes on wake-ups).
+    private var wakeTimer: TimerID?
+    /// The cap on awake threads for wake-ups (``defaultAwakeLimit``; tests set their own).
+    var awakeLimit = Self.defaultAwakeLimit
 
     private var idleWaiters: [Waiter] = []
     private var idleContinuations: [CheckedContinuation<Void, Never>] = []
@@ -392,20 +408,59 @@ struct SupervisorStateMachine: Sendable {
     /// ago, and ~100 µs when that CPU had gone idle.
     static let burstGap = 0.00005
 
-    /// Signals up to `limit` idle threads when more tasks are `ready` than threads are on their way;
-    /// when no idle thread is left, interrupts the leader.
-    private mutating func wakeForReady(_ effects: inout Effects, limit: Int) {
+    /// The CPUs that this process may run on: the cap on awake pool threads for wake-ups.
+    static let cpuCount: Int = {
+        let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return max(1, online)
+    }()
+
+    /// The cap on awake pool threads for wake-ups: the CPUs but one, left to the thread that submits (a loop
+    /// that submits tasks keeps a CPU busy itself); at least one.
+    static let defaultAwakeLimit = max(1, cpuCount - 1)
+
+    /// How long a ready task held back by the cap on wake-ups waits before the wake timer wakes threads for it
+    /// (seconds): long against a trivial task (~2 µs), short against a wake-up on a busy machine (~100 µs) and
+    /// against anything a user would notice.
+    static let wakeDelay = 0.0005
+
+    /// Signals up to `limit` idle threads when more tasks are `ready` than threads are on their way, while fewer
+    /// threads than the CPUs are awake (all of them when `uncapped`); when no idle thread is left, interrupts the
+    /// leader; when the cap held a wake-up back, arms the wake timer.
+    private mutating func wakeForReady(_ effects: inout Effects, limit: Int, uncapped: Bool = false) {
         var signals = 0
-        while signals < limit && self.ready.count > self.wakeupsPending + self.spawning
+        // Awake: running a task or between tasks (spawning ones included), or signalled and not yet woken.
+        let awake = self.threads - self.idleThreads - (self.leader == .none ? 0 : 1) + self.wakeupsPending
+        var room = uncapped || !self.timersServed ? Int.max : self.awakeLimit - awake
+        while signals < limit && room > 0 && self.ready.count > self.wakeupsPending + self.spawning
             && self.idleThreads > self.wakeupsPending
         {
             self.wakeupsPending += 1
             signals += 1
+            room -= 1
         }
         effects.signals += signals
         if signals < limit && self.ready.count > self.wakeupsPending + self.spawning {
-            self.interruptLeader(&effects)
+            if room > 0 {
+                self.interruptLeader(&effects)
+            } else if self.wakeTimer == nil {
+                let id = TimerID.next()
+                self.wakeTimer = id
+                effects.wakeTimer = id
+            }
         }
+    }
+
+    /// The wake timer fired: threads for every task still ready, whatever the cap (its awake threads may be
+    /// blocked in their tasks).
+    mutating func wakeTimerFired(_ id: TimerID, effects: inout Effects) {
+        guard self.wakeTimer == id else {
+            return
+        }
+        self.wakeTimer = nil
+        guard self.isDispatching else {
+            return
+        }
+        self.wakeForReady(&effects, limit: Int.max, uncapped: true)
     }
 
     private mutating func addThread(_ effects: inout Effects) {
