@@ -138,4 +138,51 @@ struct ReleaseTests {
         #expect(await signal.released(), "a worker that ran keeps its host and supervisor alive: a reference cycle")
         #expect(releasedSupervisor == nil && releasedHost == nil)
     }
+
+    /// Values that the host keeps for its scripts, each holding a handle (a worker, an async job) whose object
+    /// refers to the host.
+    static let keptValues = [
+        """
+        local w = atasker.background_worker{name = "kept", e = true, fn = function(kw) end}
+        w:start()
+        atasker.shared("keep"):set("worker", w)
+        w:stop()
+        """,
+        """
+        local w = atasker.background_worker{name = "kept", e = true, fn = function(kw) end}
+        w:start()
+        atasker.supervisor.timeout_warning_func = function(task) w:trigger() end
+        w:stop()
+        """,
+        """
+        atasker.supervisor:create_aloop("jobs-loop")
+        atasker.supervisor:create_async_job_scheduler("jobs", {aloop = "jobs-loop", default = true})
+        local job = atasker.supervisor:create_async_job{target = function() end, interval = 0.01}
+        atasker.shared("keep"):set("job", job)
+        """,
+    ]
+
+    @Test(
+        "what a host keeps (a shared table, s.timeout_warning_func, an async job's scheduler) holds no cycle back to it",
+        arguments: Self.keptValues)
+    func hostValues(script: String) async throws {
+        let signal: ReleaseSignal
+        weak var releasedSupervisor: TaskSupervisor?
+        weak var releasedHost: LuaHost?
+        do {
+            let (made, logger) = ReleaseSignal.make()
+            signal = made
+            let supervisor = TaskSupervisor(configuration: .init(poolSize: 4), logger: logger)
+            supervisor.start()
+            let host = LuaHost(supervisor: supervisor, logger: logger)
+            releasedSupervisor = supervisor
+            releasedHost = host
+            try await host.run(string: script)
+            // a job still runs: the stop ends it
+            #expect(await supervisor.stop(wait: .seconds(30), cancelTasks: true).isEmpty)
+            // the host is dropped without close(): its deinit closes the main state
+        }
+        #expect(await signal.released(), "a value that the host keeps keeps the host alive: a reference cycle")
+        #expect(releasedSupervisor == nil && releasedHost == nil)
+    }
 }
