@@ -5,15 +5,27 @@ import Synchronization
 
 /// The async side of a host: the watchdog of each aloop and its settings.
 final class HostAsyncState: Sendable {
-    /// Seconds a coroutine may run on an aloop without yielding before it is reported (`s.aloop_block_warning`).
-    let warningBits = Atomic<UInt64>(1.0.bitPattern)
-    /// Seconds after which such a coroutine is cancelled (`s.aloop_block_cancel`); infinity: never.
-    let cancelBits = Atomic<UInt64>(Double.infinity.bitPattern)
+    /// `s.aloop_block_warning` and `s.aloop_block_cancel`.
+    let limits = AloopBlockLimits()
     let monitors = Mutex<[ObjectIdentifier: AloopMonitor]>([:])
     /// Executors shared by the workers made from the same function.
     let functions = SharedFunctions()
     /// The async job schedulers (`s:create_async_job_scheduler`).
     let schedulers = Mutex(AsyncJobSchedulers())
+
+    var warning: Double { self.limits.warning }
+
+    var cancelAfter: Double { self.limits.cancelAfter }
+}
+
+/// The limits that every aloop's monitor reads. An object of their own: a monitor, which its aloop keeps (through
+/// its interrupter), holds nothing else of the host, so that an aloop and the host's async state (which keeps the
+/// async job schedulers, and through them their aloops) form no cycle.
+final class AloopBlockLimits: Sendable {
+    /// Seconds a coroutine may run on an aloop without yielding before it is reported (`s.aloop_block_warning`).
+    let warningBits = Atomic<UInt64>(1.0.bitPattern)
+    /// Seconds after which such a coroutine is cancelled (`s.aloop_block_cancel`); infinity: never.
+    let cancelBits = Atomic<UInt64>(Double.infinity.bitPattern)
 
     var warning: Double {
         Double(bitPattern: self.warningBits.load(ordering: .relaxed))
@@ -35,7 +47,7 @@ final class HostAsyncState: Sendable {
 final class AloopMonitor: Sendable {
     let aloopName: String
     private let logger: Logger
-    private let settings: HostAsyncState
+    private let settings: AloopBlockLimits
     private let watchdog: TimerQueue
     /// The execution id of the step that runs now, or 0.
     private let running = Atomic<UInt64>(0)
@@ -50,7 +62,7 @@ final class AloopMonitor: Sendable {
     init(aloopName: String, core: HostCore) {
         self.aloopName = aloopName
         self.logger = core.currentLogger
-        self.settings = core.asyncState
+        self.settings = core.asyncState.limits
         self.watchdog = core.watchdog
     }
 
@@ -179,9 +191,9 @@ extension HostCore {
             seconds = d
         }
         if key == "aloop_block_warning" {
-            self.asyncState.warningBits.store(seconds.bitPattern, ordering: .relaxed)
+            self.asyncState.limits.warningBits.store(seconds.bitPattern, ordering: .relaxed)
         } else {
-            self.asyncState.cancelBits.store(seconds.bitPattern, ordering: .relaxed)
+            self.asyncState.limits.cancelBits.store(seconds.bitPattern, ordering: .relaxed)
         }
     }
 }

@@ -10,7 +10,6 @@ import Synchronization
 /// (`created + k · interval` on the monotonic clock) and, unlike aiosched's, a run never overlaps the one before:
 /// the ticks that pass while a run waits are skipped and counted.
 final class AsyncJob: AloopWork {
-    let core: HostCore
     let aloop: Aloop
     let name: String
     let interval: Double
@@ -25,6 +24,9 @@ final class AsyncJob: AloopWork {
     let active = Atomic<Bool>(true)
 
     // owned by the aloop's thread
+    /// The host, until the job ends: an ended job whose handle a value of the host keeps (a shared table) holds
+    /// no reference back to it.
+    private var core: HostCore?
     private var state: LuaState?
     private var coroutine: AsyncCoroutine?
     private var origin = 0.0
@@ -81,13 +83,14 @@ final class AsyncJob: AloopWork {
             self.end()
             return
         }
+        guard let core = self.core else { return }
         if self.state == nil {
             do {
-                let state = try self.core.openState(isMain: false, label: "async job '\(self.name)'")
+                let state = try core.openState(isMain: false, label: "async job '\(self.name)'")
                 do {
                     let ref = try state.newCoroutine()
                     self.coroutine = AsyncCoroutine(
-                        core: self.core, aloop: self.aloop, state: state, ref: ref, label: "async job '\(self.name)'",
+                        core: core, aloop: self.aloop, state: state, ref: ref, label: "async job '\(self.name)'",
                         isWorker: false)
                     self.state = state
                 } catch {
@@ -95,7 +98,7 @@ final class AsyncJob: AloopWork {
                     throw error
                 }
             } catch {
-                self.core.currentLogger.error("async job '\(self.name)' cannot run: \(error)")
+                core.currentLogger.error("async job '\(self.name)' cannot run: \(error)")
                 self.active.store(false, ordering: .releasing)
                 self.end()
                 return
@@ -118,10 +121,12 @@ final class AsyncJob: AloopWork {
         let runs = self.runs.wrappingAdd(1, ordering: .relaxed).newValue
         if case .failed(let error) = outcome {
             self.failures.wrappingAdd(1, ordering: .relaxed)
+            // (the host is there: the job has not ended)
+            let logger = self.core?.currentLogger ?? self.aloop.supervisor?.logger ?? Logger(label: "atasker")
             if error.code == .canceled {
-                self.core.currentLogger.warning("\(error.fullMessage)")
+                logger.warning("\(error.fullMessage)")
             } else {
-                self.core.currentLogger.error(
+                logger.error(
                     "async job '\(self.name)' failed: \(error.fullMessage)", metadata: ["job": "\(self.name)"])
             }
         }
@@ -159,6 +164,7 @@ final class AsyncJob: AloopWork {
         self.coroutine = nil
         self.state?.close()
         self.state = nil
+        self.core = nil
         self.aloop.unregister(self)
     }
 
@@ -178,11 +184,16 @@ final class AsyncJob: AloopWork {
 extension AsyncJob: @unchecked Sendable {}
 
 /// An async job scheduler (atasker's `create_async_job_scheduler`): a name, the aloop its jobs run on, and its
-/// jobs.
+/// jobs, held weakly (a job runs while its aloop holds it, and a handle keeps it for `cancel`; the host, which
+/// holds its schedulers, must not keep every job it ever made).
 final class AsyncJobScheduler: Sendable {
+    struct WeakJob: Sendable {
+        weak var job: AsyncJob?
+    }
+
     let name: String
     let aloop: Aloop
-    let jobs = Mutex<[AsyncJob]>([])
+    let jobs = Mutex<[WeakJob]>([])
 
     init(name: String, aloop: Aloop) {
         self.name = name

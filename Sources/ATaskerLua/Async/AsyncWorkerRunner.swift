@@ -10,7 +10,8 @@ import Synchronization
 /// that waits is suspended (``Worker/suspendExecution()``): the worker's rules hold as for thread workers
 /// (executions never overlap, `false` stops it, errors go to `on_error`).
 final class AsyncWorkerRunner: Sendable {
-    let core: HostCore
+    /// Weak, as the worker's ``LuaWorker/Execution`` holds its host (a stopped worker keeps no host alive).
+    private weak let core: HostCore?
     /// `loop=` of `background_worker{...}`: an aloop handle, an aloop's name, or nil for the default aloop.
     let loop: LuaValue
     /// The coroutine of the current start (made with the worker's state, in `onStart`).
@@ -23,7 +24,10 @@ final class AsyncWorkerRunner: Sendable {
 
     /// The aloop for a start: `_loop` of the start arguments, else `loop=`, else the default aloop.
     func aloop(override: LuaValue) throws -> Aloop {
-        let aloop = try self.core.aloop(forLoop: override.isNil ? self.loop : override, function: "start")
+        guard let core = self.core else {
+            throw CallError(message: "start: the worker's LuaHost is gone (released)")
+        }
+        let aloop = try core.aloop(forLoop: override.isNil ? self.loop : override, function: "start")
         guard aloop.isActive else {
             throw CallError(
                 message: "start: aloop '\(aloop.name)' is not running; start it (s:start_aloop) or use another loop")
@@ -32,13 +36,13 @@ final class AsyncWorkerRunner: Sendable {
     }
 
     /// `onStart`, on the aloop's thread: the worker's state is open and set up; make its coroutine.
-    func opened(_ worker: Worker, state: LuaState) throws(LuaError) {
+    func opened(_ worker: Worker, state: LuaState, core: HostCore) throws(LuaError) {
         guard let aloop = worker.boundAloop else {
             throw LuaError(code: .runtime, fullMessage: "async worker '\(worker.name)' has no aloop")
         }
         let ref = try state.newCoroutine()
         let coroutine = AsyncCoroutine(
-            core: self.core, aloop: aloop, state: state, ref: ref, label: "worker '\(worker.name)'", isWorker: true)
+            core: core, aloop: aloop, state: state, ref: ref, label: "worker '\(worker.name)'", isWorker: true)
         self.coroutine.withLock { $0 = coroutine }
         state.collectGarbage()
     }

@@ -70,7 +70,9 @@ extension HostCore {
             case "name": return .values([.string(LuaString(scheduler.name))])
             case "aloop": return .values([Self.aloopHandle(scheduler.aloop)])
             case "jobs":
-                let count = scheduler.jobs.withLock { jobs in jobs.filter { $0.active.load(ordering: .relaxed) }.count }
+                let count = scheduler.jobs.withLock { jobs in
+                    jobs.count { $0.job?.active.load(ordering: .relaxed) ?? false }
+                }
                 return .values([.integer(Int64(count))])
             default: return .values([.nil])
             }
@@ -156,8 +158,8 @@ extension HostCore {
                     + "running")
         }
         scheduler.jobs.withLock { jobs in
-            jobs.removeAll { !$0.active.load(ordering: .relaxed) }
-            jobs.append(job)
+            jobs.removeAll { !($0.job?.active.load(ordering: .relaxed) ?? false) }
+            jobs.append(.init(job: job))
         }
         return job
     }

@@ -13,8 +13,8 @@ extension LuaHost {
     ///   - warning: Seconds before the report (default 1).
     ///   - cancel: Seconds before the cancel; `nil` (the default) never cancels.
     public func setAloopBlockLimits(warning: Double = 1, cancel: Double? = nil) {
-        self.core.asyncState.warningBits.store(max(0.001, warning).bitPattern, ordering: .relaxed)
-        self.core.asyncState.cancelBits.store((cancel ?? .infinity).bitPattern, ordering: .relaxed)
+        self.core.asyncState.limits.warningBits.store(max(0.001, warning).bitPattern, ordering: .relaxed)
+        self.core.asyncState.limits.cancelBits.store((cancel ?? .infinity).bitPattern, ordering: .relaxed)
     }
 
     /// ``setAloopBlockLimits(warning:cancel:)`` with `Duration`s (`.milliseconds(200)`); `cancel: nil` never

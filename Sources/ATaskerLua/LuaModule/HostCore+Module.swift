@@ -273,13 +273,21 @@ extension HostCore {
                 if key == "timeout_warning_func" { handlers.warning = function } else { handlers.critical = function }
                 return handlers
             }
+            // The supervisor holds the handlers: they hold the host weakly, and find its function when they run, so
+            // that neither keeps the other alive.
             var warning: (@Sendable (SupervisorTask) -> Void)? = nil
             var critical: (@Sendable (SupervisorTask) -> Void)? = nil
-            if let f = handlers.warning {
-                warning = { [self] task in self.submitCallback(f, for: task) }
+            if handlers.warning != nil {
+                warning = { [weak self] task in
+                    guard let self, let f = self.timeoutHandlers.withLock({ $0.warning }) else { return }
+                    self.submitCallback(f, for: task)
+                }
             }
-            if let f = handlers.critical {
-                critical = { [self] task in self.submitCallback(f, for: task) }
+            if handlers.critical != nil {
+                critical = { [weak self] task in
+                    guard let self, let f = self.timeoutHandlers.withLock({ $0.critical }) else { return }
+                    self.submitCallback(f, for: task)
+                }
             }
             self.supervisor.setTimeoutHandlers(warning: warning, critical: critical)
         case "aloop_block_warning", "aloop_block_cancel":

@@ -166,7 +166,7 @@ extension HostCore {
         } catch let error as WorkerError {
             throw CallError(message: "\(label): \(error.message)")
         }
-        let luaWorker = LuaWorker(core: self, worker: worker, execution: execution, object: parts[2])
+        let luaWorker = LuaWorker(worker: worker, execution: execution, object: parts[2])
         return .handle(LuaHandle(object: luaWorker, kind: Int32(ATLKind.worker)))
     }
 
@@ -280,8 +280,8 @@ extension HostCore {
 }
 
 extension LuaWorker {
-    convenience init(core: HostCore, worker: Worker, execution: Execution, object: EncodedValues) {
-        self.init(core: core, worker: worker, execution: execution)
+    convenience init(worker: Worker, execution: Execution, object: EncodedValues) {
+        self.init(worker: worker, execution: execution)
         self.execution.object.withLock { $0 = object }
     }
 
@@ -307,12 +307,10 @@ extension LuaWorker {
         let keywordName = name ?? self.worker.name
         let nilValue = try EncodedValues([.nil])
         let object = self.execution.object.withLock { $0 } ?? nilValue
-        let keywords = try EncodedValues(concatenating: [
-            args ?? nilValue, object,
-            try EncodedValues([.handle(LuaHandle(object: self, kind: Int32(ATLKind.worker)))]),
-            try EncodedValues([.string(LuaString(keywordName))]),
-        ])
-        self.execution.keywords.withLock { $0 = keywords }
+        // (the handle, `kw._worker`, is added when the worker's state opens: see `Execution.keywords`)
+        let head = try EncodedValues(concatenating: [args ?? nilValue, object])
+        let nameValue = try EncodedValues([.string(LuaString(keywordName))])
+        self.execution.keywords.withLock { $0 = (head, nameValue) }
         do {
             if let async = self.execution.async, self.worker.isStopped {
                 try self.worker.bind(to: try async.aloop(override: overrides["_loop"]))
