@@ -9,12 +9,17 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite
     case postgres
 
-    /// SQLite, and PostgreSQL when a test server is given (a note says so once when it is not).
+    /// SQLite, and PostgreSQL when a test server is given and the build has the driver (a note says so once when
+    /// not).
     static let available: [StoreKind] = {
+        #if Postgres
         if postgresTestURL != nil { return [.sqlite, .postgres] }
         print(
             "note: ATASKER_TEST_POSTGRES is not set: the store tests run on SQLite only (scripts/test starts a "
                 + "PostgreSQL cluster and sets it)")
+        #else
+        print("note: built without the Postgres trait: the store tests run on SQLite only")
+        #endif
         return [.sqlite]
     }()
 

@@ -237,8 +237,14 @@
                     .wait()
                 return Array(result.rows)
             } catch {
-                if let error = error as? PSQLError, error.serverInfo == nil, error.code != .tooManyParameters {
-                    self.connectionBroke = true
+                if let error = error as? PSQLError {
+                    if let state = error.serverInfo?[.sqlState] {
+                        // Connection exceptions (08...) and the server shutting down (57P01-57P03): the server
+                        // ends the connection after it.
+                        if state.hasPrefix("08") || state.hasPrefix("57P0") { self.connectionBroke = true }
+                    } else if error.code != .tooManyParameters {
+                        self.connectionBroke = true
+                    }
                 }
                 throw JobStoreError("store \(self.url): \(self.what): \(describe(error))")
             }
