@@ -13,12 +13,12 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// not).
     static let available: [StoreKind] = {
         #if Postgres
-        if postgresTestURL != nil { return [.sqlite, .postgres] }
-        print(
-            "note: ATASKER_TEST_POSTGRES is not set: the store tests run on SQLite only (scripts/test starts a "
-                + "PostgreSQL cluster and sets it)")
+            if postgresTestURL != nil { return [.sqlite, .postgres] }
+            print(
+                "note: ATASKER_TEST_POSTGRES is not set: the store tests run on SQLite only (scripts/test starts a "
+                    + "PostgreSQL cluster and sets it)")
         #else
-        print("note: built without the Postgres trait: the store tests run on SQLite only")
+            print("note: built without the Postgres trait: the store tests run on SQLite only")
         #endif
         return [.sqlite]
     }()
