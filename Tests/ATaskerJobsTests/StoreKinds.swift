@@ -79,6 +79,20 @@ func replacingDatabase(of url: String, with name: String) -> String {
     return String(url[..<scheme.upperBound]) + host + "/" + name
 }
 
+/// The lines that psql prints for `sql` (unaligned, tuples only).
+func psqlLines(_ url: String, _ sql: String) throws -> [String] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+    process.arguments = ["-qAt", "-v", "ON_ERROR_STOP=1", url, "-c", sql]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw JobStoreError("psql \(sql) failed") }
+    return text.split(separator: "\n").map(String.init)
+}
+
 /// Runs `sql` with psql on the database of `url`.
 func psql(_ url: String, _ sql: String) throws {
     let process = Process()

@@ -200,6 +200,29 @@ struct StoreTests {
             #expect(error?.message.contains("secret") == false, "the password leaked: \(String(describing: error))")
         }
 
+        @Test("a server that stops answering: the call gives the connection up after query_timeout and goes on")
+        func aServerThatDoesNotAnswer() throws {
+            try withFreshStore(.postgres) { url in
+                let store = try PostgresJobStore(url: url + "?connections=1&query_timeout=0.5")
+                try store.migrate()
+                _ = try store.put([NewJob(queue: "h", payload: try JobPayload.encode(1), runAt: now())])
+                let database = String(url[url.index(after: url.lastIndex(of: "/")!)...])
+                let pids = try psqlLines(
+                    url, "SELECT pid FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()")
+                let pid = try #require(pids.first.flatMap { Int32($0) }, "no backend of the store: \(pids)")
+                #expect(kill(pid, SIGSTOP) == 0)  // its one connection's server process stops answering
+                defer {
+                    kill(pid, SIGCONT)
+                    kill(pid, SIGTERM)
+                }
+                // A read: given up after 0.5 s, and run again on a new connection.
+                #expect(try store.work(queue: "h").ready == 1)
+                let after = try psqlLines(
+                    url, "SELECT pid FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()")
+                #expect(after.contains { $0 != String(pid) }, "no new connection: \(after)")
+            }
+        }
+
         @Test("a NOTIFY from another host's put wakes a subscriber")
         func notifyWakesSubscribers() throws {
             try withFreshStore(.postgres) { url in

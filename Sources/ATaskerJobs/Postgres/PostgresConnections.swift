@@ -54,9 +54,13 @@
             while true {
                 let id = self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
                 do {
-                    return try PostgresConnection.connect(
-                        on: self.group.next(), configuration: self.configuration, id: id, logger: self.logger
-                    ).wait()
+                    let future = PostgresConnection.connect(
+                        on: self.group.next(), configuration: self.configuration, id: id, logger: self.logger)
+                    guard let connection = try waitFor(future, seconds: self.config.connectTimeout + 5) else {
+                        future.whenSuccess { PostgresConnections.close($0) }
+                        throw JobStoreError("no answer within \(seconds(self.config.connectTimeout + 5))")
+                    }
+                    return connection
                 } catch {
                     let now = Monotonic.now()
                     if now + delay > deadline {
@@ -173,7 +177,9 @@
             var delay = 0.05
             while true {
                 let connection = try self.acquire(until: deadline, for: what)
-                let session = PostgresSession(connection: connection, logger: self.logger, url: self.url, what: what)
+                let session = PostgresSession(
+                    connection: connection, logger: self.logger, url: self.url, what: what,
+                    timeout: self.config.queryTimeout)
                 var committing = false
                 do {
                     if transaction { try session.execute("BEGIN") }
@@ -185,13 +191,11 @@
                     self.release(connection, broken: false)
                     return result
                 } catch {
-                    let broken = connection.isClosed || session.connectionBroke
+                    var broken = connection.isClosed || session.connectionBroke
                     if !broken && transaction && !committing {
                         // A statement failed: the transaction is aborted; end it so the connection can be used again.
-                        do { try session.execute("ROLLBACK") } catch {
-                            self.release(connection, broken: true)
-                            throw error
-                        }
+                        // A rollback that fails too means the connection is gone.
+                        do { try session.execute("ROLLBACK") } catch { broken = true }
                     }
                     self.release(connection, broken: broken)
                     guard broken else { throw error }
@@ -221,7 +225,10 @@
         /// Whether a statement failed because the connection broke (not a statement's own error).
         private(set) var connectionBroke = false
 
-        init(connection: PostgresConnection, logger: Logger, url: String, what: String) {
+        let timeout: Double
+
+        init(connection: PostgresConnection, logger: Logger, url: String, what: String, timeout: Double) {
+            self.timeout = timeout
             self.connection = connection
             self.logger = logger
             self.url = url
@@ -233,8 +240,18 @@
         func query(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws(JobStoreError) -> [PostgresRow]
         {
             do {
-                let result = try self.connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
-                    .wait()
+                let future = self.connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
+                guard let result = try waitFor(future, seconds: self.timeout) else {
+                    // No answer: a server that hangs, or (seen when the server restarts) a query that
+                    // postgres-nio lost with its closed connection. Either way the connection is given up.
+                    let closed = self.connection.isClosed
+                    self.connectionBroke = true
+                    PostgresConnections.close(self.connection)
+                    throw JobStoreError(
+                        "store \(self.url): \(self.what): no answer from PostgreSQL within \(seconds(self.timeout)) "
+                            + (closed ? "(the connection had closed)" : "(the server did not answer)")
+                            + "; the connection is dropped (query_timeout= in the store URL sets the wait)")
+                }
                 return Array(result.rows)
             } catch {
                 if let error = error as? PSQLError {
@@ -307,6 +324,24 @@
         }
         if let error = error as? PostgresDecodingError { return "\(error.code) of a \(error.postgresType) value" }
         return "\(error)"
+    }
+
+    /// Waits on this thread for `future` for up to `seconds`: its value, or `nil` when the time ran out. A condition
+    /// variable, not a poll: the future's callback (on its event loop) sets the result and signals.
+    func waitFor<T: Sendable>(_ future: EventLoopFuture<T>, seconds: Double) throws -> T? {
+        let box = ConditionLock<Result<T, any Error>?>(nil)
+        future.whenComplete { result in
+            box.withLock { $0 = result }
+            box.broadcast()
+        }
+        let deadline = Monotonic.now() + seconds
+        box.lock()
+        while box.lockedValue == nil {
+            if !box.wait(until: deadline) && Monotonic.now() >= deadline { break }
+        }
+        let result = box.lockedValue
+        box.unlock()
+        return try result?.get()
     }
 
     /// Sleeps the calling thread (a backoff before reconnecting; never on a cooperative thread).

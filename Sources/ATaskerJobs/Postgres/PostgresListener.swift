@@ -115,7 +115,11 @@
                 }
                 do {
                     // postgres-nio sent LISTEN for the listener above; this one returns once the server listens.
-                    _ = try connection.query("LISTEN \(unescaped: PostgresSchema.channel)", logger: self.logger).wait()
+                    let listen = connection.query("LISTEN \(unescaped: PostgresSchema.channel)", logger: self.logger)
+                    if try waitFor(listen, seconds: self.connections.config.queryTimeout) == nil {
+                        throw JobStoreError(
+                            "no answer to LISTEN within \(seconds(self.connections.config.queryTimeout))")
+                    }
                     delay = 0.1
                     if let lost = lostAt {
                         self.logger.info(

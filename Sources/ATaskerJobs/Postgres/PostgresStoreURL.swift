@@ -5,7 +5,8 @@
     /// Options: `sslmode=disable` (the only mode this build speaks: use it on loopback or a private network),
     /// `connections=N` (the store's pool of connections in this process, default 4), `outage=S` (seconds that a call
     /// waits, reconnecting with backoff, for a server that is down or restarting before it fails; default 30),
-    /// `connect_timeout=S` (one connection attempt; default 10).
+    /// `connect_timeout=S` (one connection attempt; default 10), `query_timeout=S` (the longest wait for one statement's
+    /// answer before the connection is taken as broken; default 15).
     struct PostgresStoreURL: Sendable, Hashable {
         var user: String
         var password: String?
@@ -15,6 +16,7 @@
         var connections = 4
         var outage = 30.0
         var connectTimeout = 10.0
+        var queryTimeout = 15.0
 
         /// Whether `url` names a PostgreSQL store.
         static func isPostgres(_ url: String) -> Bool {
@@ -90,8 +92,13 @@
                 case "connect_timeout":
                     guard let s = Double(value), s.isFinite, s > 0 else { throw bad("give seconds > 0") }
                     self.connectTimeout = s
+                case "query_timeout":
+                    guard let s = Double(value), s.isFinite, s > 0 else { throw bad("give seconds > 0") }
+                    self.queryTimeout = s
                 default:
-                    throw bad("unknown option; the options are sslmode=disable, connections, outage, connect_timeout")
+                    throw bad(
+                        "unknown option; the options are sslmode=disable, connections, outage, connect_timeout, "
+                            + "query_timeout")
                 }
             }
         }
