@@ -175,11 +175,13 @@
         ) throws(JobStoreError) -> R {
             let deadline = Monotonic.now() + self.config.outage
             var delay = 0.05
+            var retried = false
             while true {
                 let connection = try self.acquire(until: deadline, for: what)
                 let session = PostgresSession(
                     connection: connection, logger: self.logger, url: self.url, what: what,
                     timeout: self.config.queryTimeout)
+                session.isRetry = retried
                 var committing = false
                 do {
                     if transaction { try session.execute("BEGIN") }
@@ -211,6 +213,7 @@
                     )
                     pause(delay)
                     delay = min(delay * 2, 2)
+                    retried = true
                 }
             }
         }
@@ -222,6 +225,8 @@
         let logger: Logger
         let url: String
         let what: String
+        /// Whether this is a second (or later) run of the call, after its connection broke.
+        var isRetry = false
         /// Whether a statement failed because the connection broke (not a statement's own error).
         private(set) var connectionBroke = false
 

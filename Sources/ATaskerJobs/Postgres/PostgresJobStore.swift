@@ -267,15 +267,22 @@
             b.add(items.map(\.lease.id))
             b.add(items.map(\.lease.fence))
             b.add(bytes: items.map(\.result))
-            let done = try self.connections.statements("complete", retry: .unsafe) {
+            // Safe to run again after a broken connection: when run again, a job already completed at the claim's
+            // fence is that claim's own earlier ack, whose answer was lost (only the holder of a fence completes
+            // it), and counts as accepted. Otherwise the job would be left to its lease, and run twice.
+            let again =
+                " UNION ALL SELECT j.id, j.fence FROM atasker_jobs j JOIN a ON j.id = a.id AND j.fence = a.fence "
+                + "WHERE j.state = 'completed'"
+            let done = try self.connections.statements("complete", retry: .safe) {
                 s throws(JobStoreError) -> Set<Lease> in
                 var done = Set<Lease>()
                 for row in try s.query(
-                    "UPDATE atasker_jobs j SET state = 'completed', result = a.result, lease_until = NULL, "
-                        + "lease_owner = NULL, finished_at = \(Self.now), expires_at = \(Self.now) + j.keep "
-                        + "FROM unnest($1::int8[], $2::int8[], $3::bytea[]) AS a(id, fence, result) "
+                    "WITH a AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) AS a(id, fence, result)), "
+                        + "u AS (UPDATE atasker_jobs j SET state = 'completed', result = a.result, lease_until = NULL, "
+                        + "lease_owner = NULL, finished_at = \(Self.now), expires_at = \(Self.now) + j.keep FROM a "
                         + "WHERE j.id = a.id AND j.fence = a.fence AND j.state = 'running' "
-                        + "AND j.lease_until >= \(Self.now) RETURNING j.id, j.fence", b.bindings)
+                        + "AND j.lease_until >= \(Self.now) RETURNING j.id, j.fence) "
+                        + "SELECT id, fence FROM u" + (s.isRetry ? again : ""), b.bindings)
                 {
                     done.insert(
                         Lease(
