@@ -60,7 +60,8 @@ final class JobsBench: @unchecked Sendable {
     /// The PostgreSQL server's URL and the database made for this bench.
     private let server: (url: String, database: String)?
 
-    init(_ kind: StoreKind = .sqlite, server: String? = nil) throws {
+    /// `options`: a PostgreSQL URL's query (`query_timeout=5`).
+    init(_ kind: StoreKind = .sqlite, server: String? = nil, options: String = "") throws {
         self.kind = kind
         self.dir = FileManager.default.temporaryDirectory.appendingPathComponent("atasker-jobs-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.dir, withIntermediateDirectories: true)
@@ -72,7 +73,7 @@ final class JobsBench: @unchecked Sendable {
             let base = try #require(server ?? postgresTestURL)
             let name = "atasker_cli_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             try psql(base, "CREATE DATABASE \(name)")
-            self.url = replacingDatabase(of: base, with: name)
+            self.url = replacingDatabase(of: base, with: name) + (options.isEmpty ? "" : "?" + options)
             self.server = (base, name)
         }
     }
@@ -372,12 +373,14 @@ struct PostgresJobsCLITests {
     @Test("PostgreSQL restarted under load: hosts reconnect, a put during an outage waits for it, no job is lost")
     func restartUnderLoad() throws {
         let server = try OwnPostgres()
-        let bench = try JobsBench(.postgres, server: server.url)
+        // A statement that postgres-nio loses with a connection that the restart closed is given up after 5 s
+        // (query_timeout) and run again.
+        let bench = try JobsBench(.postgres, server: server.url, options: "query_timeout=5")
         #expect(try bench.run(["put-sleeping", "200", "0.1"]).status == 0)
         let hosts = try ["A", "B"].map { try bench.start(["work", $0, "4", "3"]) }
-        #expect(hosts[0].out.waitFor("done ", occurrences: 10), "\(hosts[0].err.snapshot())")
+        #expect(hosts[0].out.waitFor("done ", occurrences: 10, timeout: 90), "\(hosts[0].err.snapshot())")
         try server.control("restart")
-        #expect(hosts[1].out.waitFor("done ", occurrences: 30), "\(hosts[1].err.snapshot())")
+        #expect(hosts[1].out.waitFor("done ", occurrences: 30, timeout: 90), "\(hosts[1].err.snapshot())")
         // An outage of 2 s with a put inside it: the put waits for the server (the URL's outage time, 30 s), then
         // adds its jobs; the hosts wait too and go on.
         try server.control("down")
@@ -389,7 +392,7 @@ struct PostgresJobsCLITests {
         #expect(idCounts(late.out.snapshot(), "put").count == 30)
         var output = ""
         for host in hosts {
-            let end = host.wait(timeout: 120)
+            let end = host.wait(timeout: 180)
             #expect(end.status == 0 && !end.signaled, "\(host.err.snapshot())")
             output += host.out.snapshot()
         }
