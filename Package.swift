@@ -19,12 +19,21 @@ let package = Package(
         .library(name: "ATaskerJobs", targets: ["ATaskerJobs"]),
         .executable(name: "atasker-lua", targets: ["atasker-lua"]),
     ],
+    // Postgres (on by default): the PostgreSQL driver of durable jobs, built on postgres-nio and SwiftNIO. Without it
+    // (`--disable-default-traits`, as the ThreadSanitizer run of CI builds) a postgres:// store URL is refused.
+    traits: [
+        .trait(name: "Postgres", description: "The PostgreSQL store of durable jobs (postgres-nio)"),
+        .default(enabledTraits: ["Postgres"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // The PostgreSQL store of durable jobs (trait Postgres).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(
@@ -77,6 +86,9 @@ let package = Package(
                 "ATaskerLua",
                 "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
+                .product(name: "NIOCore", package: "swift-nio", condition: .when(traits: ["Postgres"])),
+                .product(name: "NIOPosix", package: "swift-nio", condition: .when(traits: ["Postgres"])),
             ],
             swiftSettings: swiftSettings
         ),

@@ -62,7 +62,7 @@ struct ATaskerLuaCommand: ParsableCommand {
     @Option(
         name: .long,
         help:
-            "The store of durable queues (atasker.jobs) that name none: sqlite:///path/file.db. (default: $ATASKER_STORE)"
+            "The store of durable queues (atasker.jobs) that name none: sqlite:///path/file.db or postgres://user:password@host:port/db. (default: $ATASKER_STORE)"
     )
     var store: String?
 

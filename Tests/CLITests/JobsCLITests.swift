@@ -1,19 +1,85 @@
 import CSQLite
 import Foundation
+import Synchronization
 import Testing
 
-/// One SQLite store in a temporary folder, and host processes of the real binary on it (`Tests/Fixtures/jobs.lua`).
+/// The stores that the durable-jobs tests of the binary run on: SQLite always; PostgreSQL when ATASKER_TEST_POSTGRES
+/// has a server's URL (scripts/test starts a throwaway cluster and sets it).
+enum StoreKind: String, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case postgres
+
+    static let available: [StoreKind] = {
+        if postgresTestURL != nil { return [.sqlite, .postgres] }
+        print("note: ATASKER_TEST_POSTGRES is not set: the durable-jobs CLI tests run on SQLite only")
+        return [.sqlite]
+    }()
+
+    var testDescription: String { self.rawValue }
+}
+
+/// The test server's URL, or `nil`.
+let postgresTestURL: String? = {
+    guard let url = ProcessInfo.processInfo.environment["ATASKER_TEST_POSTGRES"], !url.isEmpty else { return nil }
+    return url
+}()
+
+/// Runs `sql` with psql on the database of `url`.
+func psql(_ url: String, _ sql: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+    process.arguments = ["-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql]
+    let err = Pipe()
+    process.standardError = err
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    if process.terminationStatus != 0 { throw CLIError("psql \(sql): \(message)") }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// `url` with its database replaced by `name` (and no options).
+func replacingDatabase(of url: String, with name: String) -> String {
+    let scheme = url.range(of: "://")!
+    let rest = url[scheme.upperBound...]
+    let host = rest.firstIndex(of: "/").map { rest[..<$0] } ?? rest[...]
+    return String(url[..<scheme.upperBound]) + host + "/" + name
+}
+
+/// One store of its own (an SQLite file in a temporary folder, or a new database on the PostgreSQL test server), and
+/// host processes of the real binary on it (`Tests/Fixtures/jobs.lua`).
 final class JobsBench: @unchecked Sendable {
+    let kind: StoreKind
     let dir: URL
     let url: String
+    /// The PostgreSQL server's URL and the database made for this bench.
+    private let server: (url: String, database: String)?
 
-    init() throws {
+    /// `options`: a PostgreSQL URL's query (`query_timeout=5`).
+    init(_ kind: StoreKind = .sqlite, server: String? = nil, options: String = "") throws {
+        self.kind = kind
         self.dir = FileManager.default.temporaryDirectory.appendingPathComponent("atasker-jobs-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.dir, withIntermediateDirectories: true)
-        self.url = "sqlite://" + self.dir.appendingPathComponent("jobs.db").path
+        switch kind {
+        case .sqlite:
+            self.url = "sqlite://" + self.dir.appendingPathComponent("jobs.db").path
+            self.server = nil
+        case .postgres:
+            let base = try #require(server ?? postgresTestURL)
+            let name = "atasker_cli_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            try psql(base, "CREATE DATABASE \(name)")
+            self.url = replacingDatabase(of: base, with: name) + (options.isEmpty ? "" : "?" + options)
+            self.server = (base, name)
+        }
     }
 
     deinit {
+        if let server { try? psql(server.url, "DROP DATABASE IF EXISTS \(server.database) WITH (FORCE)") }
         try? FileManager.default.removeItem(at: self.dir)
     }
 
@@ -74,8 +140,13 @@ final class JobsBench: @unchecked Sendable {
         return (jobs, summary)
     }
 
-    /// Runs `sql` on the store's file directly (to damage a row as a bug or a bad disk would).
-    func execute(_ sql: String) {
+    /// Runs `sql` on the store directly (to damage a row as a bug or a bad disk would); `postgres` is the same for
+    /// PostgreSQL, where SQL differs.
+    func execute(_ sql: String, postgres: String? = nil) throws {
+        if self.kind == .postgres {
+            try psql(self.url, postgres ?? sql)
+            return
+        }
         var db: OpaquePointer? = nil
         #expect(sqlite3_open(String(self.url.dropFirst("sqlite://".count)), &db) == SQLITE_OK)
         sqlite3_busy_timeout(db, 10_000)
@@ -94,11 +165,13 @@ func idCounts(_ text: String, _ prefix: String) -> [Int: Int] {
     return counts
 }
 
-@Suite("atasker-lua: durable jobs on SQLite", .serialized)
+@Suite("atasker-lua: durable jobs on SQLite and PostgreSQL", .serialized)
 struct JobsCLITests {
-    @Test("a host SIGKILLed mid-job: the next host takes its jobs once their leases run out, and every job is done")
-    func sigkillMidJob() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a host SIGKILLed mid-job: the next host takes its jobs once their leases run out, and every job is done",
+        arguments: StoreKind.available)
+    func sigkillMidJob(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         #expect(try bench.run(["put-special", "20"]).status == 0)
         let first = try bench.start(["serve", "A", "4", "1"])
         #expect(first.out.waitFor("holding 1"), "the holder never started: \(first.err.snapshot())")
@@ -125,9 +198,11 @@ struct JobsCLITests {
         }
     }
 
-    @Test("a host SIGKILLed while it holds its only job: the next host runs it, and every other job exactly once")
-    func sigkillHoldingOneJob() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a host SIGKILLed while it holds its only job: the next host runs it, and every other job exactly once",
+        arguments: StoreKind.available)
+    func sigkillHoldingOneJob(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         #expect(try bench.run(["put-special", "20"]).status == 0)
         let first = try bench.start(["serve", "A", "1", "1"])  // one slot: the holder, claimed first
         #expect(first.out.waitFor("holding 1"), "the holder never started: \(first.err.snapshot())")
@@ -142,9 +217,11 @@ struct JobsCLITests {
         for id in 3...22 { #expect(done[id] == 1 && jobs[id]?.attempts == 1, "job \(id) done \(done[id] ?? 0) times") }
     }
 
-    @Test("a host SIGSTOPped past its lease: another host completes the job, and the late ack is refused")
-    func sigstopPastLease() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a host SIGSTOPped past its lease: another host completes the job, and the late ack is refused",
+        arguments: StoreKind.available)
+    func sigstopPastLease(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         let gate = bench.dir.appendingPathComponent("gate").path
         #expect(try bench.run(["put-special", "0"]).status == 0)
         let stalled = try bench.start(["serve", "A", "1", "1", gate])
@@ -166,9 +243,11 @@ struct JobsCLITests {
         #expect(jobs[2]?.state == "dead" && jobs[2]?.attempts == 3, "\(String(describing: jobs[2]))")
     }
 
-    @Test("a job that always fails is dead after max_attempts, with its last error and traceback")
-    func deadAfterMaxAttempts() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a job that always fails is dead after max_attempts, with its last error and traceback",
+        arguments: StoreKind.available)
+    func deadAfterMaxAttempts(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         let gate = bench.dir.appendingPathComponent("gate").path
         _ = FileManager.default.createFile(atPath: gate, contents: Data())
         #expect(try bench.run(["put-special", "2"]).status == 0)
@@ -183,11 +262,15 @@ struct JobsCLITests {
         #expect(dead.rest.contains("job 2 always fails") && dead.rest.contains("traceback=yes"), "\(dead.rest)")
     }
 
-    @Test("a row whose stored value cannot be decoded: that job is dead with a clear error, the others are done")
-    func undecodablePayload() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a row whose stored value cannot be decoded: that job is dead with a clear error, the others are done",
+        arguments: StoreKind.available)
+    func undecodablePayload(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         #expect(try bench.run(["put", "5"]).status == 0)
-        bench.execute("UPDATE atasker_jobs SET payload = x'01067f' WHERE id = 3")
+        try bench.execute(
+            "UPDATE atasker_jobs SET payload = x'01067f' WHERE id = 3",
+            postgres: "UPDATE atasker_jobs SET payload = '\\x01067f'::bytea WHERE id = 3")
         let run = try bench.run(["work", "A", "2", "5"])
         #expect(run.status == 0, "\(run.stderr)")
         let (jobs, summary) = try bench.status()
@@ -197,9 +280,9 @@ struct JobsCLITests {
         #expect(jobs[3]?.rest.contains("value_error=") == true)
     }
 
-    @Test("four host processes on one SQLite file do every job exactly once, to completion")
-    func fourHosts() throws {
-        let bench = try JobsBench()
+    @Test("four host processes on one store do every job exactly once, to completion", arguments: StoreKind.available)
+    func fourHosts(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         #expect(try bench.run(["put", "400"]).status == 0)
         let hosts = try ["A", "B", "C", "D"].map { try bench.start(["work", $0, "4", "10"]) }
         var output = ""
@@ -216,9 +299,11 @@ struct JobsCLITests {
         #expect(jobs.values.allSatisfy { $0.attempts == 1 })
     }
 
-    @Test("a job that runs longer than its lease keeps it (renewed), and another host does not take it")
-    func leaseRenewed() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a job that runs longer than its lease keeps it (renewed), and another host does not take it",
+        arguments: StoreKind.available)
+    func leaseRenewed(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         // The job runs for 2.7 leases: renewed every third of a lease, it is never lost, even on a busy machine.
         #expect(try bench.run(["put-sleep", "4"]).status == 0)
         let owner = try bench.start(["work", "A", "1", "1.5"])
@@ -233,9 +318,11 @@ struct JobsCLITests {
         #expect(jobs[1]?.rest.contains("by=A") == true)
     }
 
-    @Test("a graceful stop: a job that finishes within --stop-timeout is completed, one that does not is given back")
-    func gracefulStopReleases() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a graceful stop: a job that finishes within --stop-timeout is completed, one that does not is given back",
+        arguments: StoreKind.available)
+    func gracefulStopReleases(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         #expect(try bench.run(["put-special", "1"]).status == 0)
         let host = try bench.start(["serve", "A", "4", "30"], extra: ["--stop-timeout", "1"])
         #expect(host.out.waitFor("holding 1"), "the holder never started: \(host.err.snapshot())")
@@ -247,6 +334,81 @@ struct JobsCLITests {
         // Given back at once (not left leased for 30 s), and the lost run does not count as an attempt.
         #expect(jobs[1]?.state == "pending" && jobs[1]?.attempts == 0, "\(String(describing: jobs[1]))")
         #expect(jobs[3]?.state == "completed")
+    }
+}
+
+/// A PostgreSQL cluster of a test's own (scripts/pg-cluster), for a test that restarts it: the other tests' server
+/// stays up.
+final class OwnPostgres: @unchecked Sendable {
+    let dir: String
+    let url: String
+
+    init() throws {
+        self.dir = FileManager.default.temporaryDirectory.appendingPathComponent("atasker-pg-\(UUID().uuidString)").path
+        let run = try Self.script(["start", self.dir])
+        guard run.status == 0 else { throw CLIError("scripts/pg-cluster start: \(run.err)") }
+        self.url = run.out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit { _ = try? Self.script(["stop", self.dir]) }
+
+    /// `restart` (`pg_ctl restart -m fast`: every connection breaks; returns once the server is up again), `down`
+    /// or `up`.
+    func control(_ command: String) throws {
+        let run = try Self.script([command, self.dir])
+        if run.status != 0 { throw CLIError("scripts/pg-cluster \(command): \(run.err)") }
+    }
+
+    private static func script(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let run = try CLIRun.run(
+            arguments, timeout: 120, executable: CLIRun.packageRoot.appendingPathComponent("scripts/pg-cluster").path)
+        return (run.status, run.stdout, run.stderr)
+    }
+}
+
+@Suite(
+    "atasker-lua: durable jobs on PostgreSQL", .serialized,
+    .enabled(if: postgresTestURL != nil, "ATASKER_TEST_POSTGRES is not set (scripts/test sets it)"))
+struct PostgresJobsCLITests {
+    @Test("PostgreSQL restarted under load: hosts reconnect, a put during an outage waits for it, no job is lost")
+    func restartUnderLoad() throws {
+        let server = try OwnPostgres()
+        // A statement that postgres-nio loses with a connection that the restart closed is given up after 5 s
+        // (query_timeout) and run again.
+        let bench = try JobsBench(.postgres, server: server.url, options: "query_timeout=5")
+        #expect(try bench.run(["put-sleeping", "200", "0.1"]).status == 0)
+        let hosts = try ["A", "B"].map { try bench.start(["work", $0, "4", "3"]) }
+        #expect(hosts[0].out.waitFor("done ", occurrences: 10, timeout: 90), "\(hosts[0].err.snapshot())")
+        try server.control("restart")
+        #expect(hosts[1].out.waitFor("done ", occurrences: 30, timeout: 90), "\(hosts[1].err.snapshot())")
+        // An outage of 2 s with a put inside it: the put waits for the server (the URL's outage time, 30 s), then
+        // adds its jobs; the hosts wait too and go on.
+        try server.control("down")
+        let late = try bench.start(["put-sleeping", "30", "0.1"])
+        usleep(2_000_000)  // the outage's length is what this waits for
+        try server.control("up")
+        let put = late.wait(timeout: 90)
+        #expect(put.status == 0 && !put.signaled, "the put during the outage: \(late.err.snapshot())")
+        #expect(idCounts(late.out.snapshot(), "put").count == 30)
+        var output = ""
+        for host in hosts {
+            let end = host.wait(timeout: 180)
+            #expect(end.status == 0 && !end.signaled, "\(host.err.snapshot())")
+            output += host.out.snapshot()
+        }
+        // The hosts may have ended before the late put's jobs came: a third one takes what is left.
+        let rest = try bench.run(["work", "C", "4", "3"])
+        #expect(rest.status == 0, "\(rest.stderr)")
+        output += rest.stdout
+        let (jobs, summary) = try bench.status()
+        #expect(summary == "summary completed=230 pending=0 running=0 dead=0 canceled=0", "\(summary)")
+        let done = idCounts(output, "done")
+        #expect(
+            (1...230).allSatisfy { (done[$0] ?? 0) >= 1 }, "jobs never done: \((1...230).filter { done[$0] == nil })")
+        // At least once: a job whose ack broke with the connection ran again after its lease, as a new attempt.
+        for (id, n) in done where n > 1 { #expect((jobs[id]?.attempts ?? 0) >= n, "job \(id): \(n) runs") }
+        #expect(
+            hosts.contains { $0.err.snapshot().contains("the wake-up connection closed") }, "no host saw the restart")
     }
 }
 
@@ -276,7 +438,8 @@ struct JobsAPICLITests {
             ("huge delay", "got inf"), ("both times", "not both"),
             ("fractional attempts", "option 'max_attempts' must be an integer from 1 to 1000000, got 1.5"),
             ("huge priority", "got 1e+300"), ("dot call", "call put as a method of a queue: q:put(...)"),
-            ("postgres", "the PostgreSQL driver is not built yet"), ("unknown url", "unknown kind of store URL"),
+            ("postgres", "this build connects without TLS only: write sslmode=disable"),
+            ("unknown url", "unknown kind of store URL"),
             ("worker misspelt", "unknown option 'concurency'"), ("worker no fn", "option 'fn' must be a function"),
             ("worker fn with a file", "cannot copy upvalue 'fh'"), ("worker name taken", "already exists"),
             ("periodic nan every", "option 'every' must be a number of seconds > 0"),
@@ -308,9 +471,11 @@ struct JobsAPICLITests {
         #expect(run.stdout.contains("stop from inside returned\tfalse"), "\(run.stdout)")
     }
 
-    @Test("a job put by another process wakes a worker at once, not at its next poll (30 s)")
-    func wakeAcrossProcesses() throws {
-        let bench = try JobsBench()
+    @Test(
+        "a job put by another process wakes a worker at once, not at its next poll (30 s)",
+        arguments: StoreKind.available)
+    func wakeAcrossProcesses(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         #expect(try self.run(bench, ["put-one", "other"]).status == 0)  // the file exists, as its WAL does
         let host = try bench.start(["slow-poll"], fixture: "jobs_api.lua")
         #expect(host.out.waitFor("ready"), "\(host.err.snapshot())")
@@ -360,9 +525,9 @@ struct JobsAPICLITests {
             "\(run.stdout)")
     }
 
-    @Test("a periodic job is put once per period across hosts")
-    func periodicOncePerPeriod() throws {
-        let bench = try JobsBench()
+    @Test("a periodic job is put once per period across hosts", arguments: StoreKind.available)
+    func periodicOncePerPeriod(_ kind: StoreKind) throws {
+        let bench = try JobsBench(kind)
         let hosts = try (0..<3).map { _ in
             try bench.start(["periodic", "3600"], fixture: "jobs_api.lua")
         }

@@ -6,6 +6,7 @@
 --                            ever; a job with fail = true always fails
 --   serve TAG CONC LEASE     as work, but runs until a signal stops it
 --   put-sleep S              put one job that runs for S seconds
+--   put-sleeping N S         put N jobs {n = i} that run for S seconds each
 --   status                   print "job ID STATE ATTEMPTS" for each job and "summary ..." with the counts
 local jobs = require "atasker.jobs"
 local mode = arg[1]
@@ -21,6 +22,8 @@ if mode == "put" then
 elseif mode == "put-sleep" then
   -- one job that runs for arg[2] seconds (longer than the lease: it is renewed while it runs)
   print("put " .. q:put({n = 1, sleep = tonumber(arg[2])}))
+elseif mode == "put-sleeping" then
+  for i = 1, tonumber(arg[2]) do print("put " .. q:put({n = i, sleep = tonumber(arg[3])})) end
 elseif mode == "put-special" then
   -- one holder, one that always fails, then plain jobs
   print("put " .. q:put({n = 0, hold = true}))

@@ -25,7 +25,7 @@ if mode == "misuse" then
   try("dot call", function() q.put(1) end)
   try("options not a table", function() q:put(1, 5) end)
   try("get_job bad id", function() q:get_job("x") end)
-  try("postgres", function() jobs.queue("m", {store = "postgres://localhost/db"}) end)
+  try("postgres", function() jobs.queue("m", {store = "postgres://localhost/db?sslmode=require"}) end)
   try("unknown url", function() jobs.queue("m", {store = "redis://x"}) end)
   try("queue no name", function() jobs.queue() end)
   try("worker misspelt", function() jobs.worker{queue = q, fn = print, concurency = 2} end)

@@ -50,11 +50,17 @@ enum JobStores {
             if SQLiteJobStore.path(of: url) != nil {
                 store = try SQLiteJobStore(url: url)
             } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-                throw JobStoreError(
-                    "store '\(url)': the PostgreSQL driver is not built yet; use sqlite:///path/file.db")
+                #if Postgres
+                    store = try PostgresJobStore(url: url)
+                #else
+                    throw JobStoreError(
+                        "store '\(url)': this build has no PostgreSQL driver (it was built without the package's "
+                            + "Postgres trait); build with it, or use sqlite:///path/file.db")
+                #endif
             } else {
                 throw JobStoreError(
-                    "store '\(url)': unknown kind of store URL; write sqlite:///absolute/path.db (or sqlite:relative.db)"
+                    "store '\(url)': unknown kind of store URL; write sqlite:///absolute/path.db (or sqlite:relative.db), "
+                        + "or postgres://user:password@host:port/database"
                 )
             }
             try store.migrate()

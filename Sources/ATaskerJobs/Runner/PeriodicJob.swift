@@ -1,4 +1,5 @@
 public import ATasker
+import ATaskerLua
 import Glibc
 public import Logging
 import Synchronization
@@ -36,7 +37,12 @@ public final class PeriodicJob: Sendable {
                 var this = job
                 this.runAt = Double(period) * every
                 do {
-                    if let id = try store.putPeriodic(name: name, period: period, job: this) {
+                    // A store call blocks its thread (SQLite's busy wait, a PostgreSQL round trip or outage):
+                    // not one of Swift concurrency's few cooperative threads.
+                    let put = try await onThreadOfItsOwn { [this] in
+                        try store.putPeriodic(name: name, period: period, job: this)
+                    }
+                    if let id = put {
                         progress.puts.wrappingAdd(1, ordering: .relaxed)
                         logger.debug("periodic job '\(name)': period \(period) put as job \(id) in '\(job.queue)'")
                     }
@@ -62,4 +68,11 @@ public final class PeriodicJob: Sendable {
 
     /// How many periods this host put (the others were put by other hosts).
     public var periodsPut: Int { self.progress.puts.load(ordering: .relaxed) }
+}
+
+/// Runs a blocking call on a thread of its own and suspends (holding no thread) until it returns.
+func onThreadOfItsOwn<R: Sendable>(_ body: @escaping @Sendable () throws -> R) async throws -> R {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<R, any Error>) in
+        _ = spawnThread { continuation.resume(with: Result { try body() }) }
+    }
 }

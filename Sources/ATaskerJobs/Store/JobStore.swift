@@ -172,19 +172,24 @@ public protocol JobStoreSubscription: Sendable {
     func cancel()
 }
 
-/// A durable store of jobs: one protocol for every driver (SQLite now; PostgreSQL with `FOR UPDATE SKIP LOCKED`
-/// and LISTEN/NOTIFY later).
+/// A durable store of jobs: one protocol for every driver (``SQLiteJobStore``; ``PostgresJobStore`` with
+/// `FOR UPDATE SKIP LOCKED` and LISTEN/NOTIFY, in builds with the package trait `Postgres`).
 ///
 /// Every call is one transaction. Claims come in batches (one transaction per batch); renewals, completions and
 /// releases take several leases at once. Times are seconds since the Unix epoch; a driver with a server uses the
 /// server's clock for leases.
 ///
-/// What a PostgreSQL driver does for each call, with the same schema and semantics: ``claim(queue:limit:leaseSeconds:owner:)``
+/// What the PostgreSQL driver does for each call, with the same schema and semantics: ``claim(queue:limit:leaseSeconds:owner:)``
 /// as `UPDATE ... WHERE id IN (SELECT id ... ORDER BY priority, run_at, id LIMIT $n FOR UPDATE SKIP LOCKED)
 /// RETURNING ...` after the same sweep of leases that ran out; acks, renewals and releases fenced by `fence` and
 /// `lease_until >= now()` exactly as SQLite's; ``put(_:)`` and ``putPeriodic(name:period:job:)`` end with
 /// `NOTIFY` on the queue's channel, which ``subscribe(queue:_:)`` LISTENs to (SQLite's hook reaches this process
-/// only); the unique key is the same partial unique index; migrations are the same versioned table.
+/// only); the unique key is the same partial unique index; migrations are the same versioned table, applied under
+/// an advisory lock.
+///
+/// Calls are synchronous and block their thread (a file lock, a round trip, an outage of the server): call them
+/// from threads of your own or of the pool, not from Swift concurrency's cooperative threads (``PeriodicJob`` moves
+/// its calls to a thread of its own).
 public protocol JobStore: AnyObject, Sendable {
     /// The store's URL, as given (`sqlite:///var/lib/app/jobs.db`).
     var url: String { get }

@@ -1,6 +1,8 @@
 import ATaskerJobs
 import ATaskerLua
+import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// A fresh SQLite file in a folder of its own, removed at the end.
@@ -20,21 +22,21 @@ func now() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-@Suite("SQLite job store")
-struct SQLiteStoreTests {
-    @Test func migratesOnceAndRefusesANewerSchema() throws {
-        try withStoreFile { path in
-            let store = try SQLiteJobStore(url: "sqlite://" + path)
-            #expect(try store.migrate() == SQLiteJobStore.schemaVersion)
-            #expect(try store.migrate() == SQLiteJobStore.schemaVersion)  // applied once; a second run is a no-op
-            let other = try SQLiteJobStore(path: path)
-            #expect(try other.migrate() == SQLiteJobStore.schemaVersion)
+@Suite("Job stores: the same cases on every driver (SQLite; PostgreSQL when ATASKER_TEST_POSTGRES is set)")
+struct StoreTests {
+    @Test(arguments: StoreKind.available) func migratesOnceAndRefusesANewerSchema(_ kind: StoreKind) throws {
+        try withFreshStore(kind) { url in
+            let store = try kind.open(url)
+            #expect(try store.migrate() == kind.schemaVersion)
+            #expect(try store.migrate() == kind.schemaVersion)  // applied once; a second run is a no-op
+            let other = try kind.open(url)
+            #expect(try other.migrate() == kind.schemaVersion)
         }
     }
 
-    @Test func putClaimComplete() throws {
-        try withStoreFile { path in
-            let store = try SQLiteJobStore(path: path)
+    @Test(arguments: StoreKind.available) func putClaimComplete(_ kind: StoreKind) throws {
+        try withFreshStore(kind) { url in
+            let store = try kind.open(url)
             try store.migrate()
             let payload = try JobPayload.encode(["n": 1])
             let ids = try store.put([
@@ -58,9 +60,9 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test func aStaleFenceIsRefused() throws {
-        try withStoreFile { path in
-            let store = try SQLiteJobStore(path: path)
+    @Test(arguments: StoreKind.available) func aStaleFenceIsRefused(_ kind: StoreKind) throws {
+        try withFreshStore(kind) { url in
+            let store = try kind.open(url)
             try store.migrate()
             _ = try store.put([NewJob(queue: "q", payload: try JobPayload.encode(1), runAt: now())])
             let first = try #require(try store.claim(queue: "q", limit: 1, leaseSeconds: 0.05, owner: "a").first)
@@ -81,9 +83,9 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test func retriesThenDead() throws {
-        try withStoreFile { path in
-            let store = try SQLiteJobStore(path: path)
+    @Test(arguments: StoreKind.available) func retriesThenDead(_ kind: StoreKind) throws {
+        try withFreshStore(kind) { url in
+            let store = try kind.open(url)
             try store.migrate()
             _ = try store.put([NewJob(queue: "q", payload: try JobPayload.encode(1), runAt: now(), maxAttempts: 2)])
             let a = try #require(try store.claim(queue: "q", limit: 1, leaseSeconds: 30, owner: "a").first)
@@ -103,9 +105,11 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test func releaseDoesNotCountAndUniqueKeyRefusesAPendingDuplicate() throws {
-        try withStoreFile { path in
-            let store = try SQLiteJobStore(path: path)
+    @Test(arguments: StoreKind.available) func releaseDoesNotCountAndUniqueKeyRefusesAPendingDuplicate(
+        _ kind: StoreKind
+    ) throws {
+        try withFreshStore(kind) { url in
+            let store = try kind.open(url)
             try store.migrate()
             let job = NewJob(queue: "q", payload: try JobPayload.encode(1), runAt: now(), uniqueKey: "k")
             guard case .added(let id) = try store.put([job])[0] else {
@@ -128,9 +132,9 @@ struct SQLiteStoreTests {
         }
     }
 
-    @Test func cancelAndPeriodic() throws {
-        try withStoreFile { path in
-            let store = try SQLiteJobStore(path: path)
+    @Test(arguments: StoreKind.available) func cancelAndPeriodic(_ kind: StoreKind) throws {
+        try withFreshStore(kind) { url in
+            let store = try kind.open(url)
             try store.migrate()
             guard case .added(let id) = try store.put([NewJob(queue: "q", payload: [1, 0], runAt: now())])[0] else {
                 return
@@ -139,7 +143,7 @@ struct SQLiteStoreTests {
             #expect(try !store.cancel(id: id))
             #expect(try store.job(id: id)?.state == .canceled)
             let job = NewJob(queue: "q", payload: [1, 0], runAt: now())
-            let other = try SQLiteJobStore(path: path)  // a second host on the same file
+            let other = try kind.open(url)  // a second host on the same file
             #expect(try store.putPeriodic(name: "tick", period: 7, job: job) != nil)
             #expect(try other.putPeriodic(name: "tick", period: 7, job: job) == nil)
             #expect(try other.putPeriodic(name: "tick", period: 6, job: job) == nil)
@@ -147,6 +151,107 @@ struct SQLiteStoreTests {
         }
     }
 
+}
+
+#if Postgres
+    @Suite("PostgreSQL job store", .enabled(if: postgresTestURL != nil, "ATASKER_TEST_POSTGRES is not set"))
+    struct PostgresStoreTests {
+        @Test("hosts that migrate one new database at once apply each migration once (the advisory lock)")
+        func concurrentMigrations() throws {
+            try withFreshStore(.postgres) { url in
+                let versions = Mutex<[Int]>([])
+                let failures = Mutex<[String]>([])
+                DispatchQueue.concurrentPerform(iterations: 4) { _ in
+                    do {
+                        let store = try PostgresJobStore(url: url)
+                        let v = try store.migrate()
+                        versions.withLock { $0.append(v) }
+                    } catch {
+                        failures.withLock { $0.append("\(error)") }
+                    }
+                }
+                #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+                #expect(versions.withLock { $0 } == Array(repeating: PostgresJobStore.schemaVersion, count: 4))
+                try psql(url, "INSERT INTO atasker_schema_migrations VALUES (99, 0)")
+                let error = #expect(throws: JobStoreError.self) { try PostgresJobStore(url: url).migrate() }
+                #expect(error?.message.contains("schema version 99, newer than this build knows") == true)
+            }
+        }
+
+        @Test("URLs: user, password, host, port and database; options; a wrong one says what to write")
+        func urls() throws {
+            let base = try #require(postgresTestURL)
+            #expect(throws: Never.self) { try PostgresJobStore(url: base + "?sslmode=disable&connections=2&outage=5") }
+            for (url, text) in [
+                ("postgres://u@127.0.0.1:99999/db", "the port is not a number from 1 to 65535"),
+                ("postgres://u@127.0.0.1/db?sslmode=require", "this build connects without TLS only"),
+                ("postgres://u@127.0.0.1/db?pool=3", "unknown option"),
+                ("postgres://u:p%zz@127.0.0.1/db", "is not followed by two hex digits"),
+                ("postgres:///db", "no host"),
+            ] {
+                let error = #expect(throws: JobStoreError.self) { try PostgresJobStore(url: url) }
+                #expect(error?.message.contains(text) == true, "\(url): \(String(describing: error))")
+            }
+            // Nobody listens there: the error names the server and what to check, after the URL's outage time.
+            let error = #expect(throws: JobStoreError.self) {
+                try PostgresJobStore(url: "postgres://u:secret@127.0.0.1:1/db?outage=0.3")
+            }
+            #expect(error?.message.contains("cannot connect to PostgreSQL at 127.0.0.1:1/db") == true)
+            #expect(error?.message.contains("secret") == false, "the password leaked: \(String(describing: error))")
+        }
+
+        @Test("a server that stops answering: the call gives the connection up after query_timeout and goes on")
+        func aServerThatDoesNotAnswer() throws {
+            try withFreshStore(.postgres) { url in
+                let store = try PostgresJobStore(url: url + "?connections=1&query_timeout=0.5")
+                try store.migrate()
+                _ = try store.put([NewJob(queue: "h", payload: try JobPayload.encode(1), runAt: now())])
+                let database = String(url[url.index(after: url.lastIndex(of: "/")!)...])
+                let pids = try psqlLines(
+                    url, "SELECT pid FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()")
+                let pid = try #require(pids.first.flatMap { Int32($0) }, "no backend of the store: \(pids)")
+                #expect(kill(pid, SIGSTOP) == 0)  // its one connection's server process stops answering
+                defer {
+                    kill(pid, SIGCONT)
+                    kill(pid, SIGTERM)
+                }
+                // A read: given up after 0.5 s, and run again on a new connection.
+                #expect(try store.work(queue: "h").ready == 1)
+                let after = try psqlLines(
+                    url, "SELECT pid FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()")
+                #expect(after.contains { $0 != String(pid) }, "no new connection: \(after)")
+            }
+        }
+
+        @Test("a NOTIFY from another host's put wakes a subscriber")
+        func notifyWakesSubscribers() throws {
+            try withFreshStore(.postgres) { url in
+                let listening = try PostgresJobStore(url: url)
+                try listening.migrate()
+                let putting = try PostgresJobStore(url: url)  // another host: its put reaches this one by NOTIFY only
+                let woken = Mutex<Int>(0)
+                let wake = DispatchSemaphore(value: 0)
+                let subscription = listening.subscribe(queue: "n") {
+                    woken.withLock { $0 += 1 }
+                    wake.signal()
+                }
+                defer { subscription.cancel() }
+                // The first wake-up comes when the listener is connected (it wakes every subscriber then).
+                #expect(wake.wait(timeout: .now() + 30) == .success)
+                woken.withLock { $0 = 0 }
+                _ = try putting.put([NewJob(queue: "n", payload: try JobPayload.encode(1), runAt: now())])
+                #expect(wake.wait(timeout: .now() + 30) == .success)
+                _ = try putting.put([NewJob(queue: "other", payload: try JobPayload.encode(1), runAt: now())])
+                _ = try putting.put([NewJob(queue: "n", payload: try JobPayload.encode(2), runAt: now())])
+                #expect(wake.wait(timeout: .now() + 30) == .success)
+                #expect(woken.withLock { $0 } == 2, "a put into another queue woke this one")
+            }
+        }
+    }
+#endif
+
+@Suite("Job payloads")
+struct JobPayloadTests {
     @Test func payloadRoundTripAndRefusals() throws {
         let value: LuaValue = [
             "s": .string(LuaString(bytes: [0, 255, 10])), "i": .integer(-5), "f": 2.0, "b": true,
@@ -176,9 +281,9 @@ struct JobQueueTests {
         var items: [String]
     }
 
-    @Test func putFromSwiftReadTheRecord() throws {
-        try withStoreFile { path in
-            let queue = try JobQueue(store: "sqlite://" + path, name: "orders", keep: 60)
+    @Test(arguments: StoreKind.available) func putFromSwiftReadTheRecord(_ kind: StoreKind) throws {
+        try withFreshStore(kind) { url in
+            let queue = try JobQueue(store: url, name: "orders", keep: 60)
             let order = Order(id: 7, items: ["apple", "pear"])
             let (id, added) = try queue.put(try LuaValueEncoder().encode(order), delay: 30, uniqueKey: "order:7")
             #expect(added)

@@ -1,0 +1,495 @@
+#if Postgres
+    import ATasker
+    public import Logging
+    import PostgresNIO
+    import Synchronization
+
+    /// The PostgreSQL driver of ``JobStore``: one database shared by every host, through postgres-nio.
+    ///
+    /// The same schema and semantics as ``SQLiteJobStore``, with the server's clock for every time it compares
+    /// (`statement_timestamp()`): claims are `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
+    /// RETURNING ...`, so hosts claiming at once never wait for each other nor take the same job; renewals, acks and
+    /// releases are fenced by the claim's `fence` and `lease_until >= now`; the unique key is a partial unique index;
+    /// puts `NOTIFY` channel `atasker_jobs` with the queue's name, which ``subscribe(queue:_:)`` LISTENs to on a
+    /// connection of its own that reconnects (and then wakes its subscribers, for what it missed). Migrations run
+    /// under an advisory lock, so hosts that start together migrate once.
+    ///
+    /// Connection loss: every call waits for the server for up to the URL's `outage` seconds (30 by default),
+    /// reconnecting with backoff, and then fails with an error naming the server. A call whose connection breaks
+    /// before its change was committed is run again on a new connection; one that broke while its commit was on the
+    /// way fails saying that the outcome is unknown (a put may then have been added: look before putting again).
+    public final class PostgresJobStore: JobStore {
+        public let url: String
+        private let connections: PostgresConnections
+        private let listener: PostgresListener
+        /// When the last prune ran (the host's monotonic clock); claims prune at most every 30 s.
+        private let lastPrune = Mutex<Double>(-1e9)
+
+        /// The schema version this build knows.
+        public static var schemaVersion: Int { PostgresSchema.migrations.count }
+
+        /// Whether `url` is a PostgreSQL store URL (`postgres://` or `postgresql://`).
+        public static func accepts(_ url: String) -> Bool { PostgresStoreURL.isPostgres(url) }
+
+        /// Opens the store at `url`: `postgres://user:password@host:port/database?sslmode=disable&connections=4&outage=30`.
+        /// It connects once now (waiting up to `outage` seconds for the server), and does not migrate: call
+        /// ``migrate()``.
+        public init(url: String, logger: Logger = Logger(label: "atasker.jobs.postgres")) throws {
+            let config = try PostgresStoreURL(url)
+            let shown = PostgresStoreURL.redacted(url)
+            self.url = shown
+            self.connections = PostgresConnections(url: shown, config: config, logger: logger)
+            self.listener = PostgresListener(connections: self.connections, logger: logger)
+            // Fail at the open, not at the first job, when the server cannot be reached.
+            _ = try self.connections.statements("open", retry: .safe) { s throws(JobStoreError) in
+                try s.execute("SELECT 1")
+            }
+        }
+
+        deinit {
+            self.listener.stop()
+            self.connections.close()
+        }
+
+        /// Closes the store's connections (the listener's too); later calls fail.
+        public func close() {
+            self.listener.stop()
+            self.connections.close()
+        }
+
+        /// The server's clock, in the schema's unit (seconds since the epoch).
+        static let now = "extract(epoch from statement_timestamp())::float8"
+
+        // MARK: - Schema
+
+        @discardableResult
+        public func migrate() throws -> Int {
+            try self.connections.transaction("migrate") { s throws(JobStoreError) -> Int in
+                // One host at a time: the others wait here, then find the schema made.
+                try s.execute("SELECT pg_advisory_xact_lock(\(PostgresSchema.migrationLock))")
+                try s.execute(
+                    "CREATE TABLE IF NOT EXISTS atasker_schema_migrations (version bigint PRIMARY KEY, "
+                        + "applied_at double precision NOT NULL)")
+                let current =
+                    try s.query("SELECT coalesce(max(version), 0)::int8 FROM atasker_schema_migrations")
+                    .first?.column(0, Int64.self, what: "migrate") ?? 0
+                let known = PostgresSchema.migrations.count
+                if current > Int64(known) {
+                    throw JobStoreError(
+                        "the store \(self.url) has schema version \(current), newer than this build knows (\(known)): "
+                            + "run a newer atasker-lua on it")
+                }
+                for version in Int(current)..<known {
+                    for statement in PostgresSchema.migrations[version] { try s.execute(statement) }
+                    var b = Binds()
+                    b.add(Int64(version + 1))
+                    try s.query(
+                        "INSERT INTO atasker_schema_migrations (version, applied_at) VALUES ($1, \(Self.now))",
+                        b.bindings)
+                }
+                return known
+            }
+        }
+
+        // MARK: - Jobs
+
+        private static let insert =
+            "INSERT INTO atasker_jobs (queue, state, priority, run_at, max_attempts, timeout, unique_key, keep, payload, "
+            + "created_at) VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, \(now)) "
+
+        public func put(_ jobs: [NewJob]) throws -> [PutOutcome] {
+            guard !jobs.isEmpty else { return [] }
+            let outcomes = try self.connections.transaction("put") { s throws(JobStoreError) -> [PutOutcome] in
+                var outcomes: [PutOutcome] = []
+                outcomes.reserveCapacity(jobs.count)
+                var queues = Set<String>()
+                for job in jobs {
+                    var b = Binds()
+                    b.add(job.queue)
+                    b.add(Int64(job.priority))
+                    b.add(job.runAt)
+                    b.add(Int64(job.maxAttempts))
+                    b.add(job.timeout)
+                    b.add(job.uniqueKey)
+                    b.add(job.keep)
+                    b.add(bytes: job.payload)
+                    guard job.uniqueKey != nil else {
+                        let id = try s.query(Self.insert + "RETURNING id", b.bindings).first?.column(
+                            0, Int64.self, what: "put")
+                        guard let id else { throw JobStoreError("store \(self.url): put: the insert returned no id") }
+                        outcomes.append(.added(id))
+                        queues.insert(job.queue)
+                        continue
+                    }
+                    // The partial unique index refuses a second pending or running job with the key; the one that holds
+                    // it may finish between the insert and the look, so try again then.
+                    var outcome: PutOutcome? = nil
+                    for _ in 0..<5 where outcome == nil {
+                        if let id = try s.query(
+                            Self.insert + "ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL AND state IN "
+                                + "('pending', 'running') DO NOTHING RETURNING id", b.bindings
+                        ).first?.column(0, Int64.self, what: "put") {
+                            outcome = .added(id)
+                            queues.insert(job.queue)
+                            break
+                        }
+                        var k = Binds()
+                        k.add(job.queue)
+                        k.add(job.uniqueKey)
+                        if let existing = try s.query(
+                            "SELECT id FROM atasker_jobs WHERE queue = $1 AND unique_key = $2 AND state IN ('pending', "
+                                + "'running') LIMIT 1", k.bindings
+                        ).first?.column(0, Int64.self, what: "put") {
+                            outcome = .duplicate(existing: existing)
+                        }
+                    }
+                    guard let outcome else {
+                        throw JobStoreError(
+                            "store \(self.url): put: unique key '\(job.uniqueKey ?? "")' kept changing hands")
+                    }
+                    outcomes.append(outcome)
+                }
+                for queue in queues.sorted() { try Self.notify(s, queue) }
+                return outcomes
+            }
+            var added = Set<String>()
+            for (job, outcome) in zip(jobs, outcomes) {
+                if case .added = outcome { added.insert(job.queue) }
+            }
+            for queue in added { self.listener.wake(queue) }
+            return outcomes
+        }
+
+        /// Tells every listening host (at the commit) that `queue` has new jobs.
+        private static func notify(_ s: PostgresSession, _ queue: String) throws(JobStoreError) {
+            var b = Binds()
+            b.add(queue)
+            try s.query("SELECT pg_notify('\(PostgresSchema.channel)', $1)", b.bindings)
+        }
+
+        public func claim(queue: String, limit: Int, leaseSeconds: Double, owner: String) throws -> [ClaimedJob] {
+            let prune = self.lastPrune.withLock { last -> Bool in
+                let now = Monotonic.now()
+                guard now - last >= 30 else { return false }
+                last = now
+                return true
+            }
+            return try self.connections.transaction("claim") { s throws(JobStoreError) -> [ClaimedJob] in
+                try Self.sweep(s)
+                if prune { try Self.prune(s) }
+                guard limit > 0 else { return [] }
+                var b = Binds()
+                b.add(leaseSeconds)
+                b.add(owner)
+                b.add(queue)
+                b.add(Int64(limit))
+                let rows = try s.query(
+                    "UPDATE atasker_jobs SET state = 'running', fence = fence + 1, attempts = attempts + 1, "
+                        + "lease_until = \(Self.now) + $1, lease_owner = $2, started_at = \(Self.now) WHERE id IN ("
+                        + "SELECT id FROM atasker_jobs WHERE queue = $3 AND state = 'pending' AND run_at <= \(Self.now) "
+                        + "ORDER BY priority, run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id, fence, attempts, "
+                        + "max_attempts, priority, timeout, payload, created_at, run_at", b.bindings)
+                var claimed: [(ClaimedJob, Double)] = []
+                claimed.reserveCapacity(rows.count)
+                for row in rows {
+                    let what = "claim"
+                    let payload = try row.column(6, ByteBuffer.self, what: what)
+                    claimed.append(
+                        (
+                            ClaimedJob(
+                                lease: Lease(
+                                    id: try row.column(0, Int64.self, what: what),
+                                    fence: try row.column(1, Int64.self, what: what)), queue: queue,
+                                attempt: Int(try row.column(2, Int64.self, what: what)),
+                                maxAttempts: Int(try row.column(3, Int64.self, what: what)),
+                                priority: Int(try row.column(4, Int64.self, what: what)),
+                                timeout: try row.column(5, Double?.self, what: what),
+                                payload: Array(payload.readableBytesView),
+                                createdAt: try row.column(7, Double.self, what: what)),
+                            try row.column(8, Double.self, what: what)
+                        ))
+                }
+                claimed.sort { a, b in (a.0.priority, a.1, a.0.id) < (b.0.priority, b.1, b.0.id) }
+                return claimed.map(\.0)
+            }
+        }
+
+        /// Gives back the jobs whose lease ran out (pending again, or dead on their last attempt); rows another host is
+        /// sweeping or finishing now are skipped.
+        private static func sweep(_ s: PostgresSession) throws(JobStoreError) {
+            try s.execute(
+                "UPDATE atasker_jobs SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END, "
+                    + "error = 'attempt ' || attempts || ': the lease of ' || coalesce(lease_owner, '?') || ' ran out "
+                    + "(the host died, stalled or lost the store)', traceback = NULL, lease_until = NULL, "
+                    + "lease_owner = NULL, run_at = \(now), finished_at = CASE WHEN attempts >= max_attempts THEN "
+                    + "\(now) END, expires_at = CASE WHEN attempts >= max_attempts THEN \(now) + keep END "
+                    + "WHERE id IN (SELECT id FROM atasker_jobs WHERE state = 'running' AND lease_until < \(now) "
+                    + "FOR UPDATE SKIP LOCKED)")
+        }
+
+        private static func prune(_ s: PostgresSession) throws(JobStoreError) {
+            try s.execute(
+                "DELETE FROM atasker_jobs WHERE id IN (SELECT id FROM atasker_jobs WHERE expires_at < \(now) "
+                    + "LIMIT 10000 FOR UPDATE SKIP LOCKED)")
+        }
+
+        public func renew(_ leases: [Lease], leaseSeconds: Double) throws -> [Lease] {
+            guard !leases.isEmpty else { return [] }
+            var b = Binds()
+            b.add(leases.map(\.id))
+            b.add(leases.map(\.fence))
+            b.add(leaseSeconds)
+            // Renewing twice does no harm: safe to run again after a broken connection.
+            let kept = try self.connections.statements("renew", retry: .safe) { s throws(JobStoreError) -> Set<Lease> in
+                var kept = Set<Lease>()
+                for row in try s.query(
+                    "UPDATE atasker_jobs j SET lease_until = \(Self.now) + $3 FROM unnest($1::int8[], $2::int8[]) "
+                        + "AS l(id, fence) WHERE j.id = l.id AND j.fence = l.fence AND j.state = 'running' "
+                        + "AND j.lease_until >= \(Self.now) RETURNING j.id, j.fence", b.bindings)
+                {
+                    kept.insert(
+                        Lease(
+                            id: try row.column(0, Int64.self, what: "renew"),
+                            fence: try row.column(1, Int64.self, what: "renew")))
+                }
+                return kept
+            }
+            return leases.filter { !kept.contains($0) }
+        }
+
+        public func complete(_ lease: Lease, result: [UInt8]) throws -> Bool {
+            try self.complete([(lease, result)])[0]
+        }
+
+        public func complete(_ items: [(lease: Lease, result: [UInt8])]) throws -> [Bool] {
+            guard !items.isEmpty else { return [] }
+            var b = Binds()
+            b.add(items.map(\.lease.id))
+            b.add(items.map(\.lease.fence))
+            b.add(bytes: items.map(\.result))
+            // Safe to run again after a broken connection: when run again, a job already completed at the claim's
+            // fence is that claim's own earlier ack, whose answer was lost (only the holder of a fence completes
+            // it), and counts as accepted. Otherwise the job would be left to its lease, and run twice.
+            let again =
+                " UNION ALL SELECT j.id, j.fence FROM atasker_jobs j JOIN a ON j.id = a.id AND j.fence = a.fence "
+                + "WHERE j.state = 'completed'"
+            let done = try self.connections.statements("complete", retry: .safe) {
+                s throws(JobStoreError) -> Set<Lease> in
+                var done = Set<Lease>()
+                for row in try s.query(
+                    "WITH a AS (SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) AS a(id, fence, result)), "
+                        + "u AS (UPDATE atasker_jobs j SET state = 'completed', result = a.result, lease_until = NULL, "
+                        + "lease_owner = NULL, finished_at = \(Self.now), expires_at = \(Self.now) + j.keep FROM a "
+                        + "WHERE j.id = a.id AND j.fence = a.fence AND j.state = 'running' "
+                        + "AND j.lease_until >= \(Self.now) RETURNING j.id, j.fence) "
+                        + "SELECT id, fence FROM u" + (s.isRetry ? again : ""), b.bindings)
+                {
+                    done.insert(
+                        Lease(
+                            id: try row.column(0, Int64.self, what: "complete"),
+                            fence: try row.column(1, Int64.self, what: "complete")))
+                }
+                return done
+            }
+            return items.map { done.contains($0.lease) }
+        }
+
+        public func fail(_ lease: Lease, error: String, traceback: String?, retryAt: Double?) throws -> FailOutcome {
+            var b = Binds()
+            b.add(retryAt)
+            b.add(error)
+            b.add(traceback)
+            b.add(lease.id)
+            b.add(lease.fence)
+            let retry = "$1::float8 IS NOT NULL AND attempts < max_attempts"
+            return try self.connections.statements("fail", retry: .unsafe) { s throws(JobStoreError) -> FailOutcome in
+                guard
+                    let row = try s.query(
+                        "UPDATE atasker_jobs SET state = CASE WHEN \(retry) THEN 'pending' ELSE 'dead' END, "
+                            + "run_at = coalesce($1::float8, run_at), error = $2, traceback = $3, lease_until = NULL, "
+                            + "lease_owner = NULL, finished_at = CASE WHEN \(retry) THEN NULL ELSE \(Self.now) END, "
+                            + "expires_at = CASE WHEN \(retry) THEN NULL ELSE \(Self.now) + keep END WHERE id = $4 AND "
+                            + "fence = $5 AND state = 'running' AND lease_until >= \(Self.now) RETURNING state, run_at",
+                        b.bindings
+                    ).first
+                else { return .refused }
+                let state = try row.column(0, String.self, what: "fail")
+                return state == "pending" ? .retry(at: try row.column(1, Double.self, what: "fail")) : .dead
+            }
+        }
+
+        @discardableResult
+        public func release(_ leases: [Lease]) throws -> Int {
+            guard !leases.isEmpty else { return 0 }
+            var b = Binds()
+            b.add(leases.map(\.id))
+            b.add(leases.map(\.fence))
+            // Releasing twice finds nothing the second time: safe to run again (the count may then be low).
+            return try self.connections.statements("release", retry: .safe) { s throws(JobStoreError) -> Int in
+                try s.count(
+                    "UPDATE atasker_jobs j SET state = 'pending', attempts = greatest(j.attempts - 1, 0), "
+                        + "lease_until = NULL, lease_owner = NULL FROM unnest($1::int8[], $2::int8[]) AS l(id, fence) "
+                        + "WHERE j.id = l.id AND j.fence = l.fence AND j.state = 'running' RETURNING j.id", b.bindings)
+            }
+        }
+
+        public func job(id: Int64) throws -> JobRecord? {
+            var b = Binds()
+            b.add(id)
+            let what = "get job \(id)"
+            return try self.connections.statements(what, retry: .safe) { s throws(JobStoreError) -> JobRecord? in
+                guard
+                    let row = try s.query(
+                        "SELECT id, queue, state, priority, attempts, max_attempts, run_at, created_at, started_at, "
+                            + "finished_at, unique_key, timeout, payload, result, error, traceback FROM atasker_jobs "
+                            + "WHERE id = $1", b.bindings
+                    ).first
+                else { return nil }
+                let state = try row.column(2, String.self, what: what)
+                return JobRecord(
+                    id: try row.column(0, Int64.self, what: what), queue: try row.column(1, String.self, what: what),
+                    state: JobState(rawValue: state) ?? .dead, priority: Int(try row.column(3, Int64.self, what: what)),
+                    attempts: Int(try row.column(4, Int64.self, what: what)),
+                    maxAttempts: Int(try row.column(5, Int64.self, what: what)),
+                    runAt: try row.column(6, Double.self, what: what),
+                    createdAt: try row.column(7, Double.self, what: what),
+                    startedAt: try row.column(8, Double?.self, what: what),
+                    finishedAt: try row.column(9, Double?.self, what: what),
+                    uniqueKey: try row.column(10, String?.self, what: what),
+                    timeout: try row.column(11, Double?.self, what: what),
+                    payload: Array(try row.column(12, ByteBuffer.self, what: what).readableBytesView),
+                    result: try row.column(13, ByteBuffer?.self, what: what).map { Array($0.readableBytesView) },
+                    error: try row.column(14, String?.self, what: what),
+                    traceback: try row.column(15, String?.self, what: what))
+            }
+        }
+
+        public func cancel(id: Int64) throws -> Bool {
+            var b = Binds()
+            b.add(id)
+            return try self.connections.statements("cancel job \(id)", retry: .unsafe) {
+                s throws(JobStoreError) -> Bool in
+                try s.count(
+                    "UPDATE atasker_jobs SET state = 'canceled', lease_until = NULL, lease_owner = NULL, "
+                        + "finished_at = \(Self.now), expires_at = \(Self.now) + keep WHERE id = $1 AND state IN "
+                        + "('pending', 'running') RETURNING id", b.bindings) == 1
+            }
+        }
+
+        public func work(queue: String) throws -> QueueWork {
+            var b = Binds()
+            b.add(queue)
+            return try self.connections.statements("work", retry: .safe) { s throws(JobStoreError) -> QueueWork in
+                guard
+                    let row = try s.query(
+                        "SELECT count(*) FILTER (WHERE run_at <= \(Self.now)), count(*) FILTER (WHERE run_at > "
+                            + "\(Self.now)), min(run_at) FILTER (WHERE run_at > \(Self.now)), (SELECT count(*) FROM "
+                            + "atasker_jobs WHERE queue = $1 AND state = 'running') FROM atasker_jobs WHERE queue = $1 "
+                            + "AND state = 'pending'", b.bindings
+                    ).first
+                else { return QueueWork(ready: 0, later: 0, nextRunAt: nil, running: 0) }
+                return QueueWork(
+                    ready: Int(try row.column(0, Int64.self, what: "work")),
+                    later: Int(try row.column(1, Int64.self, what: "work")),
+                    nextRunAt: try row.column(2, Double?.self, what: "work"),
+                    running: Int(try row.column(3, Int64.self, what: "work")))
+            }
+        }
+
+        public func putPeriodic(name: String, period: Int64, job: NewJob) throws -> Int64? {
+            let id = try self.connections.transaction("periodic job '\(name)'") { s throws(JobStoreError) -> Int64? in
+                var p = Binds()
+                p.add(job.queue)
+                p.add(name)
+                p.add(period)
+                // The row's lock orders hosts that reach one period at once: the first takes it, the others find it taken.
+                let taken = try s.count(
+                    "INSERT INTO atasker_periodic (queue, name, period) VALUES ($1, $2, $3) ON CONFLICT (queue, name) "
+                        + "DO UPDATE SET period = excluded.period WHERE excluded.period > atasker_periodic.period "
+                        + "RETURNING period", p.bindings)
+                guard taken == 1 else { return nil }
+                var b = Binds()
+                b.add(job.queue)
+                b.add(Int64(job.priority))
+                b.add(job.runAt)
+                b.add(Int64(job.maxAttempts))
+                b.add(job.timeout)
+                b.add(String?.none)
+                b.add(job.keep)
+                b.add(bytes: job.payload)
+                let id = try s.query(Self.insert + "RETURNING id", b.bindings).first?.column(0, Int64.self, what: "put")
+                try Self.notify(s, job.queue)
+                return id
+            }
+            if id != nil { self.listener.wake(job.queue) }
+            return id
+        }
+
+        @discardableResult
+        public func prune() throws -> Int {
+            try self.connections.statements("prune", retry: .safe) { s throws(JobStoreError) -> Int in
+                try s.count(
+                    "DELETE FROM atasker_jobs WHERE id IN (SELECT id FROM atasker_jobs WHERE expires_at < \(Self.now) "
+                        + "LIMIT 10000 FOR UPDATE SKIP LOCKED) RETURNING id", Binds().bindings)
+            }
+        }
+
+        // MARK: - Wake-ups
+
+        public func subscribe(queue: String, _ wake: @escaping @Sendable () -> Void) -> any JobStoreSubscription {
+            self.listener.subscribe(queue: queue, wake)
+        }
+    }
+
+    /// The schema, as migrations: item `i` (its statements, in one transaction) takes version `i` to `i + 1`. Append
+    /// only; never edit a released one. The same tables and indexes as SQLite's, times in seconds since the epoch.
+    enum PostgresSchema {
+        /// The channel of wake-ups; the payload is the queue's name.
+        static let channel = "atasker_jobs"
+        /// The advisory lock key that migrations hold (any fixed number unlikely to be another app's).
+        static let migrationLock: Int64 = 0x6174_6173_6b65_72
+
+        static let migrations: [[String]] = [
+            [
+                """
+                CREATE TABLE atasker_jobs (
+                    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                    queue text NOT NULL,
+                    state text NOT NULL CHECK (state IN ('pending', 'running', 'completed', 'dead', 'canceled')),
+                    priority bigint NOT NULL,
+                    run_at double precision NOT NULL,
+                    attempts bigint NOT NULL DEFAULT 0,
+                    max_attempts bigint NOT NULL,
+                    fence bigint NOT NULL DEFAULT 0,
+                    lease_until double precision,
+                    lease_owner text,
+                    timeout double precision,
+                    unique_key text,
+                    keep double precision NOT NULL,
+                    payload bytea NOT NULL,
+                    result bytea,
+                    error text,
+                    traceback text,
+                    created_at double precision NOT NULL,
+                    started_at double precision,
+                    finished_at double precision,
+                    expires_at double precision
+                )
+                """,
+                "CREATE INDEX atasker_jobs_ready ON atasker_jobs (queue, priority, run_at, id) WHERE state = 'pending'",
+                "CREATE INDEX atasker_jobs_leases ON atasker_jobs (lease_until) WHERE state = 'running'",
+                "CREATE INDEX atasker_jobs_expiry ON atasker_jobs (expires_at) WHERE expires_at IS NOT NULL",
+                "CREATE UNIQUE INDEX atasker_jobs_unique ON atasker_jobs (queue, unique_key) "
+                    + "WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')",
+                """
+                CREATE TABLE atasker_periodic (
+                    queue text NOT NULL,
+                    name text NOT NULL,
+                    period bigint NOT NULL,
+                    PRIMARY KEY (queue, name)
+                )
+                """,
+            ]
+        ]
+    }
+#endif
