@@ -97,6 +97,20 @@
             "INSERT INTO atasker_jobs (queue, state, priority, run_at, max_attempts, timeout, unique_key, keep, payload, "
             + "created_at) VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, \(now)) "
 
+        /// The parameters of ``insert`` for `job`, in its column order.
+        private static func insertBinds(_ job: NewJob, uniqueKey: String?) -> Binds {
+            var b = Binds()
+            b.add(job.queue)
+            b.add(Int64(job.priority))
+            b.add(job.runAt)
+            b.add(Int64(job.maxAttempts))
+            b.add(job.timeout)
+            b.add(uniqueKey)
+            b.add(job.keep)
+            b.add(bytes: job.payload)
+            return b
+        }
+
         public func put(_ jobs: [NewJob]) throws -> [PutOutcome] {
             guard !jobs.isEmpty else { return [] }
             let outcomes = try self.connections.transaction("put") { s throws(JobStoreError) -> [PutOutcome] in
@@ -104,15 +118,7 @@
                 outcomes.reserveCapacity(jobs.count)
                 var queues = Set<String>()
                 for job in jobs {
-                    var b = Binds()
-                    b.add(job.queue)
-                    b.add(Int64(job.priority))
-                    b.add(job.runAt)
-                    b.add(Int64(job.maxAttempts))
-                    b.add(job.timeout)
-                    b.add(job.uniqueKey)
-                    b.add(job.keep)
-                    b.add(bytes: job.payload)
+                    let b = Self.insertBinds(job, uniqueKey: job.uniqueKey)
                     guard job.uniqueKey != nil else {
                         let id = try s.query(Self.insert + "RETURNING id", b.bindings).first?.column(
                             0, Int64.self, what: "put")
@@ -408,15 +414,7 @@
                         + "DO UPDATE SET period = excluded.period WHERE excluded.period > atasker_periodic.period "
                         + "RETURNING period", p.bindings)
                 guard taken == 1 else { return nil }
-                var b = Binds()
-                b.add(job.queue)
-                b.add(Int64(job.priority))
-                b.add(job.runAt)
-                b.add(Int64(job.maxAttempts))
-                b.add(job.timeout)
-                b.add(String?.none)
-                b.add(job.keep)
-                b.add(bytes: job.payload)
+                let b = Self.insertBinds(job, uniqueKey: nil)
                 let id = try s.query(Self.insert + "RETURNING id", b.bindings).first?.column(0, Int64.self, what: "put")
                 try Self.notify(s, job.queue)
                 return id
