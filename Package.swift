@@ -155,6 +155,8 @@ let package = Package(
             dependencies: [
                 "ATaskerJobs", "ATaskerLua",
                 .product(name: "Logging", package: "swift-log"),
+                // A put inside the app's own transaction, on a connection that the test opens.
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
             ],
             swiftSettings: swiftSettings
         ),

@@ -2,8 +2,13 @@ import ATaskerJobs
 import ATaskerLua
 import Foundation
 import Glibc
+import Logging
 import Synchronization
 import Testing
+
+#if Postgres
+    import PostgresNIO
+#endif
 
 /// A fresh SQLite file in a folder of its own, removed at the end.
 func withStoreFile<R>(_ body: (String) throws -> R) throws -> R {
@@ -246,6 +251,114 @@ struct StoreTests {
                 #expect(wake.wait(timeout: .now() + 30) == .success)
                 #expect(woken.withLock { $0 } == 2, "a put into another queue woke this one")
             }
+        }
+
+        /// Invisible until COMMIT, which wakes workers; gone after ROLLBACK; a failing put leaves the app's
+        /// transaction usable.
+        @Test("a put inside the app's own transaction", .timeLimit(.minutes(2)))
+        func putInTheAppsTransaction() async throws {
+            let base = try #require(postgresTestURL)
+            let suffix = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            let name = "atasker_t_" + suffix
+            let plain = "atasker_p_" + suffix  // a database without the schema
+            for database in [name, plain] { try psql(base, "CREATE DATABASE \(database)") }
+            defer {
+                for database in [name, plain] { try? psql(base, "DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
+            }
+            let url = replacingDatabase(of: base, with: name)
+            let queue = try JobQueue(store: url, name: "tx")
+            let store = try #require(queue.store as? PostgresJobStore)
+            let logger = Logger(label: "test.app")
+            let app = try await appConnection(url, database: name, logger: logger)
+            let other = try await appConnection(url, database: plain, logger: logger)
+            defer {
+                Task {
+                    try? await app.close()
+                    try? await other.close()
+                }
+            }
+            _ = try await app.query("CREATE TABLE orders (id bigint PRIMARY KEY)", logger: logger).collect()
+
+            let (wakes, wake) = AsyncStream.makeStream(of: Void.self)
+            let subscription = store.subscribe(queue: "tx") { wake.yield() }
+            defer { subscription.cancel() }
+            var woken = wakes.makeAsyncIterator()
+            _ = await woken.next()  // the listener is connected (it wakes every subscriber then)
+
+            // Outside a transaction it refuses, saying what to do.
+            var error = await #expect(throws: JobStoreError.self) {
+                try await queue.put(1, on: app, logger: logger)
+            }
+            #expect(
+                error?.message.contains("no transaction open: BEGIN one first") == true, "\(String(describing: error))")
+
+            // In one: invisible to every other connection until the commit.
+            _ = try await app.query("BEGIN", logger: logger).collect()
+            _ = try await app.query("INSERT INTO orders VALUES (7)", logger: logger).collect()
+            let (id, added) = try await queue.put(["order": 7], uniqueKey: "order:7", on: app, logger: logger)
+            #expect(added)
+            let again = try await queue.put(["order": 7], uniqueKey: "order:7", on: app, logger: logger)
+            #expect(again == (id, false), "the transaction sees its own job's key")
+            #expect(try queue.job(id: id) == nil)
+            #expect(try queue.work().ready == 0)
+            _ = try await app.query("COMMIT", logger: logger).collect()
+            _ = await woken.next()  // the NOTIFY comes with the commit
+            let record = try #require(try queue.job(id: id))
+            #expect(record.state == .pending && record.uniqueKey == "order:7")
+            #expect(try JobPayload.decode(record.payload) == ["order": 7])
+            let claimed = try store.claim(queue: "tx", limit: 5, leaseSeconds: 30, owner: "test")
+            #expect(claimed.map(\.id) == [id])
+
+            // Rolled back: the job goes with the app's row.
+            _ = try await app.query("BEGIN", logger: logger).collect()
+            _ = try await app.query("INSERT INTO orders VALUES (8)", logger: logger).collect()
+            let (gone, _) = try await queue.put(["order": 8], on: app, logger: logger)
+            _ = try await app.query("ROLLBACK", logger: logger).collect()
+            #expect(try queue.job(id: gone) == nil)
+            #expect(try queue.work().ready == 0)
+
+            // A put that fails (no schema on that database) rolls back its savepoint only: the app's transaction
+            // goes on and commits its own row.
+            _ = try await other.query("BEGIN", logger: logger).collect()
+            _ = try await other.query("CREATE TABLE notes (n int)", logger: logger).collect()
+            error = await #expect(throws: JobStoreError.self) {
+                try await queue.put(1, on: other, logger: logger)
+            }
+            #expect(error?.message.contains("has no atasker_jobs table") == true, "\(String(describing: error))")
+            _ = try await other.query("INSERT INTO notes VALUES (1)", logger: logger).collect()
+            _ = try await other.query("COMMIT", logger: logger).collect()
+            #expect(try psqlLines(replacingDatabase(of: base, with: plain), "SELECT n FROM notes") == ["1"])
+
+            // A transaction that already failed is named as such.
+            _ = try await app.query("BEGIN", logger: logger).collect()
+            _ = try? await app.query("SELECT 1/0", logger: logger).collect()
+            error = await #expect(throws: JobStoreError.self) {
+                try await queue.put(1, on: app, logger: logger)
+            }
+            #expect(
+                error?.message.contains("already failed: roll it back first") == true, "\(String(describing: error))")
+            _ = try await app.query("ROLLBACK", logger: logger).collect()
+
+            // Values are checked before anything is sent; a queue in SQLite cannot join the transaction.
+            await #expect(throws: JobStoreError.self) {
+                try await queue.put(1, maxAttempts: 0, on: app, logger: logger)
+            }
+            let path = "/tmp/atasker-jobs-tx-\(suffix).db"
+            defer { for end in ["", "-wal", "-shm"] { unlink(path + end) } }
+            let local = try JobQueue(store: "sqlite://" + path, name: "tx")
+            error = await #expect(throws: JobStoreError.self) {
+                try await local.put(1, on: app, logger: logger)
+            }
+            #expect(error?.message.contains("not a PostgreSQL store") == true, "\(String(describing: error))")
+        }
+
+        /// A connection of the app's own (not the store's) to `database` of the server in `url`.
+        private func appConnection(_ url: String, database: String, logger: Logger) async throws -> PostgresConnection {
+            let parts = try #require(URLComponents(string: url))
+            let configuration = PostgresConnection.Configuration(
+                host: try #require(parts.host), port: parts.port ?? 5432, username: parts.user ?? "postgres",
+                password: parts.password, database: database, tls: .disable)
+            return try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         }
     }
 #endif

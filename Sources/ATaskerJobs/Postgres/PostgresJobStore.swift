@@ -1,7 +1,7 @@
 #if Postgres
     import ATasker
     public import Logging
-    import PostgresNIO
+    public import PostgresNIO
     import Synchronization
 
     /// The PostgreSQL driver of ``JobStore``: one database shared by every host, through postgres-nio.
@@ -111,59 +111,137 @@
             return b
         }
 
+        /// One statement that puts `job`: its rows are what ``outcome(of:)`` reads. Without a unique key it inserts;
+        /// with one it inserts unless a pending or running job of the queue holds the key (the partial unique index),
+        /// and then returns that job's id instead.
+        private static func putStatement(_ job: NewJob) -> PostgresQuery {
+            let b = Self.insertBinds(job, uniqueKey: job.uniqueKey)
+            guard job.uniqueKey != nil else {
+                return PostgresQuery(unsafeSQL: Self.insert + "RETURNING id, true", binds: b.bindings)
+            }
+            return PostgresQuery(
+                unsafeSQL: "WITH added AS (" + Self.insert + "ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT "
+                    + "NULL AND state IN ('pending', 'running') DO NOTHING RETURNING id) SELECT id, true FROM added "
+                    + "UNION ALL SELECT id, false FROM atasker_jobs WHERE queue = $1 AND unique_key = $6 AND state IN "
+                    + "('pending', 'running') AND NOT EXISTS (SELECT 1 FROM added) LIMIT 1", binds: b.bindings)
+        }
+
+        /// What ``putStatement(_:)`` did, or `nil` when it must run again: the job that held the unique key finished
+        /// between the insert's look at the index and the statement's snapshot (or committed after it), so neither
+        /// an insert nor a holder came back.
+        private static func outcome(of rows: [PostgresRow]) throws(JobStoreError) -> PutOutcome? {
+            guard let row = rows.first else { return nil }
+            let id = try row.column(0, Int64.self, what: "put")
+            return try row.column(1, Bool.self, what: "put") ? .added(id) : .duplicate(existing: id)
+        }
+
+        /// How many times a put runs its statement before it gives up on a unique key that keeps changing hands.
+        private static let putTries = 5
+
+        private func keyKeptChangingHands(_ job: NewJob) -> JobStoreError {
+            JobStoreError("store \(self.url): put: unique key '\(job.uniqueKey ?? "")' kept changing hands")
+        }
+
         public func put(_ jobs: [NewJob]) throws -> [PutOutcome] {
             guard !jobs.isEmpty else { return [] }
             let outcomes = try self.connections.transaction("put") { s throws(JobStoreError) -> [PutOutcome] in
                 var outcomes: [PutOutcome] = []
                 outcomes.reserveCapacity(jobs.count)
-                var queues = Set<String>()
                 for job in jobs {
-                    let b = Self.insertBinds(job, uniqueKey: job.uniqueKey)
-                    guard job.uniqueKey != nil else {
-                        let id = try s.query(Self.insert + "RETURNING id", b.bindings).first?.column(
-                            0, Int64.self, what: "put")
-                        guard let id else { throw JobStoreError("store \(self.url): put: the insert returned no id") }
-                        outcomes.append(.added(id))
-                        queues.insert(job.queue)
-                        continue
-                    }
-                    // The partial unique index refuses a second pending or running job with the key; the one that holds
-                    // it may finish between the insert and the look, so try again then.
+                    let statement = Self.putStatement(job)
                     var outcome: PutOutcome? = nil
-                    for _ in 0..<5 where outcome == nil {
-                        if let id = try s.query(
-                            Self.insert + "ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL AND state IN "
-                                + "('pending', 'running') DO NOTHING RETURNING id", b.bindings
-                        ).first?.column(0, Int64.self, what: "put") {
-                            outcome = .added(id)
-                            queues.insert(job.queue)
-                            break
-                        }
-                        var k = Binds()
-                        k.add(job.queue)
-                        k.add(job.uniqueKey)
-                        if let existing = try s.query(
-                            "SELECT id FROM atasker_jobs WHERE queue = $1 AND unique_key = $2 AND state IN ('pending', "
-                                + "'running') LIMIT 1", k.bindings
-                        ).first?.column(0, Int64.self, what: "put") {
-                            outcome = .duplicate(existing: existing)
-                        }
+                    for _ in 0..<Self.putTries where outcome == nil {
+                        outcome = try Self.outcome(of: s.query(statement.sql, statement.binds))
                     }
-                    guard let outcome else {
-                        throw JobStoreError(
-                            "store \(self.url): put: unique key '\(job.uniqueKey ?? "")' kept changing hands")
-                    }
+                    guard let outcome else { throw self.keyKeptChangingHands(job) }
                     outcomes.append(outcome)
                 }
-                for queue in queues.sorted() { try Self.notify(s, queue) }
+                for queue in Self.queuesAdded(jobs, outcomes) { try Self.notify(s, queue) }
                 return outcomes
             }
+            for queue in Self.queuesAdded(jobs, outcomes) { self.listener.wake(queue) }
+            return outcomes
+        }
+
+        /// The queues that `outcomes` added jobs to, in order (so that hosts take the NOTIFY locks in one order).
+        private static func queuesAdded(_ jobs: [NewJob], _ outcomes: [PutOutcome]) -> [String] {
             var added = Set<String>()
             for (job, outcome) in zip(jobs, outcomes) {
                 if case .added = outcome { added.insert(job.queue) }
             }
-            for queue in added { self.listener.wake(queue) }
-            return outcomes
+            return added.sorted()
+        }
+
+        /// Puts `jobs` inside the transaction that the caller has open on `connection`, a connection of its own to
+        /// the store's database: they are visible (and workers are woken) only when the caller commits, and gone if
+        /// it rolls back. So a row of the app and the job that handles it are made together or not at all.
+        ///
+        /// ```swift
+        /// try await client.withTransaction(logger: logger) { connection in
+        ///     try await connection.query("INSERT INTO orders (id) VALUES (\(orderID))", logger: logger)
+        ///     _ = try await store.put([job], on: connection, logger: logger)
+        /// }
+        /// ```
+        ///
+        /// The statements run under a savepoint: when one fails, the savepoint is rolled back and the error thrown,
+        /// and the caller's transaction is as it was before the call (still usable). The schema must exist on that
+        /// database (open the store on it once: ``migrate()``). Connection loss is the caller's to handle: nothing is
+        /// retried here, since the transaction is the caller's.
+        /// - Throws: ``JobStoreError`` when `connection` has no transaction open (`BEGIN` first), when its
+        ///   transaction has already failed, or when a statement fails.
+        public func put(_ jobs: [NewJob], on connection: PostgresConnection, logger: Logger) async throws
+            -> [PutOutcome]
+        {
+            guard !jobs.isEmpty else { return [] }
+            func run(_ query: PostgresQuery) async throws -> [PostgresRow] {
+                try await connection.query(query, logger: logger).collect()
+            }
+            do {
+                _ = try await run("SAVEPOINT atasker_put")
+            } catch {
+                throw JobStoreError(
+                    "store \(self.url): put(on:): " + Self.savepointRefused(error)
+                        + " (\(describe(error)))")
+            }
+            do {
+                var outcomes: [PutOutcome] = []
+                outcomes.reserveCapacity(jobs.count)
+                for job in jobs {
+                    let statement = Self.putStatement(job)
+                    var outcome: PutOutcome? = nil
+                    for _ in 0..<Self.putTries where outcome == nil {
+                        outcome = try Self.outcome(of: await run(statement))
+                    }
+                    guard let outcome else { throw self.keyKeptChangingHands(job) }
+                    outcomes.append(outcome)
+                }
+                for queue in Self.queuesAdded(jobs, outcomes) {
+                    _ = try await run("SELECT pg_notify(\(PostgresSchema.channel), \(queue))")
+                }
+                _ = try await run("RELEASE SAVEPOINT atasker_put")
+                return outcomes
+            } catch {
+                // Back to where the caller's transaction was; if even that fails, the connection is gone.
+                _ = try? await run("ROLLBACK TO SAVEPOINT atasker_put")
+                _ = try? await run("RELEASE SAVEPOINT atasker_put")
+                if let error = error as? JobStoreError { throw error }
+                let message = describe(error)
+                let hint =
+                    message.contains("42P01")
+                    ? ": the database of this connection has no atasker_jobs table; open the store on it once "
+                        + "(migrate), or give a connection to the store's database"
+                    : ""
+                throw JobStoreError("store \(self.url): put(on:): \(message)\(hint)")
+            }
+        }
+
+        /// Why `SAVEPOINT` was refused, in the words of what to do.
+        private static func savepointRefused(_ error: any Error) -> String {
+            switch (error as? PSQLError)?.serverInfo?[.sqlState] {
+            case "25P01": return "the connection has no transaction open: BEGIN one first (or put without a connection)"
+            case "25P02": return "the connection's transaction has already failed: roll it back first"
+            default: return "cannot start a savepoint on the connection"
+            }
         }
 
         /// Tells every listening host (at the commit) that `queue` has new jobs.

@@ -1,5 +1,10 @@
 public import ATaskerLua
 
+#if Postgres
+    public import Logging
+    public import PostgresNIO
+#endif
+
 /// A durable queue from Swift: what `jobs.queue(name, opts)` is in Lua.
 ///
 /// ```swift
@@ -39,6 +44,17 @@ public struct JobQueue: Sendable {
         _ value: LuaValue, priority: Int = 100, runAt: Double? = nil, delay: Double? = nil, maxAttempts: Int = 5,
         uniqueKey: String? = nil, timeout: Double? = nil
     ) throws -> (id: Int64, added: Bool) {
+        let job = try self.job(
+            value, priority: priority, runAt: runAt, delay: delay, maxAttempts: maxAttempts, uniqueKey: uniqueKey,
+            timeout: timeout)
+        return Self.idAndAdded(try self.store.put([job])[0])
+    }
+
+    /// The job that `put` stores, its options checked as `q:put` checks them.
+    func job(
+        _ value: LuaValue, priority: Int, runAt: Double?, delay: Double?, maxAttempts: Int, uniqueKey: String?,
+        timeout: Double?
+    ) throws -> NewJob {
         guard maxAttempts >= 1 else { throw JobStoreError("put: maxAttempts must be at least 1, got \(maxAttempts)") }
         if let timeout, !(timeout.isFinite && timeout > 0) {
             throw JobStoreError("put: timeout must be a number of seconds > 0, got \(timeout)")
@@ -50,14 +66,47 @@ public struct JobQueue: Sendable {
         case (nil, nil): start = wallClock()
         default: throw JobStoreError("put: give a finite runAt or a delay >= 0, not both")
         }
-        let job = NewJob(
+        return NewJob(
             queue: self.name, payload: try JobPayload.encode(value, what: "the job's value"), priority: priority,
             runAt: start, maxAttempts: maxAttempts, uniqueKey: uniqueKey, timeout: timeout, keep: self.keep)
-        switch try self.store.put([job])[0] {
+    }
+
+    private static func idAndAdded(_ outcome: PutOutcome) -> (id: Int64, added: Bool) {
+        switch outcome {
         case .added(let id): return (id, true)
         case .duplicate(let id): return (id, false)
         }
     }
+
+    #if Postgres
+        /// Puts a job inside the transaction that the caller has open on `connection` (a connection of its own to
+        /// this queue's PostgreSQL database): the job exists, and workers see it, only once the caller commits; a
+        /// rollback takes it away with the caller's own rows. See ``PostgresJobStore/put(_:on:logger:)``.
+        ///
+        /// ```swift
+        /// try await client.withTransaction(logger: logger) { connection in
+        ///     try await connection.query("INSERT INTO orders (id) VALUES (\(orderID))", logger: logger)
+        ///     try await queue.put(["order": .integer(orderID)], on: connection, logger: logger)
+        /// }
+        /// ```
+        /// - Throws: ``JobStoreError`` when the queue's store is not PostgreSQL, when the connection has no
+        ///   transaction open, or as ``put(_:priority:runAt:delay:maxAttempts:uniqueKey:timeout:)`` throws.
+        @discardableResult
+        public func put(
+            _ value: LuaValue, priority: Int = 100, runAt: Double? = nil, delay: Double? = nil, maxAttempts: Int = 5,
+            uniqueKey: String? = nil, timeout: Double? = nil, on connection: PostgresConnection, logger: Logger
+        ) async throws -> (id: Int64, added: Bool) {
+            guard let store = self.store as? PostgresJobStore else {
+                throw JobStoreError(
+                    "put(on:): queue '\(self.name)' is in \(self.store.url), not a PostgreSQL store: a job joins a "
+                        + "PostgreSQL transaction only in a store on that database")
+            }
+            let job = try self.job(
+                value, priority: priority, runAt: runAt, delay: delay, maxAttempts: maxAttempts, uniqueKey: uniqueKey,
+                timeout: timeout)
+            return Self.idAndAdded(try await store.put([job], on: connection, logger: logger)[0])
+        }
+    #endif
 
     /// The job with this id (of any queue of the store), or `nil`.
     public func job(id: Int64) throws -> JobRecord? { try self.store.job(id: id) }
