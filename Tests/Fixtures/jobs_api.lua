@@ -41,6 +41,10 @@ if mode == "misuse" then
   try("worker name taken", function() jobs.worker{queue = q, name = "taken", fn = function() end} end)
   try("periodic no every", function() jobs.periodic{queue = q, name = "p"} end)
   try("periodic nan every", function() jobs.periodic{queue = q, name = "p", every = 0 / 0} end)
+  try("periodic bad cron", function() jobs.periodic{queue = q, name = "p", cron = "0 25 * * *"} end)
+  try("periodic both", function() jobs.periodic{queue = q, name = "p", every = 60, cron = "* * * * *"} end)
+  try("periodic tz", function() jobs.periodic{queue = q, name = "p", cron = "* * * * *", tz = "Mars"} end)
+  try("periodic tz every", function() jobs.periodic{queue = q, name = "p", every = 60, tz = "local"} end)
   try("put_many holes", function() q:put_many({1, nil, 3}) end)
   local ids, added = q:put_many({1, 2, 3})
   print("put_many", #ids, added[1], ids[3] - ids[1])
@@ -52,6 +56,16 @@ elseif mode == "periodic" then
   atasker.background_task(function()
     while not p:info().period do atasker.sleep(0.01) end
     print("handled period " .. p:info().period .. ", put " .. p:info().periods_put)
+    p:stop()
+  end)()
+elseif mode == "periodic-cron" then
+  -- the same with a cron schedule: a host that starts puts the latest fire time's job, unless a host did
+  local q = jobs.queue("pc")
+  local p = jobs.periodic{queue = q, name = "minutely", cron = arg[2], tz = arg[3], value = {tick = true}}:start()
+  atasker.background_task(function()
+    while not p:info().period do atasker.sleep(0.01) end
+    local info = p:info()
+    print(string.format("handled period %d, put %d, next %d", info.period, info.periods_put, info.next_run_at))
     p:stop()
   end)()
 elseif mode == "periodic-run" then

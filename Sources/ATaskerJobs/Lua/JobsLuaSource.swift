@@ -176,10 +176,12 @@ let jobsLuaSource = #"""
     end
 
     local periodic_options = {
-      queue = true, name = true, every = true, value = true, priority = true, max_attempts = true, timeout = true,
+      queue = true, name = true, every = true, cron = true, tz = true, value = true, priority = true,
+      max_attempts = true, timeout = true,
     }
 
-    -- jobs.periodic{queue = q, name = "cleanup", every = seconds, value=, priority=, max_attempts=, timeout=}
+    -- jobs.periodic{queue = q, name = "cleanup", every = seconds | cron = "0 3 * * *", tz = "utc" | "local", value=,
+    -- priority=, max_attempts=, timeout=}
     function M.periodic(opts)
       checkopts("jobs.periodic", opts, periodic_options)
       if not isqueue(opts.queue) then
@@ -187,7 +189,8 @@ let jobsLuaSource = #"""
       end
       local q = opts.queue
       local r = call(f.periodic, q.store, q.name, q.keep, {
-        name = opts.name, every = opts.every, value = opts.value, priority = opts.priority,
+        name = opts.name, every = opts.every, cron = opts.cron, tz = opts.tz, value = opts.value,
+        priority = opts.priority,
         max_attempts = opts.max_attempts, timeout = opts.timeout,
       })
       return setmetatable({name = r}, Worker)

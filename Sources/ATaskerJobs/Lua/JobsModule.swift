@@ -324,7 +324,7 @@ final class JobsFunctions: Sendable {
         return .string(LuaString(name))
     }
 
-    static let periodicOptions = ["name", "every", "value", "priority", "max_attempts", "timeout"]
+    static let periodicOptions = ["name", "every", "cron", "tz", "value", "priority", "max_attempts", "timeout"]
 
     /// `jobs.periodic(url, queue, keep, opts)` → the schedule's worker name.
     func periodic(_ args: [LuaValue]) throws -> LuaValue {
@@ -334,8 +334,37 @@ final class JobsFunctions: Sendable {
         guard let name = opts["name"].stringValue, !name.isEmpty else {
             throw argumentError("\(f): option 'name' must be the schedule's name (a non-empty string)")
         }
-        guard let every = try seconds(opts["every"], f, "every", minimum: 0, positive: true) else {
-            throw argumentError("\(f): option 'every' (seconds in a period) is required")
+        let every = try seconds(opts["every"], f, "every", minimum: 0.001)
+        let schedule: PeriodicSchedule
+        switch (every, opts["cron"]) {
+        case (let every?, .nil):
+            guard opts["tz"].isNil else {
+                throw argumentError("\(f) \"\(name)\": option 'tz' goes with 'cron' (an 'every' period is zoneless)")
+            }
+            schedule = .every(every)
+        case (nil, .nil):
+            throw argumentError(
+                "\(f) \"\(name)\": give option 'every' (seconds in a period) or 'cron' (a schedule such as "
+                    + "\"*/5 * * * *\")")
+        case (nil, let cron):
+            guard let text = cron.stringValue else {
+                throw argumentError(
+                    "\(f) \"\(name)\": option 'cron' must be a string such as \"0 3 * * *\", got \(cron)")
+            }
+            let zone: CronSchedule.Zone
+            switch opts["tz"] {
+            case .nil: zone = .utc
+            case let tz where tz.stringValue?.lowercased() == "utc": zone = .utc
+            case let tz where tz.stringValue?.lowercased() == "local": zone = .local
+            case let tz: throw argumentError("\(f) \"\(name)\": option 'tz' must be \"utc\" or \"local\", got \(tz)")
+            }
+            do {
+                schedule = .cron(try CronSchedule(text, zone: zone))
+            } catch {
+                throw argumentError("\(f) \"\(name)\": \(error.message)")
+            }
+        case (.some, _):
+            throw argumentError("\(f) \"\(name)\": give 'every' or 'cron', not both")
         }
         let payload: [UInt8]
         do {
@@ -346,16 +375,16 @@ final class JobsFunctions: Sendable {
         var jobOpts = LuaTable()
         for key in ["priority", "max_attempts", "timeout"] { jobOpts[key] = opts[key] }
         let job = try self.newJob(queue: queue, keep: keep, payload: payload, jobOpts, f)
-        let schedule: PeriodicJob
+        let periodic: PeriodicJob
         do {
-            schedule = try PeriodicJob(
-                supervisor: self.host.supervisor, store: store, name: name, every: every, job: job,
+            periodic = try PeriodicJob(
+                supervisor: self.host.supervisor, store: store, name: name, schedule: schedule, job: job,
                 logger: self.logger)
         } catch let error as WorkerError {
             throw argumentError("\(f): \(error)")
         }
-        let workerName = schedule.worker.name
-        self.schedules.withLock { $0[workerName] = schedule }
+        let workerName = periodic.worker.name
+        self.schedules.withLock { $0[workerName] = periodic }
         return .string(LuaString(workerName))
     }
 
@@ -433,6 +462,7 @@ final class JobsFunctions: Sendable {
             if let schedule {
                 t["periods_put"] = .integer(Int64(schedule.periodsPut))
                 t["period"] = schedule.lastPeriod.map { .integer($0) } ?? .nil
+                t["next_run_at"] = schedule.nextRunAt.map { .number($0) } ?? .nil
             }
             return .table(t)
         default:
