@@ -29,6 +29,20 @@
 
 #include "shim_private.h"
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ATL_TSAN 1
+#endif
+#endif
+#ifndef ATL_TSAN
+#define ATL_TSAN 0
+#endif
+#if ATL_TSAN
+#define ATL_NO_SANITIZE __attribute__((disable_sanitizer_instrumentation))
+#else
+#define ATL_NO_SANITIZE
+#endif
+
 #define HOOKMASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
 
 #define WHATMAX  96
@@ -93,6 +107,28 @@ static void releaseslot(void *p) {
 
 static void onsignal(int sig, siginfo_t *si, void *uc);
 
+#if ATL_TSAN
+/*
+** Under ThreadSanitizer a signal handler installed through its 'sigaction'
+** runs only when the thread next enters an instrumented function, and a
+** loop inside liblua (which is not instrumented) never does: a cancel would
+** never arrive. So the handler goes to libc's own 'sigaction', and the
+** kernel runs it at once. It is built without instrumentation: it must not
+** enter the sanitizer's runtime, which the signal may have interrupted.
+*/
+#include <dlfcn.h>
+typedef int (*SigactionFn)(int, const struct sigaction *, struct sigaction *);
+static void installhandler(int sig, const struct sigaction *sa) {
+  void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  SigactionFn real = libc != NULL ? (SigactionFn)dlsym(libc, "sigaction") : NULL;
+  if (real == NULL || real(sig, sa, NULL) != 0) sigaction(sig, sa, NULL);
+}
+#else
+static void installhandler(int sig, const struct sigaction *sa) {
+  sigaction(sig, sa, NULL);
+}
+#endif
+
 static void installonce(void) {
   struct sigaction sa;
   signo = SIGRTMIN + ATL_EXEC_SIGNAL;
@@ -101,7 +137,7 @@ static void installonce(void) {
   sa.sa_sigaction = onsignal;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  sigaction(signo, &sa, NULL);
+  installhandler(signo, &sa);
 }
 
 /* The calling thread's slot, taken from the free ones or made once. NULL
@@ -264,8 +300,10 @@ static void hookf(lua_State *L, lua_Debug *ar) {
 ** that runs now, and only when the request is for the execution that runs
 ** now. The value carries 'id << 2 | what'.
 */
+ATL_NO_SANITIZE
 static void onsignal(int sig, siginfo_t *si, void *uc) {
   Slot *s = myslot;
+  lua_State *co;
   uint64_t v;
   (void)sig;
   (void)uc;
@@ -273,7 +311,8 @@ static void onsignal(int sig, siginfo_t *si, void *uc) {
   v = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
   if ((v >> 2) == 0 || atomic_load(&s->id) != (v >> 2)) return;
   atomic_fetch_or(&s->pending, (int)(v & 3));
-  arm(atomic_load(&s->co));
+  co = atomic_load(&s->co);  /* not 'arm': no call of instrumented code */
+  if (co != NULL) lua_sethook(co, hookf, HOOKMASK, 1);
 }
 
 /* }====================================================================== */
