@@ -5,7 +5,8 @@ Usage (scripts/bench calls it):
 
 --only runs some groups of rows, comma-separated, of: tasks (throughput and latency
 of thread tasks), startup, queue, interval, startstop, async (async workers on an
-aloop), mp (the process pool). With
+aloop), mp (the process pool), jobs (durable jobs on PostgreSQL, beside pgqueuer and
+procrastinate, and on SQLite; a throwaway PostgreSQL cluster of their own). With
 --only nothing is written unless --out / --table are given (the full run's files are
 left alone); the table is printed. E.g. the process-pool rows alone:
     python3 bench/run.py --binary .build/release/atasker-lua \
@@ -64,7 +65,10 @@ FULL = dict(tasks=100_000, tasks_default=300, latency=2_000, warmup=200,
             async_workers=10_000, async_hold=10,
             # async ping-pong: round trips by atasker-lua / by atasker at poll_delay=0 / at
             # its default poll_delay (it sleeps poll_delay after each item)
-            pingpong=300_000, pingpong_peer=5_000, pingpong_default=20)
+            pingpong=300_000, pingpong_peer=5_000, pingpong_default=20,
+            # durable jobs: jobs put then done by 1/2/4 hosts, by atasker-lua and by each peer (pgqueuer,
+            # procrastinate); concurrency per host; jobs put one at a time for put -> start
+            jobs=20_000, jobs_peer=10_000, jobs_conc=64, jobs_latency=500)
 QUICK = dict(tasks=10_000, tasks_default=100, latency=500, warmup=100,
              repeat=1, startup_runs=5, rss_runs=2, limit=60,
              items=100_000, items_peer=5_000, items_default=20,
@@ -73,17 +77,18 @@ QUICK = dict(tasks=10_000, tasks_default=100, latency=500, warmup=100,
              startstop=2_000, startstop_peer=300,
              mp_tasks=5_000, mp_tasks_peer=500, mp_kill=5,
              async_workers=2_000, async_hold=3,
-             pingpong=50_000, pingpong_peer=2_000, pingpong_default=10)
+             pingpong=50_000, pingpong_peer=2_000, pingpong_default=10,
+             jobs=5_000, jobs_peer=5_000, jobs_conc=64, jobs_latency=200)
 
 
 class RunFailed(Exception):
     """A run that timed out, exited with an error or printed no result."""
 
 
-def run(cmd, limit, stdout=subprocess.PIPE):
+def run(cmd, limit, stdout=subprocess.PIPE, env=None):
     """Runs cmd in its own process group; kills the group after limit seconds."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -96,10 +101,10 @@ def run(cmd, limit, stdout=subprocess.PIPE):
     return out or ""
 
 
-def results(cmd, limit):
+def results(cmd, limit, env=None):
     """Runs a benchmark script and returns its RESULT lines as {key: float}."""
     found = {}
-    for line in run(cmd, limit).splitlines():
+    for line in run(cmd, limit, env=env).splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[0] == "RESULT":
             found[parts[1]] = float(parts[2])
@@ -667,6 +672,107 @@ def mp_rows(m, cfg, lua, py):
     return rows
 
 
+class PgCluster:
+    """A throwaway PostgreSQL cluster (scripts/pg-cluster) for the jobs rows: started when first asked for, on a
+    free loopback port in a temporary folder, stopped and removed at the end of the bench (`with`)."""
+
+    def __init__(self):
+        self.dir = None
+        self.url = None
+        self.error = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.dir:
+            subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster"), "stop", self.dir], cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
+        return False
+
+    def database(self, name):
+        """The URL of a new, empty database `name` on the cluster (dropped first if it was there)."""
+        if self.error:
+            raise RunFailed(self.error)
+        if not self.url:
+            self.dir = tempfile.mkdtemp(prefix="atasker-bench-pg.")
+            try:
+                self.url = run([os.path.join(ROOT, "scripts", "pg-cluster"), "start", self.dir], 300).strip()
+            except RunFailed as e:
+                self.error = f"no PostgreSQL cluster: {e}"
+                raise RunFailed(self.error)
+        for sql in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+            run(["psql", "-qX", "-v", "ON_ERROR_STOP=1", self.url, "-c", sql], 60)
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+
+def jobs_rows(m, cfg, lua, py, args):
+    """Durable jobs end to end: jobs/s with 1, 2 and 4 host processes on one PostgreSQL queue (beside pgqueuer and
+    procrastinate on the same server) and on one SQLite file; put -> start latency on PostgreSQL."""
+    limit, n, n_peer, conc = cfg["limit"], cfg["jobs"], cfg["jobs_peer"], cfg["jobs_conc"]
+    pg = args.pg_cluster
+    jpy = [args.jobs_python] if args.jobs_python else None
+    binary = lua[0]
+
+    def ours(store_url, argv):
+        return results(lua + ["bench/lua/jobs.lua"] + argv, limit, env=dict(os.environ, ATASKER_STORE=store_url))
+
+    def peer(system, argv):
+        if not jpy:
+            raise RunFailed("no venv with pgqueuer and procrastinate (scripts/bench makes .build/bench-jobs-venv)")
+        return results(jpy + ["bench/python/jobs_peers.py", argv[0], system, pg.database(f"bench_{system}")]
+                       + argv[1:], limit)
+
+    def sqlite_url():
+        folder = tempfile.mkdtemp(prefix="atasker-bench-jobs.")
+        return f"sqlite://{folder}/jobs.db"
+
+    rows = []
+    for hosts in (1, 2, 4):
+        argv = ["drive", str(n), str(hosts), str(conc), binary]
+        mine = m(f"atasker-lua jobs, PostgreSQL, {hosts} host(s)",
+                 lambda argv=argv: ours(pg.database("bench_ours"), argv))
+        peers = {system: m(f"{system} jobs, {hosts} host(s)", lambda system=system, hosts=hosts: peer(
+            system, ["drive", str(n_peer), str(hosts), str(conc)])) for system in ("pgqueuer", "procrastinate")}
+        ok = {k: v for k, v in peers.items() if not isinstance(v, RunFailed)}
+        best_name = max(ok, key=lambda k: ok[k]["jobs_per_s"]) if ok else "pgqueuer"
+        best = peers[best_name]
+        note = "; ".join(f"{k}: {'failed: ' + str(v) if isinstance(v, RunFailed) else format(v['jobs_per_s'], ',.0f') + ' jobs/s'}"
+                         for k, v in peers.items())
+        rows.append(row(
+            f"Durable jobs on PostgreSQL, trivial jobs done end to end, {hosts} host process(es) x {conc}",
+            "jobs/s", "higher", pick(mine, "jobs_per_s"), pick(best, "jobs_per_s"),
+            f"the faster of pgqueuer 1.6.0 (drain mode, batches of {conc}) and procrastinate 3.10.0"
+            f" (concurrency {conc}), {hosts} process(es), the same server",
+            ">= 2x the faster peer", lambda o, r: r >= 2, peer_name=best_name, peer_label=None,
+            note=f"{n:,} jobs ours (concurrency={conc}), {n_peer:,} each peer, put first, then the hosts start;"
+                 f" {note}"))
+    for hosts in (1, 2, 4):
+        argv = ["drive", str(n), str(hosts), str(conc), binary]
+        mine = m(f"atasker-lua jobs, SQLite, {hosts} host(s)", lambda argv=argv: ours(sqlite_url(), argv))
+        rows.append(row(
+            f"Durable jobs on SQLite (one file), trivial jobs done end to end, {hosts} host process(es) x {conc}",
+            "jobs/s", "higher", pick(mine, "jobs_per_s"), None, "— (no peer)", "(figure)", lambda o, r: True,
+            peer_label=None, note=f"{n:,} jobs, put first, then the hosts start"))
+    nl = cfg["jobs_latency"]
+    mine = m("atasker-lua jobs latency, PostgreSQL",
+             lambda: ours(pg.database("bench_ours_latency"), ["latency", str(nl), binary]))
+    peers = {system: m(f"{system} jobs latency", lambda system=system: peer(system, ["latency", str(nl)]))
+             for system in ("pgqueuer", "procrastinate")}
+    for key, what, bound in (("latency_p50_ms", "p50", 5), ("latency_p99_ms", "p99", 20)):
+        ok = {k: v for k, v in peers.items() if not isinstance(v, RunFailed)}
+        best_name = min(ok, key=lambda k: ok[k][key]) if ok else "pgqueuer"
+        note = "; ".join(f"{k}: {'failed: ' + str(v) if isinstance(v, RunFailed) else format(v[key], '.2f') + ' ms'}"
+                         for k, v in peers.items())
+        rows.append(row(
+            f"Durable jobs on PostgreSQL, put -> start across processes ({nl:,} jobs, 5 ms apart), {what}", "ms",
+            "lower", pick(mine, key), pick(peers[best_name], key),
+            "the lower of pgqueuer and procrastinate, each with LISTEN/NOTIFY, one serving process",
+            f"< {bound} ms", lambda o, r, b=bound: o < b, peer_name=best_name, peer_label=None,
+            words=["less", "more"], note=note))
+    return rows
+
+
 # the groups of rows, in the table's order (--only picks some)
 GROUPS = {
     "tasks": lambda m, cfg, lua, py, args: task_rows(m, cfg, lua, py, args.luv,
@@ -679,6 +785,7 @@ GROUPS = {
     "startstop": lambda m, cfg, lua, py, args: startstop_rows(m, cfg, lua, py),
     "async": lambda m, cfg, lua, py, args: async_rows(m, cfg, lua, py),
     "mp": lambda m, cfg, lua, py, args: mp_rows(m, cfg, lua, py),
+    "jobs": lambda m, cfg, lua, py, args: jobs_rows(m, cfg, lua, py, args),
 }
 
 
@@ -708,6 +815,9 @@ def main():
     parser.add_argument("--luv", default="",
                         help="a lua5.4 that can require luv (Debian's lua5.4 + lua-luv);"
                              " empty: the luv rows fail")
+    parser.add_argument("--jobs-python", default="",
+                        help="python of a venv with pgqueuer and procrastinate (scripts/bench makes"
+                             " .build/bench-jobs-venv); empty: the peers of the jobs rows fail")
     parser.add_argument("--swift-queue", default="",
                         help="bench-queue executable (bench/swift, built by scripts/bench"
                              " in .build/bench-swift); empty: that row fails")
@@ -731,9 +841,10 @@ def main():
     m = Measure()
 
     rows = []
-    for name in GROUPS:  # the table's order, whatever the order given to --only
-        if name in groups:
-            rows += GROUPS[name](m, cfg, lua, py, args)
+    with PgCluster() as args.pg_cluster:
+        for name in GROUPS:  # the table's order, whatever the order given to --only
+            if name in groups:
+                rows += GROUPS[name](m, cfg, lua, py, args)
 
     doc = {
         "commit": commit(),

@@ -1,8 +1,11 @@
--- Durable jobs on SQLite, end to end: `put N` adds N trivial jobs to queue "bench" (one transaction each);
--- `latency N BIN` measures put -> start across two processes (p50, p99);
--- `work CONC` runs a worker until the queue is empty; `drive N HOSTS CONC BIN` puts N jobs (put_many, 1000 a transaction), then starts HOSTS
--- processes of BIN (this atasker-lua) on the same file, waits for them and prints the rates:
---   atasker-lua --store sqlite:///tmp/bench.db bench/lua/jobs_sqlite.lua drive 20000 4 16 .build/release/atasker-lua
+-- Durable jobs end to end, on the store of ATASKER_STORE (SQLite or PostgreSQL; bench/run.py's jobs rows):
+-- `put N` adds N trivial jobs to queue "bench" (one transaction each);
+-- `latency N BIN` measures put -> start across two processes (p50, p99; RESULT latency_p50_ms, latency_p99_ms);
+-- `work CONC` runs a worker until the queue is empty; `drive N HOSTS CONC BIN` puts N jobs (put_many, 1000 a
+-- transaction), then starts HOSTS processes of BIN (this atasker-lua) on the same store, waits until they have all
+-- exited (each once the queue is empty on every host) and prints the rates (RESULT jobs_per_s: N over the time
+-- from the hosts' start to the last one's exit, their start-up included; RESULT puts_per_s):
+--   ATASKER_STORE=sqlite:///tmp/bench.db atasker-lua bench/lua/jobs.lua drive 20000 4 16 .build/release/atasker-lua
 local jobs = require "atasker.jobs"
 local q = jobs.queue("bench")
 local mode = arg[1]
@@ -42,6 +45,8 @@ elseif mode == "latency" then
   table.sort(lat)
   print(string.format("put -> start across processes, %d jobs: p50 %.2f ms, p99 %.2f ms", n,
     lat[math.ceil(n * 0.5)], lat[math.ceil(n * 0.99)]))
+  print(string.format("RESULT latency_p50_ms %.3f", lat[math.ceil(n * 0.5)]))
+  print(string.format("RESULT latency_p99_ms %.3f", lat[math.ceil(n * 0.99)]))
 elseif mode == "drive" then
   local n, hosts, conc, bin = tonumber(arg[2]), tonumber(arg[3]), arg[4], arg[5]
   local store = os.getenv("ATASKER_STORE")
@@ -66,4 +71,8 @@ elseif mode == "drive" then
   local info = q:info()
   print(string.format("put %d jobs in %.2f s (%.0f puts/s); %d host(s) x %s did them in %.2f s: %.0f jobs/s; left %d",
     n, t1 - t0, n / (t1 - t0), hosts, conc, t3 - t2, n / (t3 - t2), info.ready + info.later + info.running))
+  local left = info.ready + info.later + info.running
+  if left ~= 0 then error(string.format("%d jobs left undone", left)) end
+  print(string.format("RESULT jobs_per_s %.1f", n / (t3 - t2)))
+  print(string.format("RESULT puts_per_s %.1f", n / (t1 - t0)))
 end
