@@ -70,6 +70,15 @@ final class JobRunner: Sendable {
     struct Inflight: Sendable {
         var lease: Lease
         var lost = false
+        /// Its run completed and its ack waits for the flusher's commit: it holds its lease (renewed) but no slot.
+        var acking = false
+    }
+
+    /// Slots free for a claim: `concurrency` jobs may run; completed jobs whose acks wait for their commit do not
+    /// count, so claims do not wait for the commits, up to as many again (then a slow store holds the claims back).
+    static func freeSlots(_ s: RunnerState, concurrency: Int) -> Int {
+        let acking = s.inflight.values.reduce(0) { $0 + ($1.acking ? 1 : 0) }
+        return max(0, min(concurrency - (s.inflight.count - acking), 2 * concurrency - s.inflight.count))
     }
 
     init(
@@ -147,7 +156,7 @@ final class JobRunner: Sendable {
                     return
                 }
                 let now = Monotonic.now()
-                free = s.stopping ? 0 : self.options.concurrency - s.inflight.count
+                free = s.stopping ? 0 : Self.freeSlots(s, concurrency: self.options.concurrency)
                 // With a backlog (the last claim was full), claim again once a quarter of the slots are free, so
                 // claims stay batches instead of one job per finished job.
                 // A wake-up (a put, another process's commit) is for a worker that found the queue drained; with a
@@ -305,6 +314,11 @@ final class JobRunner: Sendable {
         do {
             switch outcome {
             case .completed(let result):
+                // Its slot is free now; its lease is held (and renewed) until the ack's commit ends it.
+                self.state.withLock { s in
+                    if s.inflight[lease.id]?.lease == lease { s.inflight[lease.id]?.acking = true }
+                }
+                self.state.broadcast()
                 self.acks.add(job, result: result)
                 return  // the ack's commit ends the job's bookkeeping
             case .failed(let message, let traceback):
