@@ -111,10 +111,10 @@
             return b
         }
 
-        /// One statement that puts `job`: its rows are what ``outcome(of:)`` reads. Without a unique key it inserts;
+        /// One statement that puts `job`: its rows are what ``Puts/record(_:)`` reads. Without a unique key it inserts;
         /// with one it inserts unless a pending or running job of the queue holds the key (the partial unique index),
         /// and then returns that job's id instead.
-        private static func putStatement(_ job: NewJob) -> PostgresQuery {
+        fileprivate static func putStatement(_ job: NewJob) -> PostgresQuery {
             let b = Self.insertBinds(job, uniqueKey: job.uniqueKey)
             guard job.uniqueKey != nil else {
                 return PostgresQuery(unsafeSQL: Self.insert + "RETURNING id, true", binds: b.bindings)
@@ -126,38 +126,53 @@
                     + "('pending', 'running') AND NOT EXISTS (SELECT 1 FROM added) LIMIT 1", binds: b.bindings)
         }
 
-        /// What ``putStatement(_:)`` did, or `nil` when it must run again: the job that held the unique key finished
-        /// between the insert's look at the index and the statement's snapshot (or committed after it), so neither
-        /// an insert nor a holder came back.
-        private static func outcome(of rows: [PostgresRow]) throws(JobStoreError) -> PutOutcome? {
-            guard let row = rows.first else { return nil }
-            let id = try row.column(0, Int64.self, what: "put")
-            return try row.column(1, Bool.self, what: "put") ? .added(id) : .duplicate(existing: id)
-        }
+        /// The statements of a put of `jobs`, one after another, and what each did: `next` is the statement to run,
+        /// `record` reads its rows. A statement that returns no row runs again: the job that held the unique key
+        /// finished between the insert's look at the index and the statement's snapshot (or committed after it), so
+        /// neither an insert nor a holder came back.
+        private struct Puts {
+            let jobs: [NewJob]
+            let url: String
+            private(set) var outcomes: [PutOutcome] = []
+            private var tries = 0
+            /// How many times a statement runs before the put gives up on a unique key that keeps changing hands.
+            private static let maxTries = 5
 
-        /// How many times a put runs its statement before it gives up on a unique key that keeps changing hands.
-        private static let putTries = 5
+            init(_ jobs: [NewJob], url: String) {
+                self.jobs = jobs
+                self.url = url
+                self.outcomes.reserveCapacity(jobs.count)
+            }
 
-        private func keyKeptChangingHands(_ job: NewJob) -> JobStoreError {
-            JobStoreError("store \(self.url): put: unique key '\(job.uniqueKey ?? "")' kept changing hands")
+            var next: PostgresQuery? {
+                self.outcomes.count < self.jobs.count
+                    ? PostgresJobStore.putStatement(self.jobs[self.outcomes.count]) : nil
+            }
+
+            mutating func record(_ rows: [PostgresRow]) throws(JobStoreError) {
+                if let row = rows.first {
+                    let id = try row.column(0, Int64.self, what: "put")
+                    self.outcomes.append(
+                        try row.column(1, Bool.self, what: "put") ? .added(id) : .duplicate(existing: id))
+                    self.tries = 0
+                    return
+                }
+                self.tries += 1
+                guard self.tries < Self.maxTries else {
+                    throw JobStoreError(
+                        "store \(self.url): put: unique key '\(self.jobs[self.outcomes.count].uniqueKey ?? "")' kept "
+                            + "changing hands")
+                }
+            }
         }
 
         public func put(_ jobs: [NewJob]) throws -> [PutOutcome] {
             guard !jobs.isEmpty else { return [] }
             let outcomes = try self.connections.transaction("put") { s throws(JobStoreError) -> [PutOutcome] in
-                var outcomes: [PutOutcome] = []
-                outcomes.reserveCapacity(jobs.count)
-                for job in jobs {
-                    let statement = Self.putStatement(job)
-                    var outcome: PutOutcome? = nil
-                    for _ in 0..<Self.putTries where outcome == nil {
-                        outcome = try Self.outcome(of: s.query(statement.sql, statement.binds))
-                    }
-                    guard let outcome else { throw self.keyKeptChangingHands(job) }
-                    outcomes.append(outcome)
-                }
-                for queue in Self.queuesAdded(jobs, outcomes) { try Self.notify(s, queue) }
-                return outcomes
+                var puts = Puts(jobs, url: self.url)
+                while let statement = puts.next { try puts.record(s.query(statement.sql, statement.binds)) }
+                for queue in Self.queuesAdded(jobs, puts.outcomes) { try Self.notify(s, queue) }
+                return puts.outcomes
             }
             for queue in Self.queuesAdded(jobs, outcomes) { self.listener.wake(queue) }
             return outcomes
@@ -204,22 +219,13 @@
                         + " (\(describe(error)))")
             }
             do {
-                var outcomes: [PutOutcome] = []
-                outcomes.reserveCapacity(jobs.count)
-                for job in jobs {
-                    let statement = Self.putStatement(job)
-                    var outcome: PutOutcome? = nil
-                    for _ in 0..<Self.putTries where outcome == nil {
-                        outcome = try Self.outcome(of: await run(statement))
-                    }
-                    guard let outcome else { throw self.keyKeptChangingHands(job) }
-                    outcomes.append(outcome)
-                }
-                for queue in Self.queuesAdded(jobs, outcomes) {
+                var puts = Puts(jobs, url: self.url)
+                while let statement = puts.next { try puts.record(await run(statement)) }
+                for queue in Self.queuesAdded(jobs, puts.outcomes) {
                     _ = try await run("SELECT pg_notify(\(PostgresSchema.channel), \(queue))")
                 }
                 _ = try await run("RELEASE SAVEPOINT atasker_put")
-                return outcomes
+                return puts.outcomes
             } catch {
                 // Back to where the caller's transaction was; if even that fails, the connection is gone.
                 _ = try? await run("ROLLBACK TO SAVEPOINT atasker_put")
